@@ -1,0 +1,16 @@
+# The two commands of the README. Both install what they need (scripts/bootstrap.sh) first.
+.PHONY: demo test bootstrap lint
+
+bootstrap:
+	@bash scripts/bootstrap.sh
+
+demo: bootstrap
+	.venv/bin/wot-agents demo
+
+# pytest exits 5 when it collected no test: that is a failure here, and make fails on any non-zero.
+test: bootstrap
+	.venv/bin/python -m pytest -q $(PYTEST_ARGS)
+
+lint: bootstrap
+	.venv/bin/ruff check .
+	.venv/bin/mypy

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Installs everything wot-agents needs on a fresh Debian machine, idempotently:
+# Debian packages, the .venv with the project and its extras, and the cached heavy builds.
+# `make test` and `make demo` call it; a second run only checks stamps and returns in seconds.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3}
+VENV=${VENV:-.venv}
+CACHE=${WOT_AGENTS_CACHE:-$HOME/.cache/wot-agents}
+mkdir -p "$CACHE"
+
+log() { printf '[bootstrap] %s\n' "$*" >&2; }
+
+# --- Debian packages -------------------------------------------------------------------------
+# mosquitto: the real MQTT broker of the tests; iproute2: network namespaces for mDNS tests.
+APT_PACKAGES=(mosquitto iproute2)
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+  log "installing Debian packages: ${missing[*]}"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# --- Python environment ----------------------------------------------------------------------
+if [ ! -x "$VENV/bin/python" ]; then
+  log "creating $VENV"
+  "$PYTHON" -m venv "$VENV"
+fi
+PIP=("$VENV/bin/python" -m pip -q --disable-pip-version-check)
+stamp="$VENV/.installed-$(cat pyproject.toml scripts/bootstrap.sh | sha256sum | cut -c1-16)"
+if [ ! -f "$stamp" ]; then
+  log "installing wot-agents and its extras into $VENV"
+  "${PIP[@]}" install -e ".[all,test]" 2>&1 | grep -v "^WARNING: Location" >&2 || true
+  "$VENV/bin/python" -c "import wot_agents" # fail loudly if the install did not work
+  rm -f "$VENV"/.installed-*
+  touch "$stamp"
+fi
+log "ready"

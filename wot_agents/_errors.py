@@ -1,0 +1,134 @@
+"""The one exception hierarchy of wot-agents.
+
+Every error the SDK and the services raise on purpose derives from :class:`WotAgentsError`,
+so a caller can catch everything from the project with one ``except``. Where a builtin
+describes the same failure, the child inherits it too, so ``except TimeoutError`` or
+``except ConnectionError`` keeps working for code that knows nothing of wot-agents::
+
+    WotAgentsError
+    ├── DescriptionError (ValueError)        a document that is not a usable Thing Description
+    │   └── ValidationError                  ... because of schema problems, listed in ``problems``
+    ├── JsonLdError                          JSON-LD processing failed (e.g. an unknown remote context)
+    ├── InteractionError                     talking to an agent over a binding failed
+    │   ├── ConnectError (ConnectionError)   the agent could not be reached
+    │   ├── RequestTimeout (TimeoutError)    no answer in time
+    │   ├── RemoteError                      the agent answered with an error (``status``, ``detail``)
+    │   ├── PayloadError (ValueError)        a payload does not match the affordance's data schema
+    │   └── NoSuitableFormError              no form with a supported op, scheme and security
+    └── DirectoryError                       a directory request failed (``status``, ``problem``)
+
+Services map these onto RFC 7807 problem details in one place each.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = [
+    "ConnectError",
+    "DescriptionError",
+    "DirectoryError",
+    "InteractionError",
+    "JsonLdError",
+    "NoSuitableFormError",
+    "PayloadError",
+    "Problem",
+    "RemoteError",
+    "RequestTimeout",
+    "ValidationError",
+    "WotAgentsError",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One thing wrong with a document: where (a JSON Pointer, RFC 6901) and what."""
+
+    pointer: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.pointer or '/'}: {self.message}"
+
+
+class WotAgentsError(Exception):
+    """Root of every error wot-agents raises on purpose."""
+
+
+class DescriptionError(WotAgentsError, ValueError):
+    """A document is not a usable Thing Description (not JSON, too large, wrong shape...)."""
+
+
+class ValidationError(DescriptionError):
+    """A document breaks the schemas; ``problems`` lists every violation found, not just the first."""
+
+    def __init__(self, problems: Sequence[Problem], *, source: str | None = None) -> None:
+        self.problems: tuple[Problem, ...] = tuple(problems)
+        self.source = source
+        where = f"{source}: " if source else ""
+        first = self.problems[0] if self.problems else Problem("", "invalid")
+        more = f" (and {len(self.problems) - 1} more)" if len(self.problems) > 1 else ""
+        super().__init__(f"{where}invalid Thing Description: {first}{more}")
+
+
+class JsonLdError(WotAgentsError):
+    """JSON-LD processing failed, e.g. a context that is not known offline."""
+
+
+class InteractionError(WotAgentsError):
+    """Talking to an agent through one of its forms failed."""
+
+    def __init__(self, message: str, *, href: str | None = None, thing_id: str | None = None) -> None:
+        super().__init__(message)
+        self.href = href
+        self.thing_id = thing_id
+
+
+class ConnectError(InteractionError, ConnectionError):
+    """The agent's endpoint could not be reached (refused, unresolvable, closed)."""
+
+
+class RequestTimeout(InteractionError, TimeoutError):
+    """The agent did not answer within the timeout."""
+
+
+class RemoteError(InteractionError):
+    """The agent answered with an error status; ``detail`` holds its problem document if any."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        detail: Mapping[str, Any] | None = None,
+        href: str | None = None,
+        thing_id: str | None = None,
+    ) -> None:
+        super().__init__(message, href=href, thing_id=thing_id)
+        self.status = status
+        self.detail = dict(detail) if detail else {}
+
+
+class PayloadError(InteractionError, ValueError):
+    """A value sent or received does not match the affordance's data schema."""
+
+    def __init__(self, message: str, *, problems: Sequence[Problem] = (), **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.problems: tuple[Problem, ...] = tuple(problems)
+
+
+class NoSuitableFormError(InteractionError):
+    """No form of the affordance has an operation, scheme and security this client supports."""
+
+
+class DirectoryError(WotAgentsError):
+    """A Thing Description Directory answered with an error or could not be reached."""
+
+    def __init__(
+        self, message: str, *, status: int | None = None, problem: Mapping[str, Any] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.problem = dict(problem) if problem else {}

@@ -1,0 +1,63 @@
+"""Safe JSON parsing for documents that come from outside (files, the network).
+
+One place decides how big a document may be and how deep it may nest, so a hostile or broken
+document gets a clear :class:`DescriptionError` instead of a ``MemoryError`` or a
+``RecursionError`` deep inside a validator.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any
+
+from ._errors import DescriptionError
+
+__all__ = ["DEFAULT_MAX_BYTES", "MAX_DEPTH", "escape_pointer_token", "loads_document", "pointer_from_path"]
+
+#: Largest document accepted by default: generous for a TD (typically 2-50 KB), small for memory.
+DEFAULT_MAX_BYTES = 8 * 1024 * 1024
+#: Deepest nesting accepted: far beyond any real TD, far below Python's recursion limit.
+MAX_DEPTH = 128
+
+
+def loads_document(data: str | bytes, *, max_bytes: int | None = None) -> Any:
+    """Parse JSON text, refusing documents that are too large, too deep or not JSON."""
+    limit = DEFAULT_MAX_BYTES if max_bytes is None else max_bytes
+    size = len(data.encode() if isinstance(data, str) else data)
+    if size > limit:
+        raise DescriptionError(f"document is {size} bytes, larger than the limit of {limit} bytes")
+    try:
+        document = json.loads(data)
+    except json.JSONDecodeError as exc:
+        raise DescriptionError(f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except UnicodeDecodeError as exc:
+        raise DescriptionError(f"not valid UTF-8 text: {exc.reason} at byte {exc.start}") from None
+    except RecursionError:
+        raise DescriptionError(f"document nests deeper than {MAX_DEPTH} levels") from None
+    if _depth_exceeds(document, MAX_DEPTH):
+        raise DescriptionError(f"document nests deeper than {MAX_DEPTH} levels")
+    return document
+
+
+def _depth_exceeds(value: Any, limit: int) -> bool:
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return True
+        if isinstance(item, dict):
+            stack.extend((child, depth + 1) for child in item.values())
+        elif isinstance(item, list):
+            stack.extend((child, depth + 1) for child in item)
+    return False
+
+
+def escape_pointer_token(token: str | int) -> str:
+    """Escape one JSON Pointer reference token (RFC 6901: ``~`` -> ``~0``, ``/`` -> ``~1``)."""
+    return str(token).replace("~", "~0").replace("/", "~1")
+
+
+def pointer_from_path(path: Iterable[str | int]) -> str:
+    """The JSON Pointer of a path of keys and indexes; the document itself is ``""``."""
+    return "".join("/" + escape_pointer_token(token) for token in path)

@@ -1,0 +1,54 @@
+"""The ``wot-agents`` command.
+
+Each subcommand lives in its own module ``wot_agents.cli._<name>`` with a ``register(subparsers)``
+function; the services behind a command are imported inside it, so ``wot-agents validate`` does not
+load aiohttp, zeroconf or torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import inspect
+import logging
+import sys
+from collections.abc import Sequence
+
+__all__ = ["main"]
+
+#: Subcommand modules, in the order ``--help`` lists them.
+COMMANDS: tuple[str, ...] = ("validate",)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="wot-agents",
+        description="AI agents as W3C Web of Things Thing Descriptions: validate, serve, discover, route.",
+    )
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMANDS:
+        importlib.import_module(f"{__name__}._{name.replace('-', '_')}").register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the process exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=(logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)],
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        result = args.run(args)
+        if inspect.iscoroutine(result):
+            result = asyncio.run(result)
+    except KeyboardInterrupt:
+        return 130
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
