@@ -36,6 +36,7 @@ from ._model import (
     VersionInfo,
 )
 from ._validation import check, validate, validate_json
+from .jsonld import ContextLoader
 
 __version__ = "0.1.0"
 
@@ -49,6 +50,7 @@ __all__ = [
     "AgentMetadata",
     "Capability",
     "ConnectError",
+    "ContextLoader",
     "DataSchema",
     "DescriptionError",
     "DirectoryError",
