@@ -159,7 +159,7 @@ class InteractionAffordance(_Element):
     uri_variables: dict[str, DataSchema] | None = None
 
 
-class PropertyAffordance(InteractionAffordance, DataSchema):  # type: ignore[misc]
+class PropertyAffordance(InteractionAffordance, DataSchema):
     """A property is both an affordance and the data schema of its value."""
 
     type_: StrOrList | None = Field(default=None, alias="@type")  # type: ignore[assignment]
@@ -285,9 +285,7 @@ class ThingDescription(_Element):
         try:
             return cls.model_validate(document)
         except PydanticValidationError as exc:
-            problems = [
-                Problem(pointer_from_path(error["loc"]), error["msg"]) for error in exc.errors()
-            ]
+            problems = [Problem(pointer_from_path(error["loc"]), error["msg"]) for error in exc.errors()]
             raise ValidationError(problems) from None
 
     @classmethod

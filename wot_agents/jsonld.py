@@ -54,7 +54,12 @@ class ContextLoader:
                 f"JSON-LD context {url!r} is not known offline and is never fetched; "
                 "add it with ContextLoader.add(url, document)"
             ) from None
-        return {"contentType": "application/ld+json", "contextUrl": None, "documentUrl": url, "document": document}
+        return {
+            "contentType": "application/ld+json",
+            "contextUrl": None,
+            "documentUrl": url,
+            "document": document,
+        }
 
 
 _default_loader = ContextLoader()
@@ -101,9 +106,12 @@ def to_nquads(document: Mapping[str, Any], *, loader: ContextLoader | None = Non
 
 
 def to_graph(document: Mapping[str, Any], *, loader: ContextLoader | None = None) -> Any:
-    """The RDF of a description as an ``rdflib.Dataset``."""
-    from rdflib import Dataset
+    """The RDF of a description as an ``rdflib.Graph``.
 
-    dataset = Dataset()
-    dataset.parse(data=to_nquads(document, loader=loader), format="nquads")
-    return dataset
+    A description has no named graphs of its own, so its N-Quads are N-Triples.
+    """
+    from rdflib import Graph
+
+    graph = Graph()
+    graph.parse(data=to_nquads(document, loader=loader), format="nt")
+    return graph

@@ -1,0 +1,65 @@
+"""Fixtures shared by the whole suite.
+
+The suite must never reach the internet: an autouse guard refuses any socket connection to a
+public address, so a test that would fetch a JSON-LD context or a model fails loudly instead.
+Loopback, link-local, private (network-namespace test hosts) and multicast stay allowed.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+DATA = Path(__file__).parent / "data"
+REPO = Path(__file__).parent.parent
+
+
+def _is_local(address: Any) -> bool:
+    if not isinstance(address, tuple) or not address:
+        return True  # AF_UNIX paths and the like
+    try:
+        ip = ipaddress.ip_address(str(address[0]).split("%")[0])
+    except ValueError:
+        return str(address[0]) == "localhost"
+    return ip.is_loopback or ip.is_link_local or ip.is_private or ip.is_multicast or ip.is_unspecified
+
+
+@pytest.fixture(autouse=True)
+def no_internet(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    real_connect = socket.socket.connect
+    real_connect_ex = socket.socket.connect_ex
+
+    def guard(address: Any) -> None:
+        if not _is_local(address):
+            raise AssertionError(f"test tried to reach the network: {address!r}")
+
+    def connect(self: socket.socket, address: Any) -> None:
+        guard(address)
+        real_connect(self, address)
+
+    def connect_ex(self: socket.socket, address: Any) -> int:
+        guard(address)
+        return real_connect_ex(self, address)
+
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    monkeypatch.setattr(socket.socket, "connect_ex", connect_ex)
+    yield
+
+
+def load_json(path: Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+@pytest.fixture
+def weather_agent() -> dict[str, Any]:
+    """The example LMOS Agent Description of examples/, as a fresh dict."""
+    return load_json(REPO / "examples" / "weather-agent.json")  # type: ignore[no-any-return]
+
+
+W3C_EXAMPLES = sorted((DATA / "w3c-td11-examples").glob("*.json"))
