@@ -1,5 +1,6 @@
 """wot-agents: AI agents described, found and reached the W3C Web of Things way."""
 
+from ._agent import Action, AffordanceKind, Agent, Event, FormProvider, Property, Subscription
 from ._errors import (
     ConnectError,
     DescriptionError,
@@ -17,6 +18,7 @@ from ._errors import (
 from ._model import (
     LMOS_CONTEXT,
     LMOS_NAMESPACE,
+    PREFIXES,
     TD_CONTEXT,
     ActionAffordance,
     AdditionalExpectedResponse,
@@ -43,9 +45,13 @@ __version__ = "0.1.0"
 __all__ = [
     "LMOS_CONTEXT",
     "LMOS_NAMESPACE",
+    "PREFIXES",
     "TD_CONTEXT",
+    "Action",
     "ActionAffordance",
     "AdditionalExpectedResponse",
+    "AffordanceKind",
+    "Agent",
     "AgentDescription",
     "AgentMetadata",
     "Capability",
@@ -54,9 +60,11 @@ __all__ = [
     "DataSchema",
     "DescriptionError",
     "DirectoryError",
+    "Event",
     "EventAffordance",
     "ExpectedResponse",
     "Form",
+    "FormProvider",
     "InteractionAffordance",
     "InteractionError",
     "JsonLdError",
@@ -64,10 +72,12 @@ __all__ = [
     "NoSuitableFormError",
     "PayloadError",
     "Problem",
+    "Property",
     "PropertyAffordance",
     "RemoteError",
     "RequestTimeout",
     "SecurityScheme",
+    "Subscription",
     "ThingDescription",
     "ValidationError",
     "Vendor",

@@ -24,6 +24,7 @@ from ._json import loads_document, pointer_from_path
 __all__ = [
     "LMOS_CONTEXT",
     "LMOS_NAMESPACE",
+    "PREFIXES",
     "TD_CONTEXT",
     "ActionAffordance",
     "AdditionalExpectedResponse",
@@ -47,6 +48,13 @@ TD_CONTEXT = "https://www.w3.org/2022/wot/td/v1.1"
 LMOS_NAMESPACE = "https://eclipse.dev/lmos/protocol/v1"
 #: The ``@context`` of every Agent Description the SDK writes.
 LMOS_CONTEXT: list[str | dict[str, str]] = [TD_CONTEXT, {"lmos": LMOS_NAMESPACE}]
+#: Prefixes of the vocabularies the SDK writes. ``htv`` is defined by the TD 1.1 context itself;
+#: ``mqv`` (the MQTT binding template) must be declared by every TD that uses it.
+PREFIXES: dict[str, str] = {
+    "lmos": LMOS_NAMESPACE,
+    "htv": "http://www.w3.org/2011/http#",
+    "mqv": "http://www.w3.org/2018/wot/mqtt#",
+}
 
 Multilingual = dict[str, str]
 StrOrList = str | list[str]
