@@ -5,7 +5,7 @@ bootstrap:
 	@bash scripts/bootstrap.sh
 
 demo: bootstrap
-	.venv/bin/wot-agents demo
+	.venv/bin/wot-agents validate examples/weather-agent.json
 
 # pytest exits 5 when it collected no test: that is a failure here, and make fails on any non-zero.
 test: bootstrap
