@@ -52,7 +52,10 @@ def realistic_agent(index: int = 0) -> dict[str, Any]:
     class Forms:
         def forms(self, kind: str, name: str) -> list[Form]:
             return [
-                Form(href=f"http://10.0.0.{index % 250}:8080/{kind}s/{name}", content_type="text/plain"),
+                Form(
+                    href=f"http://10.0.0.{index % 250}:8080/{kind}s/{name}",
+                    content_type="application/json",
+                ),
                 Form(href="mqtt://broker:1883", **{"mqv:topic": f"agents/{index}/{kind}s/{name}"}),
             ]
 
