@@ -145,11 +145,11 @@ class DataSchema(_Element):
     items: DataSchema | list[DataSchema] | None = None
     min_items: int | None = None
     max_items: int | None = None
-    minimum: float | None = None
-    maximum: float | None = None
-    exclusive_minimum: float | None = None
-    exclusive_maximum: float | None = None
-    multiple_of: float | None = None
+    minimum: int | float | None = None
+    maximum: int | float | None = None
+    exclusive_minimum: int | float | None = None
+    exclusive_maximum: int | float | None = None
+    multiple_of: int | float | None = None
     min_length: int | None = None
     max_length: int | None = None
     pattern: str | None = None

@@ -22,6 +22,19 @@ def test_w3c_examples_round_trip_unchanged(path: Any) -> None:
     assert AgentDescription.from_dict(document).to_dict() == document
 
 
+def test_numbers_keep_their_json_spelling() -> None:
+    schema = {"type": "integer", "minimum": 1, "maximum": 5.5, "multipleOf": 1}
+    document = {
+        "@context": "https://www.w3.org/2022/wot/td/v1.1",
+        "title": "Dial",
+        "securityDefinitions": {"nosec_sc": {"scheme": "nosec"}},
+        "security": "nosec_sc",
+        "properties": {"level": {**schema, "forms": [{"href": "/level"}]}},
+    }
+    dumped = AgentDescription.from_dict(document).to_dict()
+    assert json.dumps(dumped, sort_keys=True) == json.dumps(document, sort_keys=True)  # 1 stays 1, not 1.0
+
+
 def test_lmos_agent_round_trips_unchanged(weather_agent: dict[str, Any]) -> None:
     model = AgentDescription.from_json(json.dumps(weather_agent))
     assert model.to_dict() == weather_agent
