@@ -1,6 +1,7 @@
 """wot-agents: AI agents described, found and reached the W3C Web of Things way."""
 
 from ._agent import Action, AffordanceKind, Agent, Event, FormProvider, Property, Subscription
+from ._directory_client import DirectoryClient, DirectoryEvent
 from ._errors import (
     ConnectError,
     DescriptionError,
@@ -59,7 +60,9 @@ __all__ = [
     "ContextLoader",
     "DataSchema",
     "DescriptionError",
+    "DirectoryClient",
     "DirectoryError",
+    "DirectoryEvent",
     "Event",
     "EventAffordance",
     "ExpectedResponse",

@@ -1,0 +1,40 @@
+"""Settings of the directory: constructor arguments, or ``WOT_AGENTS_DIRECTORY_*`` variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["DirectorySettings"]
+
+
+class DirectorySettings(BaseSettings):
+    """Everything configurable; every limit has a safe default."""
+
+    model_config = SettingsConfigDict(env_prefix="WOT_AGENTS_DIRECTORY_", env_nested_delimiter="__")
+
+    host: str = "127.0.0.1"
+    port: int = 8081
+    #: The database file (SQLite; the SPARQL index lives in ``<db>.rdf/``); None keeps all in memory.
+    db: Path | None = None
+    #: When set, writes need ``Authorization: Bearer <token>``; reads stay open.
+    token: str | None = None
+    #: Longest accepted ``registration.ttl`` (s); None for no limit.
+    max_ttl: float | None = 30 * 24 * 3600
+    #: How often expired registrations are purged (s).
+    purge_interval: float = 10.0
+    #: Largest request body (bytes): larger ones get 413.
+    max_body: int = 4 * 1024 * 1024
+    max_id_length: int = 1024
+    #: Time limit of one SPARQL or JSONPath query (s), and most results it may return.
+    query_timeout: float = 5.0
+    result_cap: int = 10_000
+    #: Largest page of the listing and of the filter search.
+    max_page: int = 10_000
+    allow_federation: bool = False
+    #: Events a slow SSE consumer may fall behind before it is disconnected (it can resume).
+    event_queue: int = 1000
+    #: Events kept for Last-Event-ID replay.
+    journal_size: int = Field(default=100_000, ge=1)

@@ -1,0 +1,138 @@
+"""Turning a submitted description into the stored Enriched TD, and the JSON Merge Patch helpers.
+
+The directory owns the ``registration`` object (WoT Discovery 7.3.1.1): ``created`` and
+``modified`` are set here, ``expires`` is computed from ``ttl`` when one is given (a client's
+``expires`` is then ignored), and ``retrieved`` is added on the way out. The discovery context is
+added to ``@context`` so the registration terms have a meaning.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+__all__ = [
+    "DISCOVERY_CONTEXT",
+    "add_retrieved",
+    "anonymous_id",
+    "enrich",
+    "merge_diff",
+    "merge_patch",
+    "rfc3339",
+    "serialize",
+]
+
+DISCOVERY_CONTEXT = "https://www.w3.org/2022/wot/discovery"
+_DISCOVERY_SPELLINGS = {DISCOVERY_CONTEXT, DISCOVERY_CONTEXT + "/"}
+
+
+def rfc3339(epoch: float) -> str:
+    """An RFC 3339 date-time with an explicit offset (``Z``), millisecond precision."""
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def parse_time(value: Any) -> float | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment.timestamp() if moment.tzinfo is not None else None
+
+
+def anonymous_id() -> str:
+    """A local id for an Anonymous TD: a UUID version 4 as a URN (7.3.1.3)."""
+    return f"urn:uuid:{uuid.uuid4()}"
+
+
+def with_discovery_context(context: Any) -> Any:
+    entries = context if isinstance(context, list) else [context]
+    if any(isinstance(entry, str) and entry in _DISCOVERY_SPELLINGS for entry in entries):
+        return context
+    # The TD 1.1 context must stay first; the discovery context goes right after it.
+    return [entries[0], DISCOVERY_CONTEXT, *entries[1:]]
+
+
+class RegistrationError(ValueError):
+    """The registration information asks for something this directory refuses (e.g. ttl too long)."""
+
+
+def enrich(
+    td: dict[str, Any], *, now: float, created: float | None, max_ttl: float | None
+) -> tuple[dict[str, Any], float | None]:
+    """The Enriched TD to store and its absolute expiry (epoch seconds, or None).
+
+    ``created`` is the creation time of the description being replaced, None for a new one.
+    """
+    registration = td.get("registration")
+    registration = dict(registration) if isinstance(registration, dict) else {}
+    ttl = registration.get("ttl")
+    expires: float | None
+    if isinstance(ttl, int | float) and not isinstance(ttl, bool):
+        if ttl <= 0:
+            raise RegistrationError(f"registration.ttl must be a positive number of seconds, not {ttl}")
+        if max_ttl is not None and ttl > max_ttl:
+            raise RegistrationError(
+                f"registration.ttl {ttl} s is longer than this directory's maximum of {max_ttl:g} s"
+            )
+        expires = now + ttl
+    else:
+        expires = parse_time(registration.get("expires"))
+        if expires is not None and max_ttl is not None and expires - now > max_ttl:
+            raise RegistrationError(
+                f"registration.expires is more than this directory's maximum of {max_ttl:g} s away"
+            )
+    out = {key: value for key, value in td.items() if key != "registration"}
+    out["@context"] = with_discovery_context(td.get("@context"))
+    reg: dict[str, Any] = {
+        "created": rfc3339(created if created is not None else now),
+        "modified": rfc3339(now),
+    }
+    if expires is not None:
+        reg["expires"] = rfc3339(expires)
+    if "ttl" in registration:
+        reg["ttl"] = ttl
+    out["registration"] = reg  # last member: add_retrieved() relies on it
+    return out, expires
+
+
+def serialize(td: dict[str, Any]) -> bytes:
+    return json.dumps(td, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def add_retrieved(data: bytes, now: float) -> bytes:
+    """The stored JSON with ``registration.retrieved`` set, without parsing it again.
+
+    :func:`enrich` writes ``registration`` as the last member, so the stored text ends with the
+    two closing braces of ``registration`` and of the TD.
+    """
+    return data[:-2] + b',"retrieved":"' + rfc3339(now).encode() + b'"}}'
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7396 JSON Merge Patch: ``patch`` applied to ``target`` (neither is modified)."""
+    if not isinstance(patch, dict):
+        return patch
+    result = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = merge_patch(result.get(key), value)
+    return result
+
+
+def merge_diff(old: Any, new: Any) -> Any:
+    """The RFC 7396 merge patch that turns ``old`` into ``new`` (the ``diff=true`` update event)."""
+    if not isinstance(old, dict) or not isinstance(new, dict):
+        return new
+    patch: dict[str, Any] = {key: None for key in old if key not in new}
+    for key, value in new.items():
+        if key not in old:
+            patch[key] = value
+        elif old[key] != value:
+            patch[key] = merge_diff(old[key], value) if isinstance(value, dict) else value
+    return patch

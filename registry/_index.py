@@ -1,0 +1,249 @@
+"""The JSON field index behind the filter API, and the JSONPath pre-selection.
+
+Fed from the store's change feed. For each description it keeps the few fields the common
+questions ask about (``@type``, capabilities, tenants, channels, subset, protocol schemes,
+security schemes, affordance names, searchable text), with an inverted index per exact-match
+field, so a selective filter costs set intersections, not a scan of every description.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from ._problems import HTTPProblem
+from ._store import Change, Record
+
+__all__ = ["EXACT_FIELDS", "SORT_KEYS", "TEXT_FIELDS", "FieldIndex", "parse_filter"]
+
+#: Exact-match fields (case-insensitive), each backed by an inverted index.
+EXACT_FIELDS = (
+    "id", "type", "capability", "tenant", "channel", "subset", "scheme", "security",
+    "action", "property", "event",
+)  # fmt: skip
+#: Substring fields (case-insensitive, every word must occur): ``q`` is title, description and capabilities.
+TEXT_FIELDS = ("q", "title")
+SORT_KEYS = ("id", "title", "created", "modified")
+#: Top-level string members kept for JSONPath pre-selection (short values only).
+_TOP_MAX = 256
+
+
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list):
+        return [v for v in value if isinstance(v, str)]
+    return []
+
+
+def _schemes(td: Mapping[str, Any]) -> set[str]:
+    base = td.get("base")
+    base_scheme = urlsplit(base).scheme if isinstance(base, str) else ""
+    schemes = {base_scheme} if base_scheme else set()
+
+    def visit(forms: Any) -> None:
+        for form in forms if isinstance(forms, list) else []:
+            href = form.get("href") if isinstance(form, dict) else None
+            if isinstance(href, str):
+                schemes.add(urlsplit(href).scheme or base_scheme)
+
+    visit(td.get("forms"))
+    for kind in ("properties", "actions", "events"):
+        affordances = td.get(kind)
+        for affordance in affordances.values() if isinstance(affordances, dict) else ():
+            if isinstance(affordance, dict):
+                visit(affordance.get("forms"))
+    schemes.discard("")
+    return schemes
+
+
+@dataclass(slots=True)
+class _Entry:
+    exact: dict[str, set[str]]
+    text: str
+    title: str
+    created: str
+    modified: str
+    top: list[tuple[str, str]] = field(default_factory=list)
+
+
+def extract(td: Mapping[str, Any]) -> _Entry:
+    capabilities = [c for c in td.get("lmos:capabilities") or [] if isinstance(c, dict)]
+    security = td.get("securityDefinitions")
+    registration = td.get("registration") if isinstance(td.get("registration"), dict) else {}
+    exact = {
+        "id": {td.get("id", "")},
+        "type": {t.lower() for t in _strings(td.get("@type"))},
+        "capability": {
+            v.lower() for c in capabilities for v in (c.get("id"), c.get("name")) if isinstance(v, str)
+        },
+        "tenant": {t.lower() for t in _strings(td.get("lmos:supportedTenants"))},
+        "channel": {t.lower() for t in _strings(td.get("lmos:supportedChannels"))},
+        "subset": {t.lower() for t in _strings(td.get("lmos:subset"))},
+        "scheme": _schemes(td),
+        "security": {
+            s["scheme"].lower()
+            for s in (security.values() if isinstance(security, dict) else ())
+            if isinstance(s, dict) and isinstance(s.get("scheme"), str)
+        },
+    }
+    for kind, name in (("action", "actions"), ("property", "properties"), ("event", "events")):
+        affordances = td.get(name)
+        exact[kind] = {k.lower() for k in affordances} if isinstance(affordances, dict) else set()
+    words = [td.get("title"), td.get("description")]
+    for c in capabilities:
+        words += [c.get("name"), c.get("description"), *_strings(c.get("examples"))]
+    title = td.get("title") if isinstance(td.get("title"), str) else ""
+    return _Entry(
+        exact=exact,
+        text="\n".join(w for w in words if isinstance(w, str)).lower(),
+        title=title.lower(),
+        created=str(registration.get("created", "")),
+        modified=str(registration.get("modified", "")),
+        top=[(k, v) for k, v in td.items() if isinstance(v, str) and len(v) <= _TOP_MAX],
+    )
+
+
+# A filter expression: {"and": [...]}, {"or": [...]}, {"not": expr}, or {field: value | [values], ...}.
+Expr = Mapping[str, Any]
+
+
+def parse_filter(expr: Any, where: str = "filter") -> Expr:
+    """Check a filter expression, so errors are 400s with the offending place, not 500s."""
+    if not isinstance(expr, dict) or not expr:
+        raise HTTPProblem(400, f"{where} must be a non-empty JSON object")
+    for key, value in expr.items():
+        if key in ("and", "or"):
+            if not isinstance(value, list) or not value:
+                raise HTTPProblem(400, f"{where}.{key} must be a non-empty array of filters")
+            for i, child in enumerate(value):
+                parse_filter(child, f"{where}.{key}[{i}]")
+        elif key == "not":
+            parse_filter(value, f"{where}.not")
+        elif key in EXACT_FIELDS or key in TEXT_FIELDS:
+            values = value if isinstance(value, list) else [value]
+            if not values or not all(isinstance(v, str) for v in values):
+                raise HTTPProblem(400, f"{where}.{key} must be a string or a non-empty array of strings")
+        else:
+            raise HTTPProblem(
+                400,
+                f"unknown filter field {where}.{key}; the fields are "
+                + ", ".join((*EXACT_FIELDS, *TEXT_FIELDS, "and", "or", "not")),
+            )
+    return expr
+
+
+class FieldIndex:
+    """Fields of every stored description, updated from the change feed."""
+
+    def __init__(self) -> None:
+        self._entries: dict[str, _Entry] = {}
+        self._inverted: dict[str, defaultdict[str, set[str]]] = {f: defaultdict(set) for f in EXACT_FIELDS}
+        self._top: defaultdict[tuple[str, str], set[str]] = defaultdict(set)
+
+    def load(self, records: Iterable[Record]) -> None:
+        for record in records:
+            self._add(record.id, record.document())
+
+    def apply(self, change: Change) -> None:
+        self._remove(change.id)
+        if change.record is not None:
+            self._add(change.id, change.record.document())
+
+    def _add(self, thing_id: str, td: Mapping[str, Any]) -> None:
+        entry = extract(td)
+        self._entries[thing_id] = entry
+        for name, values in entry.exact.items():
+            for value in values:
+                self._inverted[name][value].add(thing_id)
+        for pair in entry.top:
+            self._top[pair].add(thing_id)
+
+    def _remove(self, thing_id: str) -> None:
+        entry = self._entries.pop(thing_id, None)
+        if entry is None:
+            return
+        for name, values in entry.exact.items():
+            index = self._inverted[name]
+            for value in values:
+                index[value].discard(thing_id)
+                if not index[value]:
+                    del index[value]
+        for pair in entry.top:
+            self._top[pair].discard(thing_id)
+            if not self._top[pair]:
+                del self._top[pair]
+
+    def with_member(self, key: str, value: str) -> set[str]:
+        """Ids whose top-level member ``key`` is the string ``value`` (JSONPath pre-selection)."""
+        return set(self._top.get((key, value), ()))
+
+    # -- filter evaluation -------------------------------------------------------------------
+    def search(self, expr: Expr) -> set[str]:
+        return self._eval(expr, None)
+
+    def _eval(self, expr: Expr, within: set[str] | None) -> set[str]:
+        # Index lookups first: they narrow the set the text predicates then scan.
+        parts = sorted(expr.items(), key=lambda kv: kv[0] in TEXT_FIELDS or kv[0] in ("or", "not"))
+        result = within
+        for key, value in parts:
+            result = self._eval_one(key, value, result)
+        return result if result is not None else set(self._entries)
+
+    def _eval_one(self, key: str, value: Any, within: set[str] | None) -> set[str]:
+        if key == "and":
+            for child in value:
+                within = self._eval(child, within)
+            return within if within is not None else set(self._entries)
+        if key == "or":
+            found: set[str] = set()
+            for child in value:
+                found |= self._eval(child, within)
+            return found
+        if key == "not":
+            universe = within if within is not None else set(self._entries)
+            return universe - self._eval(value, within)
+        values = value if isinstance(value, list) else [value]
+        if key in TEXT_FIELDS:
+            candidates = within if within is not None else self._entries.keys()
+            needles = [[w for w in v.lower().split()] for v in values]
+            attr = "text" if key == "q" else "title"
+            return {
+                i
+                for i in candidates
+                if any(all(w in getattr(self._entries[i], attr) for w in words) for words in needles)
+            }
+        index = self._inverted[key]
+        found = set()
+        for v in values:
+            found |= index.get(v if key == "id" else v.lower(), set())
+        return found & within if within is not None else found
+
+    def sort(self, ids: Iterable[str], keys: list[str]) -> list[str]:
+        ordered = sorted(ids)  # id order first: the tie-breaker of every other key
+        for key in reversed(keys):
+            name = key.lstrip("-")
+            if name == "id":
+                ordered.sort(reverse=key.startswith("-"))
+            else:
+                ordered.sort(key=lambda i: getattr(self._entries[i], name), reverse=key.startswith("-"))
+        return ordered
+
+
+def filter_from_query(query: Mapping[str, Any]) -> Expr | None:
+    """The filter of a GET request: each parameter one condition (AND), repeated values any-of (OR)."""
+    expr: dict[str, Any] = {}
+    for key in (*EXACT_FIELDS, *TEXT_FIELDS):
+        values = query.getall(key, []) if hasattr(query, "getall") else []
+        if values:
+            expr[key] = values if len(values) > 1 else values[0]
+    if "filter" in query:
+        try:
+            expr = {"and": [expr, json.loads(query["filter"])]} if expr else json.loads(query["filter"])
+        except json.JSONDecodeError as exc:
+            raise HTTPProblem(400, f"filter is not valid JSON: {exc.msg}") from None
+    return parse_filter(expr) if expr else None

@@ -1,0 +1,261 @@
+"""The durable store of descriptions and the change feed every index and the event hub follow.
+
+One SQLite database (WAL, ``synchronous=FULL``) holds the descriptions, the event journal (for
+``Last-Event-ID`` replay) and the list of descriptions whose RDF is not indexed yet. A write is
+acknowledged only after its transaction is committed and synced, so a crash (even ``kill -9``)
+loses no acknowledged write and SQLite's journal keeps the file consistent.
+
+All SQLite work runs on one dedicated thread, never on the event loop. The serialized
+descriptions are also kept in memory (ids in sorted order), so reads, listings and searches never
+wait for the disk. Every write, whatever its origin (HTTP API, TTL purge, an ingest bridge), goes
+through :meth:`SQLiteStore.put` / :meth:`SQLiteStore.delete`, which publish one :class:`Change` to
+the subscribers in commit order: indexes and events cannot disagree with the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import json
+import sqlite3
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+__all__ = ["Change", "ChangeKind", "Record", "SQLiteStore", "Store"]
+
+ChangeKind = Literal["thing_created", "thing_updated", "thing_deleted"]
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One stored description: its JSON text (the enriched TD) and absolute expiry (epoch s)."""
+
+    id: str
+    data: bytes
+    expires: float | None
+
+    def document(self) -> dict[str, Any]:
+        return json.loads(self.data)  # type: ignore[no-any-return]
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One committed write, in commit order; ``seq`` is also the SSE event id."""
+
+    seq: int
+    kind: ChangeKind
+    id: str
+    record: Record | None  # the description after the change; None when deleted
+    diff: dict[str, Any]  # the event's ``diff=true`` data: full TD, merge patch, or just the id
+
+
+class Store(Protocol):
+    """What the directory needs from a store; :class:`SQLiteStore` is the embedded one."""
+
+    def get(self, thing_id: str) -> Record | None: ...
+    def ids(self) -> list[str]: ...
+    def subscribe(self, callback: Callable[[Change], None]) -> None: ...
+    async def put(self, record: Record, diff: dict[str, Any], *, created: bool) -> Change: ...
+    async def delete(self, thing_id: str) -> Change | None: ...
+    async def expired(self, now: float) -> list[str]: ...
+    async def changes_since(self, seq: int, limit: int) -> list[tuple[int, str, str, str]]: ...
+    async def rdf_pending(self) -> list[str]: ...
+    async def rdf_done(self, done: Iterable[tuple[str, int]]) -> None: ...
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS things (id TEXT PRIMARY KEY, data BLOB NOT NULL, expires REAL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY, kind TEXT NOT NULL, id TEXT NOT NULL,
+                                   diff TEXT NOT NULL, at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS rdf_pending (id TEXT PRIMARY KEY, seq INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+"""
+
+
+class SQLiteStore:
+    """The embedded store: one SQLite file (``path``), or memory only when ``path`` is None.
+
+    ``journal_size`` bounds the event journal kept for replay (oldest events dropped first).
+    """
+
+    def __init__(self, path: str | Path | None, *, journal_size: int = 100_000) -> None:
+        self.path = Path(path) if path is not None else None
+        self.journal_size = journal_size
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wot-directory-sqlite")
+        self._db: sqlite3.Connection | None = None
+        self._records: dict[str, Record] = {}
+        self._sorted: list[str] = []
+        self._subscribers: list[Callable[[Change], None]] = []
+        self._lock = asyncio.Lock()
+        self._seq = 0
+        self._writes = 0
+        self.revision = 0  # bumps on every create or delete: the listing's etag
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    async def __aenter__(self) -> SQLiteStore:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def open(self) -> None:
+        """Open (creating if needed) the database and load every description into memory."""
+        rows, self._seq, revision = await self._run(self._open_sync)
+        self.revision = revision
+        self._records = {row[0]: Record(row[0], row[1], row[2]) for row in rows}
+        self._sorted = sorted(self._records)
+
+    def _open_sync(self) -> tuple[list[tuple[str, bytes, float | None]], int, int]:
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(self.path or ":memory:", isolation_level=None, check_same_thread=False)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")  # a commit is on disk before it is acknowledged
+        db.executescript(_SCHEMA)
+        self._db = db
+        rows = db.execute("SELECT id, data, expires FROM things").fetchall()
+        seq = db.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0]
+        stored = db.execute("SELECT value FROM meta WHERE key = 'seq'").fetchone()
+        return [(r[0], bytes(r[1]), r[2]) for r in rows], max(seq, int(stored[0]) if stored else 0), seq
+
+    async def aclose(self) -> None:
+        """Close the database; idempotent."""
+        if self._db is not None:
+            await self._run(self._close_sync)
+        self._executor.shutdown(wait=True)
+
+    def _close_sync(self) -> None:
+        assert self._db is not None
+        self._db.execute("INSERT OR REPLACE INTO meta VALUES ('seq', ?)", (str(self._seq),))
+        self._db.close()
+        self._db = None
+
+    async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    # -- reads (memory) ----------------------------------------------------------------------
+    def get(self, thing_id: str) -> Record | None:
+        return self._records.get(thing_id)
+
+    def ids(self) -> list[str]:
+        """Every id in Unicode code point order (the listing order of the spec)."""
+        return self._sorted
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def __iter__(self) -> Iterator[Record]:
+        return iter(self._records.values())
+
+    def subscribe(self, callback: Callable[[Change], None]) -> None:
+        """Call ``callback`` with every change, synchronously, right after its commit."""
+        self._subscribers.append(callback)
+
+    # -- writes ------------------------------------------------------------------------------
+    async def put(self, record: Record, diff: dict[str, Any], *, created: bool) -> Change:
+        """Store ``record`` (create or replace) and publish the change once it is durable."""
+        kind: ChangeKind = "thing_created" if created else "thing_updated"
+        async with self._lock:
+            self._seq += 1
+            change = Change(self._seq, kind, record.id, record, diff)
+            await self._run(self._put_sync, change)
+            if record.id not in self._records:
+                bisect.insort(self._sorted, record.id)
+                self.revision += 1
+            self._records[record.id] = record
+            self._publish(change)
+        return change
+
+    def _put_sync(self, change: Change) -> None:
+        assert self._db is not None and change.record is not None
+        record = change.record
+        with self._transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO things VALUES (?, ?, ?)", (record.id, record.data, record.expires)
+            )
+            db.execute("INSERT OR REPLACE INTO rdf_pending VALUES (?, ?)", (record.id, change.seq))
+            self._journal(db, change)
+
+    async def delete(self, thing_id: str) -> Change | None:
+        """Remove a description; None when there was none."""
+        async with self._lock:
+            if thing_id not in self._records:
+                return None
+            self._seq += 1
+            change = Change(self._seq, "thing_deleted", thing_id, None, {"id": thing_id})
+            await self._run(self._delete_sync, change)
+            del self._records[thing_id]
+            del self._sorted[bisect.bisect_left(self._sorted, thing_id)]
+            self.revision += 1
+            self._publish(change)
+        return change
+
+    def _delete_sync(self, change: Change) -> None:
+        with self._transaction() as db:
+            db.execute("DELETE FROM things WHERE id = ?", (change.id,))
+            db.execute("INSERT OR REPLACE INTO rdf_pending VALUES (?, ?)", (change.id, change.seq))
+            self._journal(db, change)
+
+    def _journal(self, db: sqlite3.Connection, change: Change) -> None:
+        db.execute(
+            "INSERT INTO events VALUES (?, ?, ?, ?, ?)",
+            (change.seq, change.kind, change.id, json.dumps(change.diff), time.time()),
+        )
+        self._writes += 1
+        if self._writes % 1000 == 0:
+            db.execute("DELETE FROM events WHERE seq <= ?", (change.seq - self.journal_size,))
+
+    def _transaction(self) -> _Transaction:
+        assert self._db is not None
+        return _Transaction(self._db)
+
+    def _publish(self, change: Change) -> None:
+        for callback in self._subscribers:
+            callback(change)
+
+    async def expired(self, now: float) -> list[str]:
+        """Ids whose registration expired before ``now``."""
+        return [r.id for r in self._records.values() if r.expires is not None and r.expires <= now]
+
+    # -- journal and RDF bookkeeping ---------------------------------------------------------
+    async def changes_since(self, seq: int, limit: int) -> list[tuple[int, str, str, str]]:
+        """Journal entries after ``seq``: ``(seq, kind, id, diff JSON)``, oldest first."""
+        return await self._run(  # type: ignore[no-any-return]
+            lambda: self._db.execute(  # type: ignore[union-attr]
+                "SELECT seq, kind, id, diff FROM events WHERE seq > ? ORDER BY seq LIMIT ?", (seq, limit)
+            ).fetchall()
+        )
+
+    async def rdf_pending(self) -> list[str]:
+        """Ids whose RDF may be missing from, or stale in, the RDF index (e.g. after a crash)."""
+        rows = await self._run(lambda: self._db.execute("SELECT id FROM rdf_pending").fetchall())  # type: ignore[union-attr]
+        return [row[0] for row in rows]
+
+    async def rdf_done(self, done: Iterable[tuple[str, int]]) -> None:
+        """Forget ``(id, seq)`` pairs whose RDF is indexed, unless a later write made them stale."""
+        batch = list(done)
+
+        def forget() -> None:
+            with self._transaction() as db:
+                db.executemany("DELETE FROM rdf_pending WHERE id = ? AND seq <= ?", batch)
+
+        await self._run(forget)
+
+
+class _Transaction:
+    """``BEGIN IMMEDIATE`` ... ``COMMIT``, rolled back on any error."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.db.execute("BEGIN IMMEDIATE")
+        return self.db
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        self.db.execute("ROLLBACK" if exc_type else "COMMIT")

@@ -1,0 +1,46 @@
+"""The directory's own Thing Description, made from the W3C directory Thing Model.
+
+It is ``directory.tm.json`` (7.3.2.4) instantiated: ``@type`` ``ThingDirectory``, the base URL
+the client used, the affordances this directory implements (XPath search is not one of them),
+the JSON filter search as an extra action, and a link to the OpenAPI description.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import td_schemas
+
+__all__ = ["directory_td"]
+
+
+def directory_td(base: str, *, protected_writes: bool, title: str) -> dict[str, Any]:
+    td: dict[str, Any] = td_schemas.load(td_schemas.SCHEMA_FILES["directory-tm"])
+    td.pop("tm:optional", None)
+    td.pop("version", None)
+    td["@type"] = "ThingDirectory"
+    td["title"] = title
+    td["base"] = base.rstrip("/") + "/"
+    td["actions"].pop("searchXPath", None)
+    td["actions"]["searchFilter"] = {
+        "description": "Search by common fields (@type, capability, tenant, channel, subset, protocol, "
+        "security scheme, text) with AND/OR/NOT, sorting and pagination; see the OpenAPI description",
+        "input": {"type": "object"},
+        "output": {"type": "object"},
+        "safe": True,
+        "idempotent": True,
+        "forms": [
+            {"href": "/search/filter", "htv:methodName": "POST", "contentType": "application/json",
+             "response": {"contentType": "application/ld+json"}},
+        ],
+    }  # fmt: skip
+    td["links"] = [{"rel": "service-desc", "href": "/openapi.json", "type": "application/openapi+json"}]
+    td["securityDefinitions"] = {"nosec_sc": {"scheme": "nosec"}}
+    td["security"] = "nosec_sc"
+    if protected_writes:
+        td["securityDefinitions"]["bearer_sc"] = {"scheme": "bearer", "in": "header", "name": "Authorization"}
+        writes = ("createThing", "createAnonymousThing", "updateThing", "partiallyUpdateThing", "deleteThing")
+        for name in writes:
+            for form in td["actions"][name]["forms"]:
+                form["security"] = ["bearer_sc"]
+    return td

@@ -1,0 +1,306 @@
+"""A client of W3C WoT Thing Description Directories (WoT Discovery 7.3.2), over aiohttp.
+
+It speaks the standard Directory Service API, so it works with any conforming directory, and
+adds the wot-agents JSON filter search where the directory offers it::
+
+    async with DirectoryClient("http://127.0.0.1:8081", token="s3cret") as directory:
+        await directory.register(td, ttl=60)          # PUT /things/{id}, or POST when td has no id
+        await directory.patch(td["id"], {})           # an empty merge patch renews the ttl
+        td = await directory.get(td["id"])
+        async for td in directory.list(page_size=100):  # follows the Link rel="next" pages
+            ...
+        found = await directory.search(tenant="acme", type="lmos:Agent")
+        names = await directory.jsonpath("$[?@.title=='Weather'].id")
+        rows = await directory.sparql("SELECT ?t WHERE { ?t a <https://www.w3.org/2019/wot/td#Thing> }")
+        async for event in directory.events(diff=True):  # resumes after a dropped connection
+            print(event.type, event.data["id"])
+
+Every failure is a :class:`DirectoryError` with the HTTP ``status`` (None when the directory
+could not be reached) and the directory's RFC 7807 ``problem`` document.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import json
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Literal, Self
+from urllib.parse import quote, urljoin
+
+import aiohttp
+
+from ._errors import DirectoryError
+
+__all__ = ["DirectoryClient", "DirectoryEvent"]
+
+EventType = Literal["thing_created", "thing_updated", "thing_deleted"]
+
+
+@dataclass(frozen=True, slots=True)
+class DirectoryEvent:
+    """One notification: ``type`` (thing_created...), ``id`` (the SSE event id), ``data``."""
+
+    type: str
+    id: str | None
+    data: dict[str, Any]
+
+
+class _State(enum.Enum):
+    UNOPENED = 1
+    OPENED = 2
+    CLOSED = 3
+
+
+class DirectoryClient:
+    """An async context manager over one aiohttp session to one directory.
+
+    ``token`` is sent as ``Authorization: Bearer`` on every request; ``timeout`` bounds each
+    request (not event streams). Pass ``session`` to reuse an aiohttp session you own.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        token: str | None = None,
+        timeout: float = 10.0,
+        session: aiohttp.ClientSession | None = None,
+    ) -> None:
+        self.url = url.rstrip("/") + "/"
+        self._headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._session = session
+        self._owns_session = session is None
+        self._state = _State.UNOPENED
+
+    async def __aenter__(self) -> Self:
+        if self._state is not _State.UNOPENED:
+            raise RuntimeError("a DirectoryClient can be opened once; make a new one")
+        if self._session is None:
+            self._session = aiohttp.ClientSession()
+        self._state = _State.OPENED
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the session (if this client made it); idempotent."""
+        if self._state is _State.CLOSED:
+            return
+        self._state = _State.CLOSED
+        if self._owns_session and self._session is not None:
+            await self._session.close()
+
+    # -- plumbing ----------------------------------------------------------------------------
+    def _thing_url(self, thing_id: str) -> str:
+        return f"{self.url}things/{quote(thing_id, safe='')}"
+
+    async def _request(
+        self, method: str, path: str, *, expect: tuple[int, ...] = (200,), **kwargs: Any
+    ) -> tuple[int, Mapping[str, str], bytes]:
+        if self._state is not _State.OPENED or self._session is None:
+            raise RuntimeError("use the DirectoryClient inside 'async with'")
+        url = path if path.startswith(("http://", "https://")) else urljoin(self.url, path)
+        headers = {**self._headers, **kwargs.pop("headers", {})}
+        try:
+            async with self._session.request(
+                method, url, headers=headers, timeout=self._timeout, **kwargs
+            ) as response:
+                body = await response.read()
+                if response.status not in expect:
+                    raise _error(method, url, response.status, body)
+                return response.status, response.headers, body
+        except aiohttp.ClientError as exc:
+            raise DirectoryError(f"{method} {url} failed: {exc or type(exc).__name__}") from exc
+        except TimeoutError as exc:
+            raise DirectoryError(f"{method} {url}: no answer within {self._timeout.total} s") from exc
+
+    async def _json(self, method: str, path: str, **kwargs: Any) -> Any:
+        _, _, body = await self._request(method, path, **kwargs)
+        return json.loads(body)
+
+    # -- Things API --------------------------------------------------------------------------
+    async def register(self, td: Mapping[str, Any], *, ttl: float | None = None) -> str:
+        """Create or replace ``td`` and return its id (the directory's ``urn:uuid:`` for an anonymous TD).
+
+        ``ttl`` sets ``registration.ttl``: the directory then forgets the TD after ``ttl``
+        seconds unless it is renewed (e.g. with ``patch(id, {})``).
+        """
+        document = dict(td)
+        if ttl is not None:
+            document["registration"] = {**(document.get("registration") or {}), "ttl": ttl}
+        body = json.dumps(document).encode()
+        headers = {"Content-Type": "application/td+json"}
+        if "id" in document:
+            await self._request(
+                "PUT", self._thing_url(document["id"]), data=body, headers=headers, expect=(201, 204)
+            )
+            return str(document["id"])
+        _, response_headers, _ = await self._request(
+            "POST", "things", data=body, headers=headers, expect=(201,)
+        )
+        location = response_headers.get("Location", "")
+        return _id_from_location(location)
+
+    async def update(self, td: Mapping[str, Any]) -> None:
+        """Replace a registered TD (PUT); the same as :meth:`register` for a TD with an id."""
+        if "id" not in td:
+            raise ValueError("update() needs a TD with an id")
+        await self.register(td)
+
+    async def patch(self, thing_id: str, patch: Mapping[str, Any]) -> None:
+        """Apply an RFC 7396 merge patch; ``{}`` just renews a ``ttl`` registration."""
+        await self._request(
+            "PATCH",
+            self._thing_url(thing_id),
+            data=json.dumps(patch).encode(),
+            headers={"Content-Type": "application/merge-patch+json"},
+            expect=(204,),
+        )
+
+    async def get(self, thing_id: str) -> dict[str, Any]:
+        """The enriched TD (with its ``registration`` information)."""
+        return await self._json("GET", self._thing_url(thing_id))  # type: ignore[no-any-return]
+
+    async def delete(self, thing_id: str) -> None:
+        await self._request("DELETE", self._thing_url(thing_id), expect=(204,))
+
+    async def list(self, *, page_size: int | None = None) -> AsyncIterator[dict[str, Any]]:
+        """Every TD in id order, fetched page by page (following ``Link: rel="next"``)."""
+        path: str | None = "things" + (f"?limit={page_size}" if page_size else "")
+        while path is not None:
+            _, headers, body = await self._request("GET", path)
+            for td in json.loads(body):
+                yield td
+            path = _next_link(headers)
+
+    # -- Search API --------------------------------------------------------------------------
+    async def search(
+        self,
+        filter: Mapping[str, Any] | None = None,
+        *,
+        sort: list[str] | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+        **fields: str | list[str],
+    ) -> list[dict[str, Any]]:
+        """The JSON filter search (``POST /search/filter``) of a wot-agents directory.
+
+        Keyword fields are ANDed, a list is any-of: ``search(tenant="acme", channel=["web", "app"])``.
+        ``filter`` takes a full expression: ``{"or": [{"capability": "forecast"}, {"q": "rain"}]}``.
+        """
+        expression: dict[str, Any] = dict(fields)
+        if filter is not None:
+            expression = {"and": [expression, dict(filter)]} if expression else dict(filter)
+        request: dict[str, Any] = {"offset": offset}
+        if expression:
+            request["filter"] = expression
+        if sort:
+            request["sort"] = sort
+        if limit is not None:
+            request["limit"] = limit
+        result = await self._json("POST", "search/filter", json=request)
+        return result["members"]  # type: ignore[no-any-return]
+
+    async def jsonpath(self, query: str) -> list[Any]:
+        """An RFC 9535 JSONPath query over the array of all TDs."""
+        return await self._json("GET", "search/jsonpath", params={"query": query})  # type: ignore[no-any-return]
+
+    async def sparql(self, query: str) -> Any:
+        """A SPARQL query: SELECT/ASK give SPARQL JSON results, CONSTRUCT/DESCRIBE JSON-LD."""
+        return await self._json(
+            "POST", "search/sparql", data=query.encode(), headers={"Content-Type": "application/sparql-query"}
+        )
+
+    # -- Events API --------------------------------------------------------------------------
+    async def events(
+        self,
+        type: EventType | None = None,
+        *,
+        diff: bool = False,
+        last_event_id: str | None = None,
+        reconnect: bool = True,
+        retry_delay: float = 1.0,
+    ) -> AsyncIterator[DirectoryEvent]:
+        """The directory's notifications as they happen (Server-Sent Events).
+
+        When the connection drops, the client reconnects with ``Last-Event-ID`` and the directory
+        replays what was missed; ``reconnect=False`` ends the iteration instead.
+        """
+        if self._state is not _State.OPENED or self._session is None:
+            raise RuntimeError("use the DirectoryClient inside 'async with'")
+        url = urljoin(self.url, "events" + (f"/{type}" if type else ""))
+        params = {"diff": "true"} if diff else {}
+        while True:
+            headers = {**self._headers, "Accept": "text/event-stream"}
+            if last_event_id is not None:
+                headers["Last-Event-ID"] = last_event_id
+            try:
+                async with self._session.get(
+                    url, params=params, headers=headers, timeout=aiohttp.ClientTimeout(sock_connect=10)
+                ) as response:
+                    if response.status != 200:
+                        raise _error("GET", url, response.status, await response.read())
+                    async for event in _parse_sse(response.content):
+                        if event.id is not None:
+                            last_event_id = event.id
+                        yield event
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                if not reconnect:
+                    raise DirectoryError(f"event stream {url} failed: {exc}") from exc
+            if not reconnect:
+                return
+            await asyncio.sleep(retry_delay)
+
+
+async def _parse_sse(stream: aiohttp.StreamReader) -> AsyncIterator[DirectoryEvent]:
+    kind, event_id, data = "message", None, []
+    async for raw in stream:
+        line = raw.decode("utf-8").rstrip("\r\n")
+        if not line:
+            if data:
+                yield DirectoryEvent(kind, event_id, json.loads("\n".join(data)))
+            kind, data = "message", []
+            continue
+        if line.startswith(":"):
+            continue
+        name, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        if name == "event":
+            kind = value
+        elif name == "data":
+            data.append(value)
+        elif name == "id":
+            event_id = value
+
+
+def _error(method: str, url: str, status: int, body: bytes) -> DirectoryError:
+    try:
+        problem = json.loads(body) if body else {}
+    except ValueError:
+        problem = {}
+    if not isinstance(problem, dict):
+        problem = {}
+    detail = problem.get("detail") or problem.get("title") or body[:200].decode(errors="replace")
+    return DirectoryError(f"{method} {url} answered {status}: {detail}", status=status, problem=problem)
+
+
+def _id_from_location(location: str) -> str:
+    from urllib.parse import unquote
+
+    return unquote(location.rsplit("/things/", 1)[-1])
+
+
+def _next_link(headers: Mapping[str, str]) -> str | None:
+    for value in headers.getall("Link", []) if hasattr(headers, "getall") else [headers.get("Link", "")]:
+        for link in value.split(","):
+            target, _, params = link.partition(";")
+            if 'rel="next"' in params.replace(" ", ""):
+                return target.strip().strip("<>")
+    return None
