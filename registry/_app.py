@@ -281,6 +281,10 @@ async def own_td(request: web.Request) -> web.Response:
     return web.Response(body=serialize(td), content_type=TD_JSON)
 
 
+async def events(request: web.Request) -> web.StreamResponse:
+    return await _directory(request).events.handle(request)
+
+
 async def openapi(request: web.Request) -> web.Response:
     text = files("registry").joinpath("openapi.json").read_bytes()
     return web.Response(body=text, content_type="application/json")
@@ -450,7 +454,6 @@ def create_app(settings: DirectorySettings | None = None, **overrides: Any) -> w
 
     app.cleanup_ctx.append(lifespan)
     app.on_shutdown.append(end_streams)
-    hub = lambda request: request.app[DIRECTORY].events.handle(request)  # noqa: E731
     app.router.add_get("/", own_td)
     app.router.add_get("/.well-known/wot", own_td)
     app.router.add_get("/openapi.json", openapi)
@@ -460,8 +463,8 @@ def create_app(settings: DirectorySettings | None = None, **overrides: Any) -> w
     app.router.add_put("/things/{id:.+}", put_thing)
     app.router.add_patch("/things/{id:.+}", patch_thing)
     app.router.add_delete("/things/{id:.+}", delete_thing)
-    app.router.add_get("/events", hub)
-    app.router.add_get("/events/{type}", hub)
+    app.router.add_get("/events", events)
+    app.router.add_get("/events/{type}", events)
     app.router.add_get("/search/jsonpath", search_jsonpath)
     app.router.add_get("/search/sparql", search_sparql)
     app.router.add_post("/search/sparql", search_sparql)

@@ -74,7 +74,7 @@ class _Entry:
 def extract(td: Mapping[str, Any]) -> _Entry:
     capabilities = [c for c in td.get("lmos:capabilities") or [] if isinstance(c, dict)]
     security = td.get("securityDefinitions")
-    registration = td.get("registration") if isinstance(td.get("registration"), dict) else {}
+    registration: Mapping[str, Any] = td.get("registration") or {}
     exact = {
         "id": {td.get("id", "")},
         "type": {t.lower() for t in _strings(td.get("@type"))},
@@ -97,11 +97,11 @@ def extract(td: Mapping[str, Any]) -> _Entry:
     words = [td.get("title"), td.get("description")]
     for c in capabilities:
         words += [c.get("name"), c.get("description"), *_strings(c.get("examples"))]
-    title = td.get("title") if isinstance(td.get("title"), str) else ""
+    title = td.get("title")
     return _Entry(
         exact=exact,
         text="\n".join(w for w in words if isinstance(w, str)).lower(),
-        title=title.lower(),
+        title=title.lower() if isinstance(title, str) else "",
         created=str(registration.get("created", "")),
         modified=str(registration.get("modified", "")),
         top=[(k, v) for k, v in td.items() if isinstance(v, str) and len(v) <= _TOP_MAX],

@@ -147,7 +147,8 @@ class RdfIndex:
 
     def _quads(self, docs: dict[str, dict[str, Any]]) -> list[ox.Quad]:
         """Convert descriptions; those starting from the TD 1.1 context share one processing of it."""
-        shared, alone = [], []
+        shared: list[dict[str, Any]] = []
+        alone: list[dict[str, Any]] = []
         for thing_id, td in docs.items():
             context = td.get("@context")
             first = context[0] if isinstance(context, list) and context else context
@@ -241,7 +242,7 @@ class RdfIndex:
                 bindings.append(row)
             return _json({"head": {"vars": names}, "results": {"bindings": bindings}}), _results_type(accept)
         triples = list(self._capped(result, deadline))
-        return ox.serialize(triples, format=ox.RdfFormat.JSON_LD), "application/ld+json"
+        return ox.serialize(triples, format=ox.RdfFormat.JSON_LD) or b"[]", "application/ld+json"
 
     def _capped(self, results: Iterable[Any], deadline: float) -> Iterable[Any]:
         for count, item in enumerate(results):

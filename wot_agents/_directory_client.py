@@ -22,6 +22,7 @@ could not be reached) and the directory's RFC 7807 ``problem`` document.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import enum
 import json
 from collections.abc import AsyncIterator, Mapping
@@ -185,11 +186,11 @@ class DirectoryClient:
         self,
         filter: Mapping[str, Any] | None = None,
         *,
-        sort: list[str] | None = None,
+        sort: builtins.list[str] | None = None,
         limit: int | None = None,
         offset: int = 0,
-        **fields: str | list[str],
-    ) -> list[dict[str, Any]]:
+        **fields: str | builtins.list[str],
+    ) -> builtins.list[dict[str, Any]]:
         """The JSON filter search (``POST /search/filter``) of a wot-agents directory.
 
         Keyword fields are ANDed, a list is any-of: ``search(tenant="acme", channel=["web", "app"])``.
@@ -208,7 +209,7 @@ class DirectoryClient:
         result = await self._json("POST", "search/filter", json=request)
         return result["members"]  # type: ignore[no-any-return]
 
-    async def jsonpath(self, query: str) -> list[Any]:
+    async def jsonpath(self, query: str) -> builtins.list[Any]:
         """An RFC 9535 JSONPath query over the array of all TDs."""
         return await self._json("GET", "search/jsonpath", params={"query": query})  # type: ignore[no-any-return]
 
@@ -260,7 +261,9 @@ class DirectoryClient:
 
 
 async def _parse_sse(stream: aiohttp.StreamReader) -> AsyncIterator[DirectoryEvent]:
-    kind, event_id, data = "message", None, []
+    kind: str = "message"
+    event_id: str | None = None
+    data: list[str] = []
     async for raw in stream:
         line = raw.decode("utf-8").rstrip("\r\n")
         if not line:

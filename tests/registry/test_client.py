@@ -84,7 +84,11 @@ async def test_events_resume_with_last_event_id(directory: str, make_td: Any) ->
         await asyncio.wait_for(task, 5)
         assert [e.type for e in seen] == ["thing_created", "thing_updated", "thing_deleted"]
         assert seen[0].data["title"] == td["title"]  # diff=true: the full TD on creation
-        assert seen[1].data == {"id": td["id"], "title": "Changed", "registration": seen[1].data["registration"]}
+        assert seen[1].data == {
+            "id": td["id"],
+            "title": "Changed",
+            "registration": seen[1].data["registration"],
+        }
         assert seen[2].data == {"id": td["id"]}
         # A client that missed the last two events gets them replayed.
         replayed = []
@@ -102,9 +106,7 @@ async def test_search_helpers(directory: str, make_td: Any) -> None:
         await client.register(make_td(id="urn:b", title="Beta", **{"lmos:supportedTenants": ["globex"]}))
         assert [t["id"] for t in await client.search(tenant="globex")] == ["urn:b"]
         assert await client.jsonpath("$[?@.title=='Alpha'].id") == ["urn:a"]
-        rows = await client.sparql(
-            "SELECT ?t WHERE { ?t <https://www.w3.org/2019/wot/td#title> \"Beta\" }"
-        )
+        rows = await client.sparql('SELECT ?t WHERE { ?t <https://www.w3.org/2019/wot/td#title> "Beta"@en }')
         assert [b["t"]["value"] for b in rows["results"]["bindings"]] == ["urn:b"]
 
 

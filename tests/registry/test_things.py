@@ -5,6 +5,7 @@ Each test names the spec assertions it checks, e.g. [tdd-things-create-known-td-
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import uuid
@@ -16,13 +17,16 @@ TD = "application/td+json"
 
 
 async def put(http: aiohttp.ClientSession, url: str, td: dict[str, Any], **kw: Any) -> aiohttp.ClientResponse:
-    async with http.put(f"{url}/things/{td['id']}", data=json.dumps(td), headers={"Content-Type": TD}, **kw) as r:
+    async with http.put(
+        f"{url}/things/{td['id']}", data=json.dumps(td), headers={"Content-Type": TD}, **kw
+    ) as r:
         await r.read()
         return r
 
 
 async def test_put_creates_then_updates(directory: str, http: aiohttp.ClientSession, make_td: Any) -> None:
-    # [tdd-things-create-known-td] [tdd-things-create-known-td-resp] [tdd-things-update] [tdd-things-update-resp]
+    # [tdd-things-create-known-td] [tdd-things-create-known-td-resp]
+    # [tdd-things-update] [tdd-things-update-resp]
     td = make_td()
     assert (await put(http, directory, td)).status == 201
     td["title"] = "Renamed"
@@ -42,10 +46,14 @@ async def test_put_creates_then_updates(directory: str, http: aiohttp.ClientSess
     assert registration["created"] <= registration["modified"]
 
 
-async def test_anonymous_td_gets_a_uuid_urn(directory: str, http: aiohttp.ClientSession, make_td: Any) -> None:
+async def test_anonymous_td_gets_a_uuid_urn(
+    directory: str, http: aiohttp.ClientSession, make_td: Any
+) -> None:
     # [tdd-things-create-anonymous-td] [tdd-things-create-anonymous-id] [tdd-things-create-anonymous-td-resp]
     # [tdd-anonymous-td-identifier] [tdd-anonymous-td-local-uuid]
-    async with http.post(f"{directory}/things", data=json.dumps(make_td(id=None)), headers={"Content-Type": TD}) as r:
+    async with http.post(
+        f"{directory}/things", data=json.dumps(make_td(id=None)), headers={"Content-Type": TD}
+    ) as r:
         assert r.status == 201
         location = r.headers["Location"]
     thing_id = location.rsplit("/things/", 1)[1]
@@ -58,16 +66,22 @@ async def test_anonymous_td_gets_a_uuid_urn(directory: str, http: aiohttp.Client
 
 async def test_post_with_id_is_refused(directory: str, http: aiohttp.ClientSession, make_td: Any) -> None:
     # [tdd-things-create-known-vs-anonymous]
-    async with http.post(f"{directory}/things", data=json.dumps(make_td()), headers={"Content-Type": TD}) as r:
+    async with http.post(
+        f"{directory}/things", data=json.dumps(make_td()), headers={"Content-Type": TD}
+    ) as r:
         assert r.status == 400
         assert r.content_type == "application/problem+json"
 
 
-async def test_invalid_td_gets_validation_errors(directory: str, http: aiohttp.ClientSession, make_td: Any) -> None:
+async def test_invalid_td_gets_validation_errors(
+    directory: str, http: aiohttp.ClientSession, make_td: Any
+) -> None:
     # [tdd-validation-syntactic] [tdd-validation-jsonschema] [tdd-validation-result] [tdd-validation-response]
     # [tdd-validation-response-utf-8] [tdd-http-error-response]
     td = make_td(security=None, title=42)
-    async with http.put(f"{directory}/things/{td['id']}", data=json.dumps(td), headers={"Content-Type": TD}) as r:
+    async with http.put(
+        f"{directory}/things/{td['id']}", data=json.dumps(td), headers={"Content-Type": TD}
+    ) as r:
         assert r.status == 400
         assert r.content_type == "application/problem+json"
         assert r.charset == "utf-8"
@@ -87,18 +101,24 @@ async def test_patch_merges_and_validates(directory: str, http: aiohttp.ClientSe
     await put(http, directory, td)
     url = f"{directory}/things/{td['id']}"
     patch = {"title": "Patched", "description": None, "lmos:subset": "canary"}
-    async with http.patch(url, data=json.dumps(patch), headers={"Content-Type": "application/merge-patch+json"}) as r:
+    async with http.patch(
+        url, data=json.dumps(patch), headers={"Content-Type": "application/merge-patch+json"}
+    ) as r:
         assert r.status == 204
     async with http.get(url) as r:
         stored = await r.json()
     assert stored["title"] == "Patched" and "description" not in stored and stored["lmos:subset"] == "canary"
     assert stored["actions"] == td["actions"]
-    async with http.patch(url, data=json.dumps({"title": 1}), headers={"Content-Type": "application/merge-patch+json"}) as r:
+    async with http.patch(
+        url, data=json.dumps({"title": 1}), headers={"Content-Type": "application/merge-patch+json"}
+    ) as r:
         assert r.status == 400
         assert (await r.json())["validationErrors"][0]["field"] == "title"
     async with http.patch(url, data=json.dumps(patch), headers={"Content-Type": "application/json"}) as r:
         assert r.status == 415
-    async with http.patch(f"{url}x", data="{}", headers={"Content-Type": "application/merge-patch+json"}) as r:
+    async with http.patch(
+        f"{url}x", data="{}", headers={"Content-Type": "application/merge-patch+json"}
+    ) as r:
         assert r.status == 404
 
 
@@ -116,7 +136,9 @@ async def test_delete(directory: str, http: aiohttp.ClientSession, make_td: Any)
         assert r.status == 404
 
 
-async def test_ttl_sets_expires_and_purge_removes(directory: str, http: aiohttp.ClientSession, make_td: Any) -> None:
+async def test_ttl_sets_expires_and_purge_removes(
+    directory: str, http: aiohttp.ClientSession, make_td: Any
+) -> None:
     # [tdd-registrationinfo-expiry-purge]: ttl -> expires; client expires ignored when ttl is given
     import asyncio
 
@@ -132,7 +154,9 @@ async def test_ttl_sets_expires_and_purge_removes(directory: str, http: aiohttp.
         assert await r.json() == []
 
 
-async def test_ttl_above_maximum_is_refused(directory: str, http: aiohttp.ClientSession, make_td: Any) -> None:
+async def test_ttl_above_maximum_is_refused(
+    directory: str, http: aiohttp.ClientSession, make_td: Any
+) -> None:
     td = make_td(registration={"ttl": 10**9})
     assert (await put(http, directory, td)).status == 400
 
@@ -141,7 +165,7 @@ async def test_listing_pagination(directory: str, http: aiohttp.ClientSession, m
     # [tdd-things-list-method] [tdd-things-list-resp] [tdd-things-list-resp-content-type]
     # [tdd-things-list-pagination-limit] [...-header-nextlink] [...-nextlink-attr] [...-nextlink-base]
     # [tdd-things-list-pagination-header-canonicallink] [tdd-things-list-pagination-order-default]
-    ids = [f"urn:example:thing:{c}" for c in "dbeac"] + ["urn:example:thing:Z", "urn:example:thing:é"]
+    ids = [f"urn:example:thing:{c}" for c in "dbeac"] + ["urn:example:thing:Z", "urn:example:thing:~"]
     for thing_id in ids:
         await put(http, directory, make_td(id=thing_id))
     seen: list[str] = []
@@ -153,14 +177,14 @@ async def test_listing_pagination(directory: str, http: aiohttp.ClientSession, m
             page = await r.json()
             assert len(page) <= 3
             seen += [td["id"] for td in page]
-            links = {link.get("rel"): link for link in [dict(l) for l in _links(r.headers.getall("Link"))]}
+            links = {link.get("rel"): link for link in _links(r.headers.getall("Link"))}
         assert "canonical" in links and links["canonical"]["url"] == "/things"
         etags.add(links["canonical"]["etag"])
         nxt = links.get("next")
         if nxt:
             assert "limit=3" in nxt["url"] and "offset=" in nxt["url"]
         url = f"{directory}{nxt['url']}" if nxt else None
-    assert seen == sorted(ids)  # code point order: "Z" < "a", "é" last
+    assert seen == sorted(ids)  # code point order: "Z" < "a", "~" last
     assert len(etags) == 1
     # [tdd-things-list-pagination-collection]
     async with http.get(f"{directory}/things?limit=2&format=collection") as r:
@@ -190,8 +214,9 @@ async def test_head_on_every_get_endpoint(directory: str, http: aiohttp.ClientSe
     # [tdd-http-head]
     td = make_td()
     await put(http, directory, td)
-    for path in ("/", "/.well-known/wot", "/things", f"/things/{td['id']}", "/events", "/search/jsonpath?query=$",
-                 "/search/sparql?query=ASK{}", "/search/filter", "/openapi.json"):  # fmt: skip
+    paths = ["/", "/.well-known/wot", "/things", f"/things/{td['id']}", "/events", "/search/jsonpath?query=$"]
+    paths += ["/search/sparql?query=ASK{}", "/search/filter", "/openapi.json"]
+    for path in paths:
         async with http.head(f"{directory}{path}") as r:
             assert r.status == 200, path
             assert await r.read() == b""
@@ -209,7 +234,8 @@ async def test_unsupported_method_and_endpoint(directory: str, http: aiohttp.Cli
 
 async def test_limits(directory: str, http: aiohttp.ClientSession, make_td: Any) -> None:
     big = make_td(description="x" * (5 * 1024 * 1024))
-    async with http.put(f"{directory}/things/{big['id']}", data=json.dumps(big), headers={"Content-Type": TD}) as r:
+    body = io.BytesIO(json.dumps(big).encode())
+    async with http.put(f"{directory}/things/{big['id']}", data=body, headers={"Content-Type": TD}) as r:
         assert r.status == 413
         assert r.content_type == "application/problem+json"
     long_id = "urn:x:" + "a" * 2000
@@ -218,8 +244,12 @@ async def test_limits(directory: str, http: aiohttp.ClientSession, make_td: Any)
         assert r.status == 400
     async with http.put(f"{directory}/things/urn:x:1", data="{", headers={"Content-Type": TD}) as r:
         assert r.status == 400
-    async with http.put(f"{directory}/things/urn:x:1", data="{}", headers={"Content-Type": "text/plain"}) as r:
+    async with http.put(
+        f"{directory}/things/urn:x:1", data="{}", headers={"Content-Type": "text/plain"}
+    ) as r:
         assert r.status == 415
     td = make_td()
-    async with http.put(f"{directory}/things/urn:other", data=json.dumps(td), headers={"Content-Type": TD}) as r:
+    async with http.put(
+        f"{directory}/things/urn:other", data=json.dumps(td), headers={"Content-Type": TD}
+    ) as r:
         assert r.status == 400
