@@ -3,9 +3,12 @@
 from ._agent import Action, AffordanceKind, Agent, Event, FormProvider, Property, Subscription
 from ._directory_client import DirectoryClient, DirectoryEvent
 from ._errors import (
+    AnnouncementError,
     ConnectError,
     DescriptionError,
     DirectoryError,
+    DirectoryNotFound,
+    DiscoveryError,
     InteractionError,
     JsonLdError,
     NoSuitableFormError,
@@ -55,6 +58,7 @@ __all__ = [
     "Agent",
     "AgentDescription",
     "AgentMetadata",
+    "AnnouncementError",
     "Capability",
     "ConnectError",
     "ContextLoader",
@@ -63,6 +67,8 @@ __all__ = [
     "DirectoryClient",
     "DirectoryError",
     "DirectoryEvent",
+    "DirectoryNotFound",
+    "DiscoveryError",
     "Event",
     "EventAffordance",
     "ExpectedResponse",

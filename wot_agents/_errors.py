@@ -15,7 +15,10 @@ describes the same failure, the child inherits it too, so ``except TimeoutError`
     │   ├── RemoteError                      the agent answered with an error (``status``, ``detail``)
     │   ├── PayloadError (ValueError)        a payload does not match the affordance's data schema
     │   └── NoSuitableFormError              no form with a supported op, scheme and security
-    └── DirectoryError                       a directory request failed (``status``, ``problem``)
+    ├── DirectoryError                       a directory request failed (``status``, ``problem``)
+    └── DiscoveryError                       mDNS / DNS-SD discovery failed
+        ├── AnnouncementError (ValueError)   a DNS-SD announcement breaks the WoT Discovery rules
+        └── DirectoryNotFound (LookupError)  no directory announced itself in time
 
 Services map these onto RFC 7807 problem details in one place each.
 """
@@ -28,8 +31,11 @@ from typing import Any
 
 __all__ = [
     "ConnectError",
+    "AnnouncementError",
     "DescriptionError",
     "DirectoryError",
+    "DirectoryNotFound",
+    "DiscoveryError",
     "InteractionError",
     "JsonLdError",
     "NoSuitableFormError",
@@ -132,3 +138,15 @@ class DirectoryError(WotAgentsError):
         super().__init__(message)
         self.status = status
         self.problem = dict(problem) if problem else {}
+
+
+class DiscoveryError(WotAgentsError):
+    """Announcing or browsing with mDNS / DNS-SD failed."""
+
+
+class AnnouncementError(DiscoveryError, ValueError):
+    """A DNS-SD announcement breaks the WoT Discovery rules (no ``td``, a relative path...)."""
+
+
+class DirectoryNotFound(DiscoveryError, LookupError):
+    """No Thing Description Directory announced itself by DNS-SD within the timeout."""

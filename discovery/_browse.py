@@ -1,0 +1,245 @@
+"""A live view of the WoT agents on the LAN, kept from mDNS / DNS-SD announcements.
+
+:class:`Browser` watches ``_wot._tcp.local.`` (or only directories, ``_directory._sub``), fetches
+each announced TD with the safeguards of :mod:`._fetch`, and yields ``added`` / ``updated`` /
+``removed`` events while keeping :attr:`Browser.agents` current. Work per service is one task, the
+latest announcement winning; fetches share a bounded pool; the view has a size cap: a flood of
+announcements costs bounded memory and never blocks the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from types import MappingProxyType, TracebackType
+from typing import Literal, Self
+
+import aiohttp
+from zeroconf import IPVersion, ServiceStateChange, Zeroconf
+from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
+
+from wot_agents import AgentDescription, AnnouncementError, ConnectError, RequestTimeout, WotAgentsError
+
+from ._dnssd import DIRECTORY_SUBTYPE, FETCHABLE_SCHEMES, WOT_SERVICE, Service, parse_txt, sort_addresses
+from ._fetch import DEFAULT_FETCH_TIMEOUT, DEFAULT_MAX_TD_BYTES, fetch_description, open_fetch_session
+from ._net import open_zeroconf
+
+__all__ = ["Browser", "DiscoveredAgent", "DiscoveryEvent"]
+
+log = logging.getLogger(__name__)
+
+EventKind = Literal["added", "updated", "removed"]
+_RESOLVE_TIMEOUT_MS = 3000
+#: Delays before retrying a TD that could not be reached (the agent may still be starting).
+_RETRY_DELAYS = (0.25, 1.0)
+
+
+@dataclass(frozen=True, slots=True)
+class DiscoveredAgent:
+    """An announced service and, when it could be fetched and validated, its TD."""
+
+    service: Service
+    url: str | None = None
+    """The URL the TD was fetched from (one of :meth:`Service.td_urls`)."""
+    description: AgentDescription | None = None
+    error: str | None = None
+    """Why there is no description: unreachable, not a valid TD, unsupported scheme..."""
+
+    @property
+    def name(self) -> str:
+        return self.service.name
+
+    @property
+    def ok(self) -> bool:
+        return self.description is not None
+
+
+@dataclass(frozen=True, slots=True)
+class DiscoveryEvent:
+    kind: EventKind
+    agent: DiscoveredAgent
+
+
+_CLOSED = object()
+
+
+class Browser:
+    """Browses for WoT services; iterate it for events, read :attr:`agents` for the current view.
+
+    Use as ``async with Browser() as browser: async for event in browser: ...``. Iteration ends
+    when the browser is closed.
+    """
+
+    def __init__(
+        self,
+        *,
+        directories_only: bool = False,
+        zeroconf: AsyncZeroconf | None = None,
+        interfaces: Sequence[str] | None = None,
+        fetch_timeout: float = DEFAULT_FETCH_TIMEOUT,
+        max_td_bytes: int = DEFAULT_MAX_TD_BYTES,
+        max_agents: int = 1000,
+        max_concurrent_fetches: int = 16,
+    ) -> None:
+        self._type = DIRECTORY_SUBTYPE if directories_only else WOT_SERVICE
+        self._zc = zeroconf
+        self._owns_zc = zeroconf is None
+        self._interfaces = interfaces
+        self._fetch_timeout = fetch_timeout
+        self._max_td_bytes = max_td_bytes
+        self._max_agents = max_agents
+        self._slots = asyncio.Semaphore(max_concurrent_fetches)
+        self._max_connections = max_concurrent_fetches
+        self._agents: dict[str, DiscoveredAgent] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._events: asyncio.Queue[DiscoveryEvent | object] = asyncio.Queue()
+        self._session: aiohttp.ClientSession | None = None
+        self._browser: AsyncServiceBrowser | None = None
+        self._closed = False
+
+    @property
+    def agents(self) -> Mapping[str, DiscoveredAgent]:
+        """The current view, by service instance name (read-only, kept live)."""
+        return MappingProxyType(self._agents)
+
+    async def start(self) -> None:
+        if self._browser is not None:
+            return
+        if self._closed:
+            raise RuntimeError("the browser is closed")
+        if self._zc is None:
+            self._zc = open_zeroconf(self._interfaces)
+        self._session = open_fetch_session(self._max_connections)
+        self._browser = AsyncServiceBrowser(self._zc.zeroconf, self._type, handlers=[self._on_change])
+
+    async def aclose(self) -> None:
+        """Stop browsing, cancel every fetch, close sockets; ends iteration. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        browser, self._browser = self._browser, None
+        if browser is not None:
+            await browser.async_cancel()
+        tasks = list(self._tasks.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
+        zc, self._zc = self._zc, None
+        if zc is not None and self._owns_zc:
+            await zc.async_close()
+        self._events.put_nowait(_CLOSED)
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> DiscoveryEvent:
+        item = await self._events.get()
+        if item is _CLOSED:
+            self._events.put_nowait(_CLOSED)  # every later call ends too
+            raise StopAsyncIteration
+        assert isinstance(item, DiscoveryEvent)
+        return item
+
+    async def wait_for(self, name: str, *, timeout: float) -> DiscoveredAgent:
+        """Wait until the view holds ``name``; for callers that know what they are looking for."""
+        async with asyncio.timeout(timeout):
+            while name not in self._agents:
+                await asyncio.sleep(0.05)
+        return self._agents[name]
+
+    # zeroconf calls this on the loop, synchronously: only bookkeeping here, the work goes to tasks.
+    def _on_change(
+        self, zeroconf: Zeroconf, service_type: str, name: str, state_change: ServiceStateChange
+    ) -> None:
+        if self._closed:
+            return
+        previous = self._tasks.pop(name, None)
+        if previous is not None:
+            previous.cancel()
+        if state_change is ServiceStateChange.Removed:
+            agent = self._agents.pop(name, None)
+            if agent is not None:
+                self._events.put_nowait(DiscoveryEvent("removed", agent))
+            return
+        if name not in self._agents and len(self._agents) + len(self._tasks) >= self._max_agents:
+            log.warning("ignoring %s: the view already holds %d services", name, self._max_agents)
+            return
+        task = asyncio.get_running_loop().create_task(self._resolve(name), name=f"wot-discovery {name}")
+        self._tasks[name] = task
+        task.add_done_callback(lambda done: self._forget(name, done))
+
+    def _forget(self, name: str, task: asyncio.Task[None]) -> None:
+        if self._tasks.get(name) is task:
+            del self._tasks[name]
+        if not task.cancelled() and task.exception() is not None:
+            log.error("resolving %s failed", name, exc_info=task.exception())
+
+    async def _resolve(self, name: str) -> None:
+        assert self._zc is not None
+        info = AsyncServiceInfo(WOT_SERVICE, name)
+        if not await info.async_request(self._zc.zeroconf, _RESOLVE_TIMEOUT_MS):
+            log.debug("%s did not answer with its SRV/TXT records", name)
+            return
+        try:
+            service = _service(name, info)
+        except AnnouncementError as exc:
+            log.warning("ignoring %s: %s", name, exc)
+            return
+        agent = await self._fetch(service)
+        previous = self._agents.get(name)
+        if previous == agent:
+            return
+        self._agents[name] = agent
+        self._events.put_nowait(DiscoveryEvent("updated" if previous else "added", agent))
+
+    async def _fetch(self, service: Service) -> DiscoveredAgent:
+        if service.scheme not in FETCHABLE_SCHEMES:
+            return DiscoveredAgent(service, error=f"scheme {service.scheme} cannot be fetched here")
+        assert self._session is not None
+        for delay in (*_RETRY_DELAYS, None):
+            try:
+                async with self._slots:
+                    url, description = await fetch_description(
+                        self._session,
+                        service.td_urls(),
+                        timeout=self._fetch_timeout,
+                        max_bytes=self._max_td_bytes,
+                    )
+                return DiscoveredAgent(service, url=url, description=description)
+            except (ConnectError, RequestTimeout) as exc:
+                if delay is None:
+                    return DiscoveredAgent(service, error=str(exc))
+                await asyncio.sleep(delay)
+            except WotAgentsError as exc:
+                return DiscoveredAgent(service, error=str(exc))
+        raise AssertionError("unreachable")
+
+
+def _service(name: str, info: AsyncServiceInfo) -> Service:
+    td_path, kind, scheme, revision = parse_txt(info.decoded_properties)
+    if not info.port or not info.server:
+        raise AnnouncementError("the SRV record has no port or target")
+    return Service(
+        name=name,
+        kind=kind,
+        scheme=scheme,
+        td_path=td_path,
+        server=info.server,
+        port=info.port,
+        addresses=sort_addresses(info.parsed_scoped_addresses(IPVersion.All)),
+        revision=revision,
+    )

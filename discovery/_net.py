@@ -1,0 +1,46 @@
+"""Which interfaces mDNS runs on, and which addresses a host announces.
+
+``interfaces=None`` means every interface, IPv4 and IPv6, as a LAN user expects; a list of
+addresses confines mDNS to them (tests and benchmarks pass ``["127.0.0.1"]`` so no packet leaves
+the machine).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Sequence
+
+import ifaddr
+from zeroconf import InterfaceChoice, IPVersion
+from zeroconf.asyncio import AsyncZeroconf
+
+__all__ = ["announced_addresses", "open_zeroconf"]
+
+
+def open_zeroconf(interfaces: Sequence[str] | None = None) -> AsyncZeroconf:
+    """An AsyncZeroconf on the running loop (no thread of its own) for these interfaces."""
+    if interfaces is None:
+        return AsyncZeroconf(interfaces=InterfaceChoice.All, ip_version=IPVersion.All)
+    return AsyncZeroconf(interfaces=list(interfaces))
+
+
+def announced_addresses(interfaces: Sequence[str] | None = None) -> list[str]:
+    """The addresses to put in A/AAAA records: those of ``interfaces``, else of every non-loopback
+    interface (loopback only when there is nothing else)."""
+    if interfaces is not None:
+        return [address for address in interfaces if _is_ip(address)]
+    found: list[str] = []
+    loopback: list[str] = []
+    for adapter in ifaddr.get_adapters():
+        for ip in adapter.ips:
+            text = ip.ip if isinstance(ip.ip, str) else ip.ip[0]
+            (loopback if ipaddress.ip_address(text).is_loopback else found).append(text)
+    return found or loopback
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
