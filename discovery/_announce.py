@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self
 
-from zeroconf import DNSOutgoing, DNSQuestion, ServiceInfo, Zeroconf
+from zeroconf import DNSOutgoing, DNSQuestion, ServiceInfo, Zeroconf  # type: ignore[attr-defined]
 from zeroconf.asyncio import AsyncZeroconf
 
 from wot_agents import AgentDescription, DiscoveryError
@@ -58,7 +58,8 @@ class Announcer:
     ) -> None:
         document = _as_dict(description)
         self._kind: Kind = kind or ("Directory" if "ThingDirectory" in _types(document) else "Thing")
-        self._txt = txt_record(td_path=td_path, kind=self._kind, scheme=scheme, revision=revision_of(document))
+        revision = revision_of(document)
+        self._txt = txt_record(td_path=td_path, kind=self._kind, scheme=scheme, revision=revision)
         self._label = instance_label(str(document.get("title") or "WoT Thing"))
         self._port = port
         self._addresses = list(addresses) if addresses is not None else announced_addresses(interfaces)

@@ -93,6 +93,7 @@ class Browser:
         self._slots = asyncio.Semaphore(max_concurrent_fetches)
         self._max_connections = max_concurrent_fetches
         self._agents: dict[str, DiscoveredAgent] = {}
+        self._waiters: dict[str, list[asyncio.Future[DiscoveredAgent]]] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._events: asyncio.Queue[DiscoveryEvent | object] = asyncio.Queue()
         self._session: aiohttp.ClientSession | None = None
@@ -126,6 +127,9 @@ class Browser:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        for waiters in self._waiters.values():
+            for waiter in waiters:
+                waiter.cancel()
         session, self._session = self._session, None
         if session is not None:
             await session.close()
@@ -154,12 +158,22 @@ class Browser:
         assert isinstance(item, DiscoveryEvent)
         return item
 
-    async def wait_for(self, name: str, *, timeout: float) -> DiscoveredAgent:
-        """Wait until the view holds ``name``; for callers that know what they are looking for."""
-        async with asyncio.timeout(timeout):
-            while name not in self._agents:
-                await asyncio.sleep(0.05)
-        return self._agents[name]
+    async def wait_for(self, name: str) -> DiscoveredAgent:
+        """The view's entry for ``name`` once there is one; bound the wait with ``asyncio.timeout``."""
+        if name in self._agents:
+            return self._agents[name]
+        if self._closed:
+            raise RuntimeError("the browser is closed")
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(name, []).append(waiter)
+        try:
+            return await waiter  # type: ignore[no-any-return]
+        finally:
+            waiters = self._waiters.get(name, [])
+            if waiter in waiters:
+                waiters.remove(waiter)
+            if not waiters:
+                self._waiters.pop(name, None)
 
     # zeroconf calls this on the loop, synchronously: only bookkeeping here, the work goes to tasks.
     def _on_change(
@@ -205,6 +219,9 @@ class Browser:
             return
         self._agents[name] = agent
         self._events.put_nowait(DiscoveryEvent("updated" if previous else "added", agent))
+        for waiter in self._waiters.pop(name, []):
+            if not waiter.done():
+                waiter.set_result(agent)
 
     async def _fetch(self, service: Service) -> DiscoveredAgent:
         if service.scheme not in FETCHABLE_SCHEMES:
@@ -216,7 +233,7 @@ class Browser:
                     url, description = await fetch_description(
                         self._session,
                         service.td_urls(),
-                        timeout=self._fetch_timeout,
+                        time_limit=self._fetch_timeout,
                         max_bytes=self._max_td_bytes,
                     )
                 return DiscoveredAgent(service, url=url, description=description)

@@ -36,6 +36,7 @@ WOT_SERVICE = "_wot._tcp.local."
 DIRECTORY_SUBTYPE = "_directory._sub._wot._tcp.local."
 
 Kind = Literal["Thing", "Directory"]
+_KINDS: dict[str, Kind] = {"Thing": "Thing", "Directory": "Directory"}
 #: Schemes the spec allows in TXT ``scheme`` for ``_wot._tcp``; only the HTTP ones can be fetched here.
 _TCP_SCHEMES = frozenset({"http", "https", "coap+tcp", "coaps+tcp"})
 FETCHABLE_SCHEMES = frozenset({"http", "https"})
@@ -104,7 +105,7 @@ class Service:
         Built from the announced address, port and path only, never from a name to resolve, so a
         fetch goes nowhere but the host that answered for this service.
         """
-        return [f"{self.scheme}://{_url_host(address)}:{self.port}{self.td_path}" for address in self.addresses]
+        return [f"{self.scheme}://{_url_host(ip)}:{self.port}{self.td_path}" for ip in self.addresses]
 
 
 def _url_host(address: str) -> str:
@@ -120,9 +121,10 @@ def parse_txt(properties: Mapping[str, str | None]) -> tuple[str, Kind, str, str
     if not td_path:
         raise AnnouncementError("the TXT record has no 'td' key")
     _check_path(td_path)
-    kind = properties.get("type") or "Thing"
-    if kind not in ("Thing", "Directory"):
-        raise AnnouncementError(f"TXT type {kind[:40]!r} is neither 'Thing' nor 'Directory'")
+    raw_kind = properties.get("type") or "Thing"
+    kind = _KINDS.get(raw_kind)
+    if kind is None:
+        raise AnnouncementError(f"TXT type {raw_kind[:40]!r} is neither 'Thing' nor 'Directory'")
     scheme = (properties.get("scheme") or "http").lower()
     if scheme not in _TCP_SCHEMES:
         raise AnnouncementError(f"TXT scheme {scheme[:40]!r} is not one of {sorted(_TCP_SCHEMES)}")

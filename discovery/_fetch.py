@@ -45,10 +45,10 @@ async def fetch_description(
     session: aiohttp.ClientSession,
     urls: Sequence[str],
     *,
-    timeout: float = DEFAULT_FETCH_TIMEOUT,
+    time_limit: float = DEFAULT_FETCH_TIMEOUT,
     max_bytes: int = DEFAULT_MAX_TD_BYTES,
 ) -> tuple[str, AgentDescription]:
-    """The first URL that answers with a valid TD, and that TD; all within one ``timeout``.
+    """The first URL that answers with a valid TD, and that TD; all within ``time_limit`` seconds.
 
     Addresses are tried in order only when one cannot be connected to; an answer that is wrong
     (an error status, too large, invalid) ends the fetch, as it came from the announced service.
@@ -57,14 +57,14 @@ async def fetch_description(
         raise ConnectError("the announcement has no address to fetch the TD from")
     last: InteractionError | None = None
     try:
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(time_limit):
             for url in urls:
                 try:
                     return url, await _fetch_one(session, url, max_bytes)
                 except ConnectError as exc:
                     last = exc
     except TimeoutError:
-        raise RequestTimeout(f"no complete TD within {timeout:g} s", href=urls[0]) from None
+        raise RequestTimeout(f"no complete TD within {time_limit:g} s", href=urls[0]) from None
     assert last is not None
     raise last
 

@@ -19,9 +19,27 @@ __all__ = ["announced_addresses", "open_zeroconf"]
 
 def open_zeroconf(interfaces: Sequence[str] | None = None) -> AsyncZeroconf:
     """An AsyncZeroconf on the running loop (no thread of its own) for these interfaces."""
-    if interfaces is None:
-        return AsyncZeroconf(interfaces=InterfaceChoice.All, ip_version=IPVersion.All)
-    return AsyncZeroconf(interfaces=list(interfaces))
+    if interfaces is not None:
+        return AsyncZeroconf(interfaces=list(interfaces))
+    chosen = _lan_interfaces()
+    if not chosen:  # a machine with loopback only
+        return AsyncZeroconf(interfaces=InterfaceChoice.All, ip_version=IPVersion.V4Only)
+    has_v6 = any(isinstance(choice, int) for choice in chosen)
+    return AsyncZeroconf(interfaces=chosen, ip_version=IPVersion.All if has_v6 else IPVersion.V4Only)
+
+
+def _lan_interfaces() -> list[str | int]:
+    """IPv4 addresses and IPv6 interface indexes of every interface but loopback (IPv6 multicast
+    on ``lo`` fails with ENETUNREACH, which zeroconf's default choice would log on every start)."""
+    chosen: list[str | int] = []
+    for adapter in ifaddr.get_adapters():
+        for ip in adapter.ips:
+            if isinstance(ip.ip, str):
+                if not ipaddress.ip_address(ip.ip).is_loopback:
+                    chosen.append(ip.ip)
+            elif adapter.index is not None and not ipaddress.ip_address(ip.ip[0]).is_loopback:
+                chosen.append(adapter.index)
+    return list(dict.fromkeys(chosen))
 
 
 def announced_addresses(interfaces: Sequence[str] | None = None) -> list[str]:

@@ -30,7 +30,7 @@ from discovery._net import open_zeroconf
 def description(title: str, index: int, revision: int) -> dict[str, Any]:
     return {
         "@context": "https://www.w3.org/2022/wot/td/v1.1",
-        "id": f"urn:wot-agents:test:{title}:{index}",
+        "id": f"urn:wot-agents:test:{title.replace(' ', '-')}:{index}",
         "title": f"{title} {index}" if index else title,
         "description": f"test thing, revision {revision}",
         "security": "nosec",

@@ -20,7 +20,9 @@ def register(subparsers: Any) -> None:
         "Description from the announcing host and validate it. Without --watch, prints what was "
         "found after --timeout seconds; with --watch, prints each change as it happens.",
     )
-    parser.add_argument("--timeout", type=float, metavar="S", help="seconds to browse (default 3; --watch: forever)")
+    parser.add_argument(
+        "--timeout", type=float, metavar="S", help="seconds to browse (default 3; with --watch: forever)"
+    )
     parser.add_argument("--json", action="store_true", help="JSON output (one object per line with --watch)")
     parser.add_argument("--watch", action="store_true", help="keep running and print added/updated/removed")
     parser.add_argument("--directories", action="store_true", help="only Thing Description Directories")

@@ -1,0 +1,252 @@
+"""Announce and browse over real multicast on the loopback interface, in one process.
+
+The variant for machines without network namespaces: mDNS confined to 127.0.0.1. Every title
+carries a random token, so other test runs on the same machine cannot be mistaken for ours.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+from aiohttp import web
+from zeroconf import ServiceInfo
+
+from discovery import Announcer, Browser, DiscoveredAgent, DiscoveryEvent
+from discovery._net import open_zeroconf
+
+LOOPBACK = ["127.0.0.1"]
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def thing(title: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "@context": "https://www.w3.org/2022/wot/td/v1.1",
+        "id": f"urn:test:{title.replace(' ', '-')}",
+        "title": title,
+        "security": "nosec",
+        "securityDefinitions": {"nosec": {"scheme": "nosec"}},
+        **extra,
+    }
+
+
+@pytest.fixture
+def token() -> str:
+    return secrets.token_hex(4)
+
+
+@asynccontextmanager
+async def http_server(routes: dict[str, Handler]) -> AsyncIterator[int]:
+    app = web.Application()
+    for path, handler in routes.items():
+        app.router.add_get(path, handler)
+    runner = web.AppRunner(app, shutdown_timeout=0.5)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        yield runner.addresses[0][1]
+    finally:
+        await runner.cleanup()
+
+
+def serving(document: dict[str, Any]) -> Handler:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return web.json_response(document, content_type="application/td+json")
+
+    return handler
+
+
+async def next_event(browser: Browser, name: str, *, within: float = 5) -> DiscoveryEvent:
+    """The next event about ``name``, skipping others (another run may share the loopback)."""
+    async with asyncio.timeout(within):
+        async for event in browser:
+            if event.agent.name == name:
+                return event
+    raise AssertionError("browser closed")
+
+
+async def seen(browser: Browser, name: str, *, within: float) -> DiscoveredAgent:
+    async with asyncio.timeout(within):
+        return await browser.wait_for(name)
+
+
+async def test_announce_browse_update_remove(token: str) -> None:
+    document = thing(f"Weather {token}")
+    async with (
+        http_server({"/.well-known/wot": serving(document)}) as port,
+        Browser(interfaces=LOOPBACK) as browser,
+        Announcer(document, port=port, interfaces=LOOPBACK) as announcer,
+    ):
+        assert announcer.name == f"Weather {token}._wot._tcp.local."
+        added = await next_event(browser, announcer.name)
+        assert added.kind == "added"
+        assert added.agent.ok and added.agent.description is not None
+        assert added.agent.description.title == f"Weather {token}"
+        assert added.agent.url == f"http://127.0.0.1:{port}/.well-known/wot"
+        assert added.agent.service.kind == "Thing" and added.agent.service.addresses == ("127.0.0.1",)
+        assert browser.agents[announcer.name] == added.agent
+
+        document["description"] = "now with a forecast"
+        await announcer.update(document)
+        updated = await next_event(browser, announcer.name)
+        assert updated.kind == "updated"
+        assert updated.agent.description is not None
+        assert updated.agent.description.description == "now with a forecast"
+
+        name = announcer.name
+        await announcer.aclose()
+        removed = await next_event(browser, name)
+        assert removed.kind == "removed" and name not in browser.agents
+
+
+async def test_same_title_gets_a_distinct_instance_name(token: str) -> None:
+    document = thing(f"Twin {token}")
+    shared = open_zeroconf(LOOPBACK)
+    announcers = [
+        Announcer(document, port=1001, interfaces=LOOPBACK),
+        Announcer(document, port=1002, interfaces=LOOPBACK),
+        Announcer(document, port=1003, zeroconf=shared),
+    ]
+    try:
+        for announcer in announcers:  # one after the other: each must see the earlier ones
+            await announcer.start()
+        names = [announcer.name for announcer in announcers]
+        assert names == [
+            f"Twin {token}._wot._tcp.local.",
+            f"Twin {token}-2._wot._tcp.local.",
+            f"Twin {token}-3._wot._tcp.local.",
+        ]
+    finally:
+        for announcer in announcers:
+            await announcer.aclose()
+        await shared.async_close()
+
+
+async def test_a_directory_is_found_under_its_subtype_and_a_thing_is_not(token: str) -> None:
+    directory = thing(f"Directory {token}", **{"@type": "ThingDirectory"})
+    plain = thing(f"Lamp {token}")
+    routes = {"/dir": serving(directory), "/lamp": serving(plain)}
+    async with (
+        http_server(routes) as port,
+        Browser(interfaces=LOOPBACK, directories_only=True) as directories,
+        Browser(interfaces=LOOPBACK) as everything,
+        Announcer(directory, port=port, td_path="/dir", interfaces=LOOPBACK) as announced_dir,
+        Announcer(plain, port=port, td_path="/lamp", interfaces=LOOPBACK) as announced_lamp,
+    ):
+        assert announced_dir.kind == "Directory"
+        found = await next_event(directories, str(announced_dir.name))
+        assert found.agent.service.kind == "Directory" and found.agent.ok
+        assert (await seen(everything, str(announced_dir.name), within=5)).service.kind == "Directory"
+        assert (await seen(everything, str(announced_lamp.name), within=5)).service.kind == "Thing"
+        assert announced_lamp.name not in directories.agents
+
+
+async def test_hostile_announcers_cannot_hang_or_crash_the_browser(token: str) -> None:
+    """Each broken TD endpoint ends up in the view with its reason, within the fetch timeout."""
+    never = asyncio.Event()
+
+    async def hangs(request: web.Request) -> web.StreamResponse:
+        await never.wait()
+        raise AssertionError("unreachable")
+
+    async def endless(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse()
+        await response.prepare(request)
+        for _ in range(10_000):
+            await response.write(b" " * 65536)
+        return response
+
+    async def not_json(request: web.Request) -> web.StreamResponse:
+        return web.Response(text="{ nope", content_type="application/json")
+
+    async def redirects(request: web.Request) -> web.StreamResponse:
+        raise web.HTTPFound("http://192.0.2.1/td")
+
+    invalid = thing(f"Invalid {token}")
+    del invalid["securityDefinitions"]
+    good = thing(f"Good {token}")
+    cases = {
+        "/hangs": (hangs, "no complete TD"),
+        "/endless": (endless, "larger than the limit"),
+        "/not-json": (not_json, "not valid JSON"),
+        "/redirects": (redirects, "answered 302"),
+        "/invalid": (serving(invalid), "securityDefinitions"),
+    }
+    routes: dict[str, Handler] = {path: handler for path, (handler, _) in cases.items()}
+    routes["/good"] = serving(good)
+    async with http_server(routes) as port, Browser(interfaces=LOOPBACK, fetch_timeout=1.0) as browser:
+        announcers = [
+            Announcer(thing(f"{path[1:]} {token}"), port=port, td_path=path, interfaces=LOOPBACK)
+            for path in routes
+        ]
+        try:
+            await asyncio.gather(*(announcer.start() for announcer in announcers))
+            views = {
+                path: await seen(browser, str(announcer.name), within=8)
+                for path, announcer in zip(routes, announcers, strict=True)
+            }
+        finally:
+            never.set()
+            await asyncio.gather(*(announcer.aclose() for announcer in announcers))
+    assert views["/good"].ok
+    for path, (_, reason) in cases.items():
+        assert not views[path].ok and views[path].description is None, path
+        assert reason in str(views[path].error), (path, views[path].error)
+
+
+async def test_announcements_that_break_the_rules_are_ignored(token: str) -> None:
+    good = thing(f"Fine {token}")
+    zc = open_zeroconf(LOOPBACK)
+    bad = [
+        {"type": "Thing"},  # no td
+        {"td": "//192.0.2.1/td"},  # another host
+        {"td": "/td", "scheme": "gopher"},
+    ]
+    infos = [
+        ServiceInfo(
+            "_wot._tcp.local.",
+            f"Bad{index} {token}._wot._tcp.local.",
+            port=9,
+            properties=txt,
+            server=f"bad{index}-{token}.local.",
+            parsed_addresses=LOOPBACK,
+        )
+        for index, txt in enumerate(bad)
+    ]
+    try:
+        async with (
+            http_server({"/.well-known/wot": serving(good)}) as port,
+            Browser(interfaces=LOOPBACK) as browser,
+        ):
+            for info in infos:
+                await zc.async_register_service(info, cooperating_responders=True)
+            async with Announcer(good, port=port, interfaces=LOOPBACK) as announcer:
+                await seen(browser, str(announcer.name), within=5)
+                await asyncio.sleep(0.3)  # the bad ones were announced first: they had their chance
+                assert not [name for name in browser.agents if name.startswith("Bad")]
+    finally:
+        await zc.async_close()
+
+
+async def test_closing_the_browser_while_a_fetch_hangs_is_prompt(token: str) -> None:
+    started = asyncio.Event()
+    never = asyncio.Event()
+
+    async def hangs(request: web.Request) -> web.StreamResponse:
+        started.set()
+        await never.wait()
+        raise AssertionError("unreachable")
+
+    async with http_server({"/td": hangs}) as port:
+        browser = Browser(interfaces=LOOPBACK, fetch_timeout=30)
+        await browser.start()
+        async with Announcer(thing(f"Slow {token}"), port=port, td_path="/td", interfaces=LOOPBACK):
+            await asyncio.wait_for(started.wait(), 5)
+            async with asyncio.timeout(2):
+                await browser.aclose()
+            assert [event async for event in browser] == []  # iteration ends once closed
+        never.set()
