@@ -13,8 +13,9 @@ mkdir -p "$CACHE"
 log() { printf '[bootstrap] %s\n' "$*" >&2; }
 
 # --- Debian packages -------------------------------------------------------------------------
-# mosquitto: the real MQTT broker of the tests; iproute2: network namespaces for mDNS tests.
-APT_PACKAGES=(mosquitto iproute2)
+# mosquitto: the real MQTT broker of the tests; iproute2: network namespaces for mDNS tests;
+# nodejs (npm included): Eclipse Thingweb node-wot, the other WoT implementation of the interop tests.
+APT_PACKAGES=(mosquitto iproute2 nodejs)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
@@ -39,5 +40,13 @@ if [ ! -f "$stamp" ]; then
   "$VENV/bin/python" -c "import wot_agents" # fail loudly if the install did not work
   rm -f "$VENV"/.installed-*
   touch "$stamp"
+fi
+# --- node-wot for the binding interoperability tests (versions pinned in package-lock.json) ---
+INTEROP=tests/interop
+npm_stamp="$INTEROP/node_modules/.installed-$(cat "$INTEROP/package-lock.json" | sha256sum | cut -c1-16)"
+if [ ! -f "$npm_stamp" ]; then
+  log "installing node-wot into $INTEROP/node_modules"
+  (cd "$INTEROP" && npm ci --no-audit --no-fund --loglevel=error >&2)
+  touch "$npm_stamp"
 fi
 log "ready"

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import shutil
 import socket
+import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -63,3 +66,57 @@ def weather_agent() -> dict[str, Any]:
 
 
 W3C_EXAMPLES = sorted((DATA / "w3c-td11-examples").glob("*.json"))
+
+
+# --- real components -----------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            return False
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return True
+        except OSError:
+            time.sleep(0.02)
+    return False
+
+
+@pytest.fixture(scope="session")
+def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real mosquitto broker on a free loopback port, for the whole session: its ``mqtt://`` URL."""
+    binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+    if not Path(binary).exists():
+        pytest.fail("mosquitto is not installed: run scripts/bootstrap.sh")
+    directory = tmp_path_factory.mktemp("mosquitto")
+    for _attempt in range(5):  # the free port may be taken between probing and binding
+        port = _free_port()
+        config = directory / "mosquitto.conf"
+        config.write_text(
+            f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest stderr\n"
+        )
+        with (directory / "mosquitto.log").open("wb") as log:
+            process = subprocess.Popen([binary, "-c", str(config)], stdout=log, stderr=subprocess.STDOUT)
+        if _wait_for_port(port, process):
+            break
+        process.kill()
+        process.wait()
+    else:
+        pytest.fail(f"mosquitto did not start: {(directory / 'mosquitto.log').read_text()}")
+    try:
+        yield f"mqtt://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

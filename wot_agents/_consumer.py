@@ -1,0 +1,280 @@
+"""Consuming any Thing or Agent Description: pick a form, apply security, validate payloads.
+
+``consume(td)`` gives a :class:`ConsumedThing` whose methods name affordances, never protocols:
+the form is chosen by operation, by URI scheme (the caller's ``prefer`` order, then the TD's
+order) and by whether the caller holds credentials for the form's security. Inputs are
+validated against the affordance's data schema before anything is sent, outputs after they
+arrive, so a schema mismatch is a :class:`PayloadError` on whichever side caused it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from types import TracebackType
+from typing import Any, Self
+from urllib.parse import urljoin, urlsplit
+
+import jsonschema_rs
+
+from ._errors import NoSuitableFormError, PayloadError, Problem
+from ._json import pointer_from_path
+from ._model import AgentDescription, DataSchema, InteractionAffordance
+from .bindings._interfaces import ClientBinding, Interaction, Stream
+from .bindings._security import Credentials, apply_security
+from .bindings._vocabulary import Kind, form_ops
+
+__all__ = ["DEFAULT_PREFERENCE", "ConsumedThing", "consume"]
+
+#: URI schemes tried first to last when an affordance has forms for several protocols.
+DEFAULT_PREFERENCE: tuple[str, ...] = ("http", "https", "ws", "wss", "mqtt", "mqtts")
+
+#: Members of a property affordance that are about the interaction, not the value's schema.
+_NOT_SCHEMA = frozenset({"forms", "observable", "uriVariables", "@type", "titles", "descriptions"})
+
+
+def consume(
+    td: AgentDescription | Mapping[str, Any] | str | bytes,
+    *,
+    credentials: Credentials = None,
+    prefer: Sequence[str] = DEFAULT_PREFERENCE,
+    timeout: float = 30.0,
+    validate: bool = True,
+) -> ConsumedThing:
+    """A client for the thing ``td`` describes (a model, a parsed document or JSON text).
+
+    ``credentials`` are the caller's secrets for the TD's security schemes: one credential, or a
+    mapping from security-definition name to credential. Use the result as an async context
+    manager, or call :meth:`ConsumedThing.aclose` when done.
+    """
+    if isinstance(td, AgentDescription):
+        description = td
+    elif isinstance(td, str | bytes):
+        description = AgentDescription.from_json(td)
+    else:
+        description = AgentDescription.from_dict(td)
+    return ConsumedThing(
+        description, credentials=credentials, prefer=prefer, timeout=timeout, validate=validate
+    )
+
+
+class ConsumedThing:
+    """The consumer side of one thing: properties, actions and events by name."""
+
+    def __init__(
+        self,
+        description: AgentDescription,
+        *,
+        credentials: Credentials = None,
+        prefer: Sequence[str] = DEFAULT_PREFERENCE,
+        timeout: float = 30.0,
+        validate: bool = True,
+        clients: Sequence[ClientBinding] | None = None,
+    ) -> None:
+        self.description = description
+        self.timeout = timeout
+        self._credentials = credentials
+        self._prefer = tuple(prefer)
+        self._validate = validate
+        self._clients: dict[str, ClientBinding] = {}
+        for client in clients or ():
+            for scheme in client.schemes:
+                self._clients[scheme] = client
+        self._validators: dict[tuple[str, str, str], Any] = {}
+        self._closed = False
+
+    @property
+    def id(self) -> str | None:
+        return self.description.id
+
+    # --- the interactions ------------------------------------------------------------------------
+
+    async def read_property(self, name: str) -> Any:
+        affordance = self._affordance("property", name)
+        interaction, client = self._choose("property", name, affordance, "readproperty")
+        value = await client.request(interaction)
+        self._check("property", name, "value", affordance, value, received=True)
+        return value
+
+    async def write_property(self, name: str, value: Any) -> None:
+        affordance = self._affordance("property", name)
+        if getattr(affordance, "read_only", None):
+            raise PayloadError(f"property {name!r} is read-only", thing_id=self.id)
+        self._check("property", name, "value", affordance, value, received=False)
+        interaction, client = self._choose("property", name, affordance, "writeproperty")
+        await client.request(interaction, value)
+
+    async def invoke_action(self, name: str, input: Any = None) -> Any:
+        affordance = self._affordance("action", name)
+        schema = getattr(affordance, "input", None)
+        if schema is not None or input is not None:
+            self._check("action", name, "input", schema, input, received=False)
+        interaction, client = self._choose("action", name, affordance, "invokeaction")
+        output = await client.request(interaction, input)
+        output_schema = getattr(affordance, "output", None)
+        if output_schema is not None:
+            self._check("action", name, "output", output_schema, output, received=True)
+        return output
+
+    async def observe_property(self, name: str) -> Stream[Any]:
+        """The property's values as they change: ``async with await thing.observe_property(n) as s``."""
+        affordance = self._affordance("property", name)
+        return await self._open_stream("property", name, affordance, "observeproperty", "value", affordance)
+
+    async def subscribe_event(self, name: str) -> Stream[Any]:
+        """The event's data as it occurs: ``async with await thing.subscribe_event(n) as events``."""
+        affordance = self._affordance("event", name)
+        return await self._open_stream("event", name, affordance, "subscribeevent", "data", affordance.data)  # type: ignore[attr-defined]
+
+    # --- lifecycle -------------------------------------------------------------------------------
+
+    async def aclose(self) -> None:
+        """Close every connection the bindings opened. This is idempotent."""
+        self._closed = True
+        clients = {id(client): client for client in self._clients.values()}
+        await asyncio.gather(*(client.aclose() for client in clients.values()))
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    # --- form choice -----------------------------------------------------------------------------
+
+    def _affordance(self, kind: Kind, name: str) -> InteractionAffordance:
+        table = {
+            "property": self.description.properties,
+            "action": self.description.actions,
+            "event": self.description.events,
+        }[kind] or {}
+        affordance = table.get(name)
+        if affordance is None:
+            known = ", ".join(sorted(table)) or "none"
+            raise KeyError(f"{self.description.title!r} has no {kind} {name!r} (its {kind} names: {known})")
+        return affordance
+
+    def _client_for(self, scheme: str) -> ClientBinding | None:
+        if self._closed:
+            raise RuntimeError("this ConsumedThing is closed")
+        client = self._clients.get(scheme)
+        if client is None:
+            client = _default_client(scheme)
+            if client is not None:
+                for known in client.schemes:
+                    self._clients.setdefault(known, client)
+                client = self._clients[scheme]
+        return client
+
+    def _choose(
+        self, kind: Kind, name: str, affordance: InteractionAffordance, op: str
+    ) -> tuple[Interaction, ClientBinding]:
+        reasons: list[str] = []
+        candidates: list[tuple[int, int, Interaction, ClientBinding]] = []
+        for index, form in enumerate(affordance.forms):
+            if op not in form_ops(form, kind):
+                continue
+            href = urljoin(self.description.base or "", form.href)
+            scheme = urlsplit(href).scheme.lower()
+            client = self._client_for(scheme)
+            if client is None:
+                reasons.append(f"{href}: no client for the {scheme!r} scheme")
+                continue
+            if not client.accepts(form, op):
+                reasons.append(
+                    f"{href}: the {scheme} client does not support this form (subprotocol {form.subprotocol!r})"
+                )
+                continue
+            auth = apply_security(self.description, form.security, self._credentials)
+            if auth is None:
+                needed = form.security if form.security is not None else self.description.security
+                reasons.append(f"{href}: no credentials given for security {needed!r}")
+                continue
+            rank = self._prefer.index(scheme) if scheme in self._prefer else len(self._prefer)
+            interaction = Interaction(
+                op=op,
+                kind=kind,
+                name=name,
+                form=form,
+                href=href,
+                thing_id=self.id,
+                auth=auth,
+                timeout=self.timeout,
+                expects_reply=_expects_reply(affordance, op),
+            )
+            candidates.append((rank, index, interaction, client))
+        if not candidates:
+            why = "; ".join(reasons) if reasons else f"no form offers {op!r}"
+            raise NoSuitableFormError(
+                f"cannot {op} {name!r} of {self.description.title!r}: {why}", thing_id=self.id
+            )
+        _, _, interaction, client = min(candidates, key=lambda candidate: candidate[:2])
+        return interaction, client
+
+    async def _open_stream(
+        self,
+        kind: Kind,
+        name: str,
+        affordance: InteractionAffordance,
+        op: str,
+        part: str,
+        schema: DataSchema | None,
+    ) -> Stream[Any]:
+        interaction, client = self._choose(kind, name, affordance, op)
+        stream = await client.stream(interaction)
+        if schema is None or not self._validate:
+            return stream
+
+        async def checked() -> Any:
+            async for value in stream:
+                self._check(kind, name, part, schema, value, received=True)
+                yield value
+
+        return Stream(checked(), stream.aclose)
+
+    # --- payload validation ----------------------------------------------------------------------
+
+    def _check(self, kind: str, name: str, part: str, schema: Any, value: Any, *, received: bool) -> None:
+        if not self._validate or schema is None:
+            return
+        key = (kind, name, part)
+        validator = self._validators.get(key)
+        if validator is None:
+            document = {k: v for k, v in schema.to_dict().items() if k not in _NOT_SCHEMA}
+            validator = self._validators[key] = jsonschema_rs.validator_for(document)
+        problems = [
+            Problem(pointer_from_path(error.instance_path), error.message)
+            for error in validator.iter_errors(value)
+        ]
+        if problems:
+            direction = "received" if received else "given"
+            raise PayloadError(
+                f"the {part} {direction} for {kind} {name!r} does not match its schema: {problems[0]}",
+                problems=problems,
+                thing_id=self.id,
+            )
+
+
+def _expects_reply(affordance: InteractionAffordance, op: str) -> bool:
+    if op != "invokeaction":
+        return op in ("readproperty", "readallproperties", "queryaction")
+    return getattr(affordance, "output", None) is not None
+
+
+def _default_client(scheme: str) -> ClientBinding | None:
+    """The built-in client for a URI scheme, created on first use (MQTT needs the extra)."""
+    if scheme in ("http", "https"):
+        from .bindings.http import HttpClient
+
+        return HttpClient()
+    if scheme in ("ws", "wss"):
+        from .bindings.websocket import WebSocketClient
+
+        return WebSocketClient()
+    if scheme in ("mqtt", "mqtts"):
+        from .bindings.mqtt import MqttClient
+
+        return MqttClient()
+    return None

@@ -1,0 +1,199 @@
+"""``serve()``: run an agent on several bindings at once, as one unit.
+
+Every server starts inside one :class:`~contextlib.AsyncExitStack`, so a server that fails
+to start stops the ones already started, and leaving stops them all in reverse order. The
+result, :class:`RunningAgent`, knows every base URL and the current description, and tells
+listeners when the description changes (the MQTT server republishes it; discovery re-announces).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Awaitable, Callable, Generator, Sequence
+from contextlib import AbstractAsyncContextManager, AsyncExitStack
+from typing import Any
+
+from .._model import AgentDescription
+from ._interfaces import BindingServer, ExposedAgent, ServeContext
+from ._security import ServerSecurity, security_definitions
+from ._web import WebBinding, WebServer
+
+__all__ = ["RunningAgent", "Service", "Serving", "serve", "slugify"]
+
+#: Something started after the bindings and stopped before them, given the running agent
+#: (e.g. an mDNS announcement or a directory registration).
+Service = Callable[["RunningAgent"], AbstractAsyncContextManager[Any]]
+Listener = Callable[[AgentDescription], Awaitable[None] | None]
+
+
+def slugify(text: str) -> str:
+    """A path- and topic-safe name: lower case letters, digits and dashes."""
+    slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+    return slug or "agent"
+
+
+class RunningAgent:
+    """An agent being served: where it is reachable and what its TD says right now."""
+
+    def __init__(
+        self,
+        agent: ExposedAgent,
+        servers: Sequence[BindingServer],
+        security: Sequence[ServerSecurity],
+        slug: str,
+    ) -> None:
+        self.agent = agent
+        self.servers = tuple(servers)
+        self.security = tuple(security)
+        self.slug = slug
+        self._description: AgentDescription | None = None
+        self._listeners: list[Listener] = []
+        first = agent.description()
+        self.context = ServeContext(
+            agent=agent,
+            slug=slug,
+            thing_id=first.id or f"urn:wot-agents:{slug}",
+            describe=lambda: self.description,
+            security=self.security,
+        )
+
+    @property
+    def description(self) -> AgentDescription:
+        """The TD with the forms of every running binding (built once, rebuilt by :meth:`refresh`)."""
+        if self._description is None:
+            definitions, required = security_definitions(self.security)
+            description = self.agent.description(
+                forms=list(self.servers), security_definitions=definitions, security=required
+            )
+            self._description = description
+        return self._description
+
+    @property
+    def base_urls(self) -> dict[str, str]:
+        """Base URL per binding kind: ``http``, ``ws``, ``mqtt`` (only those being served)."""
+        urls: dict[str, str] = {}
+        for server in self.servers:
+            for kind, url in server.urls().items():
+                urls.setdefault(kind, url)
+        return urls
+
+    @property
+    def td_url(self) -> str | None:
+        """Where the TD is served over HTTP, if a web server runs."""
+        for server in self.servers:
+            if isinstance(server, WebServer) and server.base_url:
+                return f"{server.base_url}/{self.slug}"
+        return None
+
+    def on_description_change(self, listener: Listener) -> Callable[[], None]:
+        """Call ``listener(description)`` after each change; returns the function that stops it."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener) if listener in self._listeners else None
+
+    async def refresh(self) -> AgentDescription:
+        """Rebuild the description (after the agent changed) and tell the servers and listeners."""
+        self._description = None
+        description = self.description
+        for server in self.servers:
+            await server.description_changed(description)
+        for listener in list(self._listeners):
+            result = listener(description)
+            if result is not None:
+                await result
+        return description
+
+
+class Serving:
+    """What ``serve()`` returns: ``async with`` it to get a :class:`RunningAgent`, or ``await`` it
+    to serve until cancelled (e.g. by Ctrl-C)."""
+
+    def __init__(
+        self,
+        agent: ExposedAgent,
+        servers: Sequence[BindingServer],
+        security: Sequence[ServerSecurity],
+        services: Sequence[Service],
+        slug: str,
+    ) -> None:
+        self._agent, self._servers, self._security, self._services = agent, servers, security, services
+        self._slug = slug
+        self._stack: AsyncExitStack | None = None
+
+    async def __aenter__(self) -> RunningAgent:
+        if self._stack is not None:
+            raise RuntimeError("this agent is already being served by this serve() call")
+        running = RunningAgent(self._agent, self._servers, self._security, self._slug)
+        async with AsyncExitStack() as stack:
+            for server in self._servers:
+                await stack.enter_async_context(server.run(running.context))
+            await running.refresh()
+            for service in self._services:
+                await stack.enter_async_context(service(running))
+            self._stack = stack.pop_all()
+        return running
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        stack, self._stack = self._stack, None
+        if stack is not None:
+            await stack.aclose()
+
+    async def _forever(self) -> None:
+        async with self:
+            await asyncio.Event().wait()
+
+    def __await__(self) -> Generator[Any, None, None]:
+        return self._forever().__await__()
+
+
+def _web_address(value: bool | int | str, host: str) -> tuple[str, int]:
+    if value is True:
+        return host, 0
+    if isinstance(value, int):
+        return host, value
+    name, _, port = str(value).rpartition(":")
+    return (name or host).strip("[]"), int(port)
+
+
+def serve(
+    agent: ExposedAgent,
+    *,
+    http: bool | int | str | None = None,
+    ws: bool | int | str | None = None,
+    mqtt: str | BindingServer | None = None,
+    security: ServerSecurity | Sequence[ServerSecurity] = (),
+    host: str = "127.0.0.1",
+    public_url: str | None = None,
+    cors: str | Sequence[str] | None = None,
+    services: Sequence[Service] = (),
+) -> Serving:
+    """Serve ``agent`` over the bindings asked for.
+
+    ``http``/``ws``: ``True`` (any free port), a port, or ``"host:port"``; WebSocket shares the
+    HTTP app (one port) unless given a different port. ``mqtt``: a broker URL or an
+    :class:`~wot_agents.bindings.mqtt.MqttServer`. ``security``: the schemes every request
+    must satisfy (none: ``nosec``). ``services`` run after the bindings start (announcements,
+    registrations) and stop before them.
+    """
+    from .http import HttpBinding
+    from .mqtt import MqttServer
+    from .websocket import WebSocketBinding
+
+    if http is None and ws is None and mqtt is None:
+        raise ValueError("serve() needs at least one binding: http=..., ws=... or mqtt=...")
+    schemes = [security] if not isinstance(security, Sequence) else list(security)
+    slug = slugify(agent.description().title)
+    servers: list[BindingServer] = []
+    web: dict[tuple[str, int], list[WebBinding]] = {}
+    if http is not None and http is not False:
+        web.setdefault(_web_address(http, host), []).append(HttpBinding())
+    if ws is not None and ws is not False:
+        address = (
+            _web_address(http, host) if ws is True and http not in (None, False) else _web_address(ws, host)
+        )
+        web.setdefault(address, []).append(WebSocketBinding())
+    for (bind_host, port), bindings in web.items():
+        servers.append(WebServer(bindings, host=bind_host, port=port, public_url=public_url, cors=cors))
+    if mqtt is not None:
+        servers.append(MqttServer(mqtt) if isinstance(mqtt, str) else mqtt)
+    return Serving(agent, servers, schemes, services, slug)

@@ -1,0 +1,136 @@
+"""The forms vocabulary every binding shares: operation types, their defaults, protocol terms.
+
+One table per concept, read by the servers (to write forms) and by the consumer (to read forms
+written by anyone): TD 1.1 default ``op`` values, the HTTP binding template's default
+``htv:methodName`` per operation, the MQTT binding template's default ``mqv:controlPacket``
+per operation, and the subprotocol names in use.
+"""
+
+from __future__ import annotations
+
+from typing import Final, Literal
+
+from .._model import Form
+
+__all__ = [
+    "CONTENT_TYPE",
+    "DEFAULT_OPS",
+    "HTTP_METHODS",
+    "LMOS_SUBPROTOCOL",
+    "MQTT_CONTROL_PACKETS",
+    "SSE_SUBPROTOCOL",
+    "STREAM_OPS",
+    "Kind",
+    "Op",
+    "form_ops",
+    "http_method",
+    "mqtt_control_packet",
+    "mqtt_qos",
+]
+
+Kind = Literal["property", "action", "event"]
+
+Op = Literal[
+    "readproperty",
+    "writeproperty",
+    "observeproperty",
+    "unobserveproperty",
+    "invokeaction",
+    "queryaction",
+    "cancelaction",
+    "subscribeevent",
+    "unsubscribeevent",
+    "readallproperties",
+    "writeallproperties",
+    "readmultipleproperties",
+    "writemultipleproperties",
+    "observeallproperties",
+    "unobserveallproperties",
+    "queryallactions",
+    "subscribeallevents",
+    "unsubscribeallevents",
+]
+
+#: The JSON content type of every payload the bindings write (TD 1.1 default too).
+CONTENT_TYPE: Final = "application/json"
+#: Server-Sent Events, the subprotocol of HTTP streams (HTTP binding template).
+SSE_SUBPROTOCOL: Final = "sse"
+#: The LMOS WebSocket subprotocol (LMOS WebSocket binding).
+LMOS_SUBPROTOCOL: Final = "lmosprotocol"
+
+#: TD 1.1 section 5.3.4.2: the ``op`` of a form that has none, by affordance kind.
+DEFAULT_OPS: Final[dict[Kind, tuple[Op, ...]]] = {
+    "property": ("readproperty", "writeproperty"),
+    "action": ("invokeaction",),
+    "event": ("subscribeevent", "unsubscribeevent"),
+}
+
+#: Operations answered by a stream of values rather than one reply.
+STREAM_OPS: Final = frozenset(
+    {"observeproperty", "subscribeevent", "observeallproperties", "subscribeallevents"}
+)
+
+#: HTTP binding template, "HTTP Default Vocabulary Terms", plus the methods the template's
+#: sequences use for observation, subscription and action status.
+HTTP_METHODS: Final[dict[str, str]] = {
+    "readproperty": "GET",
+    "writeproperty": "PUT",
+    "observeproperty": "GET",
+    "unobserveproperty": "DELETE",
+    "invokeaction": "POST",
+    "queryaction": "GET",
+    "cancelaction": "DELETE",
+    "subscribeevent": "GET",
+    "unsubscribeevent": "DELETE",
+    "readallproperties": "GET",
+    "writeallproperties": "PUT",
+    "readmultipleproperties": "GET",
+    "writemultipleproperties": "PUT",
+}
+
+#: MQTT binding template, "Default mappings": which control packet performs which operation.
+MQTT_CONTROL_PACKETS: Final[dict[str, str]] = {
+    "readproperty": "mqv:subscribe",
+    "observeproperty": "mqv:subscribe",
+    "unobserveproperty": "mqv:unsubscribe",
+    "writeproperty": "mqv:publish",
+    "invokeaction": "mqv:publish",
+    "subscribeevent": "mqv:subscribe",
+    "unsubscribeevent": "mqv:unsubscribe",
+    "readallproperties": "mqv:subscribe",
+    "observeallproperties": "mqv:subscribe",
+    "unobserveallproperties": "mqv:unsubscribe",
+}
+
+
+def form_ops(form: Form, kind: Kind | None) -> list[str]:
+    """The operations a form performs: its ``op``, or the TD default for its affordance kind."""
+    if form.op is not None:
+        return form.ops
+    return list(DEFAULT_OPS[kind]) if kind else []
+
+
+def http_method(form: Form, op: str) -> str:
+    """The HTTP method of ``op`` on ``form``: ``htv:methodName`` when given, else the default."""
+    if form.method_name:
+        return form.method_name.upper()
+    try:
+        return HTTP_METHODS[op]
+    except KeyError:
+        raise ValueError(f"the HTTP binding defines no default method for {op!r}") from None
+
+
+def mqtt_control_packet(form: Form, op: str) -> str:
+    """``mqv:controlPacket`` of the form, else the binding template's default for ``op``."""
+    packet = form.mqtt_control_packet or MQTT_CONTROL_PACKETS.get(op, "mqv:publish")
+    return packet if packet.startswith("mqv:") else f"mqv:{packet}"
+
+
+def mqtt_qos(form: Form) -> int:
+    """``mqv:qos`` is a string in the binding template ("0", "1", "2"); absent means 0."""
+    if form.mqtt_qos is None:
+        return 0
+    qos = int(form.mqtt_qos)
+    if qos not in (0, 1, 2):
+        raise ValueError(f"mqv:qos must be 0, 1 or 2, not {form.mqtt_qos!r}")
+    return qos

@@ -1,0 +1,243 @@
+"""One aiohttp application serving an agent's HTTP and WebSocket bindings, and its TD.
+
+The HTTP binding and the WebSocket binding both install their routes into the same app, so an
+agent needs one port whatever it speaks over the Web. This module owns what they share: the
+TD endpoints, security enforcement, CORS, limits, and mapping errors to RFC 7807 problems.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from typing import Any, Protocol
+
+from aiohttp import web
+
+from .._errors import PayloadError
+from .._model import AgentDescription, Form
+from ._interfaces import ServeContext
+from ._security import Presented
+from ._vocabulary import Kind
+
+__all__ = ["WebBinding", "WebServer", "json_response", "problem"]
+
+log = logging.getLogger("wot_agents.bindings")
+
+PROBLEM_TYPE = "application/problem+json"
+#: Paths under which the agent's TD is public: discovery must work before authentication.
+WELL_KNOWN = "/.well-known/wot"
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def problem(status: int, title: str, detail: str | None = None, **extra: Any) -> web.Response:
+    """An RFC 7807 problem details response."""
+    body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status}
+    if detail:
+        body["detail"] = detail
+    body.update(extra)
+    return web.Response(status=status, text=json.dumps(body), content_type=PROBLEM_TYPE)
+
+
+def json_response(value: Any, *, status: int = 200, content_type: str = "application/json") -> web.Response:
+    return web.Response(status=status, text=json.dumps(value, ensure_ascii=False), content_type=content_type)
+
+
+class WebBinding(Protocol):
+    """A binding living inside the shared aiohttp app (HTTP, WebSocket)."""
+
+    #: ``http`` or ``ws``: the key of this binding in ``RunningAgent.base_urls``.
+    kind: str
+
+    def base(self, http_base: str) -> str:
+        """This binding's base URL on an app reachable at ``http_base``."""
+        ...
+
+    def install(self, app: web.Application, context: ServeContext, url: Callable[[str], str]) -> None:
+        """Add routes under ``/{context.slug}``; ``url(path)`` makes an absolute URL once bound."""
+        ...
+
+    def forms(self, kind: Kind, name: str) -> list[Form]: ...
+
+    def thing_forms(self) -> list[Form]: ...
+
+    async def aclose(self) -> None:
+        """Stop streams and background work before the app shuts down."""
+        ...
+
+
+class WebServer:
+    """Runs the shared app; a :class:`~wot_agents.bindings.BindingServer` over its web bindings.
+
+    ``cors`` is ``None`` (no CORS headers), ``"*"`` or a list of allowed origins. ``max_body``
+    bounds request bodies; ``max_connections`` bounds concurrent requests and streams (503 after).
+    """
+
+    def __init__(
+        self,
+        bindings: Sequence[WebBinding],
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        public_url: str | None = None,
+        cors: str | Sequence[str] | None = None,
+        max_body: int = 1024 * 1024,
+        max_connections: int = 1000,
+        shutdown_timeout: float = 5.0,
+    ) -> None:
+        self.bindings = tuple(bindings)
+        self.host = host
+        self.port = port
+        self.public_url = public_url.rstrip("/") if public_url else None
+        self.cors = cors
+        self.max_body = max_body
+        self.max_connections = max_connections
+        self.shutdown_timeout = shutdown_timeout
+        self._base: str | None = None
+        self._context: ServeContext | None = None
+        self._active = 0
+
+    @property
+    def base_url(self) -> str | None:
+        """``http://host:port`` once running (or ``public_url`` when given)."""
+        return self.public_url or self._base
+
+    def urls(self) -> dict[str, str]:
+        if self.base_url is None:
+            return {}
+        return {binding.kind: binding.base(self.base_url) for binding in self.bindings}
+
+    def url(self, path: str) -> str:
+        if self.base_url is None:
+            raise RuntimeError("the web server is not running yet: its URLs are not known")
+        return self.base_url + path
+
+    def forms(self, kind: Kind, name: str) -> list[Form]:
+        return [form for binding in self.bindings for form in binding.forms(kind, name)]
+
+    def thing_forms(self) -> list[Form]:
+        return [form for binding in self.bindings for form in binding.thing_forms()]
+
+    async def description_changed(self, description: AgentDescription) -> None:
+        """Nothing to push: the TD endpoints always answer the current description."""
+
+    def td_path(self, context: ServeContext) -> str:
+        return f"/{context.slug}"
+
+    @asynccontextmanager
+    async def run(self, context: ServeContext) -> AsyncIterator[None]:
+        self._context = context
+        app = web.Application(
+            client_max_size=self.max_body,
+            middlewares=[self._limits, self._errors, self._cors, self._security],
+        )
+        app.router.add_get(WELL_KNOWN, self._td)
+        app.router.add_get(self.td_path(context), self._td)
+        for binding in self.bindings:
+            binding.install(app, context, self.url)
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=self.shutdown_timeout)
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, self.host, self.port)
+            await site.start()
+            host, port = _bound_address(runner)
+            self._base = (
+                f"http://{_url_host(self.host if self.host not in ('0.0.0.0', '::') else host)}:{port}"
+            )
+            yield
+        finally:
+            # Close the streams first, or the runner would wait for SSE responses that never end.
+            for binding in self.bindings:
+                await binding.aclose()
+            await runner.cleanup()
+            self._base = None
+
+    async def _td(self, request: web.Request) -> web.Response:
+        assert self._context is not None
+        return json_response(self._context.describe().to_dict(), content_type="application/td+json")
+
+    def _is_public(self, request: web.Request) -> bool:
+        assert self._context is not None
+        return request.method == "OPTIONS" or request.path in (WELL_KNOWN, self.td_path(self._context))
+
+    @web.middleware
+    async def _limits(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        if self._active >= self.max_connections:
+            return problem(503, "Too many requests", f"more than {self.max_connections} requests in progress")
+        self._active += 1
+        try:
+            return await handler(request)
+        finally:
+            self._active -= 1
+
+    @web.middleware
+    async def _errors(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            return problem(
+                exc.status, exc.reason, exc.text if exc.text != f"{exc.status}: {exc.reason}" else None
+            )
+        except PayloadError as exc:
+            return problem(
+                400,
+                "Invalid payload",
+                str(exc),
+                problems=[{"pointer": p.pointer, "message": p.message} for p in exc.problems],
+            )
+        except Exception as exc:  # an agent's bug must not kill the server, and must be reported
+            log.exception("%s %s failed", request.method, request.path)
+            return problem(500, "Internal error", f"{type(exc).__name__}: {exc}")
+
+    @web.middleware
+    async def _cors(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        if not self.cors:
+            return await handler(request)
+        origin = request.headers.get("Origin")
+        allowed = self.cors == "*" or (origin is not None and origin in self.cors)
+        if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
+            response: web.StreamResponse = web.Response(status=204)
+            response.headers["Access-Control-Allow-Methods"] = "GET, PUT, POST, DELETE, OPTIONS"
+            response.headers["Access-Control-Allow-Headers"] = request.headers.get(
+                "Access-Control-Request-Headers", "Authorization, Content-Type"
+            )
+            response.headers["Access-Control-Max-Age"] = "600"
+        else:
+            response = await handler(request)
+        if allowed and origin is not None:
+            response.headers["Access-Control-Allow-Origin"] = "*" if self.cors == "*" else origin
+            response.headers["Vary"] = "Origin"
+        return response
+
+    @web.middleware
+    async def _security(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        assert self._context is not None
+        if self._context.security and not self._is_public(request):
+            presented = Presented(headers=request.headers, query=request.query)
+            for scheme in self._context.security:
+                if not scheme.authenticate(presented):
+                    response = problem(
+                        401, "Unauthorized", f"the {scheme.name} security scheme was not satisfied"
+                    )
+                    challenge = scheme.challenge()
+                    if challenge:
+                        response.headers["WWW-Authenticate"] = challenge
+                    return response
+        return await handler(request)
+
+
+def _bound_address(runner: web.AppRunner) -> tuple[str, int]:
+    for site in runner.sites:
+        server = getattr(site, "_server", None)
+        for sock in getattr(server, "sockets", None) or ():
+            address = sock.getsockname()
+            return str(address[0]), int(address[1])
+    raise RuntimeError("the web server did not bind a socket")
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host

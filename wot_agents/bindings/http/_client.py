@@ -1,0 +1,199 @@
+"""The HTTP binding, client side: any TD's HTTP forms, ours or another implementation's.
+
+Methods come from ``htv:methodName`` or the binding template's defaults; streams are
+Server-Sent Events; a ``201 Created`` with a ``Location`` to an invocation is followed until
+the action completes, so a long-running action looks like any other to the caller.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import urljoin
+
+import aiohttp
+
+from ..._errors import ConnectError, RemoteError, RequestTimeout
+from ..._model import Form
+from .._interfaces import Interaction, Stream
+from .._vocabulary import CONTENT_TYPE, HTTP_METHODS, SSE_SUBPROTOCOL, STREAM_OPS, http_method
+
+__all__ = ["HttpClient"]
+
+#: Polling an action status resource starts fast and backs off to this interval (seconds).
+MAX_POLL_INTERVAL = 1.0
+
+
+class HttpClient:
+    """One connection pool for every HTTP interaction of a consumer."""
+
+    schemes = frozenset({"http", "https"})
+
+    def __init__(self, *, max_connections: int = 100) -> None:
+        self._max_connections = max_connections
+        self._session: aiohttp.ClientSession | None = None
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(limit=self._max_connections)
+            self._session = aiohttp.ClientSession(connector=connector, raise_for_status=False)
+        return self._session
+
+    def accepts(self, form: Form, op: str) -> bool:
+        if op in STREAM_OPS:
+            return form.subprotocol == SSE_SUBPROTOCOL
+        return form.subprotocol is None and (form.method_name is not None or op in HTTP_METHODS)
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def _headers(self, interaction: Interaction, *, accept: str, body: bool) -> dict[str, str]:
+        headers = {"Accept": accept, **interaction.auth.headers}
+        for header in interaction.form.headers or ():
+            name, value = header.get("htv:fieldName"), header.get("htv:fieldValue")
+            if isinstance(name, str) and isinstance(value, str):
+                headers.setdefault(name, value)
+        if body:
+            headers["Content-Type"] = interaction.form.content_type or CONTENT_TYPE
+        return headers
+
+    async def request(self, interaction: Interaction, payload: Any = None) -> Any:
+        method = http_method(interaction.form, interaction.op)
+        has_body = interaction.op in ("writeproperty", "invokeaction") and (
+            payload is not None or interaction.op == "writeproperty"
+        )
+        data = json.dumps(payload).encode() if has_body else None
+        headers = self._headers(interaction, accept=CONTENT_TYPE, body=has_body)
+        try:
+            async with asyncio.timeout(interaction.timeout):
+                async with self._client().request(
+                    method, interaction.href, data=data, headers=headers, params=dict(interaction.auth.query)
+                ) as response:
+                    value = await _reply(response, interaction)
+                    if response.status == 201 and "Location" in response.headers:
+                        status_url = urljoin(interaction.href, response.headers["Location"])
+                        return await self._await_invocation(interaction, status_url)
+                    return value
+        except TimeoutError:
+            raise RequestTimeout(
+                f"{interaction.op} {interaction.name!r}: no answer from {interaction.href} within {interaction.timeout} s",
+                href=interaction.href,
+                thing_id=interaction.thing_id,
+            ) from None
+        except aiohttp.ClientError as exc:
+            raise ConnectError(
+                f"{interaction.op} {interaction.name!r}: cannot reach {interaction.href}: {exc}",
+                href=interaction.href,
+                thing_id=interaction.thing_id,
+            ) from exc
+
+    async def _await_invocation(self, interaction: Interaction, url: str) -> Any:
+        """Poll an action status resource (inside the caller's timeout) until the action is done."""
+        interval = 0.02
+        headers = self._headers(interaction, accept=CONTENT_TYPE, body=False)
+        while True:
+            async with self._client().get(
+                url, headers=headers, params=dict(interaction.auth.query)
+            ) as response:
+                status = await _reply(response, interaction)
+            state = status.get("status") if isinstance(status, dict) else None
+            if state == "completed":
+                return status.get("output")
+            if state in ("failed", "cancelled"):
+                error = status.get("error") or {}
+                raise RemoteError(
+                    f"invokeaction {interaction.name!r}: the action {state}: {error.get('detail', '')}".rstrip(
+                        ": "
+                    ),
+                    detail=error,
+                    href=url,
+                    thing_id=interaction.thing_id,
+                )
+            await asyncio.sleep(interval)
+            interval = min(interval * 2, MAX_POLL_INTERVAL)
+
+    async def stream(self, interaction: Interaction) -> Stream[Any]:
+        headers = self._headers(interaction, accept="text/event-stream", body=False)
+        try:
+            async with asyncio.timeout(interaction.timeout):
+                response = await self._client().get(
+                    interaction.href,
+                    headers=headers,
+                    params=dict(interaction.auth.query),
+                    timeout=aiohttp.ClientTimeout(total=None, sock_connect=interaction.timeout),
+                )
+        except TimeoutError:
+            raise RequestTimeout(
+                f"{interaction.op} {interaction.name!r}: no answer from {interaction.href}",
+                href=interaction.href,
+                thing_id=interaction.thing_id,
+            ) from None
+        except aiohttp.ClientError as exc:
+            raise ConnectError(
+                f"{interaction.op} {interaction.name!r}: cannot reach {interaction.href}: {exc}",
+                href=interaction.href,
+                thing_id=interaction.thing_id,
+            ) from exc
+        if response.status >= 300:
+            try:
+                await _reply(response, interaction)
+            finally:
+                response.release()
+
+        async def close() -> None:
+            response.close()
+
+        return Stream(_sse_values(response, interaction), close)
+
+
+async def _reply(response: aiohttp.ClientResponse, interaction: Interaction) -> Any:
+    """The decoded body of a reply; a non-2xx status becomes a ``RemoteError`` with its problem."""
+    body = await response.read()
+    if response.status >= 300:
+        detail: dict[str, Any] = {}
+        try:
+            parsed = json.loads(body) if body else {}
+            detail = parsed if isinstance(parsed, dict) else {"detail": parsed}
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            detail = {"detail": body[:500].decode(errors="replace")}
+        reason = detail.get("detail") or detail.get("title") or response.reason or ""
+        raise RemoteError(
+            f"{interaction.op} {interaction.name!r}: {interaction.href} answered {response.status}: {reason}",
+            status=response.status,
+            detail=detail,
+            href=interaction.href,
+            thing_id=interaction.thing_id,
+        )
+    if not body.strip():
+        return None
+    try:
+        return json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return body.decode(errors="replace")
+
+
+async def _sse_values(response: aiohttp.ClientResponse, interaction: Interaction) -> AsyncIterator[Any]:
+    """The ``data`` of each Server-Sent Event, decoded as JSON when it is JSON."""
+    data: list[str] = []
+    try:
+        async for raw in response.content:
+            line = raw.decode("utf-8").rstrip("\r\n")
+            if line.startswith("data:"):
+                data.append(line[5:].removeprefix(" "))
+            elif not line and data:
+                text = "\n".join(data)
+                data = []
+                try:
+                    yield json.loads(text)
+                except json.JSONDecodeError:
+                    yield text
+    except aiohttp.ClientError as exc:
+        raise ConnectError(
+            f"{interaction.op} {interaction.name!r}: the stream from {interaction.href} broke: {exc}",
+            href=interaction.href,
+            thing_id=interaction.thing_id,
+        ) from exc

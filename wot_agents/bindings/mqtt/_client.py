@@ -1,0 +1,251 @@
+"""The MQTT binding, client side: one broker connection per broker and credentials.
+
+A reader task routes every message to the local subscriptions whose filter matches it (a
+filter subscribed twice is subscribed once at the broker, reference-counted) and action
+replies to their request by MQTT 5 correlation data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+from typing import Any
+
+from ..._errors import ConnectError, RemoteError, RequestTimeout
+from ..._model import Form
+from .._interfaces import Interaction, Stream
+from .._vocabulary import MQTT_CONTROL_PACKETS, mqtt_control_packet, mqtt_qos
+from ._server import _import_aiomqtt, _properties
+from ._topics import Broker, form_topic
+
+__all__ = ["MqttClient"]
+
+
+def _decode(payload: Any) -> Any:
+    raw = bytes(payload or b"")
+    if not raw.strip():
+        return None
+    try:
+        return json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return raw.decode(errors="replace")
+
+
+class _Connection:
+    def __init__(self, broker: Broker, username: str | None, password: str | None) -> None:
+        self.broker = broker
+        self.username, self.password = username, password
+        self.client: Any = None
+        self.reply_topic = f"wot-agents/replies/{uuid.uuid4().hex}"
+        self.replies: dict[bytes, asyncio.Future[Any]] = {}
+        self.subscribers: dict[str, list[asyncio.Queue[Any]]] = {}
+        self._stack = AsyncExitStack()
+        self._reader: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
+
+    @property
+    def open(self) -> bool:
+        return self._reader is not None and not self._reader.done()
+
+    async def connect(self, timeout: float) -> None:
+        aiomqtt = _import_aiomqtt()
+        client = aiomqtt.Client(
+            self.broker.host,
+            self.broker.port,
+            username=self.username,
+            password=self.password,
+            protocol=aiomqtt.ProtocolVersion.V5,
+            timeout=timeout,
+            tls_params=aiomqtt.TLSParameters() if self.broker.tls else None,
+        )
+        try:
+            async with asyncio.timeout(timeout):
+                await self._stack.enter_async_context(client)
+                await client.subscribe(self.reply_topic, qos=1)
+        except TimeoutError:
+            raise RequestTimeout(
+                f"no CONNACK from the MQTT broker {self.broker.url} in {timeout} s"
+            ) from None
+        except aiomqtt.MqttError as exc:
+            raise ConnectError(
+                f"cannot connect to the MQTT broker {self.broker.url}: {exc}", href=self.broker.url
+            ) from exc
+        self.client = client
+        self._reader = asyncio.ensure_future(self._read())
+
+    async def _read(self) -> None:
+        try:
+            async for message in self.client.messages:
+                topic = message.topic
+                if topic.value == self.reply_topic:
+                    correlation = getattr(message.properties, "CorrelationData", None)
+                    future = self.replies.get(bytes(correlation or b""))
+                    if future is not None and not future.done():
+                        future.set_result(message)
+                    continue
+                for pattern, queues in list(self.subscribers.items()):
+                    if topic.matches(pattern):
+                        for queue in queues:
+                            queue.put_nowait(message)
+        except Exception:  # the broker went away: wake everyone up
+            pass
+        finally:
+            for future in self.replies.values():
+                if not future.done():
+                    future.set_exception(
+                        ConnectError(f"lost the MQTT broker {self.broker.url}", href=self.broker.url)
+                    )
+            for queues in self.subscribers.values():
+                for queue in queues:
+                    queue.put_nowait(None)
+
+    async def subscribe(self, pattern: str, qos: int) -> asyncio.Queue[Any]:
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        async with self._lock:
+            queues = self.subscribers.setdefault(pattern, [])
+            queues.append(queue)
+            if len(queues) == 1:
+                await self.client.subscribe(pattern, qos=qos)
+        return queue
+
+    async def unsubscribe(self, pattern: str, queue: asyncio.Queue[Any]) -> None:
+        async with self._lock:
+            queues = self.subscribers.get(pattern, [])
+            if queue in queues:
+                queues.remove(queue)
+            if not queues:
+                self.subscribers.pop(pattern, None)
+                if self.open:
+                    with contextlib.suppress(Exception):
+                        await self.client.unsubscribe(pattern, timeout=5)
+
+    async def aclose(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+        with contextlib.suppress(Exception):
+            await self._stack.aclose()
+
+
+class MqttClient:
+    """MQTT 5 client for ``mqtt``/``mqtts`` forms (needs the ``mqtt`` extra)."""
+
+    schemes = frozenset({"mqtt", "mqtts"})
+
+    def __init__(self) -> None:
+        self._connections: dict[tuple[Broker, str | None, str | None], _Connection] = {}
+        self._lock = asyncio.Lock()
+
+    def accepts(self, form: Form, op: str) -> bool:
+        if op not in MQTT_CONTROL_PACKETS:
+            return False
+        try:
+            form_topic(form, subscribe=mqtt_control_packet(form, op) == "mqv:subscribe")
+        except ValueError:
+            return False
+        return True
+
+    async def aclose(self) -> None:
+        connections, self._connections = list(self._connections.values()), {}
+        for connection in connections:
+            await connection.aclose()
+
+    async def _connection(self, interaction: Interaction) -> _Connection:
+        broker = Broker.parse(interaction.href)
+        key = (broker, interaction.auth.username, interaction.auth.password)
+        async with self._lock:
+            connection = self._connections.get(key)
+            if connection is None or not connection.open:
+                connection = _Connection(broker, interaction.auth.username, interaction.auth.password)
+                await connection.connect(interaction.timeout)
+                self._connections[key] = connection
+            return connection
+
+    def _user_properties(self, interaction: Interaction) -> list[tuple[str, str]]:
+        return [*interaction.auth.headers.items(), *interaction.auth.query.items()]
+
+    async def request(self, interaction: Interaction, payload: Any = None) -> Any:
+        connection = await self._connection(interaction)
+        form = interaction.form
+        qos = mqtt_qos(form)
+        if mqtt_control_packet(form, interaction.op) == "mqv:subscribe":
+            # readproperty: the retained message is the current value.
+            pattern = form_topic(form, subscribe=True)
+            queue = await connection.subscribe(pattern, qos)
+            try:
+                async with asyncio.timeout(interaction.timeout):
+                    message = await queue.get()
+            except TimeoutError:
+                raise RequestTimeout(
+                    f"{interaction.op} {interaction.name!r}: nothing retained on {pattern!r} within {interaction.timeout} s",
+                    href=interaction.href,
+                    thing_id=interaction.thing_id,
+                ) from None
+            finally:
+                await connection.unsubscribe(pattern, queue)
+            if message is None:
+                raise ConnectError(f"lost the MQTT broker {connection.broker.url}", href=interaction.href)
+            return _decode(message.payload)
+        topic = form_topic(form, subscribe=False)
+        body = b"" if payload is None and interaction.op == "invokeaction" else json.dumps(payload).encode()
+        members: dict[str, Any] = {"ContentType": form.content_type or "application/json"}
+        if self._user_properties(interaction):
+            members["UserProperty"] = self._user_properties(interaction)
+        if not interaction.expects_reply:
+            await connection.client.publish(
+                topic, body, qos=qos, retain=bool(form.mqtt_retain), properties=_properties(**members)
+            )
+            return None
+        correlation = uuid.uuid4().bytes
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        connection.replies[correlation] = future
+        members.update(ResponseTopic=connection.reply_topic, CorrelationData=correlation)
+        try:
+            async with asyncio.timeout(interaction.timeout):
+                await connection.client.publish(
+                    topic, body, qos=qos, retain=bool(form.mqtt_retain), properties=_properties(**members)
+                )
+                message = await future
+        except TimeoutError:
+            raise RequestTimeout(
+                f"{interaction.op} {interaction.name!r}: no reply on {topic!r} within {interaction.timeout} s",
+                href=interaction.href,
+                thing_id=interaction.thing_id,
+            ) from None
+        finally:
+            connection.replies.pop(correlation, None)
+        status = dict(getattr(message.properties, "UserProperty", None) or []).get("status", "200")
+        value = _decode(message.payload)
+        if not status.isdigit() or int(status) >= 300:
+            detail = value if isinstance(value, dict) else {"detail": value}
+            raise RemoteError(
+                f"{interaction.op} {interaction.name!r}: the agent answered {status}: {detail.get('detail', '')}",
+                status=int(status) if status.isdigit() else None,
+                detail=detail,
+                href=interaction.href,
+                thing_id=interaction.thing_id,
+            )
+        return value
+
+    async def stream(self, interaction: Interaction) -> Stream[Any]:
+        connection = await self._connection(interaction)
+        pattern = form_topic(interaction.form, subscribe=True)
+        queue = await connection.subscribe(pattern, mqtt_qos(interaction.form))
+
+        async def values() -> AsyncIterator[Any]:
+            while True:
+                message = await queue.get()
+                if message is None:
+                    raise ConnectError(f"lost the MQTT broker {connection.broker.url}", href=interaction.href)
+                if message.payload:  # an empty retained message clears a value: not a value
+                    yield _decode(message.payload)
+
+        async def close() -> None:
+            await connection.unsubscribe(pattern, queue)
+
+        return Stream(values(), close)

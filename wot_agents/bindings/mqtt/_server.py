@@ -1,0 +1,300 @@
+"""The MQTT binding, server side: an agent as a client of a broker.
+
+Per the W3C MQTT binding template: properties are retained messages (``readproperty`` and
+``observeproperty`` subscribe, ``writeproperty`` publishes), events are plain publishes,
+actions are request/response with MQTT 5 (the request's response topic and correlation data
+carry the reply; without a response topic the action runs and nothing is answered). The TD is
+retained on ``wot/td/{root}`` and cleared when the agent stops.
+
+Security: the broker decides who may connect and subscribe; the agent itself checks the
+credentials a request carries as MQTT 5 user properties (the same names and values as the
+HTTP headers) before it writes a property or runs an action.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
+
+from ..._errors import ConnectError, PayloadError
+from ..._model import AgentDescription, Form
+from .._interfaces import ServeContext
+from .._security import Presented
+from .._vocabulary import CONTENT_TYPE, Kind
+from ._topics import TD_TOPIC_PREFIX, Broker
+
+__all__ = ["MqttServer"]
+
+log = logging.getLogger("wot_agents.bindings")
+
+
+def _import_aiomqtt() -> Any:
+    try:
+        import aiomqtt
+    except ImportError:  # pragma: no cover - depends on the installed extras
+        raise ImportError("the MQTT binding needs aiomqtt: pip install 'wot-agents[mqtt]'") from None
+    return aiomqtt
+
+
+def _properties(**members: Any) -> Any:
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    properties = Properties(PacketTypes.PUBLISH)
+    for name, value in members.items():
+        setattr(properties, name, value)
+    return properties
+
+
+def _encode(value: Any) -> bytes:
+    return json.dumps(value, ensure_ascii=False).encode()
+
+
+class MqttServer:
+    """Serves an agent through an MQTT broker.
+
+    ``topic_in_href`` also puts each topic in its form's href path, for consumers such as
+    node-wot 0.8 that read topics only from there (the binding template keeps them out).
+    """
+
+    def __init__(
+        self,
+        broker: str = "mqtt://127.0.0.1:1883",
+        *,
+        root: str | None = None,
+        qos: int = 1,
+        username: str | None = None,
+        password: str | None = None,
+        public_url: str | None = None,
+        topic_in_href: bool = False,
+        max_in_flight: int = 256,
+    ) -> None:
+        self.broker = Broker.parse(broker)
+        self.public_url = (public_url or self.broker.url).rstrip("/")
+        self.root = root
+        self.qos = qos
+        self.topic_in_href = topic_in_href
+        self._username, self._password = username, password
+        self._slots = asyncio.Semaphore(max_in_flight)
+        self._context: ServeContext | None = None
+        self._client: Any = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def base_url(self) -> str | None:
+        return self.public_url
+
+    def urls(self) -> dict[str, str]:
+        return {"mqtt": self.public_url}
+
+    # --- topics and forms ------------------------------------------------------------------------
+
+    def _root(self) -> str:
+        assert self._context is not None
+        return self.root or self._context.slug
+
+    def topic(self, kind: Kind, name: str, *, write: bool = False) -> str:
+        plural = {"property": "properties", "action": "actions", "event": "events"}[kind]
+        return f"{self._root()}/{plural}/{name}" + ("/writeproperty" if write else "")
+
+    @property
+    def td_topic(self) -> str:
+        return TD_TOPIC_PREFIX + self._root()
+
+    def _form(self, op: str | list[str], topic: str, *, filter_: bool, **extra: Any) -> Form:
+        href = f"{self.public_url}/{topic}" if self.topic_in_href else self.public_url
+        term = {"mqtt_filter": topic} if filter_ else {"mqtt_topic": topic}
+        return Form(href=href, op=op, content_type=CONTENT_TYPE, mqtt_qos=str(self.qos), **term, **extra)
+
+    def forms(self, kind: Kind, name: str) -> list[Form]:
+        assert self._context is not None
+        agent = self._context.agent
+        if kind == "property" and name in agent.properties:
+            affordance = agent.properties[name].affordance
+            forms = []
+            if not affordance.write_only:
+                forms.append(
+                    self._form(
+                        ["readproperty", "observeproperty", "unobserveproperty"],
+                        self.topic(kind, name),
+                        filter_=True,
+                        mqtt_retain=True,
+                    )
+                )
+            if not affordance.read_only:
+                forms.append(self._form("writeproperty", self.topic(kind, name, write=True), filter_=False))
+            return forms
+        if kind == "action" and name in agent.actions:
+            return [self._form("invokeaction", self.topic(kind, name), filter_=False)]
+        if kind == "event" and name in agent.events:
+            return [self._form(["subscribeevent", "unsubscribeevent"], self.topic(kind, name), filter_=True)]
+        return []
+
+    def thing_forms(self) -> list[Form]:
+        return []
+
+    # --- serving ---------------------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def run(self, context: ServeContext) -> AsyncIterator[None]:
+        aiomqtt = _import_aiomqtt()
+        self._context = context
+        client = aiomqtt.Client(
+            self.broker.host,
+            self.broker.port,
+            username=self._username,
+            password=self._password,
+            protocol=aiomqtt.ProtocolVersion.V5,
+            identifier=f"wot-agents-{self._root()}-{id(self):x}",
+            timeout=10,
+            tls_params=aiomqtt.TLSParameters() if self.broker.tls else None,
+        )
+        async with AsyncExitStack() as stack:
+            try:
+                await stack.enter_async_context(client)
+            except aiomqtt.MqttError as exc:
+                raise ConnectError(
+                    f"cannot connect to the MQTT broker {self.broker.url}: {exc}", href=self.broker.url
+                ) from exc
+            self._client = client
+            await client.subscribe(f"{self._root()}/actions/+", qos=self.qos)
+            await client.subscribe(f"{self._root()}/properties/+/writeproperty", qos=self.qos)
+            self._spawn(self._receive())
+            for name, prop in context.agent.properties.items():
+                if not prop.affordance.write_only:
+                    # Every readable property, observable or not: its retained value must stay current.
+                    updates = prop.observe()
+                    await self._publish_property(name, await prop.read())
+                    self._spawn(self._forward(updates, "property", name))
+            for name, event in context.agent.events.items():
+                self._spawn(self._forward(event.subscribe(), "event", name))
+            try:
+                yield
+            finally:
+                await self._stop()
+
+    async def _stop(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        client, self._client = self._client, None
+        # Clear what we retained, so nobody finds a stopped agent or its stale values.
+        with contextlib.suppress(Exception):
+            await client.publish(self.td_topic, b"", qos=self.qos, retain=True, timeout=2)
+            assert self._context is not None
+            for name, prop in self._context.agent.properties.items():
+                if not prop.affordance.write_only:
+                    await client.publish(
+                        self.topic("property", name), b"", qos=self.qos, retain=True, timeout=2
+                    )
+
+    async def description_changed(self, description: AgentDescription) -> None:
+        if self._client is not None:
+            await self._client.publish(
+                self.td_topic,
+                description.to_json().encode(),
+                qos=self.qos,
+                retain=True,
+                properties=_properties(ContentType="application/td+json"),
+            )
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _publish_property(self, name: str, value: Any) -> None:
+        await self._client.publish(self.topic("property", name), _encode(value), qos=self.qos, retain=True)
+
+    async def _forward(self, values: AsyncIterator[Any], kind: Kind, name: str) -> None:
+        try:
+            async for value in values:
+                retain = kind == "property"
+                await self._client.publish(
+                    self.topic(kind, name), _encode(value), qos=self.qos, retain=retain
+                )
+        finally:
+            aclose = getattr(values, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
+    async def _receive(self) -> None:
+        async for message in self._client.messages:
+            await self._slots.acquire()
+            task = asyncio.ensure_future(self._handle(message))
+            task.add_done_callback(lambda _: self._slots.release())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _handle(self, message: Any) -> None:
+        assert self._context is not None
+        parts = str(message.topic).split("/")
+        properties = message.properties
+        reply_to = getattr(properties, "ResponseTopic", None)
+        correlation = getattr(properties, "CorrelationData", None)
+        status, reply, error = 200, None, None
+        try:
+            headers = dict(getattr(properties, "UserProperty", None) or [])
+            presented = Presented(headers=headers, query=headers)
+            for scheme in self._context.security:
+                if not scheme.authenticate(presented):
+                    raise _Refused(
+                        401, "Unauthorized", f"the {scheme.name} security scheme was not satisfied"
+                    )
+            payload = bytes(message.payload or b"")
+            try:
+                value = json.loads(payload) if payload.strip() else None
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                raise _Refused(400, "Bad Request", f"the payload is not JSON: {exc}") from None
+            if parts[-1] == "writeproperty":
+                name = parts[-2]
+                prop = self._context.agent.properties.get(name)
+                if prop is None or prop.affordance.read_only:
+                    raise _Refused(404, "Not Found", f"no writable property {name!r}")
+                await prop.write(value)
+            else:
+                name = parts[-1]
+                action = self._context.agent.actions.get(name)
+                if action is None:
+                    raise _Refused(404, "Not Found", f"no action {name!r}")
+                reply = await action.invoke(value)
+        except _Refused as exc:
+            status, error = exc.status, {"title": exc.title, "status": exc.status, "detail": str(exc)}
+        except PayloadError as exc:
+            problems = [{"pointer": p.pointer, "message": p.message} for p in exc.problems]
+            status, error = (
+                400,
+                {"title": "Invalid payload", "status": 400, "detail": str(exc), "problems": problems},
+            )
+        except Exception as exc:
+            log.exception("MQTT request on %s failed", message.topic)
+            status, error = (
+                500,
+                {"title": "Internal error", "status": 500, "detail": f"{type(exc).__name__}: {exc}"},
+            )
+        if not reply_to:
+            if error:
+                log.warning(
+                    "MQTT request on %s failed with nowhere to reply: %s", message.topic, error["detail"]
+                )
+            return
+        body = _encode(error if error else reply) if (error or reply is not None) else b""
+        members: dict[str, Any] = {
+            "UserProperty": [("status", str(status))],
+            "ContentType": "application/problem+json" if error else CONTENT_TYPE,
+        }
+        if correlation is not None:
+            members["CorrelationData"] = correlation
+        props = _properties(**members)
+        await self._client.publish(reply_to, body, qos=self.qos, properties=props)
+
+
+class _Refused(Exception):
+    def __init__(self, status: int, title: str, detail: str) -> None:
+        super().__init__(detail)
+        self.status, self.title = status, title

@@ -1,0 +1,246 @@
+"""The LMOS WebSocket binding, client side: one connection per endpoint, many requests on it.
+
+Requests are matched to replies by ``correlationID``; a reader task routes every incoming
+message to the waiting request or the open stream it belongs to. A lost connection fails
+what waits on it with :class:`ConnectError`; the next request opens a new one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+
+from ..._errors import ConnectError, RemoteError, RequestTimeout
+from ..._model import Form
+from .._interfaces import Interaction, Stream
+from .._vocabulary import LMOS_SUBPROTOCOL
+from ._messages import decode, encode, member, message
+
+__all__ = ["WebSocketClient"]
+
+#: Request message type and the member naming the affordance, per TD operation.
+_REQUESTS: dict[str, tuple[str, str]] = {
+    "readproperty": ("readProperty", "name"),
+    "writeproperty": ("writeProperty", "name"),
+    "observeproperty": ("observeProperty", "name"),
+    "invokeaction": ("invokeAction", "action"),
+    "queryaction": ("queryAction", "action"),
+    "cancelaction": ("cancelAction", "action"),
+    "subscribeevent": ("subscribeEvent", "event"),
+}
+_STOPS = {"observeproperty": ("unobserveProperty", "name"), "subscribeevent": ("unsubscribeEvent", "event")}
+_CLOSED = object()
+
+
+class _Connection:
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse, href: str) -> None:
+        self.ws = ws
+        self.href = href
+        self.waiting: dict[str, asyncio.Queue[Any]] = {}
+        self.reader = asyncio.ensure_future(self._read())
+
+    @property
+    def open(self) -> bool:
+        return not self.ws.closed and not self.reader.done()
+
+    async def _read(self) -> None:
+        try:
+            async for frame in self.ws:
+                if frame.type != aiohttp.WSMsgType.TEXT:
+                    continue
+                try:
+                    data = decode(frame.data)
+                except ValueError:
+                    continue
+                queue = self.waiting.get(member(data, "correlationID") or "")
+                if queue is not None:
+                    queue.put_nowait(data)
+        finally:
+            for queue in self.waiting.values():
+                queue.put_nowait(_CLOSED)
+
+    async def send(self, data: dict[str, Any]) -> None:
+        try:
+            await self.ws.send_str(encode(data))
+        except (ConnectionError, RuntimeError) as exc:
+            raise ConnectError(f"the WebSocket to {self.href} is closed: {exc}", href=self.href) from exc
+
+    async def aclose(self) -> None:
+        await self.ws.close()
+        self.reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.reader
+
+
+class WebSocketClient:
+    """LMOS-protocol client for ``ws``/``wss`` forms with ``subprotocol: lmosprotocol``."""
+
+    schemes = frozenset({"ws", "wss"})
+
+    def __init__(self, *, max_message: int = 4 * 1024 * 1024) -> None:
+        self._max_message = max_message
+        self._session: aiohttp.ClientSession | None = None
+        self._connections: dict[tuple[str, tuple[tuple[str, str], ...]], _Connection] = {}
+        self._lock = asyncio.Lock()
+
+    def accepts(self, form: Form, op: str) -> bool:
+        return form.subprotocol == LMOS_SUBPROTOCOL and op in _REQUESTS
+
+    async def aclose(self) -> None:
+        connections, self._connections = list(self._connections.values()), {}
+        for connection in connections:
+            await connection.aclose()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def _connection(self, interaction: Interaction) -> _Connection:
+        auth = tuple(
+            sorted(
+                {
+                    **interaction.auth.headers,
+                    **{"?" + k: v for k, v in interaction.auth.query.items()},
+                }.items()
+            )
+        )
+        key = (interaction.href, auth)
+        async with self._lock:
+            connection = self._connections.get(key)
+            if connection is not None and connection.open:
+                return connection
+            if self._session is None:
+                self._session = aiohttp.ClientSession()
+            try:
+                async with asyncio.timeout(interaction.timeout):
+                    ws = await self._session.ws_connect(
+                        interaction.href,
+                        protocols=(LMOS_SUBPROTOCOL,),
+                        headers=dict(interaction.auth.headers),
+                        params=dict(interaction.auth.query),
+                        max_msg_size=self._max_message,
+                        heartbeat=30.0,
+                    )
+            except TimeoutError:
+                raise RequestTimeout(
+                    f"no WebSocket handshake with {interaction.href} within {interaction.timeout} s",
+                    href=interaction.href,
+                    thing_id=interaction.thing_id,
+                ) from None
+            except aiohttp.WSServerHandshakeError as exc:
+                raise RemoteError(
+                    f"{interaction.href} refused the WebSocket handshake: {exc.status} {exc.message}",
+                    status=exc.status,
+                    href=interaction.href,
+                    thing_id=interaction.thing_id,
+                ) from exc
+            except aiohttp.ClientError as exc:
+                raise ConnectError(
+                    f"cannot reach {interaction.href}: {exc}",
+                    href=interaction.href,
+                    thing_id=interaction.thing_id,
+                ) from exc
+            connection = self._connections[key] = _Connection(ws, interaction.href)
+            return connection
+
+    def _request_message(self, interaction: Interaction, correlation: str, payload: Any) -> dict[str, Any]:
+        message_type, key = _REQUESTS[interaction.op]
+        body: dict[str, Any] = {key: interaction.name}
+        if interaction.op == "writeproperty":
+            body["data"] = payload
+        elif interaction.op == "invokeaction" and payload is not None:
+            body["input"] = payload
+        return message(message_type, interaction.thing_id or "", correlation_id=correlation, **body)
+
+    async def request(self, interaction: Interaction, payload: Any = None) -> Any:
+        connection = await self._connection(interaction)
+        correlation = str(uuid.uuid4())
+        replies: asyncio.Queue[Any] = asyncio.Queue()
+        connection.waiting[correlation] = replies
+        try:
+            await connection.send(self._request_message(interaction, correlation, payload))
+            async with asyncio.timeout(interaction.timeout):
+                while True:
+                    reply = await replies.get()
+                    result = _outcome(reply, interaction)
+                    if result is not _PENDING:
+                        return result
+        except TimeoutError:
+            raise RequestTimeout(
+                f"{interaction.op} {interaction.name!r}: no reply on {interaction.href} within {interaction.timeout} s",
+                href=interaction.href,
+                thing_id=interaction.thing_id,
+            ) from None
+        finally:
+            connection.waiting.pop(correlation, None)
+
+    async def stream(self, interaction: Interaction) -> Stream[Any]:
+        connection = await self._connection(interaction)
+        correlation = str(uuid.uuid4())
+        items: asyncio.Queue[Any] = asyncio.Queue()
+        connection.waiting[correlation] = items
+        await connection.send(self._request_message(interaction, correlation, None))
+
+        async def values() -> AsyncIterator[Any]:
+            while True:
+                item = await items.get()
+                if item is _CLOSED:
+                    raise ConnectError(f"the WebSocket to {interaction.href} closed", href=interaction.href)
+                if item.get("messageType") == "error":
+                    _outcome(item, interaction)
+                yield item.get("value") if "value" in item else item.get("data")
+
+        async def close() -> None:
+            connection.waiting.pop(correlation, None)
+            if connection.open:
+                message_type, key = _STOPS[interaction.op]
+                stop = message(
+                    message_type,
+                    interaction.thing_id or "",
+                    correlation_id=correlation,
+                    **{key: interaction.name},
+                )
+                with contextlib.suppress(ConnectError):
+                    await connection.send(stop)
+
+        return Stream(values(), close)
+
+
+_PENDING = object()
+
+
+def _outcome(reply: Any, interaction: Interaction) -> Any:
+    """The result a reply carries, ``_PENDING`` for an interim status; errors raise."""
+    if reply is _CLOSED:
+        raise ConnectError(
+            f"the WebSocket to {interaction.href} closed before the reply", href=interaction.href
+        )
+    kind = reply.get("messageType")
+    if kind == "error":
+        status = reply.get("status")
+        raise RemoteError(
+            f"{interaction.op} {interaction.name!r}: {reply.get('title', 'error')}: {reply.get('detail', '')}",
+            status=int(status) if isinstance(status, str | int) and str(status).isdigit() else None,
+            detail=reply,
+            href=interaction.href,
+            thing_id=interaction.thing_id,
+        )
+    if kind == "actionStatus":
+        status = reply.get("status")
+        if status == "completed":
+            return reply.get("output")
+        if status in ("failed", "cancelled"):
+            raise RemoteError(
+                f"invokeaction {interaction.name!r}: the action {status}",
+                detail=reply,
+                href=interaction.href,
+                thing_id=interaction.thing_id,
+            )
+        return _PENDING
+    if kind == "propertyReading":
+        return None if interaction.op == "writeproperty" else reply.get("value")
+    return reply.get("data")
