@@ -42,8 +42,11 @@ class RunningAgent:
         servers: Sequence[BindingServer],
         security: Sequence[ServerSecurity],
         slug: str,
+        *,
+        td10_compatible: bool = False,
     ) -> None:
         self.agent = agent
+        self.td10_compatible = td10_compatible
         self.servers = tuple(servers)
         self.security = tuple(security)
         self.slug = slug
@@ -66,6 +69,8 @@ class RunningAgent:
             description = self.agent.description(
                 forms=list(self.servers), security_definitions=definitions, security=required
             )
+            if self.td10_compatible:
+                description = _for_td10_consumers(description)
             self._description = description
         return self._description
 
@@ -115,15 +120,19 @@ class Serving:
         security: Sequence[ServerSecurity],
         services: Sequence[Service],
         slug: str,
+        td10_compatible: bool = False,
     ) -> None:
         self._agent, self._servers, self._security, self._services = agent, servers, security, services
         self._slug = slug
+        self._td10_compatible = td10_compatible
         self._stack: AsyncExitStack | None = None
 
     async def __aenter__(self) -> RunningAgent:
         if self._stack is not None:
             raise RuntimeError("this agent is already being served by this serve() call")
-        running = RunningAgent(self._agent, self._servers, self._security, self._slug)
+        running = RunningAgent(
+            self._agent, self._servers, self._security, self._slug, td10_compatible=self._td10_compatible
+        )
         async with AsyncExitStack() as stack:
             for server in self._servers:
                 await stack.enter_async_context(server.run(running.context))
@@ -166,6 +175,7 @@ def serve(
     public_url: str | None = None,
     cors: str | Sequence[str] | None = None,
     services: Sequence[Service] = (),
+    td10_compatible: bool = False,
 ) -> Serving:
     """Serve ``agent`` over the bindings asked for.
 
@@ -173,7 +183,8 @@ def serve(
     HTTP app (one port) unless given a different port. ``mqtt``: a broker URL or an
     :class:`~wot_agents.bindings.mqtt.MqttServer`. ``security``: the schemes every request
     must satisfy (none: ``nosec``). ``services`` run after the bindings start (announcements,
-    registrations) and stop before them.
+    registrations) and stop before them. ``td10_compatible`` puts the TD 1.0 context first, as
+    TD 1.1 requires "when there are possibly TD 1.0 consumers" (node-wot 0.8 is one).
     """
     from .http import HttpBinding
     from .mqtt import MqttServer
@@ -196,4 +207,16 @@ def serve(
         servers.append(WebServer(bindings, host=bind_host, port=port, public_url=public_url, cors=cors))
     if mqtt is not None:
         servers.append(MqttServer(mqtt) if isinstance(mqtt, str) else mqtt)
-    return Serving(agent, servers, schemes, services, slug)
+    return Serving(agent, servers, schemes, services, slug, td10_compatible)
+
+
+TD10_CONTEXT = "https://www.w3.org/2019/wot/td/v1"
+
+
+def _for_td10_consumers(description: AgentDescription) -> AgentDescription:
+    """TD 1.1 section 5.3.1.1: the TD 1.0 context first, the TD 1.1 context second."""
+    context = description.context
+    entries: list[Any] = [context] if isinstance(context, str) else list(context)
+    if entries and entries[0] == TD10_CONTEXT:
+        return description
+    return description.model_copy(update={"context": [TD10_CONTEXT, *entries]})

@@ -1,0 +1,65 @@
+"""MQTT binding specifics: the retained TD, topics, fire-and-forget actions, node-wot style forms."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import aiomqtt
+
+from wot_agents import Agent, Form
+from wot_agents._consumer import consume
+from wot_agents.bindings import serve
+from wot_agents.bindings.mqtt import Broker, MqttServer
+from wot_agents.bindings.mqtt._topics import form_topic
+
+
+async def _retained(broker: Broker, topic: str) -> bytes | None:
+    async with aiomqtt.Client(broker.host, broker.port, protocol=aiomqtt.ProtocolVersion.V5) as client:
+        await client.subscribe(topic)
+        try:
+            async with asyncio.timeout(0.5):
+                async for message in client.messages:
+                    return bytes(message.payload)  # type: ignore[arg-type]
+        except TimeoutError:
+            return None
+    return None
+
+
+async def test_the_td_is_retained_on_a_well_known_topic_while_serving(agent: Agent, mosquitto: str) -> None:
+    broker = Broker.parse(mosquitto)
+    async with serve(agent, mqtt=mosquitto) as running:
+        payload = await _retained(broker, "wot/td/+")
+        assert payload is not None and json.loads(payload) == running.description.to_dict()
+        forms = running.description.actions["add"].forms  # type: ignore[index]
+        assert forms[0].to_dict()["mqv:topic"] == "test-weather/actions/add"
+        assert forms[0].href == mosquitto  # the topic is not in the URL (binding template)
+        assert "mqv" in running.description.context[1]  # type: ignore[index]
+    assert await _retained(broker, "wot/td/+") is None  # cleared: a stopped agent is not found
+
+
+async def test_actions_without_output_are_fire_and_forget(mosquitto: str) -> None:
+    agent = Agent("Lamp", id="urn:test:lamp")
+    state = agent.property("on", bool, default=False, observable=True)
+
+    @agent.action()
+    async def toggle() -> None:
+        state.set(not await state.read())
+
+    async with serve(agent, mqtt=mosquitto) as running, consume(running.description) as thing:
+        assert await thing.invoke_action("toggle") is None
+        for _ in range(100):
+            if await state.read():
+                break
+            await asyncio.sleep(0.01)
+        assert await state.read() is True
+
+
+async def test_topics_in_the_href_path_for_node_wot(agent: Agent, mosquitto: str) -> None:
+    assert form_topic(Form(href="mqtt://b:1883/thing/properties/x"), subscribe=True) == "thing/properties/x"
+    server = MqttServer(mosquitto, topic_in_href=True, root="weather")
+    async with serve(agent, mqtt=server) as running:
+        form = running.description.actions["add"].forms[0]  # type: ignore[index]
+        assert form.href == f"{mosquitto}/weather/actions/add"
+        async with consume(running.description) as thing:
+            assert await thing.invoke_action("add", {"a": 1}) == 2
