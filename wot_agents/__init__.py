@@ -1,6 +1,7 @@
 """wot-agents: AI agents described, found and reached the W3C Web of Things way."""
 
 from ._agent import Action, AffordanceKind, Agent, Event, FormProvider, Property, Subscription
+from ._consumer import ConsumedThing, consume
 from ._directory_client import DirectoryClient, DirectoryEvent
 from ._errors import (
     AnnouncementError,
@@ -42,6 +43,7 @@ from ._model import (
     VersionInfo,
 )
 from ._validation import check, validate, validate_json
+from .bindings import ApiKey, ApiKeyAuth, BasicAuth, BasicCredentials, BearerAuth, BearerToken
 from .jsonld import ContextLoader
 
 __version__ = "0.1.0"
@@ -59,8 +61,15 @@ __all__ = [
     "AgentDescription",
     "AgentMetadata",
     "AnnouncementError",
+    "ApiKey",
+    "ApiKeyAuth",
+    "BasicAuth",
+    "BasicCredentials",
+    "BearerAuth",
+    "BearerToken",
     "Capability",
     "ConnectError",
+    "ConsumedThing",
     "ContextLoader",
     "DataSchema",
     "DescriptionError",
@@ -94,6 +103,7 @@ __all__ = [
     "WotAgentsError",
     "__version__",
     "check",
+    "consume",
     "validate",
     "validate_json",
 ]

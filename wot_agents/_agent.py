@@ -22,7 +22,7 @@ import asyncio
 import inspect
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
-from typing import Any, Literal, Protocol, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, overload
 
 from ._errors import PayloadError
 from ._model import (
@@ -40,6 +40,9 @@ from ._model import (
     VersionInfo,
 )
 from ._schema import Codec, codec, schema_of, signature_codec
+
+if TYPE_CHECKING:
+    from .bindings import Serving
 
 __all__ = ["Action", "AffordanceKind", "Agent", "Event", "FormProvider", "Property"]
 
@@ -350,6 +353,18 @@ class Agent:
         source = Event(self._claim(name), data_codec, affordance)
         self.events[name] = source
         return source
+
+    # --- serving -------------------------------------------------------------------------------
+
+    def serve(self, **options: Any) -> Serving:
+        """Serve this agent over the bindings asked for: ``async with agent.serve(http=8080) as running``.
+
+        ``await agent.serve(...)`` serves until cancelled. The options are those of
+        :func:`wot_agents.bindings.serve` (``http``, ``ws``, ``mqtt``, ``security``...).
+        """
+        from .bindings import serve
+
+        return serve(self, **options)
 
     # --- describing ------------------------------------------------------------------------------
 

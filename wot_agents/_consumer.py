@@ -184,7 +184,7 @@ class ConsumedThing:
                 continue
             if not client.accepts(form, op):
                 reasons.append(
-                    f"{href}: the {scheme} client does not support this form (subprotocol {form.subprotocol!r})"
+                    f"{href}: the {scheme} client cannot use this form (subprotocol {form.subprotocol!r})"
                 )
                 continue
             auth = apply_security(self.description, form.security, self._credentials)
@@ -220,7 +220,7 @@ class ConsumedThing:
         affordance: InteractionAffordance,
         op: str,
         part: str,
-        schema: DataSchema | None,
+        schema: DataSchema | InteractionAffordance | None,
     ) -> Stream[Any]:
         interaction, client = self._choose(kind, name, affordance, op)
         stream = await client.stream(interaction)

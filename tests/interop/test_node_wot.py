@@ -13,8 +13,7 @@ from urllib.parse import urlsplit
 import aiohttp
 import pytest
 
-from wot_agents import AgentDescription
-from wot_agents._consumer import consume
+from wot_agents import AgentDescription, consume
 from wot_agents.bindings import serve
 from wot_agents.bindings.mqtt import MqttServer
 
@@ -29,13 +28,13 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-async def _node(*args: str, timeout: float = 60.0) -> str:
+async def _node(*args: str) -> str:
     assert NODE is not None
     process = await asyncio.create_subprocess_exec(
         NODE, *args, cwd=HERE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
     )
     try:
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(60):
             out, err = await process.communicate()
     finally:
         if process.returncode is None:
@@ -71,7 +70,13 @@ async def node_thing(mosquitto: str) -> AsyncIterator[str]:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     process = await asyncio.create_subprocess_exec(
-        NODE, "thing.js", str(port), mosquitto, cwd=HERE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        NODE,
+        "thing.js",
+        str(port),
+        mosquitto,
+        cwd=HERE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     try:
         assert process.stdout is not None
@@ -89,7 +94,9 @@ async def test_wot_agents_consumes_a_node_wot_thing(node_thing: str) -> None:
     async with aiohttp.ClientSession() as session, session.get(node_thing) as response:
         td = AgentDescription.from_dict(await response.json())
     assert not td.is_agent
-    hosts = {urlsplit(form.href).hostname for _, _, affordance in td.affordances() for form in affordance.forms}
+    hosts = {
+        urlsplit(form.href).hostname for _, _, affordance in td.affordances() for form in affordance.forms
+    }
     assert hosts == {"127.0.0.1"}  # test traffic stays on loopback
     schemes = {form.href.split(":")[0] for form in td.actions["increment"].forms}  # type: ignore[index]
     assert {"http", "mqtt"} <= schemes

@@ -12,6 +12,8 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol, Self, TypeVar, runtime_checkable
 
+from .._agent import FormProvider
+from .._errors import ConnectError, RemoteError, RequestTimeout
 from .._model import (
     ActionAffordance,
     AgentDescription,
@@ -30,7 +32,6 @@ __all__ = [
     "ExposedAgent",
     "ExposedEvent",
     "ExposedProperty",
-    "FormProvider",
     "Interaction",
     "ServeContext",
     "Stream",
@@ -68,14 +69,6 @@ class ExposedEvent(Protocol):
     def subscribe(self) -> AsyncIterator[Any]:
         """Event data from now on; registered when called, like ``observe``."""
         ...
-
-
-class FormProvider(Protocol):
-    """What each binding server contributes to the agent's description."""
-
-    def forms(self, kind: Kind, name: str) -> list[Form]: ...
-
-    def thing_forms(self) -> list[Form]: ...
 
 
 class ExposedAgent(Protocol):
@@ -148,6 +141,34 @@ class Interaction:
     timeout: float
     #: True when a reply is expected (MQTT actions without output are fire-and-forget).
     expects_reply: bool = True
+
+    # The errors every client raises, worded the same way whatever the protocol.
+
+    def timed_out(self, where: str | None = None) -> RequestTimeout:
+        return RequestTimeout(
+            f"{self.op} {self.name!r}: no answer from {where or self.href} within {self.timeout} s",
+            href=self.href,
+            thing_id=self.thing_id,
+        )
+
+    def unreachable(self, reason: object) -> ConnectError:
+        return ConnectError(
+            f"{self.op} {self.name!r}: cannot reach {self.href}: {reason}",
+            href=self.href,
+            thing_id=self.thing_id,
+        )
+
+    def refused(
+        self, status: int | None, reason: str, detail: Mapping[str, Any] | None = None
+    ) -> RemoteError:
+        answer = f"answered {status}" if status is not None else "failed"
+        return RemoteError(
+            f"{self.op} {self.name!r}: {self.href} {answer}: {reason}",
+            status=status,
+            detail=detail,
+            href=self.href,
+            thing_id=self.thing_id,
+        )
 
 
 class ClientBinding(Protocol):

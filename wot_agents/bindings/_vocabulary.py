@@ -8,8 +8,10 @@ per operation, and the subprotocol names in use.
 
 from __future__ import annotations
 
-from typing import Final, Literal
+import json
+from typing import Any, Final, Literal
 
+from .._agent import AffordanceKind
 from .._model import Form
 
 __all__ = [
@@ -22,13 +24,16 @@ __all__ = [
     "STREAM_OPS",
     "Kind",
     "Op",
+    "decode_payload",
+    "encode_payload",
     "form_ops",
     "http_method",
     "mqtt_control_packet",
     "mqtt_qos",
 ]
 
-Kind = Literal["property", "action", "event"]
+#: The three kinds of interaction affordance (one definition, the Agent builder's).
+Kind = AffordanceKind
 
 Op = Literal[
     "readproperty",
@@ -101,6 +106,22 @@ MQTT_CONTROL_PACKETS: Final[dict[str, str]] = {
     "observeallproperties": "mqv:subscribe",
     "unobserveallproperties": "mqv:unsubscribe",
 }
+
+
+def encode_payload(value: Any) -> bytes:
+    """A value as the bindings send it (``CONTENT_TYPE``)."""
+    return json.dumps(value, ensure_ascii=False).encode()
+
+
+def decode_payload(raw: bytes | bytearray | None) -> Any:
+    """A received payload: JSON when it is JSON, else its text; nothing is ``None``."""
+    data = bytes(raw or b"")
+    if not data.strip():
+        return None
+    try:
+        return json.loads(data)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return data.decode(errors="replace")
 
 
 def form_ops(form: Form, kind: Kind | None) -> list[str]:

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
+from .._agent import FormProvider
 from .._errors import PayloadError
 from .._model import AgentDescription, Form
 from ._interfaces import ServeContext
@@ -45,7 +46,7 @@ def json_response(value: Any, *, status: int = 200, content_type: str = "applica
     return web.Response(status=status, text=json.dumps(value, ensure_ascii=False), content_type=content_type)
 
 
-class WebBinding(Protocol):
+class WebBinding(FormProvider, Protocol):
     """A binding living inside the shared aiohttp app (HTTP, WebSocket)."""
 
     #: ``http`` or ``ws``: the key of this binding in ``RunningAgent.base_urls``.
@@ -58,10 +59,6 @@ class WebBinding(Protocol):
     def install(self, app: web.Application, context: ServeContext, url: Callable[[str], str]) -> None:
         """Add routes under ``/{context.slug}``; ``url(path)`` makes an absolute URL once bound."""
         ...
-
-    def forms(self, kind: Kind, name: str) -> list[Form]: ...
-
-    def thing_forms(self) -> list[Form]: ...
 
     async def aclose(self) -> None:
         """Stop streams and background work before the app shuts down."""

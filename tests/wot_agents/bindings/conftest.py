@@ -10,7 +10,7 @@ import pytest
 from pydantic import BaseModel
 
 from wot_agents import Agent, AgentDescription
-from wot_agents.bindings import RunningAgent, serve
+from wot_agents.bindings import RunningAgent
 
 BINDINGS = ("http", "ws", "mqtt")
 
@@ -54,7 +54,7 @@ def agent() -> Agent:
 
 @pytest.fixture
 async def running(agent: Agent, mosquitto: str) -> AsyncIterator[RunningAgent]:
-    async with serve(agent, http=True, ws=True, mqtt=mosquitto) as running:
+    async with agent.serve(http=True, ws=True, mqtt=mosquitto) as running:
         yield running
 
 
@@ -63,7 +63,9 @@ def td(running: RunningAgent) -> AgentDescription:
     return running.description
 
 
-async def emit_until(coro_factory: Any, received: asyncio.Future[Any] | None = None, count: int = 100) -> None:
+async def emit_until(
+    coro_factory: Any, received: asyncio.Future[Any] | None = None, count: int = 100
+) -> None:
     """Keep producing values until the consumer got one (streams open asynchronously on some bindings)."""
     for _ in range(count):
         await coro_factory()

@@ -6,8 +6,7 @@ import asyncio
 
 import pytest
 
-from wot_agents import Agent, AgentDescription, PayloadError, RemoteError, RequestTimeout, validate
-from wot_agents._consumer import consume
+from wot_agents import Agent, AgentDescription, PayloadError, RemoteError, RequestTimeout, consume, validate
 from wot_agents.bindings import RunningAgent
 
 from .conftest import BINDINGS

@@ -8,16 +8,13 @@ import io
 import aiohttp
 import pytest
 
-from wot_agents import Agent, RemoteError
-from wot_agents._consumer import consume
+from wot_agents import Agent, RemoteError, consume
 from wot_agents.bindings import RunningAgent, serve
 
 
 def _href(running: RunningAgent, kind: str, name: str, op: str) -> str:
     table = {"property": running.description.properties, "action": running.description.actions}[kind] or {}
-    return next(
-        form.href for form in table[name].forms if form.href.startswith("http") and op in form.ops
-    )
+    return next(form.href for form in table[name].forms if form.href.startswith("http") and op in form.ops)
 
 
 async def test_forms_carry_methods_and_sse(running: RunningAgent) -> None:
@@ -68,8 +65,11 @@ async def test_long_running_actions_answer_with_a_status_resource(running: Runni
         async with session.get(status_url) as response:
             assert await response.json() == {"status": "completed", "output": "finished"}
         # any action can be run in the background on request, and cancelled
-        async with session.post(_href(running, "action", "wait", "invokeaction"), json={"seconds": 5},
-                                headers={"Prefer": "respond-async"}) as response:
+        async with session.post(
+            _href(running, "action", "wait", "invokeaction"),
+            json={"seconds": 5},
+            headers={"Prefer": "respond-async"},
+        ) as response:
             status_url = running.base_urls["http"] + response.headers["Location"]
         async with session.delete(status_url) as response:
             assert response.status == 204
@@ -90,7 +90,9 @@ async def test_cors(agent: Agent) -> None:
                 assert response.status == 204
                 assert response.headers["Access-Control-Allow-Origin"] == "http://app.example"
                 assert "POST" in response.headers["Access-Control-Allow-Methods"]
-            async with session.post(href, json={"a": 1}, headers={"Origin": "http://evil.example"}) as response:
+            async with session.post(
+                href, json={"a": 1}, headers={"Origin": "http://evil.example"}
+            ) as response:
                 assert response.status == 200
                 assert "Access-Control-Allow-Origin" not in response.headers
 

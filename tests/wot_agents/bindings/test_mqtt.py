@@ -7,8 +7,7 @@ import json
 
 import aiomqtt
 
-from wot_agents import Agent, Form
-from wot_agents._consumer import consume
+from wot_agents import Agent, Form, consume
 from wot_agents.bindings import serve
 from wot_agents.bindings.mqtt import Broker, MqttServer
 from wot_agents.bindings.mqtt._topics import form_topic

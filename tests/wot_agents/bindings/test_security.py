@@ -41,7 +41,9 @@ def test_missing_or_wrong_kind_of_credentials_cannot_satisfy() -> None:
     bearer = td({"t": {"scheme": "bearer"}}, "t")
     assert apply_security(bearer, None, None) is None
     assert apply_security(bearer, None, ApiKey("k")) is None
-    assert apply_security(td({"o": {"scheme": "oauth2", "flow": "code"}}, "o"), None, BearerToken("x")) is None
+    assert (
+        apply_security(td({"o": {"scheme": "oauth2", "flow": "code"}}, "o"), None, BearerToken("x")) is None
+    )
 
 
 def test_credentials_by_name_and_combos() -> None:
@@ -64,12 +66,16 @@ def test_server_schemes_check_what_was_presented() -> None:
     basic = BasicAuth({"ann": "pw"})
     good = "Basic " + base64.b64encode(b"ann:pw").decode()
     assert basic.authenticate(Presented({"authorization": good}))
-    assert not basic.authenticate(Presented({"Authorization": "Basic " + base64.b64encode(b"ann:no").decode()}))
+    assert not basic.authenticate(
+        Presented({"Authorization": "Basic " + base64.b64encode(b"ann:no").decode()})
+    )
     assert not basic.authenticate(Presented({"Authorization": "Basic !!!"}))
     bearer = BearerAuth({"tok"})
     assert bearer.authenticate(Presented({"Authorization": "Bearer tok"}))
     assert not bearer.authenticate(Presented({"Authorization": "Bearer other"}))
-    assert BearerAuth(lambda token: token.startswith("ok-")).authenticate(Presented({"Authorization": "Bearer ok-1"}))
+    assert BearerAuth(lambda token: token.startswith("ok-")).authenticate(
+        Presented({"Authorization": "Bearer ok-1"})
+    )
     query_key = ApiKeyAuth({"k1"}, in_="query", param="key")
     assert query_key.authenticate(Presented({}, {"key": "k1"}))
     assert not query_key.authenticate(Presented({"key": "k1"}, {}))

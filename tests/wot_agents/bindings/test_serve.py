@@ -8,8 +8,7 @@ from urllib.parse import urlsplit
 import aiohttp
 import pytest
 
-from wot_agents import Agent, ConnectError, NoSuitableFormError, RemoteError
-from wot_agents._consumer import consume
+from wot_agents import Agent, ConnectError, NoSuitableFormError, RemoteError, consume
 from wot_agents.bindings import (
     ApiKey,
     ApiKeyAuth,
@@ -93,7 +92,9 @@ SCHEMES = [
 
 
 @pytest.mark.parametrize("binding", BINDINGS)
-@pytest.mark.parametrize(("scheme", "good", "bad"), SCHEMES, ids=["bearer", "basic", "apikey-header", "apikey-query"])
+@pytest.mark.parametrize(
+    ("scheme", "good", "bad"), SCHEMES, ids=["bearer", "basic", "apikey-header", "apikey-query"]
+)
 async def test_security_is_applied_by_the_client_and_enforced_by_the_server(
     mosquitto: str, binding: str, scheme: object, good: object, bad: object
 ) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 
 import aiohttp
 
-from wot_agents._consumer import consume
+from wot_agents import consume
 from wot_agents.bindings import RunningAgent
 
 
@@ -25,16 +25,25 @@ async def _exchange(ws: aiohttp.ClientWebSocketResponse, message: dict[str, Any]
 
 async def test_the_lmos_subprotocol_is_required(running: RunningAgent) -> None:
     async with aiohttp.ClientSession() as session:
-        async with session.get(_ws_href(running), headers={"Upgrade": "websocket", "Connection": "Upgrade",
-                                                           "Sec-WebSocket-Version": "13",
-                                                           "Sec-WebSocket-Key": "x3JJHMbDL1EzLkh9GBhXDw=="}) as response:
+        async with session.get(
+            _ws_href(running),
+            headers={
+                "Upgrade": "websocket",
+                "Connection": "Upgrade",
+                "Sec-WebSocket-Version": "13",
+                "Sec-WebSocket-Key": "x3JJHMbDL1EzLkh9GBhXDw==",
+            },
+        ) as response:
             assert response.status == 400
         async with session.ws_connect(_ws_href(running), protocols=("lmosprotocol",)) as ws:
             assert ws.protocol == "lmosprotocol"
 
 
 async def test_envelope_and_correlation(running: RunningAgent) -> None:
-    async with aiohttp.ClientSession() as session, session.ws_connect(_ws_href(running), protocols=("lmosprotocol",)) as ws:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.ws_connect(_ws_href(running), protocols=("lmosprotocol",)) as ws,
+    ):
         request = {
             "thingId": running.context.thing_id,  # the spec's examples spell it both ways
             "messageId": str(uuid.uuid4()),
@@ -51,29 +60,75 @@ async def test_envelope_and_correlation(running: RunningAgent) -> None:
         assert reply["traceparent"] == request["traceparent"]
         uuid.UUID(reply["messageID"], version=4)
 
-        reply = await _exchange(ws, {"messageType": "readProperty", "name": "temperature", "messageID": "m1",
-                                     "thingID": "x", "correlationID": "c1"})
-        assert (reply["messageType"], reply["correlationID"], reply["value"]) == ("propertyReading", "c1", 20.0)
+        reply = await _exchange(
+            ws,
+            {
+                "messageType": "readProperty",
+                "name": "temperature",
+                "messageID": "m1",
+                "thingID": "x",
+                "correlationID": "c1",
+            },
+        )
+        assert (reply["messageType"], reply["correlationID"], reply["value"]) == (
+            "propertyReading",
+            "c1",
+            20.0,
+        )
         assert reply["timestamp"].endswith("Z")
 
         reply = await _exchange(ws, {"messageType": "fly", "messageID": "m2", "thingID": "x"})
         assert reply["messageType"] == "error" and reply["status"] == "400" and reply["correlationID"] == "m2"
-        reply = await _exchange(ws, {"messageType": "writeProperty", "name": "station", "data": "Paris",
-                                     "messageID": "m3", "thingID": "x"})
+        reply = await _exchange(
+            ws,
+            {
+                "messageType": "writeProperty",
+                "name": "station",
+                "data": "Paris",
+                "messageID": "m3",
+                "thingID": "x",
+            },
+        )
         assert reply["messageType"] == "error" and reply["status"] == "405"
         await ws.send_str("not json")
         assert json.loads((await ws.receive(timeout=5)).data)["messageType"] == "error"
 
 
 async def test_cancel_action(running: RunningAgent) -> None:
-    async with aiohttp.ClientSession() as session, session.ws_connect(_ws_href(running), protocols=("lmosprotocol",)) as ws:
-        await ws.send_str(json.dumps({"messageType": "invokeAction", "action": "wait", "input": {"seconds": 10},
-                                      "messageID": "m1", "correlationID": "job-1", "thingID": "x"}))
+    async with (
+        aiohttp.ClientSession() as session,
+        session.ws_connect(_ws_href(running), protocols=("lmosprotocol",)) as ws,
+    ):
+        await ws.send_str(
+            json.dumps(
+                {
+                    "messageType": "invokeAction",
+                    "action": "wait",
+                    "input": {"seconds": 10},
+                    "messageID": "m1",
+                    "correlationID": "job-1",
+                    "thingID": "x",
+                }
+            )
+        )
         await asyncio.sleep(0.05)
-        await ws.send_str(json.dumps({"messageType": "cancelAction", "action": "wait", "messageID": "m2",
-                                      "correlationID": "job-1", "thingID": "x"}))
+        await ws.send_str(
+            json.dumps(
+                {
+                    "messageType": "cancelAction",
+                    "action": "wait",
+                    "messageID": "m2",
+                    "correlationID": "job-1",
+                    "thingID": "x",
+                }
+            )
+        )
         reply = json.loads((await ws.receive(timeout=5)).data)
-        assert (reply["messageType"], reply["status"], reply["correlationID"]) == ("actionStatus", "cancelled", "job-1")
+        assert (reply["messageType"], reply["status"], reply["correlationID"]) == (
+            "actionStatus",
+            "cancelled",
+            "job-1",
+        )
 
 
 async def test_one_connection_carries_concurrent_requests(running: RunningAgent) -> None:

@@ -15,10 +15,9 @@ from urllib.parse import urljoin
 
 import aiohttp
 
-from ..._errors import ConnectError, RemoteError, RequestTimeout
 from ..._model import Form
 from .._interfaces import Interaction, Stream
-from .._vocabulary import CONTENT_TYPE, HTTP_METHODS, SSE_SUBPROTOCOL, STREAM_OPS, http_method
+from .._vocabulary import CONTENT_TYPE, HTTP_METHODS, SSE_SUBPROTOCOL, STREAM_OPS, decode_payload, http_method
 
 __all__ = ["HttpClient"]
 
@@ -79,17 +78,9 @@ class HttpClient:
                         return await self._await_invocation(interaction, status_url)
                     return value
         except TimeoutError:
-            raise RequestTimeout(
-                f"{interaction.op} {interaction.name!r}: no answer from {interaction.href} within {interaction.timeout} s",
-                href=interaction.href,
-                thing_id=interaction.thing_id,
-            ) from None
+            raise interaction.timed_out() from None
         except aiohttp.ClientError as exc:
-            raise ConnectError(
-                f"{interaction.op} {interaction.name!r}: cannot reach {interaction.href}: {exc}",
-                href=interaction.href,
-                thing_id=interaction.thing_id,
-            ) from exc
+            raise interaction.unreachable(exc) from exc
 
     async def _await_invocation(self, interaction: Interaction, url: str) -> Any:
         """Poll an action status resource (inside the caller's timeout) until the action is done."""
@@ -105,14 +96,7 @@ class HttpClient:
                 return status.get("output")
             if state in ("failed", "cancelled"):
                 error = status.get("error") or {}
-                raise RemoteError(
-                    f"invokeaction {interaction.name!r}: the action {state}: {error.get('detail', '')}".rstrip(
-                        ": "
-                    ),
-                    detail=error,
-                    href=url,
-                    thing_id=interaction.thing_id,
-                )
+                raise interaction.refused(None, f"the action {state}: {error.get('detail', '')}", error)
             await asyncio.sleep(interval)
             interval = min(interval * 2, MAX_POLL_INTERVAL)
 
@@ -127,17 +111,9 @@ class HttpClient:
                     timeout=aiohttp.ClientTimeout(total=None, sock_connect=interaction.timeout),
                 )
         except TimeoutError:
-            raise RequestTimeout(
-                f"{interaction.op} {interaction.name!r}: no answer from {interaction.href}",
-                href=interaction.href,
-                thing_id=interaction.thing_id,
-            ) from None
+            raise interaction.timed_out() from None
         except aiohttp.ClientError as exc:
-            raise ConnectError(
-                f"{interaction.op} {interaction.name!r}: cannot reach {interaction.href}: {exc}",
-                href=interaction.href,
-                thing_id=interaction.thing_id,
-            ) from exc
+            raise interaction.unreachable(exc) from exc
         if response.status >= 300:
             try:
                 await _reply(response, interaction)
@@ -161,19 +137,8 @@ async def _reply(response: aiohttp.ClientResponse, interaction: Interaction) -> 
         except (json.JSONDecodeError, UnicodeDecodeError):
             detail = {"detail": body[:500].decode(errors="replace")}
         reason = detail.get("detail") or detail.get("title") or response.reason or ""
-        raise RemoteError(
-            f"{interaction.op} {interaction.name!r}: {interaction.href} answered {response.status}: {reason}",
-            status=response.status,
-            detail=detail,
-            href=interaction.href,
-            thing_id=interaction.thing_id,
-        )
-    if not body.strip():
-        return None
-    try:
-        return json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return body.decode(errors="replace")
+        raise interaction.refused(response.status, str(reason), detail)
+    return decode_payload(body)
 
 
 async def _sse_values(response: aiohttp.ClientResponse, interaction: Interaction) -> AsyncIterator[Any]:
@@ -192,8 +157,4 @@ async def _sse_values(response: aiohttp.ClientResponse, interaction: Interaction
                 except json.JSONDecodeError:
                     yield text
     except aiohttp.ClientError as exc:
-        raise ConnectError(
-            f"{interaction.op} {interaction.name!r}: the stream from {interaction.href} broke: {exc}",
-            href=interaction.href,
-            thing_id=interaction.thing_id,
-        ) from exc
+        raise interaction.unreachable(f"the stream broke: {exc}") from exc

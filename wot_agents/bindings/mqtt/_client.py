@@ -15,24 +15,13 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from typing import Any
 
-from ..._errors import ConnectError, RemoteError, RequestTimeout
+from ..._errors import ConnectError
 from ..._model import Form
 from .._interfaces import Interaction, Stream
-from .._vocabulary import MQTT_CONTROL_PACKETS, mqtt_control_packet, mqtt_qos
-from ._server import _import_aiomqtt, _properties
-from ._topics import Broker, form_topic
+from .._vocabulary import MQTT_CONTROL_PACKETS, decode_payload, mqtt_control_packet, mqtt_qos
+from ._topics import Broker, form_topic, publish_properties
 
 __all__ = ["MqttClient"]
-
-
-def _decode(payload: Any) -> Any:
-    raw = bytes(payload or b"")
-    if not raw.strip():
-        return None
-    try:
-        return json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return raw.decode(errors="replace")
 
 
 class _Connection:
@@ -51,29 +40,11 @@ class _Connection:
     def open(self) -> bool:
         return self._reader is not None and not self._reader.done()
 
-    async def connect(self, timeout: float) -> None:
-        aiomqtt = _import_aiomqtt()
-        client = aiomqtt.Client(
-            self.broker.host,
-            self.broker.port,
-            username=self.username,
-            password=self.password,
-            protocol=aiomqtt.ProtocolVersion.V5,
-            timeout=timeout,
-            tls_params=aiomqtt.TLSParameters() if self.broker.tls else None,
+    async def connect(self, timeout: float) -> None:  # noqa: ASYNC109 - it bounds CONNECT only
+        client = await self.broker.connect(
+            self._stack, username=self.username, password=self.password, timeout=timeout
         )
-        try:
-            async with asyncio.timeout(timeout):
-                await self._stack.enter_async_context(client)
-                await client.subscribe(self.reply_topic, qos=1)
-        except TimeoutError:
-            raise RequestTimeout(
-                f"no CONNACK from the MQTT broker {self.broker.url} in {timeout} s"
-            ) from None
-        except aiomqtt.MqttError as exc:
-            raise ConnectError(
-                f"cannot connect to the MQTT broker {self.broker.url}: {exc}", href=self.broker.url
-            ) from exc
+        await client.subscribe(self.reply_topic, qos=1)
         self.client = client
         self._reader = asyncio.ensure_future(self._read())
 
@@ -166,7 +137,7 @@ class MqttClient:
                 self._connections[key] = connection
             return connection
 
-    def _user_properties(self, interaction: Interaction) -> list[tuple[str, str]]:
+    def _userpublish_properties(self, interaction: Interaction) -> list[tuple[str, str]]:
         return [*interaction.auth.headers.items(), *interaction.auth.query.items()]
 
     async def request(self, interaction: Interaction, payload: Any = None) -> Any:
@@ -181,24 +152,20 @@ class MqttClient:
                 async with asyncio.timeout(interaction.timeout):
                     message = await queue.get()
             except TimeoutError:
-                raise RequestTimeout(
-                    f"{interaction.op} {interaction.name!r}: nothing retained on {pattern!r} within {interaction.timeout} s",
-                    href=interaction.href,
-                    thing_id=interaction.thing_id,
-                ) from None
+                raise interaction.timed_out(f"{pattern!r} (nothing retained)") from None
             finally:
                 await connection.unsubscribe(pattern, queue)
             if message is None:
-                raise ConnectError(f"lost the MQTT broker {connection.broker.url}", href=interaction.href)
-            return _decode(message.payload)
+                raise interaction.unreachable("lost the broker")
+            return decode_payload(message.payload)
         topic = form_topic(form, subscribe=False)
         body = b"" if payload is None and interaction.op == "invokeaction" else json.dumps(payload).encode()
         members: dict[str, Any] = {"ContentType": form.content_type or "application/json"}
-        if self._user_properties(interaction):
-            members["UserProperty"] = self._user_properties(interaction)
+        if self._userpublish_properties(interaction):
+            members["UserProperty"] = self._userpublish_properties(interaction)
         if not interaction.expects_reply:
             await connection.client.publish(
-                topic, body, qos=qos, retain=bool(form.mqtt_retain), properties=_properties(**members)
+                topic, body, qos=qos, retain=bool(form.mqtt_retain), properties=publish_properties(**members)
             )
             return None
         correlation = uuid.uuid4().bytes
@@ -208,27 +175,23 @@ class MqttClient:
         try:
             async with asyncio.timeout(interaction.timeout):
                 await connection.client.publish(
-                    topic, body, qos=qos, retain=bool(form.mqtt_retain), properties=_properties(**members)
+                    topic,
+                    body,
+                    qos=qos,
+                    retain=bool(form.mqtt_retain),
+                    properties=publish_properties(**members),
                 )
                 message = await future
         except TimeoutError:
-            raise RequestTimeout(
-                f"{interaction.op} {interaction.name!r}: no reply on {topic!r} within {interaction.timeout} s",
-                href=interaction.href,
-                thing_id=interaction.thing_id,
-            ) from None
+            raise interaction.timed_out(f"{topic!r}") from None
         finally:
             connection.replies.pop(correlation, None)
         status = dict(getattr(message.properties, "UserProperty", None) or []).get("status", "200")
-        value = _decode(message.payload)
+        value = decode_payload(message.payload)
         if not status.isdigit() or int(status) >= 300:
             detail = value if isinstance(value, dict) else {"detail": value}
-            raise RemoteError(
-                f"{interaction.op} {interaction.name!r}: the agent answered {status}: {detail.get('detail', '')}",
-                status=int(status) if status.isdigit() else None,
-                detail=detail,
-                href=interaction.href,
-                thing_id=interaction.thing_id,
+            raise interaction.refused(
+                int(status) if status.isdigit() else None, str(detail.get("detail", "")), detail
             )
         return value
 
@@ -241,9 +204,9 @@ class MqttClient:
             while True:
                 message = await queue.get()
                 if message is None:
-                    raise ConnectError(f"lost the MQTT broker {connection.broker.url}", href=interaction.href)
+                    raise interaction.unreachable("lost the broker")
                 if message.payload:  # an empty retained message clears a value: not a value
-                    yield _decode(message.payload)
+                    yield decode_payload(message.payload)
 
         async def close() -> None:
             await connection.unsubscribe(pattern, queue)

@@ -21,38 +21,16 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
-from ..._errors import ConnectError, PayloadError
+from ..._errors import PayloadError
 from ..._model import AgentDescription, Form
 from .._interfaces import ServeContext
 from .._security import Presented
-from .._vocabulary import CONTENT_TYPE, Kind
-from ._topics import TD_TOPIC_PREFIX, Broker
+from .._vocabulary import CONTENT_TYPE, Kind, encode_payload
+from ._topics import TD_TOPIC_PREFIX, Broker, publish_properties
 
 __all__ = ["MqttServer"]
 
 log = logging.getLogger("wot_agents.bindings")
-
-
-def _import_aiomqtt() -> Any:
-    try:
-        import aiomqtt
-    except ImportError:  # pragma: no cover - depends on the installed extras
-        raise ImportError("the MQTT binding needs aiomqtt: pip install 'wot-agents[mqtt]'") from None
-    return aiomqtt
-
-
-def _properties(**members: Any) -> Any:
-    from paho.mqtt.packettypes import PacketTypes
-    from paho.mqtt.properties import Properties
-
-    properties = Properties(PacketTypes.PUBLISH)
-    for name, value in members.items():
-        setattr(properties, name, value)
-    return properties
-
-
-def _encode(value: Any) -> bytes:
-    return json.dumps(value, ensure_ascii=False).encode()
 
 
 class MqttServer:
@@ -142,25 +120,14 @@ class MqttServer:
 
     @asynccontextmanager
     async def run(self, context: ServeContext) -> AsyncIterator[None]:
-        aiomqtt = _import_aiomqtt()
         self._context = context
-        client = aiomqtt.Client(
-            self.broker.host,
-            self.broker.port,
-            username=self._username,
-            password=self._password,
-            protocol=aiomqtt.ProtocolVersion.V5,
-            identifier=f"wot-agents-{self._root()}-{id(self):x}",
-            timeout=10,
-            tls_params=aiomqtt.TLSParameters() if self.broker.tls else None,
-        )
         async with AsyncExitStack() as stack:
-            try:
-                await stack.enter_async_context(client)
-            except aiomqtt.MqttError as exc:
-                raise ConnectError(
-                    f"cannot connect to the MQTT broker {self.broker.url}: {exc}", href=self.broker.url
-                ) from exc
+            client = await self.broker.connect(
+                stack,
+                username=self._username,
+                password=self._password,
+                identifier=f"wot-agents-{self._root()}-{id(self):x}",
+            )
             self._client = client
             await client.subscribe(f"{self._root()}/actions/+", qos=self.qos)
             await client.subscribe(f"{self._root()}/properties/+/writeproperty", qos=self.qos)
@@ -200,7 +167,7 @@ class MqttServer:
                 description.to_json().encode(),
                 qos=self.qos,
                 retain=True,
-                properties=_properties(ContentType="application/td+json"),
+                properties=publish_properties(ContentType="application/td+json"),
             )
 
     def _spawn(self, coro: Any) -> None:
@@ -209,14 +176,16 @@ class MqttServer:
         task.add_done_callback(self._tasks.discard)
 
     async def _publish_property(self, name: str, value: Any) -> None:
-        await self._client.publish(self.topic("property", name), _encode(value), qos=self.qos, retain=True)
+        await self._client.publish(
+            self.topic("property", name), encode_payload(value), qos=self.qos, retain=True
+        )
 
     async def _forward(self, values: AsyncIterator[Any], kind: Kind, name: str) -> None:
         try:
             async for value in values:
                 retain = kind == "property"
                 await self._client.publish(
-                    self.topic(kind, name), _encode(value), qos=self.qos, retain=retain
+                    self.topic(kind, name), encode_payload(value), qos=self.qos, retain=retain
                 )
         finally:
             aclose = getattr(values, "aclose", None)
@@ -283,14 +252,14 @@ class MqttServer:
                     "MQTT request on %s failed with nowhere to reply: %s", message.topic, error["detail"]
                 )
             return
-        body = _encode(error if error else reply) if (error or reply is not None) else b""
+        body = encode_payload(error if error else reply) if (error or reply is not None) else b""
         members: dict[str, Any] = {
             "UserProperty": [("status", str(status))],
             "ContentType": "application/problem+json" if error else CONTENT_TYPE,
         }
         if correlation is not None:
             members["CorrelationData"] = correlation
-        props = _properties(**members)
+        props = publish_properties(**members)
         await self._client.publish(reply_to, body, qos=self.qos, properties=props)
 
 

@@ -1,4 +1,4 @@
-"""MQTT broker addresses and topic layout, shared by the MQTT server and client.
+"""MQTT brokers (address, connecting) and the topic layout, shared by the MQTT server and client.
 
 Topics follow the layout Eclipse Thingweb node-wot uses, so either side can talk to the
 other: ``{root}/properties/{name}`` (retained values), ``{root}/properties/{name}/writeproperty``,
@@ -8,12 +8,16 @@ other: ``{root}/properties/{name}`` (retained values), ``{root}/properties/{name
 
 from __future__ import annotations
 
+import asyncio
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
+from ..._errors import ConnectError, RequestTimeout
 from ..._model import Form
 
-__all__ = ["TD_TOPIC_PREFIX", "Broker", "form_topic"]
+__all__ = ["TD_TOPIC_PREFIX", "Broker", "form_topic", "publish_properties"]
 
 TD_TOPIC_PREFIX = "wot/td/"
 
@@ -36,6 +40,57 @@ class Broker:
     def url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{'mqtts' if self.tls else 'mqtt'}://{host}:{self.port}"
+
+    async def connect(
+        self,
+        stack: AsyncExitStack,
+        *,
+        username: str | None = None,
+        password: str | None = None,
+        identifier: str | None = None,
+        timeout: float = 10.0,  # noqa: ASYNC109 - it also configures the client's own operations
+    ) -> Any:
+        """An MQTT 5 client connected to this broker, disconnected when ``stack`` closes."""
+        aiomqtt = _import_aiomqtt()
+        client = aiomqtt.Client(
+            self.host,
+            self.port,
+            username=username,
+            password=password,
+            identifier=identifier,
+            protocol=aiomqtt.ProtocolVersion.V5,
+            timeout=timeout,
+            tls_params=aiomqtt.TLSParameters() if self.tls else None,
+        )
+        try:
+            async with asyncio.timeout(timeout):
+                await stack.enter_async_context(client)
+        except TimeoutError:
+            raise RequestTimeout(
+                f"no CONNACK from the MQTT broker {self.url} in {timeout} s", href=self.url
+            ) from None
+        except aiomqtt.MqttError as exc:
+            raise ConnectError(f"cannot connect to the MQTT broker {self.url}: {exc}", href=self.url) from exc
+        return client
+
+
+def _import_aiomqtt() -> Any:
+    try:
+        import aiomqtt
+    except ImportError:  # pragma: no cover - depends on the installed extras
+        raise ImportError("the MQTT binding needs aiomqtt: pip install 'wot-agents[mqtt]'") from None
+    return aiomqtt
+
+
+def publish_properties(**members: Any) -> Any:
+    """MQTT 5 PUBLISH properties (``ResponseTopic``, ``CorrelationData``, ``UserProperty``...)."""
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+    for name, value in members.items():
+        setattr(properties, name, value)
+    return properties
 
 
 def form_topic(form: Form, *, subscribe: bool) -> str:

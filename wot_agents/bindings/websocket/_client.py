@@ -15,7 +15,7 @@ from typing import Any
 
 import aiohttp
 
-from ..._errors import ConnectError, RemoteError, RequestTimeout
+from ..._errors import ConnectError
 from ..._model import Form
 from .._interfaces import Interaction, Stream
 from .._vocabulary import LMOS_SUBPROTOCOL
@@ -126,24 +126,11 @@ class WebSocketClient:
                         heartbeat=30.0,
                     )
             except TimeoutError:
-                raise RequestTimeout(
-                    f"no WebSocket handshake with {interaction.href} within {interaction.timeout} s",
-                    href=interaction.href,
-                    thing_id=interaction.thing_id,
-                ) from None
+                raise interaction.timed_out() from None
             except aiohttp.WSServerHandshakeError as exc:
-                raise RemoteError(
-                    f"{interaction.href} refused the WebSocket handshake: {exc.status} {exc.message}",
-                    status=exc.status,
-                    href=interaction.href,
-                    thing_id=interaction.thing_id,
-                ) from exc
+                raise interaction.refused(exc.status, f"WebSocket handshake refused: {exc.message}") from exc
             except aiohttp.ClientError as exc:
-                raise ConnectError(
-                    f"cannot reach {interaction.href}: {exc}",
-                    href=interaction.href,
-                    thing_id=interaction.thing_id,
-                ) from exc
+                raise interaction.unreachable(exc) from exc
             connection = self._connections[key] = _Connection(ws, interaction.href)
             return connection
 
@@ -170,11 +157,7 @@ class WebSocketClient:
                     if result is not _PENDING:
                         return result
         except TimeoutError:
-            raise RequestTimeout(
-                f"{interaction.op} {interaction.name!r}: no reply on {interaction.href} within {interaction.timeout} s",
-                href=interaction.href,
-                thing_id=interaction.thing_id,
-            ) from None
+            raise interaction.timed_out() from None
         finally:
             connection.waiting.pop(correlation, None)
 
@@ -189,7 +172,7 @@ class WebSocketClient:
             while True:
                 item = await items.get()
                 if item is _CLOSED:
-                    raise ConnectError(f"the WebSocket to {interaction.href} closed", href=interaction.href)
+                    raise interaction.unreachable("the WebSocket closed")
                 if item.get("messageType") == "error":
                     _outcome(item, interaction)
                 yield item.get("value") if "value" in item else item.get("data")
@@ -198,12 +181,8 @@ class WebSocketClient:
             connection.waiting.pop(correlation, None)
             if connection.open:
                 message_type, key = _STOPS[interaction.op]
-                stop = message(
-                    message_type,
-                    interaction.thing_id or "",
-                    correlation_id=correlation,
-                    **{key: interaction.name},
-                )
+                stop = message(message_type, interaction.thing_id or "", correlation_id=correlation)
+                stop[key] = interaction.name
                 with contextlib.suppress(ConnectError):
                     await connection.send(stop)
 
@@ -216,30 +195,18 @@ _PENDING = object()
 def _outcome(reply: Any, interaction: Interaction) -> Any:
     """The result a reply carries, ``_PENDING`` for an interim status; errors raise."""
     if reply is _CLOSED:
-        raise ConnectError(
-            f"the WebSocket to {interaction.href} closed before the reply", href=interaction.href
-        )
+        raise interaction.unreachable("the WebSocket closed before the reply")
     kind = reply.get("messageType")
     if kind == "error":
-        status = reply.get("status")
-        raise RemoteError(
-            f"{interaction.op} {interaction.name!r}: {reply.get('title', 'error')}: {reply.get('detail', '')}",
-            status=int(status) if isinstance(status, str | int) and str(status).isdigit() else None,
-            detail=reply,
-            href=interaction.href,
-            thing_id=interaction.thing_id,
-        )
+        status = str(reply.get("status", ""))
+        reason = f"{reply.get('title', 'error')}: {reply.get('detail', '')}"
+        raise interaction.refused(int(status) if status.isdigit() else None, reason, reply)
     if kind == "actionStatus":
         status = reply.get("status")
         if status == "completed":
             return reply.get("output")
         if status in ("failed", "cancelled"):
-            raise RemoteError(
-                f"invokeaction {interaction.name!r}: the action {status}",
-                detail=reply,
-                href=interaction.href,
-                thing_id=interaction.thing_id,
-            )
+            raise interaction.refused(None, f"the action {status}", reply)
         return _PENDING
     if kind == "propertyReading":
         return None if interaction.op == "writeproperty" else reply.get("value")

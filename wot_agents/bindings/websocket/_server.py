@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
 from aiohttp import WSMsgType, web
@@ -42,7 +42,7 @@ class _Connection:
         self.context = context
         self.thing_id = context.thing_id
         self.tasks: set[asyncio.Task[None]] = set()
-        self.invocations: dict[str, tuple[str, asyncio.Task[None]]] = {}
+        self.invocations: dict[str, tuple[str, asyncio.Future[Any]]] = {}
         self.streams: dict[str, tuple[str, str, asyncio.Task[None]]] = {}  # correlation -> (kind, name, task)
         self.slots = asyncio.Semaphore(max_in_flight)
 
@@ -50,7 +50,7 @@ class _Connection:
         if not self.ws.closed:
             await self.ws.send_str(encode(data))
 
-    def spawn(self, coro: Any) -> asyncio.Task[None]:
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.ensure_future(coro)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
@@ -138,7 +138,7 @@ class _Connection:
         action = self._exposed("action", data, "action")
         key = correlation or ""
         task = asyncio.ensure_future(action.invoke(data.get("input")))
-        self.invocations[key] = (str(name), task)  # type: ignore[assignment]
+        self.invocations[key] = (str(name), task)
         try:
             output = await asyncio.shield(task)
         except asyncio.CancelledError:
