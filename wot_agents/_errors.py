@@ -30,8 +30,8 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
-    "ConnectError",
     "AnnouncementError",
+    "ConnectError",
     "DescriptionError",
     "DirectoryError",
     "DirectoryNotFound",
