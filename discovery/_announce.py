@@ -22,16 +22,16 @@ from typing import Any, Self
 from zeroconf import DNSOutgoing, DNSQuestion, ServiceInfo, Zeroconf  # type: ignore[attr-defined]
 from zeroconf.asyncio import AsyncZeroconf
 
-from wot_agents import AgentDescription, DiscoveryError
+from wot_agents import DiscoveryError
 
 from ._dnssd import DIRECTORY_SUBTYPE, WOT_SERVICE, Kind, instance_label, revision_of, txt_record
+from ._document import Description, as_document
 from ._net import announced_addresses, open_zeroconf
 
 __all__ = ["Announcer"]
 
 log = logging.getLogger(__name__)
 
-Description = AgentDescription | Mapping[str, Any]
 _PROBE_INTERVAL = 0.25  # RFC 6762 8.1
 _MAX_RENAMES = 100
 _DNS_QUERY, _DNS_TYPE_PTR, _DNS_CLASS_IN = 0x0000, 12, 1  # RFC 1035 4.1.1, 3.2.2, 3.2.4
@@ -56,7 +56,7 @@ class Announcer:
         zeroconf: AsyncZeroconf | None = None,
         interfaces: Sequence[str] | None = None,
     ) -> None:
-        document = _as_dict(description)
+        document = as_document(description)
         self._kind: Kind = kind or ("Directory" if "ThingDirectory" in _types(document) else "Thing")
         revision = revision_of(document)
         self._txt = txt_record(td_path=td_path, kind=self._kind, scheme=scheme, revision=revision)
@@ -100,7 +100,7 @@ class Announcer:
 
     async def update(self, description: Description) -> None:
         """Re-announce with the revision of a changed TD; a no-op when the TD did not change."""
-        revision = revision_of(_as_dict(description))
+        revision = revision_of(as_document(description))
         if self._info is None or self._zc is None or self._txt.get("rev") == revision:
             return
         self._txt = {**self._txt, "rev": revision}
@@ -211,10 +211,6 @@ def _probe_query(info: ServiceInfo) -> DNSOutgoing:
     out.add_question(DNSQuestion(info.type, _DNS_TYPE_PTR, _DNS_CLASS_IN))
     out.add_authorative_answer(info.dns_pointer())
     return out
-
-
-def _as_dict(description: Description) -> dict[str, Any]:
-    return description.to_dict() if isinstance(description, AgentDescription) else dict(description)
 
 
 def _types(document: Mapping[str, Any]) -> list[str]:

@@ -34,6 +34,13 @@ def directory_td(base: str, *, protected_writes: bool, title: str) -> dict[str, 
              "response": {"contentType": "application/ld+json"}},
         ],
     }  # fmt: skip
+    # The Thing Model's write forms describe their (empty) success responses without the
+    # contentType a TD 1.1 ExpectedResponse must have; without it the TD fails validation and
+    # clients that find the directory by DNS-SD reject it.
+    for action in td["actions"].values():
+        for form in action.get("forms", []):
+            if isinstance(form.get("response"), dict):
+                form["response"].setdefault("contentType", "application/json")
     td["links"] = [{"rel": "service-desc", "href": "/openapi.json", "type": "application/openapi+json"}]
     td["securityDefinitions"] = {"nosec_sc": {"scheme": "nosec"}}
     td["security"] = "nosec_sc"

@@ -1,0 +1,167 @@
+"""Keeping a TD registered in a Thing Description Directory (WoT Discovery 7.3.2.1.2, 7.3.1.2).
+
+A registration carries ``registration.ttl`` so a directory forgets an agent that died without
+saying goodbye. :class:`Registration` is the loop an agent runs next to its server: register,
+renew (an empty merge patch) at half the ttl, retry with capped exponential backoff and jitter
+while the directory is down, register again when the directory answers 404 (it restarted
+without its data, or purged the TD), push a changed TD at once, delete the TD on clean close.
+All of it through :class:`wot_agents.DirectoryClient`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from types import TracebackType
+from typing import Self
+
+from wot_agents import DirectoryClient, DirectoryError
+
+from ._document import Description, as_document
+
+__all__ = ["Registration"]
+
+log = logging.getLogger(__name__)
+
+#: Answers that repeating the same request will not fix; retried slowly in case an operator does.
+_PERMANENT = frozenset({400, 401, 403, 409, 413, 415, 422})
+_DELETE_TIME_LIMIT = 2.0
+
+
+class Registration:
+    """Registers ``description`` in ``directory`` and keeps it there while open.
+
+    ``directory`` is a :class:`DirectoryClient` (shared, opened and closed by the caller) or a
+    URL, for which the registration opens a client of its own (``token`` for protected writes).
+    The first attempt runs in the background: an agent starts even while the directory is down;
+    :meth:`wait_registered` waits for the first success.
+    """
+
+    def __init__(
+        self,
+        directory: DirectoryClient | str,
+        description: Description,
+        *,
+        ttl: float = 60.0,
+        token: str | None = None,
+        retry_initial: float = 0.5,
+        retry_max: float = 30.0,
+    ) -> None:
+        if ttl <= 0:
+            raise ValueError("ttl must be positive")
+        self._client = directory if isinstance(directory, DirectoryClient) else None
+        self._url = directory if isinstance(directory, str) else None
+        self._token = token
+        self._document = as_document(description)
+        self._ttl = ttl
+        self._retry_initial = retry_initial
+        self._retry_max = retry_max
+        self._id: str | None = self._document.get("id")
+        self._registered_once = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._dirty = True  # the directory does not have the current document yet
+        self._task: asyncio.Task[None] | None = None
+        self._closed = False
+
+    @property
+    def thing_id(self) -> str | None:
+        """The id in the directory (the TD's own, or the one the directory gave an anonymous TD)."""
+        return self._id
+
+    async def start(self) -> None:
+        if self._task is not None:
+            return
+        if self._closed:
+            raise RuntimeError("the registration is closed")
+        if self._client is None:
+            assert self._url is not None
+            self._client = DirectoryClient(self._url, token=self._token)
+            await self._client.__aenter__()
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="wot-registration")
+
+    async def wait_registered(self) -> None:
+        """Return once the directory has accepted the TD (bound it with ``asyncio.timeout``)."""
+        await self._registered_once.wait()
+
+    async def update(self, description: Description) -> None:
+        """Send a changed TD now instead of at the next renewal."""
+        document = as_document(description)
+        if document == self._document:
+            return
+        self._document = document
+        self._dirty = True
+        self._wake.set()
+
+    async def aclose(self) -> None:
+        """Stop renewing and delete the TD from the directory (best effort, bounded); idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._client is not None and self._id is not None and self._registered_once.is_set():
+            try:
+                async with asyncio.timeout(_DELETE_TIME_LIMIT):
+                    await self._client.delete(self._id)
+            except (DirectoryError, TimeoutError) as exc:
+                log.warning("could not deregister %s: %s", self._id, exc)
+        if self._url is not None and self._client is not None:
+            await self._client.aclose()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def _run(self) -> None:
+        failures = 0
+        while True:
+            self._wake.clear()  # before the request: an update() during it must not be lost
+            try:
+                await self._sync()
+            except DirectoryError as exc:
+                failures += 1
+                delay = self._backoff(failures, permanent=exc.status in _PERMANENT)
+                log.warning("directory registration of %s failed (%s); retry in %.1f s", self._id, exc, delay)
+            else:
+                failures = 0
+                delay = self._ttl / 2
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await self._wake.wait()
+
+    async def _sync(self) -> None:
+        """Make the directory hold the current document with a fresh ttl, in one request if it can."""
+        assert self._client is not None
+        if not self._dirty and self._id is not None:
+            try:
+                await self._client.patch(self._id, {})  # renews the ttl
+                return
+            except DirectoryError as exc:
+                if exc.status != 404:
+                    raise
+                log.info("the directory lost %s; registering it again", self._id)
+        document = self._document if self._id is None else {**self._document, "id": self._id}
+        self._dirty = False
+        try:
+            self._id = await self._client.register(document, ttl=self._ttl)
+        except BaseException:
+            self._dirty = True
+            raise
+        self._registered_once.set()
+
+    def _backoff(self, failures: int, *, permanent: bool) -> float:
+        if permanent:
+            return self._retry_max
+        delay = min(self._retry_max, self._retry_initial * 2 ** (failures - 1))
+        # Never later than a renewal would be: the registration must not expire while retrying.
+        return float(min(delay, self._ttl / 2) * random.uniform(0.8, 1.2))

@@ -1,0 +1,154 @@
+"""Self-registration, the mDNS -> directory bridge and DNS-SD introduction, against the real
+directory service (registry/) on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from discovery import Announcer, DirectoryBridge, Registration, find_directory
+from registry import DirectorySettings, create_app
+from wot_agents import DirectoryClient, DirectoryError, DirectoryNotFound
+
+from .test_loopback import LOOPBACK, http_server, serving, thing
+
+
+@asynccontextmanager
+async def directory_on(port: int = 0) -> AsyncIterator[int]:
+    """A fresh in-memory directory on 127.0.0.1:port; yields the port it got."""
+    runner = web.AppRunner(create_app(DirectorySettings(purge_interval=0.2)), shutdown_timeout=0.5)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port, reuse_address=True).start()
+    try:
+        yield runner.addresses[0][1]
+    finally:
+        await runner.cleanup()
+
+
+async def stored(url: str, thing_id: str) -> dict[str, Any] | None:
+    async with DirectoryClient(url) as client:
+        try:
+            return await client.get(thing_id)
+        except DirectoryError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], *, within: float) -> None:
+    """Poll a condition on a remote service until it holds."""
+    async with asyncio.timeout(within):
+        for _ in itertools.count():
+            if await check():
+                return
+            await asyncio.sleep(0.05)
+
+
+async def until_stored(url: str, thing_id: str, *, within: float, present: bool = True) -> None:
+    async def check() -> bool:
+        return (await stored(url, thing_id) is not None) == present
+
+    await eventually(check, within=within)
+
+
+async def test_registers_with_a_ttl_renews_it_and_deregisters_on_close() -> None:
+    td = thing(f"Reg {secrets.token_hex(3)}")
+    async with directory_on() as port:
+        url = f"http://127.0.0.1:{port}"
+        async with Registration(url, td, ttl=1.0) as registration:
+            async with asyncio.timeout(5):
+                await registration.wait_registered()
+            document = await stored(url, td["id"])
+            assert document is not None and document["registration"]["ttl"] == 1.0
+            await asyncio.sleep(2.5)  # well past the ttl: only renewals keep it there
+            assert await stored(url, td["id"]) is not None
+        assert await stored(url, td["id"]) is None
+
+
+async def test_waits_for_a_directory_that_is_down_and_comes_back_after_it_lost_everything() -> None:
+    td = thing(f"Patient {secrets.token_hex(3)}")
+    async with directory_on() as port:
+        url = f"http://127.0.0.1:{port}"
+    # Nothing listens on the port now: the registration keeps retrying.
+    async with Registration(url, td, ttl=2.0, retry_initial=0.1, retry_max=0.5) as registration:
+        await asyncio.sleep(0.5)
+        assert registration.thing_id == td["id"]
+        async with directory_on(port):
+            async with asyncio.timeout(5):
+                await registration.wait_registered()
+            await until_stored(url, td["id"], within=1)
+        async with directory_on(port):  # restarted, in memory: it forgot the TD
+            await until_stored(url, td["id"], within=4)
+
+
+async def test_a_changed_td_is_sent_at_once_and_an_anonymous_one_keeps_its_id() -> None:
+    td = thing(f"Anon {secrets.token_hex(3)}")
+    del td["id"]
+    async with directory_on() as port:
+        url = f"http://127.0.0.1:{port}"
+        async with Registration(url, td, ttl=60) as registration:
+            async with asyncio.timeout(5):
+                await registration.wait_registered()
+            thing_id = registration.thing_id
+            assert thing_id is not None and thing_id.startswith("urn:")
+            await registration.update({**td, "description": "changed"})
+
+            async def changed() -> bool:
+                return ((await stored(url, thing_id)) or {}).get("description") == "changed"
+
+            await eventually(changed, within=3)
+            assert registration.thing_id == thing_id
+
+
+async def test_a_shared_client_is_left_open_and_errors_do_not_escape() -> None:
+    td = thing(f"Shared {secrets.token_hex(3)}")
+    del td["securityDefinitions"]  # the directory refuses it: 400, retried slowly, never raised
+    async with directory_on() as port, DirectoryClient(f"http://127.0.0.1:{port}") as client:
+        async with Registration(client, td, ttl=60, retry_max=0.2) as registration:
+            await asyncio.sleep(0.5)
+            assert await stored(client.url, td["id"]) is None
+        await registration.aclose()
+        assert await client.jsonpath("$[*].id") == []  # the client still works
+
+
+async def test_the_bridge_mirrors_lan_agents_into_the_directory() -> None:
+    token = secrets.token_hex(3)
+    td = thing(f"Bridged {token}")
+    async with (
+        directory_on() as port,
+        http_server({"/.well-known/wot": serving(td)}) as agent_port,
+    ):
+        url = f"http://127.0.0.1:{port}"
+        async with DirectoryBridge(url, ttl=5, interfaces=LOOPBACK) as bridge:
+            async with Announcer(td, port=agent_port, interfaces=LOOPBACK) as announcer:
+                await until_stored(url, td["id"], within=5)
+                assert bridge.mirrored[str(announcer.name)] == td["id"]
+                async with DirectoryClient(url) as client:
+                    found = await client.search(q=f"Bridged {token}")
+                assert [member["id"] for member in found] == [td["id"]]
+            await until_stored(url, td["id"], within=3, present=False)  # goodbye -> deleted
+            assert bridge.mirrored == {}
+
+
+async def test_a_directory_is_found_by_dns_sd() -> None:
+    async with directory_on() as port:
+        url = f"http://127.0.0.1:{port}"
+        async with DirectoryClient(url) as client:
+            directory_td = await client._json("GET", ".well-known/wot")
+        directory_td["title"] = f"{directory_td['title']} {secrets.token_hex(3)}"
+        async with Announcer(directory_td, port=port, interfaces=LOOPBACK) as announcer:
+            assert announcer.kind == "Directory"
+            found = await find_directory(within=5, interfaces=LOOPBACK)
+        assert found == f"{url}/"
+
+
+async def test_no_directory_is_a_clear_error() -> None:
+    with pytest.raises(DirectoryNotFound, match="no directory"):
+        await find_directory(within=0.5, interfaces=LOOPBACK)
