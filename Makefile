@@ -4,8 +4,9 @@
 bootstrap:
 	@bash scripts/bootstrap.sh
 
+# Until the full demo exists: the directory on its embedded defaults (./wot-directory.db, port 8081).
 demo: bootstrap
-	.venv/bin/wot-agents validate examples/weather-agent.json
+	.venv/bin/wot-agents directory
 
 # pytest exits 5 when it collected no test: that is a failure here, and make fails on any non-zero.
 test: bootstrap

@@ -70,7 +70,9 @@ class Directory:
             result_cap=settings.result_cap,
             allow_federation=settings.allow_federation,
         )
-        self.events = EventHub(self.store, queue_size=settings.event_queue)
+        self.events = EventHub(
+            self.store, queue_size=settings.event_queue, write_timeout=settings.event_write_timeout
+        )
         self._purge_task: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> Directory:

@@ -36,5 +36,7 @@ class DirectorySettings(BaseSettings):
     allow_federation: bool = False
     #: Events a slow SSE consumer may fall behind before it is disconnected (it can resume).
     event_queue: int = 1000
+    #: Seconds a blocked write to an SSE consumer may take before its stream is ended.
+    event_write_timeout: float = 10.0
     #: Events kept for Last-Event-ID replay.
     journal_size: int = Field(default=100_000, ge=1)

@@ -1,7 +1,8 @@
 """The Events API (7.3.2.2): Server-Sent Events fed from the store's change feed.
 
-Each subscriber gets a bounded queue. A consumer too slow to keep up is disconnected instead of
-slowing the writers or growing memory: it reconnects with ``Last-Event-ID`` and the missed events
+Each subscriber gets a bounded queue. A consumer too slow to keep up (its queue overflows, or a write
+to it blocks longer than ``write_timeout``) is disconnected instead of slowing the writers or
+growing memory: it reconnects with ``Last-Event-ID`` and the missed events
 are replayed from the store's journal, so nothing is lost (as long as the journal still holds
 them).
 """
@@ -47,9 +48,17 @@ class _Subscriber:
 class EventHub:
     """Fans changes out to SSE subscribers; ``queue_size`` bounds each one's backlog."""
 
-    def __init__(self, store: SQLiteStore, *, queue_size: int = 1000, keepalive: float = 15.0) -> None:
+    def __init__(
+        self,
+        store: SQLiteStore,
+        *,
+        queue_size: int = 1000,
+        keepalive: float = 15.0,
+        write_timeout: float = 10.0,
+    ) -> None:
         self.store = store
         self.queue_size = queue_size
+        self.write_timeout = write_timeout
         self.keepalive = keepalive
         self._subscribers: set[_Subscriber] = set()
         store.subscribe(self.publish)

@@ -95,10 +95,34 @@ def preselect_terms(query: str) -> list[tuple[str, str]] | None:
 
 
 def _streamable(query: str) -> bool:
-    # Queries whose first segment selects array elements one by one give, per element, the same
+    # Queries whose first segment is one filter or wildcard selector give, per element, the same
     # nodes in the same order whether evaluated on the whole array or element by element.
     stripped = query.strip()
-    return stripped.startswith(("$[?", "$[*]", "$.*"))
+    if stripped.startswith(("$[*]", "$.*")):
+        return True
+    return stripped.startswith("$[?") and _single_selector(stripped[3:])
+
+
+def _single_selector(text: str) -> bool:
+    """True when the bracketed segment ending in ``text`` has no second selector (``, ...``)."""
+    depth, quote, i = 0, "", 0
+    while i < len(text):
+        char = text[i]
+        if quote:
+            i += char == "\\"
+            quote = "" if char == quote else quote
+        elif char in "'\"":
+            quote = char
+        elif char in "([":
+            depth += 1
+        elif char in ")]":
+            if depth == 0:
+                return True
+            depth -= 1
+        elif char == "," and depth == 0:
+            return False
+        i += 1
+    return False
 
 
 class JsonPathQuery:

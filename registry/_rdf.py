@@ -20,7 +20,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,9 @@ __all__ = ["RdfIndex"]
 
 logger = logging.getLogger("registry.rdf")
 _TD11 = "https://www.w3.org/2022/wot/td/v1.1"
-_BATCH = 256
+_BATCH = 64
+#: Conversion waits for this long a pause in writes (or for a query), so bursts of writes are not slowed.
+_QUIET = 0.2
 
 
 def _known_contexts() -> dict[str, Any]:
@@ -76,6 +78,8 @@ class RdfIndex:
         self._idle = asyncio.Event()
         self._idle.set()
         self._task: asyncio.Task[None] | None = None
+        self._last_write = 0.0
+        self._urgent = False
         self.converted = 0
         self.failed = 0
         store.subscribe(self.apply)
@@ -98,6 +102,7 @@ class RdfIndex:
 
     def apply(self, change: Change) -> None:
         self._pending[change.id] = change.seq
+        self._last_write = time.monotonic()
         self._kick()
 
     def _kick(self) -> None:
@@ -107,12 +112,16 @@ class RdfIndex:
 
     async def sync(self) -> None:
         """Wait until every acknowledged write is in the RDF index."""
+        self._urgent = True
         await self._idle.wait()
 
     async def _run(self) -> None:
         while True:
             await self._wake.wait()
             self._wake.clear()
+            # Conversion holds the GIL: run it in pauses between writes, or at once for a query.
+            while not self._urgent and time.monotonic() - self._last_write < _QUIET:  # noqa: ASYNC110
+                await asyncio.sleep(_QUIET / 4)
             while self._pending:
                 batch = dict(list(self._pending.items())[:_BATCH])
                 for thing_id in batch:
@@ -128,6 +137,7 @@ class RdfIndex:
                 except Exception:
                     logger.exception("RDF indexing of %d descriptions failed", len(batch))
                 await asyncio.sleep(0)  # let queries and writes through between batches
+            self._urgent = False
             self._idle.set()
 
     # -- JSON-LD -> RDF ----------------------------------------------------------------------
@@ -224,6 +234,8 @@ class RdfIndex:
         )
 
     def _evaluate(self, text: str, accept: str, deadline: float) -> tuple[bytes, str]:
+        # Oxigraph's result objects must die on the thread that made them: never let one escape
+        # in an exception (its traceback would carry it to the event loop's thread).
         try:
             result = self.oxigraph.query(text, use_default_graph_as_union=True)
         except SyntaxError as exc:
@@ -232,27 +244,37 @@ class RdfIndex:
             return _json({"head": {}, "boolean": bool(result)}), _results_type(accept)
         if isinstance(result, ox.QuerySolutions):
             names = [v.value for v in result.variables]
-            bindings = []
-            for solution in self._capped(result, deadline):
-                row = {}
-                for name in names:
-                    term = solution[name]
-                    if term is not None:
-                        row[name] = _term(term)
-                bindings.append(row)
+            bindings = [
+                {name: _term(term) for name in names if (term := solution[name]) is not None}
+                for solution in self._capped(result, deadline)
+            ]
+            del result
+            problem = self._problem(len(bindings), deadline)
+            if problem:
+                raise problem
             return _json({"head": {"vars": names}, "results": {"bindings": bindings}}), _results_type(accept)
         triples = list(self._capped(result, deadline))
+        del result
+        problem = self._problem(len(triples), deadline)
+        if problem:
+            raise problem
         return ox.serialize(triples, format=ox.RdfFormat.JSON_LD) or b"[]", "application/ld+json"
 
-    def _capped(self, results: Iterable[Any], deadline: float) -> Iterable[Any]:
+    def _capped(self, results: Iterable[Any], deadline: float) -> Iterator[Any]:
+        """Results up to one past the cap, stopping early at the deadline."""
         for count, item in enumerate(results):
-            if count >= self.result_cap:
-                raise HTTPProblem(
-                    400, f"the query has more than {self.result_cap} results; add a LIMIT or narrow it"
-                )
-            if count % 256 == 0 and time.monotonic() > deadline:
-                raise self._too_slow()
             yield item
+            if count >= self.result_cap or (count % 256 == 0 and time.monotonic() > deadline):
+                return
+
+    def _problem(self, count: int, deadline: float) -> HTTPProblem | None:
+        if count > self.result_cap:
+            return HTTPProblem(
+                400, f"the query has more than {self.result_cap} results; add a LIMIT or narrow it"
+            )
+        if time.monotonic() > deadline:
+            return self._too_slow()
+        return None
 
 
 def _json(value: Any) -> bytes:

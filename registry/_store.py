@@ -90,7 +90,8 @@ class SQLiteStore:
         self._records: dict[str, Record] = {}
         self._sorted: list[str] = []
         self._subscribers: list[Callable[[Change], None]] = []
-        self._lock = asyncio.Lock()
+        self._queue: list[tuple[Change, asyncio.Future[None]]] = []
+        self._flusher: asyncio.Task[None] | None = None
         self._seq = 0
         self._writes = 0
         self.revision = 0  # bumps on every create or delete: the listing's etag
@@ -124,7 +125,9 @@ class SQLiteStore:
         return [(r[0], bytes(r[1]), r[2]) for r in rows], max(seq, int(stored[0]) if stored else 0), seq
 
     async def aclose(self) -> None:
-        """Close the database; idempotent."""
+        """Finish pending writes and close the database; idempotent."""
+        if self._flusher is not None:
+            await asyncio.gather(self._flusher, return_exceptions=True)
         if self._db is not None:
             await self._run(self._close_sync)
         self._executor.shutdown(wait=True)
@@ -160,46 +163,61 @@ class SQLiteStore:
     async def put(self, record: Record, diff: dict[str, Any], *, created: bool) -> Change:
         """Store ``record`` (create or replace) and publish the change once it is durable."""
         kind: ChangeKind = "thing_created" if created else "thing_updated"
-        async with self._lock:
-            self._seq += 1
-            change = Change(self._seq, kind, record.id, record, diff)
-            await self._run(self._put_sync, change)
-            if record.id not in self._records:
-                bisect.insort(self._sorted, record.id)
-                self.revision += 1
-            self._records[record.id] = record
-            self._publish(change)
-        return change
-
-    def _put_sync(self, change: Change) -> None:
-        assert self._db is not None and change.record is not None
-        record = change.record
-        with self._transaction() as db:
-            db.execute(
-                "INSERT OR REPLACE INTO things VALUES (?, ?, ?)", (record.id, record.data, record.expires)
-            )
-            db.execute("INSERT OR REPLACE INTO rdf_pending VALUES (?, ?)", (record.id, change.seq))
-            self._journal(db, change)
+        return await self._write(lambda seq: Change(seq, kind, record.id, record, diff))
 
     async def delete(self, thing_id: str) -> Change | None:
         """Remove a description; None when there was none."""
-        async with self._lock:
-            if thing_id not in self._records:
-                return None
-            self._seq += 1
-            change = Change(self._seq, "thing_deleted", thing_id, None, {"id": thing_id})
-            await self._run(self._delete_sync, change)
-            del self._records[thing_id]
-            del self._sorted[bisect.bisect_left(self._sorted, thing_id)]
-            self.revision += 1
-            self._publish(change)
+        if thing_id not in self._records:
+            return None
+        return await self._write(lambda seq: Change(seq, "thing_deleted", thing_id, None, {"id": thing_id}))
+
+    async def _write(self, make: Callable[[int], Change]) -> Change:
+        # Group commit: writes that arrive while a commit is syncing share the next one, so
+        # concurrent writers pay one fsync per batch, not one each. Order is kept throughout.
+        self._seq += 1
+        change = make(self._seq)
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queue.append((change, done))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush())
+        await done
         return change
 
-    def _delete_sync(self, change: Change) -> None:
+    async def _flush(self) -> None:
+        while self._queue:
+            batch, self._queue = self._queue, []
+            try:
+                await self._run(self._commit_sync, [change for change, _ in batch])
+            except Exception as exc:
+                for _, done in batch:
+                    done.set_exception(exc)
+                continue
+            for change, done in batch:
+                self._apply(change)
+                done.set_result(None)
+
+    def _apply(self, change: Change) -> None:
+        if change.record is not None:
+            if change.id not in self._records:
+                bisect.insort(self._sorted, change.id)
+                self.revision += 1
+            self._records[change.id] = change.record
+        elif self._records.pop(change.id, None) is not None:
+            del self._sorted[bisect.bisect_left(self._sorted, change.id)]
+            self.revision += 1
+        self._publish(change)
+
+    def _commit_sync(self, changes: list[Change]) -> None:
         with self._transaction() as db:
-            db.execute("DELETE FROM things WHERE id = ?", (change.id,))
-            db.execute("INSERT OR REPLACE INTO rdf_pending VALUES (?, ?)", (change.id, change.seq))
-            self._journal(db, change)
+            for change in changes:
+                record = change.record
+                if record is not None:
+                    row = (record.id, record.data, record.expires)
+                    db.execute("INSERT OR REPLACE INTO things VALUES (?, ?, ?)", row)
+                else:
+                    db.execute("DELETE FROM things WHERE id = ?", (change.id,))
+                db.execute("INSERT OR REPLACE INTO rdf_pending VALUES (?, ?)", (change.id, change.seq))
+                self._journal(db, change)
 
     def _journal(self, db: sqlite3.Connection, change: Change) -> None:
         db.execute(

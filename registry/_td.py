@@ -34,13 +34,14 @@ def directory_td(base: str, *, protected_writes: bool, title: str) -> dict[str, 
              "response": {"contentType": "application/ld+json"}},
         ],
     }  # fmt: skip
-    # The Thing Model's write forms describe their (empty) success responses without the
-    # contentType a TD 1.1 ExpectedResponse must have; without it the TD fails validation and
-    # clients that find the directory by DNS-SD reject it.
-    for action in td["actions"].values():
-        for form in action.get("forms", []):
-            if isinstance(form.get("response"), dict):
-                form["response"].setdefault("contentType", "application/json")
+    for kind in ("properties", "actions", "events"):
+        for affordance in td[kind].values():
+            for form in affordance["forms"]:
+                # TD 1.1 requires a contentType on every expected response, even an empty one
+                # (7.3.2.4 suggests application/x-empty); without it the directory's TD is invalid.
+                for response in [form.get("response"), *form.get("additionalResponses", [])]:
+                    if isinstance(response, dict):
+                        response.setdefault("contentType", "application/x-empty")
     td["links"] = [{"rel": "service-desc", "href": "/openapi.json", "type": "application/openapi+json"}]
     td["securityDefinitions"] = {"nosec_sc": {"scheme": "nosec"}}
     td["security"] = "nosec_sc"

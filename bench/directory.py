@@ -1,0 +1,195 @@
+"""Directory benchmark: registration, GET, filter / JSONPath / SPARQL latency, listing, RSS, restart.
+
+Runs the real ``wot-agents directory`` process (SQLite file store) on loopback and drives it with
+aiohttp clients. Usage: ``python bench/directory.py [N ...]`` (default 1000 10000).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import signal
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+CONCURRENCY = 16
+
+
+def agent(i: int) -> dict[str, Any]:
+    """A realistic Agent Description: three actions with forms, two capabilities with examples."""
+    base = f"https://agents.example.com/a{i}"
+    actions = {
+        name: {
+            "description": f"{name} for agent {i}",
+            "input": {"type": "object", "properties": {"question": {"type": "string"}},
+                      "required": ["question"]},
+            "output": {"type": "string"},
+            "forms": [
+                {"op": "invokeaction", "href": f"{base}/{name}", "contentType": "application/json",
+                 "htv:methodName": "POST"},
+                {"op": "invokeaction", "href": f"mqtt://broker.example.com/a{i}/{name}",
+                 "contentType": "application/json"},
+            ],
+        }
+        for name in ("chat", "summarize", "classify")
+    }  # fmt: skip
+    return {
+        "@context": ["https://www.w3.org/2022/wot/td/v1.1",
+                     {"lmos": "https://eclipse.dev/lmos/protocol/v1", "htv": "http://www.w3.org/2011/http#"}],
+        "@type": "lmos:Agent",
+        "id": f"urn:bench:agent:{i:07}",
+        "title": f"Agent {i}",
+        "description": f"Benchmark agent number {i}, answering questions about topic {i % 97}.",
+        "lmos:capabilities": [
+            {"id": f"urn:bench:cap:{i}:{k}", "name": f"capability {k} of {i}", "version": "1.0",
+             "description": f"Handles topic {i % 97} task {k}.",
+             "examples": [f"question {j} about topic {i % 97}" for j in range(3)]}
+            for k in range(2)
+        ],
+        "lmos:supportedTenants": [f"tenant-{i % 50}"],
+        "lmos:supportedChannels": ["web", "app"],
+        "lmos:subset": "stable",
+        "securityDefinitions": {"nosec_sc": {"scheme": "nosec"}},
+        "security": "nosec_sc",
+        "actions": actions,
+    }  # fmt: skip
+
+
+async def start(db: Path) -> tuple[asyncio.subprocess.Process, str, float]:
+    started = time.perf_counter()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "wot_agents.cli", "directory", "--port", "0", "--db", str(db),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    assert process.stdout is not None
+    line = (await process.stdout.readline()).decode()
+    match = re.search(r"(http://\S+?)/? ", line)
+    assert match, line
+    return process, match.group(1), time.perf_counter() - started
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+async def latencies(http: aiohttp.ClientSession, urls: list[str]) -> tuple[float, float]:
+    times = []
+    for url in urls:
+        t = time.perf_counter()
+        async with http.get(url) as r:
+            await r.read()
+            assert r.status == 200, (url, r.status, await r.text())
+        times.append((time.perf_counter() - t) * 1000)
+    times.sort()
+    return statistics.median(times), times[min(len(times) - 1, int(len(times) * 0.99))]
+
+
+async def run(n: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        db = Path(tmp) / "bench.db"
+        process, url, _ = await start(db)
+        bodies = [agent(i) for i in range(n)]
+        connector = aiohttp.TCPConnector(limit=CONCURRENCY)
+        async with aiohttp.ClientSession(connector=connector) as http:
+            queue = list(range(n))
+
+            async def register() -> None:
+                while queue:
+                    i = queue.pop()
+                    async with http.put(f"{url}/things/{bodies[i]['id']}", json=bodies[i],
+                                        headers={"Content-Type": "application/td+json"}) as r:  # fmt: skip
+                        assert r.status == 201, await r.text()
+
+            t = time.perf_counter()
+            await asyncio.gather(*(register() for _ in range(CONCURRENCY)))
+            reg = n / (time.perf_counter() - t)
+
+            # one sequential client, as the published figures of other directories
+            extra = [agent(n + i) for i in range(min(n, 500))]
+            t = time.perf_counter()
+            for body in extra:
+                async with http.put(f"{url}/things/{body['id']}", json=body) as r:
+                    assert r.status == 201
+            reg_seq = len(extra) / (time.perf_counter() - t)
+            total = n + len(extra)
+
+            ids = [bodies[(i * 7919) % n]["id"] for i in range(2000)]
+            pending = list(ids)
+
+            async def get() -> None:
+                while pending:
+                    async with http.get(f"{url}/things/{pending.pop()}") as r:
+                        await r.read()
+
+            t = time.perf_counter()
+            await asyncio.gather(*(get() for _ in range(CONCURRENCY)))
+            gets = len(ids) / (time.perf_counter() - t)
+
+            picks = [(i * 7919) % n for i in range(200)]
+            filt = await latencies(
+                http, [f"{url}/search/filter?capability=urn:bench:cap:{i}:1" for i in picks]
+            )
+            jp = await latencies(
+                http, [f"{url}/search/jsonpath?query=$[?@.title=='Agent {i}'].id" for i in picks]
+            )
+            t = time.perf_counter()
+            async with http.get(f"{url}/search/sparql", params={"query": "ASK {}"}) as r:
+                await r.read()
+            rdf_catchup = time.perf_counter() - t
+            td = "https://www.w3.org/2019/wot/td#"
+            sparql = await latencies(
+                http,
+                [f"{url}/search/sparql?query=" + aiohttp.helpers.quote(
+                    f'SELECT ?t WHERE {{ ?t <{td}title> "Agent {i}"@en }}', safe="") for i in picks],
+            )  # fmt: skip
+            t = time.perf_counter()
+            listed, next_url = 0, f"{url}/things"
+            while next_url:
+                async with http.get(next_url) as r:
+                    listed += len(await r.json())
+                    link = re.search(r'<([^>]+)>; rel="next"', r.headers.get("Link", ""))
+                next_url = f"{url}{link.group(1)}" if link else ""
+            listing = time.perf_counter() - t
+            assert listed == total, (listed, total)
+            rss = rss_mb(process.pid)
+        process.send_signal(signal.SIGTERM)
+        await process.wait()
+        process, url, restart = await start(db)
+        process.send_signal(signal.SIGTERM)
+        await process.wait()
+    print(f"\n== {n} descriptions stored (+{len(extra)} sequential) ==")
+    print(f"registration, {CONCURRENCY} clients (validated, durable, JSON-indexed): {reg:8.0f} /s")
+    print(f"registration, 1 sequential client:                       {reg_seq:8.0f} /s")
+    print(f"GET /things/{{id}}, {CONCURRENCY} clients:                         {gets:8.0f} /s")
+    print(f"JSON filter selective (capability id)   p50 {filt[0]:6.2f} ms  p99 {filt[1]:6.2f} ms")
+    print(f"JSONPath selective ($[?@.title==...])  p50 {jp[0]:6.2f} ms  p99 {jp[1]:6.2f} ms")
+    print(f"SPARQL selective (td:title)            p50 {sparql[0]:6.2f} ms  p99 {sparql[1]:6.2f} ms")
+    print(
+        f"SPARQL index catch-up after the writes (JSON-LD -> RDF): {rdf_catchup:6.2f} s "
+        f"({total / max(rdf_catchup, 1e-9):.0f} TD/s)"
+    )
+    print(f"full listing ({total} TDs, pages of 10k):               {listing:6.3f} s")
+    print(f"server RSS:                                              {rss:6.0f} MB")
+    print(f"restart (process start to listening, all loaded):        {restart:6.2f} s")
+
+
+async def main() -> None:
+    sizes = [int(a) for a in sys.argv[1:]] or [1000, 10000]
+    import os
+
+    print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}")
+    for n in sizes:
+        await run(n)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,230 @@
+"""The Search API (7.3.2.3): SPARQL, JSONPath and the JSON filter, and the directory's own TD."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+
+from wot_agents import DirectoryClient, validate
+
+from .conftest import running_directory
+
+SPARQL = "/search/sparql"
+TITLE = "<https://www.w3.org/2019/wot/td#title>"
+
+
+@pytest.fixture
+async def filled(directory: str, make_td: Any) -> AsyncIterator[str]:
+    async with DirectoryClient(directory) as client:
+        await client.register(make_td(id="urn:a", title="Alpha", **{"lmos:supportedTenants": ["acme"]}))
+        await client.register(make_td(id="urn:b", title="Beta rain", **{"lmos:supportedTenants": ["globex"]}))
+        await client.register(
+            make_td(
+                id="urn:c",
+                title="Gamma",
+                **{"@type": "Thing", "lmos:supportedChannels": ["voice"], "lmos:subset": "canary"},
+                **{"lmos:supportedTenants": ["initech"]},
+                securityDefinitions={"b": {"scheme": "bearer"}},
+                security="b",
+            )
+        )
+    yield directory
+
+
+async def test_sparql_get_post_form_and_result_types(filled: str, http: aiohttp.ClientSession) -> None:
+    # [tdd-search-sparql] [tdd-search-sparql-version]
+    # [tdd-search-sparql-method-get] [tdd-search-sparql-method-post]
+    # [tdd-search-sparql-resp-select-ask] [tdd-search-sparql-resp-describe-construct]
+    select = f'SELECT ?t WHERE {{ ?t {TITLE} "Gamma"@en }}'
+    async with http.get(f"{filled}{SPARQL}", params={"query": select}) as r:
+        assert r.status == 200 and r.content_type == "application/json"
+        assert [b["t"]["value"] for b in (await r.json())["results"]["bindings"]] == ["urn:c"]
+    async with http.post(
+        f"{filled}{SPARQL}", data=select, headers={"Content-Type": "application/sparql-query"}
+    ) as r:
+        assert (await r.json())["results"]["bindings"][0]["t"]["value"] == "urn:c"
+    async with http.post(f"{filled}{SPARQL}", data={"query": f"ASK {{ <urn:a> {TITLE} ?x }}"}) as r:
+        assert r.content_type == "application/json" and (await r.json())["boolean"] is True
+    construct = f"CONSTRUCT {{ ?t {TITLE} ?x }} WHERE {{ ?t {TITLE} ?x }}"
+    async with http.get(f"{filled}{SPARQL}", params={"query": construct}) as r:
+        assert r.status == 200 and r.content_type == "application/ld+json"
+        assert {node["@id"] for node in await r.json()} == {"urn:a", "urn:b", "urn:c"}
+    async with http.get(f"{filled}{SPARQL}", params={"query": "DESCRIBE <urn:a>"}) as r:
+        assert r.content_type == "application/ld+json"
+    # one named graph per TD
+    async with http.get(
+        f"{filled}{SPARQL}", params={"query": "SELECT DISTINCT ?g WHERE { GRAPH ?g {?s ?p ?o} }"}
+    ) as r:
+        assert sorted(b["g"]["value"] for b in (await r.json())["results"]["bindings"]) == [
+            "urn:a",
+            "urn:b",
+            "urn:c",
+        ]
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "INSERT DATA { <urn:x> <urn:p> 1 }",
+        "PREFIX td: <https://www.w3.org/2019/wot/td#>\nDELETE WHERE { ?s ?p ?o }",
+        "DROP ALL",
+        "SELECT * WHERE { SERVICE <http://127.0.0.1:1/sparql> { ?s ?p ?o } }",
+        "SELECT WHERE",
+    ],
+)
+async def test_sparql_refuses_updates_federation_and_bad_syntax(
+    filled: str, http: aiohttp.ClientSession, query: str
+) -> None:
+    # [tdd-search-sparql-error]
+    async with http.get(f"{filled}{SPARQL}", params={"query": query}) as r:
+        assert r.status == 400
+        assert r.content_type == "application/problem+json"
+    async with http.get(f"{filled}{SPARQL}", params={"query": f"ASK {{ ?s {TITLE} ?o }}"}) as r:
+        assert (await r.json())["boolean"] is True  # nothing was changed
+
+
+async def test_sparql_result_cap(make_td: Any) -> None:
+    async with running_directory(result_cap=5) as url, aiohttp.ClientSession() as http:
+        async with DirectoryClient(url) as client:
+            await client.register(make_td())
+        async with http.get(f"{url}{SPARQL}", params={"query": "SELECT * WHERE { ?s ?p ?o }"}) as r:
+            assert r.status == 400 and "5 results" in (await r.json(content_type=None))["detail"]
+
+
+async def test_jsonpath(filled: str, http: aiohttp.ClientSession) -> None:
+    async with http.get(f"{filled}/search/jsonpath", params={"query": "$[?@.title=='Beta rain'].id"}) as r:
+        assert r.status == 200 and r.content_type == "application/json"
+        assert await r.json() == ["urn:b"]
+    async with http.get(f"{filled}/search/jsonpath", params={"query": "$[*].title"}) as r:
+        assert await r.json() == ["Alpha", "Beta rain", "Gamma"]
+    async with http.get(
+        f"{filled}/search/jsonpath", params={"query": "$[?@['lmos:subset']=='canary'].id"}
+    ) as r:
+        assert await r.json() == ["urn:c"]
+    async with http.get(
+        f"{filled}/search/jsonpath", params={"query": "$[?@.title=='Alpha' || @.id=='urn:c'].id"}
+    ) as r:
+        assert await r.json() == ["urn:a", "urn:c"]
+    async with http.get(f"{filled}/search/jsonpath", params={"query": "$[?@.title=="}) as r:
+        assert r.status == 400 and r.content_type == "application/problem+json"
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "$[?@.title=='Alpha'].id",
+        "$[?@.title=='Alpha' && @.id=='urn:a'].id",
+        "$[?(@.title=='Alpha') && @.actions].title",
+        "$[?'Gamma'==@.title]",
+        "$[?@.title=='Alpha', 0].id",
+        "$[?@.title=='Alpha' || @.title=='Gamma'].id",
+        "$[?!(@.title=='Alpha')].id",
+        "$[?@.title!='Alpha'].id",
+        "$[?@.title=='Alph\\u0061'].id",
+        "$[?@.title=='x'].id",
+    ],
+)
+async def test_jsonpath_preselection_gives_the_scan_result(filled: str, query: str) -> None:
+    import jsonpath_rfc9535
+
+    async with DirectoryClient(filled) as client:
+        documents = [td async for td in client.list()]
+        expected = jsonpath_rfc9535.compile(query).find(documents).values()
+        found = await client.jsonpath(query)
+    strip = lambda v: json.loads(json.dumps(v).replace("retrieved", "_"))  # noqa: E731
+    assert [strip(v) if isinstance(v, dict) else v for v in found] == expected or (
+        all(isinstance(v, dict) for v in found) and [v["id"] for v in found] == [v["id"] for v in expected]
+    )
+
+
+async def test_json_filter(filled: str, http: aiohttp.ClientSession) -> None:
+    async def ids(**params: Any) -> list[str]:
+        async with http.get(f"{filled}/search/filter", params=params) as r:
+            assert r.status == 200, await r.text()
+            body = await r.json()
+            assert body["@type"] == "ThingCollection"
+            return [td["id"] for td in body["members"]]
+
+    assert await ids(tenant="acme") == ["urn:a"]
+    assert await ids(type="lmos:agent") == ["urn:a", "urn:b"]  # case-insensitive
+    assert await ids(q="beta") == ["urn:b"]
+    assert await ids(security="bearer") == ["urn:c"]
+    assert await ids(scheme="https", subset="canary") == ["urn:c"]
+    assert await ids(sort="-title") == ["urn:c", "urn:b", "urn:a"]
+    assert await ids(limit="1", offset="1") == ["urn:b"]
+    assert await ids(filter=json.dumps({"or": [{"tenant": "globex"}, {"channel": "voice"}]})) == [
+        "urn:b",
+        "urn:c",
+    ]
+    assert await ids(
+        filter=json.dumps({"not": {"type": "thing"}}), capability="urn:example:capability:weather:forecast"
+    ) == ["urn:a", "urn:b"]
+    request = {
+        "filter": {"and": [{"q": "weather"}, {"tenant": ["acme", "globex"]}]},
+        "sort": ["-id"],
+        "limit": 1,
+    }
+    async with http.post(f"{filled}/search/filter", json=request) as r:
+        body = await r.json()
+    assert body["total"] == 2 and [td["id"] for td in body["members"]] == ["urn:b"] and "next" in body
+    for bad in (
+        {"filter": {"colour": "red"}},
+        {"filter": {"or": []}},
+        {"sort": ["size"]},
+        {"filter": {"tenant": 3}},
+    ):
+        async with http.post(f"{filled}/search/filter", json=bad) as r:
+            assert r.status == 400, bad
+            assert r.content_type == "application/problem+json"
+
+
+async def test_own_td_and_openapi(directory: str, http: aiohttp.ClientSession) -> None:
+    for path in ("/", "/.well-known/wot"):
+        async with http.get(f"{directory}{path}") as r:
+            assert r.content_type == "application/td+json"
+            td = await r.json()
+        assert td["@type"] == "ThingDirectory" and validate(td) == []
+        assert "things" in td["properties"]
+        assert {"createThing", "retrieveThing", "searchSPARQL", "searchJSONPath"} <= set(td["actions"])
+        assert {"thingCreated", "thingUpdated", "thingDeleted"} == set(td["events"])
+        assert td["base"] == f"{directory}/"
+    async with http.get(f"{directory}/openapi.json") as r:
+        spec = await r.json()
+    assert spec["openapi"].startswith("3.") and "/search/filter" in spec["paths"]
+
+
+async def test_slow_event_consumer_is_dropped_not_waited_for(make_td: Any) -> None:
+    import time
+
+    async with (
+        running_directory(event_queue=5, event_write_timeout=0.5) as url,
+        aiohttp.ClientSession() as http,
+    ):
+        async with http.get(f"{url}/events?diff=true") as stream, DirectoryClient(url) as client:
+            started = time.monotonic()
+            for i in range(200):  # ~10 MB of events that nobody reads meanwhile
+                await client.register(make_td(id=f"urn:slow:{i:03}", description="x" * 50_000))
+            assert time.monotonic() - started < 20  # writers were not held up
+            data = await asyncio.wait_for(stream.content.read(), 10)  # the server ended the stream
+        frames = [f for f in data.split(b"\n\n") if f.startswith(b"event:")]
+        assert len(frames) < 200
+        last = frames[-1].split(b"\nid: ")[1].decode() if frames else "0"
+        async with DirectoryClient(url) as client:  # ... and the consumer resumes: nothing lost
+            seen = [
+                e async for e in _take(client.events(last_event_id=last, reconnect=False), 200 - int(last))
+            ]
+        assert [e.data["id"] for e in seen] == [f"urn:slow:{i:03}" for i in range(int(last), 200)]
+
+
+async def _take(events: Any, n: int) -> AsyncIterator[Any]:
+    count = 0
+    async for event in events:
+        yield event
+        count += 1
+        if count == n:
+            return

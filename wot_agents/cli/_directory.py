@@ -1,0 +1,66 @@
+"""``wot-agents directory``: run the W3C WoT Thing Description Directory."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+from typing import Any
+
+
+def register(subparsers: Any) -> None:
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "directory",
+        help="run the WoT Thing Description Directory",
+        description="Serve a W3C WoT Discovery Thing Description Directory (Things, Events and Search "
+        "APIs). Descriptions are kept in an SQLite file (default ./wot-directory.db) unless --memory. "
+        "Settings also come from WOT_AGENTS_DIRECTORY_* environment variables.",
+    )
+    parser.add_argument("--host", default=None, help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=None, help="port (default 8081; 0 picks a free one)")
+    store = parser.add_mutually_exclusive_group()
+    store.add_argument(
+        "--db", default=None, metavar="PATH", help="SQLite database file (default wot-directory.db)"
+    )
+    store.add_argument("--memory", action="store_true", help="keep everything in memory (lost on exit)")
+    parser.add_argument("--token", default=None, help="require 'Authorization: Bearer TOKEN' for writes")
+    parser.set_defaults(run=run)
+
+
+async def run(args: argparse.Namespace) -> int:
+    import logging
+
+    from aiohttp import web
+
+    from registry import DirectorySettings, create_app
+
+    overrides: dict[str, Any] = {k: getattr(args, k) for k in ("host", "port", "token") if getattr(args, k)}
+    if args.port == 0:
+        overrides["port"] = 0
+    settings = DirectorySettings(**overrides)
+    if args.memory:
+        settings.db = None
+    elif args.db is not None or settings.db is None:
+        settings.db = args.db or "wot-directory.db"  # type: ignore[assignment]
+    logging.getLogger("aiohttp.access").setLevel(logging.INFO)  # one line per request, whatever -v says
+    runner = web.AppRunner(create_app(settings), access_log_format='%a "%r" %s %b %Tfs', shutdown_timeout=5)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, settings.host, settings.port)
+        await site.start()
+        for address in runner.addresses:
+            host, port = address[:2]
+            where = f"[{host}]" if ":" in host else host
+            print(
+                f"directory listening on http://{where}:{port}/ (store: {settings.db or 'memory'})",
+                flush=True,
+            )
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        print("directory stopping", flush=True)
+    finally:
+        await runner.cleanup()
+    return 0
