@@ -6,15 +6,18 @@ Follows the W3C WoT Discovery introduction by DNS-SD (section 6.3): agents annou
 """
 
 from ._announce import Announcer
+from ._bridge import DirectoryBridge
 from ._browse import Browser, DiscoveredAgent, DiscoveryEvent
-from ._directory import DirectoryBridge, directory_url, find_directory
-from ._dnssd import DIRECTORY_SUBTYPE, WOT_SERVICE, Kind, Service
+from ._directory import directory_url, find_directory
+from ._dnssd import DIRECTORY_SUBTYPE, WOT_SERVICE, Announcement, Kind
 from ._fetch import fetch_description
 from ._registration import Registration
+from ._services import announcement, registration
 
 __all__ = [
     "DIRECTORY_SUBTYPE",
     "WOT_SERVICE",
+    "Announcement",
     "Announcer",
     "Browser",
     "DirectoryBridge",
@@ -22,8 +25,9 @@ __all__ = [
     "DiscoveryEvent",
     "Kind",
     "Registration",
-    "Service",
+    "announcement",
     "directory_url",
     "fetch_description",
     "find_directory",
+    "registration",
 ]

@@ -22,7 +22,14 @@ from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZerocon
 
 from wot_agents import AgentDescription, AnnouncementError, ConnectError, RequestTimeout, WotAgentsError
 
-from ._dnssd import DIRECTORY_SUBTYPE, FETCHABLE_SCHEMES, WOT_SERVICE, Service, parse_txt, sort_addresses
+from ._dnssd import (
+    DIRECTORY_SUBTYPE,
+    FETCHABLE_SCHEMES,
+    WOT_SERVICE,
+    Announcement,
+    parse_txt,
+    sort_addresses,
+)
 from ._fetch import DEFAULT_FETCH_TIMEOUT, DEFAULT_MAX_TD_BYTES, fetch_description, open_fetch_session
 from ._net import open_zeroconf
 
@@ -40,16 +47,16 @@ _RETRY_DELAYS = (0.25, 1.0)
 class DiscoveredAgent:
     """An announced service and, when it could be fetched and validated, its TD."""
 
-    service: Service
+    announcement: Announcement
     url: str | None = None
-    """The URL the TD was fetched from (one of :meth:`Service.td_urls`)."""
+    """The URL the TD was fetched from (one of :meth:`Announcement.td_urls`)."""
     description: AgentDescription | None = None
     error: str | None = None
     """Why there is no description: unreachable, not a valid TD, unsupported scheme..."""
 
     @property
     def name(self) -> str:
-        return self.service.name
+        return self.announcement.name
 
     @property
     def ok(self) -> bool:
@@ -209,7 +216,7 @@ class Browser:
             log.debug("%s did not answer with its SRV/TXT records", name)
             return
         try:
-            service = _service(name, info)
+            service = _announcement(name, info)
         except AnnouncementError as exc:
             log.warning("ignoring %s: %s", name, exc)
             return
@@ -223,7 +230,7 @@ class Browser:
             if not waiter.done():
                 waiter.set_result(agent)
 
-    async def _fetch(self, service: Service) -> DiscoveredAgent:
+    async def _fetch(self, service: Announcement) -> DiscoveredAgent:
         if service.scheme not in FETCHABLE_SCHEMES:
             return DiscoveredAgent(service, error=f"scheme {service.scheme} cannot be fetched here")
         assert self._session is not None
@@ -246,11 +253,11 @@ class Browser:
         raise AssertionError("unreachable")
 
 
-def _service(name: str, info: AsyncServiceInfo) -> Service:
+def _announcement(name: str, info: AsyncServiceInfo) -> Announcement:
     td_path, kind, scheme, revision = parse_txt(info.decoded_properties)
     if not info.port or not info.server:
         raise AnnouncementError("the SRV record has no port or target")
-    return Service(
+    return Announcement(
         name=name,
         kind=kind,
         scheme=scheme,

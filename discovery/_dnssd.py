@@ -1,7 +1,7 @@
 """The WoT DNS-SD vocabulary (WoT Discovery, section 6.3) in one place.
 
-Service names, the TXT keys and their rules, and the one record type both sides of mDNS share:
-:class:`Service`, what an announcement says once it has been checked. Anything a stranger on the
+Announcement names, the TXT keys and their rules, and the one record type both sides of mDNS share:
+:class:`Announcement`, what an announcement says once it has been checked. Anything a stranger on the
 LAN can put in a TXT record is checked here before it is used to build a URL.
 """
 
@@ -21,8 +21,8 @@ __all__ = [
     "DIRECTORY_SUBTYPE",
     "FETCHABLE_SCHEMES",
     "WOT_SERVICE",
+    "Announcement",
     "Kind",
-    "Service",
     "instance_label",
     "parse_txt",
     "revision_of",
@@ -80,7 +80,7 @@ def _check_path(path: str) -> None:
 
 
 @dataclass(frozen=True, slots=True)
-class Service:
+class Announcement:
     """One checked WoT DNS-SD announcement: where its TD is, and what it is."""
 
     name: str

@@ -5,7 +5,8 @@ saying goodbye. :class:`Registration` is the loop an agent runs next to its serv
 renew (an empty merge patch) at half the ttl, retry with capped exponential backoff and jitter
 while the directory is down, register again when the directory answers 404 (it restarted
 without its data, or purged the TD), push a changed TD at once, delete the TD on clean close.
-All of it through :class:`wot_agents.DirectoryClient`.
+All of it through :class:`wot_agents.DirectoryClient`. Given no directory, it finds one by
+DNS-SD, and looks again when the one it found stops answering.
 """
 
 from __future__ import annotations
@@ -14,11 +15,13 @@ import asyncio
 import contextlib
 import logging
 import random
+from collections.abc import Sequence
 from types import TracebackType
 from typing import Self
 
-from wot_agents import DirectoryClient, DirectoryError
+from wot_agents import DirectoryClient, DirectoryError, DirectoryNotFound
 
+from ._directory import find_directory
 from ._document import Description, as_document
 
 __all__ = ["Registration"]
@@ -28,31 +31,39 @@ log = logging.getLogger(__name__)
 #: Answers that repeating the same request will not fix; retried slowly in case an operator does.
 _PERMANENT = frozenset({400, 401, 403, 409, 413, 415, 422})
 _DELETE_TIME_LIMIT = 2.0
+_FIND_TIME_LIMIT = 3.0
+#: Consecutive failures to reach a directory found by DNS-SD before looking for another one.
+_UNREACHABLE_LIMIT = 3
 
 
 class Registration:
     """Registers ``description`` in ``directory`` and keeps it there while open.
 
-    ``directory`` is a :class:`DirectoryClient` (shared, opened and closed by the caller) or a
-    URL, for which the registration opens a client of its own (``token`` for protected writes).
+    ``directory`` is a :class:`DirectoryClient` (shared, opened and closed by the caller), a
+    URL, for which the registration opens a client of its own (``token`` for protected writes),
+    or None: the first directory announced by DNS-SD on ``interfaces``.
     The first attempt runs in the background: an agent starts even while the directory is down;
     :meth:`wait_registered` waits for the first success.
     """
 
     def __init__(
         self,
-        directory: DirectoryClient | str,
+        directory: DirectoryClient | str | None,
         description: Description,
         *,
         ttl: float = 60.0,
         token: str | None = None,
         retry_initial: float = 0.5,
         retry_max: float = 30.0,
+        interfaces: Sequence[str] | None = None,
     ) -> None:
         if ttl <= 0:
             raise ValueError("ttl must be positive")
         self._client = directory if isinstance(directory, DirectoryClient) else None
         self._url = directory if isinstance(directory, str) else None
+        self._by_dns_sd = directory is None
+        self._interfaces = interfaces
+        self._owns_client = not isinstance(directory, DirectoryClient)
         self._token = token
         self._document = as_document(description)
         self._ttl = ttl
@@ -75,11 +86,19 @@ class Registration:
             return
         if self._closed:
             raise RuntimeError("the registration is closed")
-        if self._client is None:
-            assert self._url is not None
-            self._client = DirectoryClient(self._url, token=self._token)
-            await self._client.__aenter__()
+        if self._url is not None:
+            await self._open(self._url)
         self._task = asyncio.get_running_loop().create_task(self._run(), name="wot-registration")
+
+    @property
+    def directory(self) -> str | None:
+        """The directory's URL, once known (found by DNS-SD when none was given)."""
+        return self._client.url if self._client is not None else None
+
+    async def _open(self, url: str) -> None:
+        client = DirectoryClient(url, token=self._token)
+        await client.__aenter__()
+        self._client = client
 
     async def wait_registered(self) -> None:
         """Return once the directory has accepted the TD (bound it with ``asyncio.timeout``)."""
@@ -110,8 +129,12 @@ class Registration:
                     await self._client.delete(self._id)
             except (DirectoryError, TimeoutError) as exc:
                 log.warning("could not deregister %s: %s", self._id, exc)
-        if self._url is not None and self._client is not None:
-            await self._client.aclose()
+        await self._forget_client()
+
+    async def _forget_client(self) -> None:
+        client, self._client = self._client, None
+        if client is not None and self._owns_client:
+            await client.aclose()
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -127,11 +150,17 @@ class Registration:
         while True:
             self._wake.clear()  # before the request: an update() during it must not be lost
             try:
+                if self._client is None:
+                    url = await find_directory(within=_FIND_TIME_LIMIT, interfaces=self._interfaces)
+                    await self._open(url)
                 await self._sync()
-            except DirectoryError as exc:
+            except (DirectoryError, DirectoryNotFound) as exc:
                 failures += 1
-                delay = self._backoff(failures, permanent=exc.status in _PERMANENT)
+                status = exc.status if isinstance(exc, DirectoryError) else None
+                delay = self._backoff(failures, permanent=status in _PERMANENT)
                 log.warning("directory registration of %s failed (%s); retry in %.1f s", self._id, exc, delay)
+                if self._by_dns_sd and status is None and failures % _UNREACHABLE_LIMIT == 0:
+                    await self._forget_client()  # look for a directory again
             else:
                 failures = 0
                 delay = self._ttl / 2

@@ -152,3 +152,21 @@ async def test_a_directory_is_found_by_dns_sd() -> None:
 async def test_no_directory_is_a_clear_error() -> None:
     with pytest.raises(DirectoryNotFound, match="no directory"):
         await find_directory(within=0.5, interfaces=LOOPBACK)
+
+
+async def test_without_a_url_the_directory_announced_by_dns_sd_is_used() -> None:
+    td = thing(f"Introduced {secrets.token_hex(3)}")
+    async with directory_on() as port:
+        url = f"http://127.0.0.1:{port}"
+        async with DirectoryClient(url) as client:
+            directory_td = await client._json("GET", ".well-known/wot")
+        directory_td["title"] = f"{directory_td['title']} {secrets.token_hex(3)}"
+        async with (
+            Announcer(directory_td, port=port, interfaces=LOOPBACK),
+            Registration(None, td, ttl=60, interfaces=LOOPBACK) as registration,
+        ):
+            async with asyncio.timeout(8):
+                await registration.wait_registered()
+            assert registration.directory == f"{url}/"
+            assert await stored(url, td["id"]) is not None
+        assert await stored(url, td["id"]) is None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from discovery._dnssd import Service, instance_label, parse_txt, revision_of, sort_addresses, txt_record
+from discovery._dnssd import Announcement, instance_label, parse_txt, revision_of, sort_addresses, txt_record
 from wot_agents import AnnouncementError
 
 
@@ -59,7 +59,7 @@ def test_revision_changes_with_the_document_only() -> None:
 
 def test_td_urls_use_the_announced_addresses_ipv4_first() -> None:
     addresses = sort_addresses(["fe80::1%2", "fd00::5", "10.0.0.7", "10.0.0.7"])
-    service = Service("A._wot._tcp.local.", "Thing", "http", "/td", "a.local.", 8080, addresses)
+    service = Announcement("A._wot._tcp.local.", "Thing", "http", "/td", "a.local.", 8080, addresses)
     assert service.instance == "A"
     assert service.td_urls() == [
         "http://10.0.0.7:8080/td",

@@ -87,7 +87,8 @@ async def test_announce_browse_update_remove(token: str) -> None:
         assert added.agent.ok and added.agent.description is not None
         assert added.agent.description.title == f"Weather {token}"
         assert added.agent.url == f"http://127.0.0.1:{port}/.well-known/wot"
-        assert added.agent.service.kind == "Thing" and added.agent.service.addresses == ("127.0.0.1",)
+        announcement = added.agent.announcement
+        assert announcement.kind == "Thing" and announcement.addresses == ("127.0.0.1",)
         assert browser.agents[announcer.name] == added.agent
 
         document["description"] = "now with a forecast"
@@ -139,9 +140,9 @@ async def test_a_directory_is_found_under_its_subtype_and_a_thing_is_not(token: 
     ):
         assert announced_dir.kind == "Directory"
         found = await next_event(directories, str(announced_dir.name))
-        assert found.agent.service.kind == "Directory" and found.agent.ok
-        assert (await seen(everything, str(announced_dir.name), within=5)).service.kind == "Directory"
-        assert (await seen(everything, str(announced_lamp.name), within=5)).service.kind == "Thing"
+        assert found.agent.announcement.kind == "Directory" and found.agent.ok
+        assert (await seen(everything, str(announced_dir.name), within=5)).announcement.kind == "Directory"
+        assert (await seen(everything, str(announced_lamp.name), within=5)).announcement.kind == "Thing"
         assert announced_lamp.name not in directories.agents
 
 

@@ -176,6 +176,10 @@ def serve(
     cors: str | Sequence[str] | None = None,
     services: Sequence[Service] = (),
     td10_compatible: bool = False,
+    announce: bool = False,
+    directory: str | bool | None = None,
+    directory_token: str | None = None,
+    registration_ttl: float = 60.0,
 ) -> Serving:
     """Serve ``agent`` over the bindings asked for.
 
@@ -185,6 +189,9 @@ def serve(
     must satisfy (none: ``nosec``). ``services`` run after the bindings start (announcements,
     registrations) and stop before them. ``td10_compatible`` puts the TD 1.0 context first, as
     TD 1.1 requires "when there are possibly TD 1.0 consumers" (node-wot 0.8 is one).
+    ``announce=True`` announces the agent by mDNS / DNS-SD; ``directory`` is the URL of a Thing
+    Description Directory to stay registered in (``registration_ttl`` seconds, renewed), or
+    ``True`` for the one announced on the LAN by DNS-SD.
     """
     from .http import HttpBinding
     from .mqtt import MqttServer
@@ -207,7 +214,25 @@ def serve(
         servers.append(WebServer(bindings, host=bind_host, port=port, public_url=public_url, cors=cors))
     if mqtt is not None:
         servers.append(MqttServer(mqtt) if isinstance(mqtt, str) else mqtt)
+    if announce or directory:
+        services = [*services, *_discovery_services(announce, directory, directory_token, registration_ttl)]
     return Serving(agent, servers, schemes, services, slug, td10_compatible)
+
+
+def _discovery_services(
+    announce: bool, directory: str | bool | None, token: str | None, ttl: float
+) -> list[Service]:
+    # discovery/ sits above the SDK; like any optional integration it is imported only when asked for.
+    try:
+        from discovery import announcement, registration
+    except ImportError as exc:
+        raise ImportError(
+            f"announce=/directory= need the discovery extra: pip install 'wot-agents[discovery]' ({exc})"
+        ) from exc
+    chosen = [announcement()] if announce else []
+    if directory:
+        chosen.append(registration(None if directory is True else str(directory), token=token, ttl=ttl))
+    return chosen
 
 
 TD10_CONTEXT = "https://www.w3.org/2019/wot/td/v1"

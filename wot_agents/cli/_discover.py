@@ -63,7 +63,7 @@ def _print(event: str | None, agent: DiscoveredAgent, *, as_json: bool) -> None:
     if as_json:
         print(json.dumps({"event": event, **_as_json(agent)}, ensure_ascii=False), flush=True)
         return
-    service = agent.service
+    service = agent.announcement
     where = agent.url or (service.td_urls() or [f"{service.scheme}://{service.server}:{service.port}"])[0]
     status = f"id={agent.description.id}" if agent.description else f"unusable: {agent.error}"
     prefix = f"{event:<8}" if event else ""
@@ -71,7 +71,7 @@ def _print(event: str | None, agent: DiscoveredAgent, *, as_json: bool) -> None:
 
 
 def _as_json(agent: DiscoveredAgent) -> dict[str, Any]:
-    service = agent.service
+    service = agent.announcement
     return {
         "name": service.name,
         "instance": service.instance,
