@@ -26,7 +26,7 @@ from wot_agents import DiscoveryError
 
 from ._dnssd import DIRECTORY_SUBTYPE, WOT_SERVICE, Kind, instance_label, revision_of, txt_record
 from ._document import Description, as_document
-from ._net import announced_addresses, open_zeroconf
+from ._net import announced_addresses, interfaces_for, open_zeroconf
 
 __all__ = ["Announcer"]
 
@@ -41,7 +41,9 @@ class Announcer:
     """Announces one TD served at ``scheme://<this host>:port/td_path`` for as long as it is open.
 
     ``zeroconf`` lets many announcers (and browsers) share one mDNS responder; without it the
-    announcer opens its own on ``interfaces`` (default: all) and closes it again.
+    announcer opens its own on ``interfaces`` and closes it again. Without ``interfaces``, the
+    server's ``listen_host`` decides (see :func:`interfaces_for`): an agent listening on
+    127.0.0.1 is announced on loopback only. ``addresses`` default to those of the interfaces.
     """
 
     def __init__(
@@ -55,7 +57,10 @@ class Announcer:
         addresses: Sequence[str] | None = None,
         zeroconf: AsyncZeroconf | None = None,
         interfaces: Sequence[str] | None = None,
+        listen_host: str | None = None,
     ) -> None:
+        if interfaces is None and listen_host is not None:
+            interfaces = interfaces_for(listen_host)
         document = as_document(description)
         self._kind: Kind = kind or ("Directory" if "ThingDirectory" in _types(document) else "Thing")
         revision = revision_of(document)

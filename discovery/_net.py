@@ -14,7 +14,7 @@ import ifaddr
 from zeroconf import InterfaceChoice, IPVersion
 from zeroconf.asyncio import AsyncZeroconf
 
-__all__ = ["announced_addresses", "open_zeroconf"]
+__all__ = ["announced_addresses", "interfaces_for", "open_zeroconf"]
 
 
 def open_zeroconf(interfaces: Sequence[str] | None = None) -> AsyncZeroconf:
@@ -62,3 +62,18 @@ def _is_ip(text: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def interfaces_for(listen_host: str) -> list[str] | None:
+    """Where to run mDNS for a server listening on ``listen_host``: only on loopback for
+    127.0.0.1 (nothing else could reach it), everywhere for 0.0.0.0, :: or a host name, else on
+    that address."""
+    if listen_host == "localhost":
+        return ["127.0.0.1"]
+    try:
+        ip = ipaddress.ip_address(listen_host)
+    except ValueError:  # a host name: it may resolve to any interface
+        return None
+    if ip.is_unspecified:
+        return None
+    return ["127.0.0.1"] if ip.is_loopback else [listen_host]

@@ -8,7 +8,6 @@ Both follow the running agent's description: a change re-announces and re-regist
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from urllib.parse import urlsplit
@@ -41,7 +40,8 @@ def announcement(*, interfaces: Sequence[str] | None = None) -> Service:
             port=port,
             td_path=url.path or "/",
             scheme=url.scheme,
-            interfaces=interfaces if interfaces is not None else _interfaces_for(web.host),
+            interfaces=interfaces,
+            listen_host=web.host,
         )
         async with announcer:
             stop = running.on_description_change(announcer.update)
@@ -74,15 +74,3 @@ def registration(
                 stop()
 
     return registered
-
-
-def _interfaces_for(host: str) -> list[str] | None:
-    if host == "localhost":
-        return ["127.0.0.1"]
-    try:
-        ip = ipaddress.ip_address(host)
-    except ValueError:  # a host name: it may resolve to any interface
-        return None
-    if ip.is_unspecified:
-        return None
-    return ["127.0.0.1"] if ip.is_loopback else [host]

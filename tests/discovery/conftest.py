@@ -107,7 +107,8 @@ class Process:
         self.seen: list[dict[str, Any]] = []
 
     async def expect(self, match: Callable[[dict[str, Any]], bool], *, within: float) -> dict[str, Any]:
-        """The first line (from now on) for which ``match`` is true."""
+        """The first line (from now on) for which ``match`` is true; a line that is not a JSON
+        object is matched as ``{"text": line}``."""
         assert self.proc.stdout is not None
         try:
             async with asyncio.timeout(within):
@@ -115,11 +116,12 @@ class Process:
                     try:
                         obj = json.loads(line)
                     except ValueError:
-                        continue
-                    if isinstance(obj, dict):
-                        self.seen.append(obj)
-                        if match(obj):
-                            return obj
+                        obj = None
+                    if not isinstance(obj, dict):
+                        obj = {"text": line.decode(errors="replace").strip()}
+                    self.seen.append(obj)
+                    if match(obj):
+                        return obj
         except TimeoutError:
             pass
         raise AssertionError(f"{self.argv[-6:]}: no matching line in {within} s; saw {self.seen}")

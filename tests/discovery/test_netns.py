@@ -5,11 +5,15 @@ made (not root, no iproute2, a container without CAP_NET_ADMIN)."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
+import re
 import secrets
+import sys
 from typing import Any
 
-from .conftest import Lan, agent_host, wot_agents
+from .conftest import Host, Lan, agent_host, wot_agents
+from .test_serve import SDK_AGENT
 
 
 def is_event(kind: str, name: str | None = None) -> Any:
@@ -81,3 +85,68 @@ async def test_discover_lists_what_it_found_when_the_time_is_up(lan: Lan, spawn:
     text, _ = await asyncio.wait_for(proc.communicate(), 20)
     lines = [line for line in text.decode().splitlines() if title in line]
     assert len(lines) == 3 and all("[Thing]" in line and "id=urn:" in line for line in lines)
+
+
+def text(fragment: str) -> Any:
+    return lambda line: fragment in line.get("text", "")
+
+
+async def in_directory(host: Host, url: str, thing_id: str) -> bool:
+    """Whether the directory at ``url`` holds ``thing_id``, asked from inside ``host``."""
+    code = (
+        "import asyncio, sys\n"
+        "from wot_agents import DirectoryClient, DirectoryError\n"
+        "async def main():\n"
+        "    async with DirectoryClient(sys.argv[1]) as client:\n"
+        "        try:\n"
+        "            await client.get(sys.argv[2])\n"
+        "        except DirectoryError as exc:\n"
+        "            sys.exit(3 if exc.status == 404 else 4)\n"
+        "asyncio.run(main())\n"
+    )
+    proc = await asyncio.create_subprocess_exec(*host.command(sys.executable, "-c", code, url, thing_id))
+    returncode = await asyncio.wait_for(proc.wait(), 20)
+    assert returncode in (0, 3), f"asking the directory failed ({returncode})"
+    return returncode == 0
+
+
+async def until_in_directory(host: Host, url: str, thing_id: str, *, present: bool, within: float) -> None:
+    async with asyncio.timeout(within):
+        for _ in itertools.count():
+            if await in_directory(host, url, thing_id) == present:
+                return
+            await asyncio.sleep(0.2)
+
+
+async def test_a_lan_directory_is_found_by_dns_sd_and_mirrors_the_lan(lan: Lan, spawn: Any) -> None:
+    """The directory announces itself; an SDK agent given no URL registers there; the bridge
+    (``discover --bridge``, no URL either) mirrors a plain mDNS agent; both leave cleanly."""
+    directory_ns, agents_ns = lan.hosts
+    directory = await spawn(
+        directory_ns.command(
+            *wot_agents("directory", "--memory", "--host", "0.0.0.0", "--port", "0", "--announce")
+        )
+    )
+    listening = await directory.expect(text("directory listening on"), within=15)
+    port = int(re.search(r":(\d+)/", listening["text"]).group(1))  # type: ignore[union-attr]
+    url = f"http://{directory_ns.address}:{port}"
+    await directory.expect(text("directory announced as"), within=10)
+
+    bridge = await spawn(directory_ns.command(*wot_agents("discover", "--bridge")))
+    await bridge.expect(text(f"into {url}/"), within=15)
+
+    title = f"Lan {secrets.token_hex(3)}"
+    sdk_argv = (sys.executable, str(SDK_AGENT), f"{title} sdk", "--directory", "dns-sd")
+    sdk = await spawn(agents_ns.command(*sdk_argv))
+    sdk_id = (await sdk.expect(is_event("serving"), within=15))["id"]
+    plain = await spawn(agents_ns.command(*agent_host("--title", f"{title} plain")))
+    await plain.expect(is_event("announced"), within=15)
+    plain_id = f"urn:wot-agents:test:{title.replace(' ', '-')}-plain:0"
+
+    await until_in_directory(agents_ns, url, sdk_id, present=True, within=15)
+    await until_in_directory(agents_ns, url, plain_id, present=True, within=15)
+
+    await plain.send("stop")  # goodbye -> the bridge deletes it
+    await until_in_directory(agents_ns, url, plain_id, present=False, within=10)
+    await sdk.stop()  # Ctrl-C -> the agent deregisters itself
+    await until_in_directory(agents_ns, url, sdk_id, present=False, within=10)

@@ -24,6 +24,12 @@ def register(subparsers: Any) -> None:
     )
     store.add_argument("--memory", action="store_true", help="keep everything in memory (lost on exit)")
     parser.add_argument("--token", default=None, help="require 'Authorization: Bearer TOKEN' for writes")
+    parser.add_argument(
+        "--announce",
+        action="store_true",
+        help="announce the directory by mDNS / DNS-SD (_directory._sub._wot._tcp), so agents and "
+        "clients on the LAN find it without a URL",
+    )
     parser.set_defaults(run=run)
 
 
@@ -45,6 +51,7 @@ async def run(args: argparse.Namespace) -> int:
     logging.getLogger("aiohttp.access").setLevel(logging.INFO)  # one line per request, whatever -v says
     runner = web.AppRunner(create_app(settings), access_log_format='%a "%r" %s %b %Tfs', shutdown_timeout=5)
     await runner.setup()
+    announcer = None
     try:
         site = web.TCPSite(runner, settings.host, settings.port)
         await site.start()
@@ -55,6 +62,16 @@ async def run(args: argparse.Namespace) -> int:
                 f"directory listening on http://{where}:{port}/ (store: {settings.db or 'memory'})",
                 flush=True,
             )
+        if args.announce:
+            from discovery import Announcer
+
+            # Browsers fetch the directory's TD from /.well-known/wot; the announcement itself
+            # needs only its title and @type.
+            own = {"title": "wot-agents directory", "@type": "ThingDirectory"}
+            port = runner.addresses[0][1]
+            announcer = Announcer(own, port=port, td_path="/.well-known/wot", listen_host=settings.host)
+            await announcer.start()
+            print(f"directory announced as {announcer.name}", flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -62,5 +79,7 @@ async def run(args: argparse.Namespace) -> int:
         await stop.wait()
         print("directory stopping", flush=True)
     finally:
+        if announcer is not None:
+            await announcer.aclose()  # goodbye packets while the directory still answers
         await runner.cleanup()
     return 0

@@ -27,6 +27,15 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--watch", action="store_true", help="keep running and print added/updated/removed")
     parser.add_argument("--directories", action="store_true", help="only Thing Description Directories")
     parser.add_argument(
+        "--bridge",
+        nargs="?",
+        const="dns-sd",
+        metavar="URL",
+        help="directory mode: register every agent found in the directory at URL (default: the one "
+        "announced by DNS-SD), delete it when it leaves; runs until interrupted",
+    )
+    parser.add_argument("--token", help="bearer token for a directory that protects writes (--bridge)")
+    parser.add_argument(
         "--interface",
         action="append",
         metavar="ADDR",
@@ -38,6 +47,8 @@ def register(subparsers: Any) -> None:
 async def run(args: argparse.Namespace) -> int:
     from discovery import Browser
 
+    if args.bridge:
+        return await _bridge(args)
     timeout = args.timeout if args.timeout is not None else (None if args.watch else 3.0)
     async with Browser(directories_only=args.directories, interfaces=args.interface) as browser:
         if args.watch:
@@ -56,6 +67,23 @@ async def run(args: argparse.Namespace) -> int:
         print("no agents found", file=sys.stderr)
     for agent in [] if args.json else agents:
         _print(None, agent, as_json=False)
+    return 0
+
+
+async def _bridge(args: argparse.Namespace) -> int:
+    from discovery import DirectoryBridge, find_directory
+    from wot_agents import DirectoryNotFound
+
+    url = args.bridge
+    if url == "dns-sd":
+        try:
+            url = await find_directory(within=args.timeout or 5.0, interfaces=args.interface)
+        except DirectoryNotFound as exc:
+            print(f"wot-agents discover: {exc}; give its URL: --bridge URL", file=sys.stderr)
+            return 1
+    async with DirectoryBridge(url, token=args.token, interfaces=args.interface):
+        print(f"mirroring the agents announced on the LAN into {url}", flush=True)
+        await asyncio.Event().wait()
     return 0
 
 
