@@ -16,8 +16,7 @@ import re
 import secrets
 import socket
 from collections.abc import Awaitable, Mapping, Sequence
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from zeroconf import DNSOutgoing, DNSQuestion, ServiceInfo, Zeroconf  # type: ignore[attr-defined]
 from zeroconf.asyncio import AsyncZeroconf
@@ -26,6 +25,7 @@ from wot_agents import DiscoveryError
 
 from ._dnssd import DIRECTORY_SUBTYPE, WOT_SERVICE, Kind, instance_label, revision_of, txt_record
 from ._document import Description, as_document
+from ._lifecycle import Lifecycle
 from ._net import announced_addresses, interfaces_for, open_zeroconf
 
 __all__ = ["Announcer"]
@@ -37,7 +37,7 @@ _MAX_RENAMES = 100
 _DNS_QUERY, _DNS_TYPE_PTR, _DNS_CLASS_IN = 0x0000, 12, 1  # RFC 1035 4.1.1, 3.2.2, 3.2.4
 
 
-class Announcer:
+class Announcer(Lifecycle):
     """Announces one TD served at ``scheme://<this host>:port/td_path`` for as long as it is open.
 
     ``zeroconf`` lets many announcers (and browsers) share one mDNS responder; without it the
@@ -128,15 +128,6 @@ class Announcer:
             with contextlib.suppress(Exception):
                 await (await self._zc.async_unregister_service(info))
         await self._close_zeroconf()
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.aclose()
 
     def _service_info(self, name: str, type_: str, server: str | None) -> ServiceInfo:
         return ServiceInfo(

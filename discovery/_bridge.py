@@ -11,12 +11,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from types import TracebackType
-from typing import Self
 
 from wot_agents import DirectoryClient
 
 from ._browse import Browser
+from ._lifecycle import Lifecycle
 from ._registration import Registration
 
 __all__ = ["DirectoryBridge"]
@@ -24,7 +23,7 @@ __all__ = ["DirectoryBridge"]
 log = logging.getLogger(__name__)
 
 
-class DirectoryBridge:
+class DirectoryBridge(Lifecycle):
     """Mirrors the agents announced on the LAN into a directory while open.
 
     Each agent is one :class:`Registration` (ttl, renewal, re-registration after a directory
@@ -76,15 +75,6 @@ class DirectoryBridge:
         await asyncio.gather(*(registration.aclose() for registration in registrations))
         if self._url is not None and self._client is not None:
             await self._client.aclose()
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.aclose()
 
     async def _run(self) -> None:
         assert self._client is not None

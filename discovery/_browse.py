@@ -13,7 +13,7 @@ import asyncio
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from types import MappingProxyType, TracebackType
+from types import MappingProxyType
 from typing import Literal, Self
 
 import aiohttp
@@ -31,6 +31,7 @@ from ._dnssd import (
     sort_addresses,
 )
 from ._fetch import DEFAULT_FETCH_TIMEOUT, DEFAULT_MAX_TD_BYTES, fetch_description, open_fetch_session
+from ._lifecycle import Lifecycle
 from ._net import open_zeroconf
 
 __all__ = ["Browser", "DiscoveredAgent", "DiscoveryEvent"]
@@ -72,7 +73,7 @@ class DiscoveryEvent:
 _CLOSED = object()
 
 
-class Browser:
+class Browser(Lifecycle):
     """Browses for WoT services; iterate it for events, read :attr:`agents` for the current view.
 
     Use as ``async with Browser() as browser: async for event in browser: ...``. Iteration ends
@@ -144,15 +145,6 @@ class Browser:
         if zc is not None and self._owns_zc:
             await zc.async_close()
         self._events.put_nowait(_CLOSED)
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.aclose()
 
     def __aiter__(self) -> Self:
         return self

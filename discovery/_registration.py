@@ -16,13 +16,12 @@ import contextlib
 import logging
 import random
 from collections.abc import Sequence
-from types import TracebackType
-from typing import Self
 
 from wot_agents import DirectoryClient, DirectoryError, DirectoryNotFound
 
 from ._directory import find_directory
 from ._document import Description, as_document
+from ._lifecycle import Lifecycle
 
 __all__ = ["Registration"]
 
@@ -36,7 +35,7 @@ _FIND_TIME_LIMIT = 3.0
 _UNREACHABLE_LIMIT = 3
 
 
-class Registration:
+class Registration(Lifecycle):
     """Registers ``description`` in ``directory`` and keeps it there while open.
 
     ``directory`` is a :class:`DirectoryClient` (shared, opened and closed by the caller), a
@@ -135,15 +134,6 @@ class Registration:
         client, self._client = self._client, None
         if client is not None and self._owns_client:
             await client.aclose()
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.aclose()
 
     async def _run(self) -> None:
         failures = 0
