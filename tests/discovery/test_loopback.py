@@ -251,3 +251,33 @@ async def test_closing_the_browser_while_a_fetch_hangs_is_prompt(token: str) -> 
                 await browser.aclose()
             assert [event async for event in browser] == []  # iteration ends once closed
         never.set()
+
+
+async def test_a_flood_of_announcements_is_capped(token: str) -> None:
+    """The view holds at most max_agents services, however many are announced."""
+    document = thing(f"Flood {token}")
+    zc = open_zeroconf(LOOPBACK)
+    infos = [
+        ServiceInfo(
+            "_wot._tcp.local.",
+            f"Flood{index} {token}._wot._tcp.local.",
+            port=9,
+            properties={"td": "/td"},
+            server=f"flood-{token}.local.",
+            parsed_addresses=LOOPBACK,
+        )
+        for index in range(12)
+    ]
+    try:
+        async with (
+            http_server({"/td": serving(document)}) as port,
+            Browser(interfaces=LOOPBACK, max_agents=5, fetch_timeout=0.5) as browser,
+        ):
+            for info in infos:
+                info.port = port
+                await zc.async_register_service(info, cooperating_responders=True)
+            await asyncio.sleep(1.5)
+            mine = [name for name in browser.agents if token in name]
+            assert 0 < len(mine) <= 5
+    finally:
+        await zc.async_close()
