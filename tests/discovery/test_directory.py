@@ -134,7 +134,8 @@ async def test_the_bridge_mirrors_lan_agents_into_the_directory() -> None:
                     found = await client.search(q=f"Bridged {token}")
                 assert [member["id"] for member in found] == [td["id"]]
             await until_stored(url, td["id"], within=3, present=False)  # goodbye -> deleted
-            assert bridge.mirrored == {}
+            # other agents on the machine's loopback multicast (other test runs) may be mirrored too
+            assert str(announcer.name) not in bridge.mirrored
 
 
 async def test_a_directory_is_found_by_dns_sd() -> None:
