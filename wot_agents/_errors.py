@@ -16,9 +16,12 @@ describes the same failure, the child inherits it too, so ``except TimeoutError`
     │   ├── PayloadError (ValueError)        a payload does not match the affordance's data schema
     │   └── NoSuitableFormError              no form with a supported op, scheme and security
     ├── DirectoryError                       a directory request failed (``status``, ``problem``)
-    └── DiscoveryError                       mDNS / DNS-SD discovery failed
-        ├── AnnouncementError (ValueError)   a DNS-SD announcement breaks the WoT Discovery rules
-        └── DirectoryNotFound (LookupError)  no directory announced itself in time
+    ├── DiscoveryError                       mDNS / DNS-SD discovery failed
+    │   ├── AnnouncementError (ValueError)   a DNS-SD announcement breaks the WoT Discovery rules
+    │   └── DirectoryNotFound (LookupError)  no directory announced itself in time
+    └── RoutingError                         the router could not decide (not the same as "no agent fits")
+        ├── EmbedderError                    an embedding model could not load or embed
+        └── LLMRoutingError                  the LLM gave no usable answer within the bounded retries
 
 Services map these onto RFC 7807 problem details in one place each.
 """
@@ -36,13 +39,16 @@ __all__ = [
     "DirectoryError",
     "DirectoryNotFound",
     "DiscoveryError",
+    "EmbedderError",
     "InteractionError",
     "JsonLdError",
+    "LLMRoutingError",
     "NoSuitableFormError",
     "PayloadError",
     "Problem",
     "RemoteError",
     "RequestTimeout",
+    "RoutingError",
     "ValidationError",
     "WotAgentsError",
 ]
@@ -150,3 +156,15 @@ class AnnouncementError(DiscoveryError, ValueError):
 
 class DirectoryNotFound(DiscoveryError, LookupError):
     """No Thing Description Directory announced itself by DNS-SD within the timeout."""
+
+
+class RoutingError(WotAgentsError):
+    """The router failed to reach a decision; an abstention ("no agent fits") is not an error."""
+
+
+class EmbedderError(RoutingError):
+    """An embedding model is not installed, could not load, or failed to embed."""
+
+
+class LLMRoutingError(RoutingError):
+    """The LLM endpoint failed or kept answering unusably (bad JSON, unknown agent) past the retries."""

