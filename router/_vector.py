@@ -126,7 +126,7 @@ class VectorRouter:
         if rule not in RULES:
             raise ValueError(f"unknown rule {rule!r}; choose one of {', '.join(RULES)}")
         self.embedder = get_embedder(embedder) if isinstance(embedder, str) else embedder
-        indexed = CachedEmbedder(self.embedder, cache) if cache is not None else self.embedder
+        indexed: Embedder = CachedEmbedder(self.embedder, cache) if cache is not None else self.embedder
         self.index = CapabilityIndex(indexed, ann_threshold=ann_threshold)
         self.rule = rule
         self.threshold = (
@@ -163,7 +163,7 @@ class VectorRouter:
     # -- routing --------------------------------------------------------------------------------
 
     def embed_query(self, text: str) -> npt.NDArray[np.float32]:
-        return self.embedder.embed([text])[0]
+        return np.ascontiguousarray(self.embedder.embed([text])[0], dtype=np.float32)
 
     def effective_rule(self) -> str:
         if self.rule == "classifier" and self.index.table("texts").alive > self.classifier_max_rows:
