@@ -81,6 +81,7 @@ class ConsumedThing:
             for scheme in client.schemes:
                 self._clients[scheme] = client
         self._validators: dict[tuple[str, str, str], Any] = {}
+        self._chosen: dict[tuple[str, str, str], tuple[Interaction, ClientBinding]] = {}
         self._closed = False
 
     @property
@@ -169,6 +170,18 @@ class ConsumedThing:
         return client
 
     def _choose(
+        self, kind: Kind, name: str, affordance: InteractionAffordance, op: str
+    ) -> tuple[Interaction, ClientBinding]:
+        """The form (and client) for ``op``; chosen once, the TD and credentials being fixed."""
+        key = (kind, name, op)
+        chosen = self._chosen.get(key)
+        if chosen is None:
+            chosen = self._chosen[key] = self._choose_form(kind, name, affordance, op)
+        if self._closed:
+            raise RuntimeError("this ConsumedThing is closed")
+        return chosen
+
+    def _choose_form(
         self, kind: Kind, name: str, affordance: InteractionAffordance, op: str
     ) -> tuple[Interaction, ClientBinding]:
         reasons: list[str] = []

@@ -9,6 +9,7 @@ other: ``{root}/properties/{name}`` (retained values), ``{root}/properties/{name
 from __future__ import annotations
 
 import asyncio
+import socket
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Any
@@ -49,6 +50,7 @@ class Broker:
         password: str | None = None,
         identifier: str | None = None,
         timeout: float = 10.0,  # noqa: ASYNC109 - it also configures the client's own operations
+        max_in_flight: int = 1000,
     ) -> Any:
         """An MQTT 5 client connected to this broker, disconnected when ``stack`` closes."""
         aiomqtt = _import_aiomqtt()
@@ -61,7 +63,12 @@ class Broker:
             protocol=aiomqtt.ProtocolVersion.V5,
             timeout=timeout,
             tls_params=aiomqtt.TLSParameters() if self.tls else None,
+            # Without TCP_NODELAY each QoS 1 publish waits ~40 ms for its PUBACK (Nagle meeting
+            # delayed ACKs): 88 ms against 0.6 ms per request/response measured on loopback.
+            socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
         )
+        # Many requests in flight at once are normal here, not a warning sign.
+        client.pending_calls_threshold = max_in_flight
         try:
             async with asyncio.timeout(timeout):
                 await stack.enter_async_context(client)
