@@ -148,7 +148,7 @@ async def run(requests: int, rounds: int, broker: str) -> None:
         await server.wait()
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-        f"{requests} invocations per row, median of {rounds} rounds (client and servers in separate processes)"
+        f"{requests} invocations per row, median of {rounds} rounds (clients and servers in two processes)"
     )
     print(f"{'case':38} {'clients':>7} {'inv/s':>9} {'p50 ms':>8} {'p99 ms':>8}")
     for name, clients, rate, p50, p99 in rows:

@@ -129,18 +129,18 @@ class MqttServer:
                 identifier=f"wot-agents-{self._root()}-{id(self):x}",
             )
             self._client = client
-            await client.subscribe(f"{self._root()}/actions/+", qos=self.qos)
-            await client.subscribe(f"{self._root()}/properties/+/writeproperty", qos=self.qos)
-            self._spawn(self._receive())
-            for name, prop in context.agent.properties.items():
-                if not prop.affordance.write_only:
-                    # Every readable property, observable or not: its retained value must stay current.
-                    updates = prop.observe()
-                    await self._publish_property(name, await prop.read())
-                    self._spawn(self._forward(updates, "property", name))
-            for name, event in context.agent.events.items():
-                self._spawn(self._forward(event.subscribe(), "event", name))
             try:
+                await client.subscribe(f"{self._root()}/actions/+", qos=self.qos)
+                await client.subscribe(f"{self._root()}/properties/+/writeproperty", qos=self.qos)
+                self._spawn(self._receive())
+                for name, prop in context.agent.properties.items():
+                    if not prop.affordance.write_only:
+                        # Every readable property, observable or not: its retained value must stay current.
+                        updates = prop.observe()
+                        await self._publish_property(name, await prop.read())
+                        self._spawn(self._forward(updates, "property", name))
+                for name, event in context.agent.events.items():
+                    self._spawn(self._forward(event.subscribe(), "event", name))
                 yield
             finally:
                 await self._stop()

@@ -9,6 +9,7 @@ other: ``{root}/properties/{name}`` (retained values), ``{root}/properties/{name
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -71,13 +72,21 @@ class Broker:
         client.pending_calls_threshold = max_in_flight
         try:
             async with asyncio.timeout(timeout):
-                await stack.enter_async_context(client)
+                await client.__aenter__()
         except TimeoutError:
             raise RequestTimeout(
                 f"no CONNACK from the MQTT broker {self.url} in {timeout} s", href=self.url
             ) from None
         except aiomqtt.MqttError as exc:
             raise ConnectError(f"cannot connect to the MQTT broker {self.url}: {exc}", href=self.url) from exc
+
+        async def disconnect(*exc_info: object) -> None:
+            # A broker that went away never acknowledges DISCONNECT: do not wait for it forever.
+            with contextlib.suppress(TimeoutError, aiomqtt.MqttError):
+                async with asyncio.timeout(timeout):
+                    await client.__aexit__(None, None, None)
+
+        stack.push_async_exit(disconnect)
         return client
 
 
