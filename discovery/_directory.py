@@ -32,15 +32,21 @@ def directory_url(agent: DiscoveredAgent) -> str:
     return f"{origin.scheme}://{origin.netloc}/"
 
 
-async def find_directory(*, within: float = 5.0, interfaces: Sequence[str] | None = None) -> str:
+async def find_directory(
+    *, within: float = 5.0, interfaces: Sequence[str] | None = None, name: str | None = None
+) -> str:
     """The base URL of the first directory announced on the LAN whose TD validates.
 
-    Raises :class:`DirectoryNotFound` when none shows up ``within`` seconds.
+    ``name`` picks one by its DNS-SD instance name (what ``wot-agents discover --directories``
+    shows). Raises :class:`DirectoryNotFound` when none shows up ``within`` seconds.
     """
     async with Browser(directories_only=True, interfaces=interfaces) as browser:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(within):
                 async for event in browser:
-                    if event.kind != "removed" and event.agent.ok:
-                        return directory_url(event.agent)
-    raise DirectoryNotFound(f"no directory announced _directory._sub._wot._tcp within {within:g} s")
+                    agent = event.agent
+                    wanted = name is None or agent.announcement.instance == name
+                    if event.kind != "removed" and agent.ok and wanted:
+                        return directory_url(agent)
+    which = f"named {name!r} " if name else ""
+    raise DirectoryNotFound(f"no directory {which}announced _directory._sub._wot._tcp within {within:g} s")

@@ -249,7 +249,8 @@ async def test_closing_the_browser_while_a_fetch_hangs_is_prompt(token: str) -> 
             await asyncio.wait_for(started.wait(), 5)
             async with asyncio.timeout(2):
                 await browser.aclose()
-            assert [event async for event in browser] == []  # iteration ends once closed
+                async for _ in browser:  # what was queued, then the end: iteration stops once closed
+                    pass
         never.set()
 
 
