@@ -3,10 +3,11 @@
 Engine choice (measured, see bench/directory.py and the commit): pyoxigraph answers a selective
 query over 1k descriptions in well under a millisecond; rdflib needs tens of milliseconds for the
 same query and several times the memory. The expensive part is JSON-LD -> RDF (a few ms per TD,
-mostly processing the 39 KB TD 1.1 context), so it is kept off the write path: writes only mark a
-description as pending, a background task converts pending descriptions in batches (the TD
-context processed once per batch, not once per TD), and every SPARQL query first waits until
-nothing is pending. Reads stay consistent with acknowledged writes; registration stays fast.
+mostly processing the TD 1.1 context's scoped contexts), so it is kept off the write path: writes
+only mark a description as pending, a background task converts pending descriptions in batches
+when writes pause (each document *shape* converted once, see ``_templates.py``), and every SPARQL
+query first waits until nothing is pending. Reads stay consistent with acknowledged writes;
+registration stays fast.
 
 With a database path the Oxigraph store lives on disk next to it, so a restart does not convert
 anything again; the store's ``rdf_pending`` table re-converts whatever a crash left undone.
@@ -30,11 +31,11 @@ import td_schemas
 
 from ._problems import HTTPProblem
 from ._store import Change, SQLiteStore
+from ._templates import TemplateConverter
 
 __all__ = ["RdfIndex"]
 
 logger = logging.getLogger("registry.rdf")
-_TD11 = "https://www.w3.org/2022/wot/td/v1.1"
 _BATCH = 64
 #: Conversion waits for this long a pause in writes (or for a query), so bursts of writes are not slowed.
 _QUIET = 0.2
@@ -73,6 +74,7 @@ class RdfIndex:
         self.result_cap = result_cap
         self.allow_federation = allow_federation
         self._contexts = _known_contexts()
+        self._templates = TemplateConverter(self._convert)
         self._pending: dict[str, int] = {}
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
@@ -141,68 +143,37 @@ class RdfIndex:
             self._idle.set()
 
     # -- JSON-LD -> RDF ----------------------------------------------------------------------
-    def _inline(self, context: Any, skip_td11: bool) -> list[Any]:
-        entries = context if isinstance(context, list) else [context]
-        out = []
-        for entry in entries:
-            if isinstance(entry, str):
-                if skip_td11 and entry == _TD11:
-                    continue
-                if entry not in self._contexts:
-                    raise ValueError(f"JSON-LD context {entry!r} is not known offline")
-                out.append(self._contexts[entry])
-            else:
-                out.append(entry)
-        return out
+    def _convert(self, document: dict[str, Any]) -> list[ox.Quad]:
+        """The full JSON-LD -> RDF conversion, the known contexts inlined (nothing is fetched)."""
+        context = document.get("@context")
+        node = dict(document)
+        node["@context"] = [
+            self._contexts[entry] if isinstance(entry, str) and entry in self._contexts else entry
+            for entry in (context if isinstance(context, list) else [context])
+        ]
+        unknown = [entry for entry in node["@context"] if isinstance(entry, str)]
+        if unknown:
+            raise ValueError(f"JSON-LD context {unknown[0]!r} is not known offline")
+        return list(ox.parse(json.dumps(node), format=ox.RdfFormat.JSON_LD, base_iri="urn:x-relative:"))
 
-    def _quads(self, docs: dict[str, dict[str, Any]]) -> list[ox.Quad]:
-        """Convert descriptions; those starting from the TD 1.1 context share one processing of it."""
-        shared: list[dict[str, Any]] = []
-        alone: list[dict[str, Any]] = []
-        for thing_id, td in docs.items():
-            context = td.get("@context")
-            first = context[0] if isinstance(context, list) and context else context
-            node = dict(td)
+    def _nquads(self, docs: dict[str, dict[str, Any]]) -> str:
+        parts = []
+        for n, (thing_id, td) in enumerate(docs.items()):
             try:
-                node["@context"] = self._inline(context, skip_td11=first == _TD11)
-            except ValueError as exc:
+                ox.NamedNode(thing_id)  # the graph name must be an IRI
+                parts.append(self._templates.nquads(td, thing_id, f"x{n}"))
+            except (SyntaxError, ValueError) as exc:
                 self.failed += 1
                 logger.warning("%s is not in the SPARQL index: %s", thing_id, exc)
-                continue
-            (shared if first == _TD11 else alone).append({"@id": thing_id, "@graph": [node]})
-        quads: list[ox.Quad] = []
-        if shared:
-            quads += self._parse({"@context": self._contexts[_TD11], "@graph": shared}, shared)
-        for graph in alone:
-            quads += self._parse({"@graph": [graph]}, [graph])
-        return quads
-
-    def _parse(self, document: dict[str, Any], graphs: list[dict[str, Any]]) -> list[ox.Quad]:
-        try:
-            return list(
-                ox.parse(json.dumps(document), format=ox.RdfFormat.JSON_LD, base_iri="urn:x-relative:")
-            )
-        except (SyntaxError, ValueError) as exc:
-            if len(graphs) == 1:
-                self.failed += 1
-                logger.warning("%s is not in the SPARQL index: %s", graphs[0]["@id"], exc)
-                return []
-            # One bad description must not keep the others out: retry them one by one.
-            context = document.get("@context")
-            return [
-                quad
-                for graph in graphs
-                for quad in self._parse(
-                    {"@context": context, "@graph": [graph]} if context else {"@graph": [graph]}, [graph]
-                )
-            ]
+        return "".join(parts)
 
     def _index(self, ids: list[str], docs: dict[str, dict[str, Any]]) -> None:
-        quads = self._quads(docs)
+        text = self._nquads(docs)
         for thing_id in ids:
-            self.oxigraph.remove_graph(ox.NamedNode(thing_id)) if self._has_graph(thing_id) else None
-        if quads:
-            self.oxigraph.bulk_extend(quads)
+            if self._has_graph(thing_id):
+                self.oxigraph.remove_graph(ox.NamedNode(thing_id))
+        if text:
+            self.oxigraph.load(text, format=ox.RdfFormat.N_QUADS)
         self.converted += len(docs)
 
     def _has_graph(self, thing_id: str) -> bool:
