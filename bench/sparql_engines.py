@@ -1,0 +1,72 @@
+"""Why Oxigraph: the same RDF of N agent descriptions in rdflib and in pyoxigraph.
+
+Prints load time, selective SELECT latency (p50) and the Python heap growth of each engine.
+Usage: ``python bench/sparql_engines.py [N]`` (default 1000).
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+import tracemalloc
+from pathlib import Path
+
+import pyoxigraph as ox
+import rdflib
+
+sys.path.insert(0, str(Path(__file__).parent))
+from directory import agent
+
+from registry._rdf import RdfIndex
+from registry._store import SQLiteStore
+
+TD = "https://www.w3.org/2019/wot/td#"
+
+
+def main() -> None:
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
+    index = RdfIndex(SQLiteStore(None), None)
+    docs = {f"urn:bench:agent:{i:07}": agent(i) for i in range(n)}
+    t = time.perf_counter()
+    nquads = index._nquads(docs)
+    convert = time.perf_counter() - t
+    print(f"{n} agent descriptions, {nquads.count(chr(10))} quads; JSON-LD -> N-Quads {convert:.2f} s")
+    queries = [f'SELECT ?t WHERE {{ ?t <{TD}title> "Agent {(i * 7919) % n}"@en }}' for i in range(50)]
+
+    tracemalloc.start()
+    t = time.perf_counter()
+    store = ox.Store()
+    store.load(nquads, format=ox.RdfFormat.N_QUADS)
+    load = time.perf_counter() - t
+    times = []
+    for q in queries:
+        t = time.perf_counter()
+        rows = list(store.query(q, use_default_graph_as_union=True))
+        times.append((time.perf_counter() - t) * 1000)
+        assert len(rows) == 1
+    heap = tracemalloc.get_traced_memory()[0] / 2**20
+    tracemalloc.stop()
+    print(f"pyoxigraph: load {load:6.2f} s, selective SELECT p50 {statistics.median(times):7.2f} ms, "
+          f"Python heap {heap:5.0f} MB (its store is native memory)")  # fmt: skip
+    del store
+
+    tracemalloc.start()
+    t = time.perf_counter()
+    dataset = rdflib.Dataset(default_union=True)
+    dataset.parse(data=nquads, format="nquads")
+    load = time.perf_counter() - t
+    times = []
+    for q in queries[:10]:
+        t = time.perf_counter()
+        rows = list(dataset.query(q))
+        times.append((time.perf_counter() - t) * 1000)
+        assert len(rows) == 1
+    heap = tracemalloc.get_traced_memory()[0] / 2**20
+    tracemalloc.stop()
+    print(f"rdflib:     load {load:6.2f} s, selective SELECT p50 {statistics.median(times):7.2f} ms, "
+          f"Python heap {heap:5.0f} MB")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

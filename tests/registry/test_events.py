@@ -1,0 +1,44 @@
+"""The Events API (7.3.2.2): SSE content type, event types, filtering by type, bad arguments."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import aiohttp
+
+from wot_agents import DirectoryClient
+
+
+async def test_filter_by_type(directory: str, make_td: Any) -> None:
+    # [tdd-notification] [tdd-notification-sse] [tdd-notification-event-types] [tdd-notification-filter-type]
+    # [tdd-notification-data] [tdd-notification-data-td-id] [tdd-notification-data-delete-diff]
+    # [tdd-notification-event-id]
+    async with DirectoryClient(directory) as client:
+        deleted: list[Any] = []
+
+        async def follow() -> None:
+            async for event in client.events("thing_deleted", diff=True):
+                deleted.append(event)
+                return
+
+        task = asyncio.create_task(follow())
+        await asyncio.sleep(0.2)
+        td = make_td()
+        await client.register(td)
+        await client.patch(td["id"], {"title": "x"})
+        await client.delete(td["id"])
+        await asyncio.wait_for(task, 5)
+    assert [(e.type, e.data) for e in deleted] == [("thing_deleted", {"id": td["id"]})]
+    assert deleted[0].id is not None and deleted[0].id.isdigit()
+
+
+async def test_stream_headers_and_bad_arguments(directory: str, http: aiohttp.ClientSession) -> None:
+    async with http.get(f"{directory}/events/thing_created") as r:
+        assert r.status == 200 and r.content_type == "text/event-stream"
+    async with http.get(f"{directory}/events/thing_exploded") as r:
+        assert r.status == 404 and r.content_type == "application/problem+json"
+    async with http.get(f"{directory}/events?diff=maybe") as r:
+        assert r.status == 400
+    async with http.get(f"{directory}/events", headers={"Last-Event-ID": "event_1"}) as r:
+        assert r.status == 400
