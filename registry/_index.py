@@ -9,9 +9,9 @@ field, so a selective filter costs set intersections, not a scan of every descri
 from __future__ import annotations
 
 import json
-from collections import defaultdict
+import sys
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -63,12 +63,12 @@ def _schemes(td: Mapping[str, Any]) -> set[str]:
 
 @dataclass(slots=True)
 class _Entry:
-    exact: dict[str, set[str]]
+    exact: tuple[tuple[str, ...], ...]  # the values of each of EXACT_FIELDS, in that order
     text: str
     title: str
     created: str
     modified: str
-    top: list[tuple[str, str]] = field(default_factory=list)
+    top: tuple[tuple[str, str], ...]
 
 
 def extract(td: Mapping[str, Any]) -> _Entry:
@@ -99,12 +99,13 @@ def extract(td: Mapping[str, Any]) -> _Entry:
         words += [c.get("name"), c.get("description"), *_strings(c.get("examples"))]
     title = td.get("title")
     return _Entry(
-        exact=exact,
+        # Interned: the same few values (tenants, channels, schemes...) repeat in every entry.
+        exact=tuple(tuple(sys.intern(v) for v in exact[name]) for name in EXACT_FIELDS),
         text="\n".join(w for w in words if isinstance(w, str)).lower(),
         title=title.lower() if isinstance(title, str) else "",
         created=str(registration.get("created", "")),
         modified=str(registration.get("modified", "")),
-        top=[(k, v) for k, v in td.items() if isinstance(v, str) and len(v) <= _TOP_MAX],
+        top=tuple((sys.intern(k), v) for k, v in td.items() if isinstance(v, str) and len(v) <= _TOP_MAX),
     )
 
 
@@ -137,13 +138,47 @@ def parse_filter(expr: Any, where: str = "filter") -> Expr:
     return expr
 
 
+Postings = dict[Any, "str | set[str]"]
+
+
+def _post(index: Postings, key: Any, thing_id: str) -> None:
+    # Most values (ids, titles, capability ids) belong to one description: keep the id itself
+    # rather than a one-element set (~200 bytes each at 100k descriptions adds up).
+    current = index.get(key)
+    if current is None:
+        index[key] = thing_id
+    elif isinstance(current, str):
+        if current != thing_id:
+            index[key] = {current, thing_id}
+    else:
+        current.add(thing_id)
+
+
+def _unpost(index: Postings, key: Any, thing_id: str) -> None:
+    current = index.get(key)
+    if isinstance(current, str):
+        if current == thing_id:
+            del index[key]
+    elif current is not None:
+        current.discard(thing_id)
+        if len(current) == 1:
+            index[key] = current.pop()
+
+
+def _ids(index: Postings, key: Any) -> set[str]:
+    current = index.get(key)
+    if current is None:
+        return set()
+    return {current} if isinstance(current, str) else set(current)
+
+
 class FieldIndex:
     """Fields of every stored description, updated from the change feed."""
 
     def __init__(self) -> None:
         self._entries: dict[str, _Entry] = {}
-        self._inverted: dict[str, defaultdict[str, set[str]]] = {f: defaultdict(set) for f in EXACT_FIELDS}
-        self._top: defaultdict[tuple[str, str], set[str]] = defaultdict(set)
+        self._inverted: dict[str, Postings] = {f: {} for f in EXACT_FIELDS}
+        self._top: Postings = {}
 
     def load(self, records: Iterable[Record]) -> None:
         for record in records:
@@ -157,30 +192,25 @@ class FieldIndex:
     def _add(self, thing_id: str, td: Mapping[str, Any]) -> None:
         entry = extract(td)
         self._entries[thing_id] = entry
-        for name, values in entry.exact.items():
+        for name, values in zip(EXACT_FIELDS, entry.exact, strict=True):
             for value in values:
-                self._inverted[name][value].add(thing_id)
+                _post(self._inverted[name], value, thing_id)
         for pair in entry.top:
-            self._top[pair].add(thing_id)
+            _post(self._top, pair, thing_id)
 
     def _remove(self, thing_id: str) -> None:
         entry = self._entries.pop(thing_id, None)
         if entry is None:
             return
-        for name, values in entry.exact.items():
-            index = self._inverted[name]
+        for name, values in zip(EXACT_FIELDS, entry.exact, strict=True):
             for value in values:
-                index[value].discard(thing_id)
-                if not index[value]:
-                    del index[value]
+                _unpost(self._inverted[name], value, thing_id)
         for pair in entry.top:
-            self._top[pair].discard(thing_id)
-            if not self._top[pair]:
-                del self._top[pair]
+            _unpost(self._top, pair, thing_id)
 
     def with_member(self, key: str, value: str) -> set[str]:
         """Ids whose top-level member ``key`` is the string ``value`` (JSONPath pre-selection)."""
-        return set(self._top.get((key, value), ()))
+        return _ids(self._top, (key, value))
 
     # -- filter evaluation -------------------------------------------------------------------
     def search(self, expr: Expr) -> set[str]:
@@ -220,7 +250,7 @@ class FieldIndex:
         index = self._inverted[key]
         found = set()
         for v in values:
-            found |= index.get(v if key == "id" else v.lower(), set())
+            found |= _ids(index, v if key == "id" else v.lower())
         return found & within if within is not None else found
 
     def sort(self, ids: Iterable[str], keys: list[str]) -> list[str]:
