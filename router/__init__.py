@@ -12,6 +12,7 @@ from ._embedders import (
     EmbeddingCache,
     MiniLMEmbedder,
     OpenAIEmbedder,
+    TorchMiniLMEmbedder,
     WordLlamaEmbedder,
     get_embedder,
 )
@@ -45,6 +46,7 @@ __all__ = [
     "MiniLMEmbedder",
     "OpenAIEmbedder",
     "Router",
+    "TorchMiniLMEmbedder",
     "VectorRouter",
     "WordLlamaEmbedder",
     "agent_key",

@@ -32,11 +32,6 @@ def files(tmp_path, agents):
     return agents_file, queries_file
 
 
-@pytest.fixture(autouse=True)
-def private_cache(tmp_path, monkeypatch) -> None:
-    monkeypatch.setenv("WOT_AGENTS_CACHE", str(tmp_path / "cache"))
-
-
 def test_route_prints_the_decision(files, capsys) -> None:
     agents_file, _ = files
     assert main(["route", "--agents", str(agents_file), "--threshold", "0", "--json", "refund my order"]) == 0

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 import pytest
 
-from router import CachedEmbedder, CapabilityIndex, EmbeddingCache, WordLlamaEmbedder
+from router import CachedEmbedder, CapabilityIndex, EmbeddingCache, TorchMiniLMEmbedder, WordLlamaEmbedder
 from router._index import _VectorTable
 from wot_agents import AgentDescription
 
@@ -122,3 +122,12 @@ def test_ann_search_agrees_with_exact_search() -> None:
     allowed[3] = True
     rows, _ = approximate.search(queries[0], 5, allowed)
     assert len(rows) == 5 and set(approximate.owner[rows].tolist()) == {3}
+
+
+def test_onnx_minilm_gives_the_embeddings_of_the_packaged_torch_model(minilm) -> None:
+    texts = ["will it rain tomorrow?", "I want my money back", "a much longer sentence " * 20, "ok"]
+    onnx = minilm.embed(texts)
+    torch = TorchMiniLMEmbedder().embed(texts)
+    assert onnx.shape == torch.shape == (4, 384)
+    assert np.allclose(np.linalg.norm(onnx, axis=1), 1.0, atol=1e-5)
+    assert (onnx * torch).sum(axis=1).min() > 0.99999
