@@ -1,6 +1,17 @@
 """wot-agents: AI agents described, found and reached the W3C Web of Things way."""
 
 from ._agent import Action, AffordanceKind, Agent, Event, FormProvider, Property, Subscription
+from ._chat import (
+    CHAT_ACTION,
+    CHAT_STREAM_EVENT,
+    ChatChunk,
+    ChatMessage,
+    ChatReply,
+    ChatRequest,
+    ChatStream,
+    chat_handler,
+    is_chat_agent,
+)
 from ._consumer import ConsumedThing, consume
 from ._directory_client import DirectoryClient, DirectoryEvent
 from ._errors import (
@@ -52,6 +63,8 @@ from .jsonld import ContextLoader
 __version__ = "0.1.0"
 
 __all__ = [
+    "CHAT_ACTION",
+    "CHAT_STREAM_EVENT",
     "LMOS_CONTEXT",
     "LMOS_NAMESPACE",
     "PREFIXES",
@@ -71,6 +84,11 @@ __all__ = [
     "BearerAuth",
     "BearerToken",
     "Capability",
+    "ChatChunk",
+    "ChatMessage",
+    "ChatReply",
+    "ChatRequest",
+    "ChatStream",
     "ConnectError",
     "ConsumedThing",
     "ContextLoader",
@@ -108,8 +126,10 @@ __all__ = [
     "VersionInfo",
     "WotAgentsError",
     "__version__",
+    "chat_handler",
     "check",
     "consume",
+    "is_chat_agent",
     "validate",
     "validate_json",
 ]

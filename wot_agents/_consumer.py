@@ -10,13 +10,15 @@ arrive, so a schema mismatch is a :class:`PayloadError` on whichever side caused
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+import uuid
+from collections.abc import AsyncIterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self
 from urllib.parse import urljoin, urlsplit
 
 import jsonschema_rs
 
+from ._chat import CHAT_ACTION, CHAT_STREAM_EVENT, ChatChunk, ChatMessage, ChatReply
 from ._errors import NoSuitableFormError, PayloadError, Problem
 from ._json import pointer_from_path
 from ._model import AgentDescription, DataSchema, InteractionAffordance
@@ -28,6 +30,9 @@ __all__ = ["DEFAULT_PREFERENCE", "ConsumedThing", "consume"]
 
 #: URI schemes tried first to last when an affordance has forms for several protocols.
 DEFAULT_PREFERENCE: tuple[str, ...] = ("http", "https", "ws", "wss", "mqtt", "mqtts")
+
+#: How long a streamed chat reply may trail the action's result (seconds).
+STREAM_GRACE = 2.0
 
 #: Members of a property affordance that are about the interaction, not the value's schema.
 _NOT_SCHEMA = frozenset({"forms", "observable", "uriVariables", "@type", "titles", "descriptions"})
@@ -126,6 +131,56 @@ class ConsumedThing:
         """The event's data as it occurs: ``async with await thing.subscribe_event(n) as events``."""
         affordance = self._affordance("event", name)
         return await self._open_stream("event", name, affordance, "subscribeevent", "data", affordance.data)  # type: ignore[attr-defined]
+
+    # --- the chat convention (see wot_agents._chat) ----------------------------------------------
+
+    async def chat(
+        self, messages: Sequence[ChatMessage | Mapping[str, Any]], *, conversation_id: str | None = None
+    ) -> ChatReply:
+        """Send the conversation to the agent's ``chat`` action; return its reply."""
+        request = _chat_request(messages, conversation_id, turn_id=None)
+        return ChatReply.model_validate(await self.invoke_action(CHAT_ACTION, request))
+
+    async def chat_stream(
+        self, messages: Sequence[ChatMessage | Mapping[str, Any]], *, conversation_id: str | None = None
+    ) -> AsyncIterator[str]:
+        """The reply's text in parts as the agent produces them (``chatStream``), then nothing more.
+
+        An agent without the stream event gives its whole reply as one part. Iterate to the end
+        (or ``aclose()`` the iterator) so the subscription is released at once.
+        """
+        if CHAT_STREAM_EVENT not in (self.description.events or {}):
+            yield (await self.chat(messages, conversation_id=conversation_id)).text
+            return
+        turn_id = str(uuid.uuid4())
+        request = _chat_request(messages, conversation_id, turn_id=turn_id)
+        async with await self.subscribe_event(CHAT_STREAM_EVENT) as chunks:
+            invocation = asyncio.ensure_future(self.invoke_action(CHAT_ACTION, request))
+            streamed = False
+            try:
+                while True:
+                    next_chunk = asyncio.ensure_future(anext(chunks))
+                    await asyncio.wait({next_chunk, invocation}, return_when=asyncio.FIRST_COMPLETED)
+                    if not next_chunk.done():
+                        # The reply is complete; parts already sent may still be on their way.
+                        try:
+                            async with asyncio.timeout(STREAM_GRACE):
+                                await next_chunk
+                        except TimeoutError:
+                            break
+                    chunk = ChatChunk.model_validate(next_chunk.result())
+                    if chunk.turn_id != turn_id:
+                        continue
+                    if chunk.done:
+                        break
+                    streamed = streamed or bool(chunk.delta)
+                    yield chunk.delta
+                reply = ChatReply.model_validate(await invocation)
+            finally:
+                if not invocation.done():
+                    invocation.cancel()
+        if not streamed:
+            yield reply.text
 
     # --- lifecycle -------------------------------------------------------------------------------
 
@@ -291,3 +346,20 @@ def _default_client(scheme: str) -> ClientBinding | None:
 
         return MqttClient()
     return None
+
+
+def _chat_request(
+    messages: Sequence[ChatMessage | Mapping[str, Any]], conversation_id: str | None, turn_id: str | None
+) -> dict[str, Any]:
+    """The ``chat`` input; it is checked against the agent's own input schema when sent."""
+    request: dict[str, Any] = {
+        "messages": [
+            m.model_dump(mode="json", exclude_none=True) if isinstance(m, ChatMessage) else dict(m)
+            for m in messages
+        ]
+    }
+    if conversation_id is not None:
+        request["conversationId"] = conversation_id
+    if turn_id is not None:
+        request["turnId"] = turn_id
+    return request

@@ -146,9 +146,13 @@ class MqttServer:
                 await self._stop()
 
     async def _stop(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        # Cancel until done: aiomqtt waits with asyncio.wait_for, which on Python 3.11 can swallow
+        # a cancellation that arrives as the PUBACK does; one cancel() then left a task running
+        # and shutdown hanging.
+        while pending := {task for task in self._tasks if not task.done()}:
+            for task in pending:
+                task.cancel()
+            await asyncio.wait(pending, timeout=0.5)
         client, self._client = self._client, None
         # Clear what we retained, so nobody finds a stopped agent or its stale values.
         with contextlib.suppress(Exception):
