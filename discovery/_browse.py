@@ -78,6 +78,10 @@ class Browser(Lifecycle):
 
     Use as ``async with Browser() as browser: async for event in browser: ...``. Iteration ends
     when the browser is closed.
+
+    Every ``recheck_interval`` seconds each TD in the view is fetched again: an agent that died
+    without a goodbye (its records live on in mDNS caches for many minutes) turns unusable
+    (``updated`` with an ``error``) within about one interval, and usable again if it returns.
     """
 
     def __init__(
@@ -90,6 +94,7 @@ class Browser(Lifecycle):
         max_td_bytes: int = DEFAULT_MAX_TD_BYTES,
         max_agents: int = 1000,
         max_concurrent_fetches: int = 16,
+        recheck_interval: float | None = 30.0,
     ) -> None:
         self._type = DIRECTORY_SUBTYPE if directories_only else WOT_SERVICE
         self._zc = zeroconf
@@ -106,6 +111,8 @@ class Browser(Lifecycle):
         self._events: asyncio.Queue[DiscoveryEvent | object] = asyncio.Queue()
         self._session: aiohttp.ClientSession | None = None
         self._browser: AsyncServiceBrowser | None = None
+        self._recheck_interval = recheck_interval
+        self._recheck: asyncio.Task[None] | None = None
         self._closed = False
 
     @property
@@ -122,6 +129,10 @@ class Browser(Lifecycle):
             self._zc = open_zeroconf(self._interfaces)
         self._session = open_fetch_session(self._max_connections)
         self._browser = AsyncServiceBrowser(self._zc.zeroconf, self._type, handlers=[self._on_change])
+        if self._recheck_interval:
+            self._recheck = asyncio.get_running_loop().create_task(
+                self._recheck_loop(self._recheck_interval), name="wot-discovery recheck"
+            )
 
     async def aclose(self) -> None:
         """Stop browsing, cancel every fetch, close sockets; ends iteration. Idempotent."""
@@ -132,6 +143,8 @@ class Browser(Lifecycle):
         if browser is not None:
             await browser.async_cancel()
         tasks = list(self._tasks.values())
+        if self._recheck is not None:
+            tasks.append(self._recheck)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -191,9 +204,19 @@ class Browser(Lifecycle):
         if name not in self._agents and len(self._agents) + len(self._tasks) >= self._max_agents:
             log.warning("ignoring %s: the view already holds %d services", name, self._max_agents)
             return
+        self._schedule(name)
+
+    def _schedule(self, name: str) -> None:
         task = asyncio.get_running_loop().create_task(self._resolve(name), name=f"wot-discovery {name}")
         self._tasks[name] = task
         task.add_done_callback(lambda done: self._forget(name, done))
+
+    async def _recheck_loop(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            for name in list(self._agents):
+                if name not in self._tasks:  # a fresher announcement is being handled already
+                    self._schedule(name)
 
     def _forget(self, name: str, task: asyncio.Task[None]) -> None:
         if self._tasks.get(name) is task:
@@ -206,13 +229,18 @@ class Browser(Lifecycle):
         info = AsyncServiceInfo(WOT_SERVICE, name)
         if not await info.async_request(self._zc.zeroconf, _RESOLVE_TIMEOUT_MS):
             log.debug("%s did not answer with its SRV/TXT records", name)
+            known = self._agents.get(name)
+            if known is not None and known.ok:  # a recheck: its records expired, nobody answers
+                self._store(name, DiscoveredAgent(known.announcement, error="no longer answers mDNS queries"))
             return
         try:
             service = _announcement(name, info)
         except AnnouncementError as exc:
             log.warning("ignoring %s: %s", name, exc)
             return
-        agent = await self._fetch(service)
+        self._store(name, await self._fetch(service))
+
+    def _store(self, name: str, agent: DiscoveredAgent) -> None:
         previous = self._agents.get(name)
         if previous == agent:
             return

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 import pytest
@@ -40,13 +40,13 @@ def token() -> str:
 
 
 @asynccontextmanager
-async def http_server(routes: dict[str, Handler]) -> AsyncIterator[int]:
+async def http_server(routes: dict[str, Handler], port: int = 0) -> AsyncIterator[int]:
     app = web.Application()
     for path, handler in routes.items():
         app.router.add_get(path, handler)
     runner = web.AppRunner(app, shutdown_timeout=0.5)
     await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    await web.TCPSite(runner, "127.0.0.1", port, reuse_address=True).start()
     try:
         yield runner.addresses[0][1]
     finally:
@@ -282,3 +282,27 @@ async def test_a_flood_of_announcements_is_capped(token: str) -> None:
             assert 0 < len(mine) <= 5
     finally:
         await zc.async_close()
+
+
+async def test_an_agent_that_dies_without_goodbye_turns_unusable_and_back(token: str) -> None:
+    """No goodbye, so mDNS caches keep the service: the recheck notices the TD is gone."""
+    document = thing(f"Mortal {token}")
+    routes = {"/.well-known/wot": serving(document)}
+    server = AsyncExitStack()
+    port = await server.enter_async_context(http_server(routes))
+    try:
+        async with (
+            Browser(interfaces=LOOPBACK, recheck_interval=0.3, fetch_timeout=0.5) as browser,
+            Announcer(document, port=port, interfaces=LOOPBACK) as announcer,
+        ):
+            name = str(announcer.name)
+            assert (await next_event(browser, name)).agent.ok
+            await server.aclose()  # the agent's server dies; its announcement lives on
+            gone = await next_event(browser, name)
+            assert gone.kind == "updated" and not gone.agent.ok
+            assert "cannot fetch" in str(gone.agent.error)
+            async with http_server(routes, port):  # and comes back on the same port
+                back = await next_event(browser, name)
+                assert back.kind == "updated" and back.agent.ok
+    finally:
+        await server.aclose()
