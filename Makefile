@@ -4,9 +4,10 @@
 bootstrap:
 	@bash scripts/bootstrap.sh
 
-# Until the full demo exists: the directory on its embedded defaults (./wot-directory.db, port 8081).
+# The demo (examples/demo.py): the directory on its embedded defaults (./wot-directory.db, port 8081),
+# three agents on HTTP, WebSocket and MQTT registered in it, and a router asking the right one.
 demo: bootstrap
-	.venv/bin/wot-agents directory
+	.venv/bin/python examples/demo.py
 
 # pytest exits 5 when it collected no test: that is a failure here, and make fails on any non-zero.
 test: bootstrap
