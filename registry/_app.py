@@ -377,9 +377,12 @@ async def search_jsonpath(request: web.Request) -> web.Response:
     records = [r for r in (directory.live(i, now) for i in ids) if r is not None]
     loaders = [r.document for r in records]
     if len(loaders) > 64:  # a scan: off the event loop, within the time limit
-        values = await asyncio.wait_for(
-            asyncio.to_thread(query.evaluate, loaders), settings.query_timeout + 1
-        )
+        try:
+            values = await asyncio.wait_for(
+                asyncio.to_thread(query.evaluate, loaders), settings.query_timeout
+            )
+        except TimeoutError:
+            raise query.too_slow() from None
     else:
         values = query.evaluate(loaders)
     return web.Response(body=json.dumps(values, ensure_ascii=False).encode(), content_type="application/json")

@@ -161,6 +161,9 @@ class JsonPathQuery:
                 400, f"the query has more than {self.result_cap} results; make it more selective"
             )
         if time.monotonic() > deadline:
-            raise HTTPProblem(
-                400, f"the query ran longer than the limit of {self.timeout:g} s; make it more selective"
-            )
+            raise self.too_slow()
+
+    def too_slow(self) -> HTTPProblem:
+        return HTTPProblem(
+            400, f"the query ran longer than the limit of {self.timeout:g} s; make it more selective"
+        )

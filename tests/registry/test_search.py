@@ -10,7 +10,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from wot_agents import DirectoryClient, validate
+from wot_agents import DirectoryClient, DirectoryError, validate
 
 from .conftest import running_directory
 
@@ -228,3 +228,15 @@ async def _take(events: Any, n: int) -> AsyncIterator[Any]:
         count += 1
         if count == n:
             return
+
+
+async def test_jsonpath_time_limit_and_cap(make_td: Any) -> None:
+    async with running_directory(query_timeout=0.05, result_cap=50) as url, DirectoryClient(url) as client:
+        for i in range(100):
+            await client.register(make_td(id=f"urn:limit:{i:03}"))
+        with pytest.raises(DirectoryError) as caught:
+            await client.jsonpath("$..*")  # every node of every TD: far more than 50 results
+        assert caught.value.status == 400
+        with pytest.raises(DirectoryError) as caught:
+            await client.jsonpath("$[?@..[?@..[?@..[?@.nothing]]]]")  # slow: nested descents
+        assert caught.value.status == 400 and "limit" in caught.value.problem["detail"]
