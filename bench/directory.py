@@ -74,6 +74,10 @@ async def start(db: Path) -> tuple[asyncio.subprocess.Process, str, float]:
     return process, match.group(1), time.perf_counter() - started
 
 
+def say(line: str) -> None:
+    print(line, flush=True)
+
+
 def rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -97,6 +101,7 @@ async def run(n: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         db = Path(tmp) / "bench.db"
         process, url, _ = await start(db)
+        print(f"\n== {n} descriptions (+ up to 500 registered by a sequential client) ==", flush=True)
         bodies = [agent(i) for i in range(n)]
         connector = aiohttp.TCPConnector(limit=CONCURRENCY)
         async with aiohttp.ClientSession(connector=connector) as http:
@@ -112,6 +117,7 @@ async def run(n: int) -> None:
             t = time.perf_counter()
             await asyncio.gather(*(register() for _ in range(CONCURRENCY)))
             reg = n / (time.perf_counter() - t)
+            say(f"registration, {CONCURRENCY} clients (validated, durable, JSON-indexed): {reg:8.0f} /s")
 
             # one sequential client, as the published figures of other directories
             extra = [agent(n + i) for i in range(min(n, 500))]
@@ -120,6 +126,7 @@ async def run(n: int) -> None:
                 async with http.put(f"{url}/things/{body['id']}", json=body) as r:
                     assert r.status == 201
             reg_seq = len(extra) / (time.perf_counter() - t)
+            say(f"registration, 1 sequential client:                       {reg_seq:8.0f} /s")
             total = n + len(extra)
 
             ids = [bodies[(i * 7919) % n]["id"] for i in range(2000)]
@@ -133,24 +140,30 @@ async def run(n: int) -> None:
             t = time.perf_counter()
             await asyncio.gather(*(get() for _ in range(CONCURRENCY)))
             gets = len(ids) / (time.perf_counter() - t)
+            say(f"GET /things/{{id}}, {CONCURRENCY} clients:                         {gets:8.0f} /s")
 
             picks = [(i * 7919) % n for i in range(200)]
             filt = await latencies(
                 http, [f"{url}/search/filter?capability=urn:bench:cap:{i}:1" for i in picks]
             )
+            say(f"JSON filter selective (capability id)   p50 {filt[0]:6.2f} ms  p99 {filt[1]:6.2f} ms")
             jp = await latencies(
                 http, [f"{url}/search/jsonpath?query=$[?@.title=='Agent {i}'].id" for i in picks]
             )
+            say(f"JSONPath selective ($[?@.title==...])  p50 {jp[0]:6.2f} ms  p99 {jp[1]:6.2f} ms")
             t = time.perf_counter()
-            async with http.get(f"{url}/search/sparql", params={"query": "ASK {}"}) as r:
+            no_limit = aiohttp.ClientTimeout(total=None)  # the first SPARQL query waits for the RDF index
+            async with http.get(f"{url}/search/sparql", params={"query": "ASK {}"}, timeout=no_limit) as r:
                 await r.read()
             rdf_catchup = time.perf_counter() - t
+            say(f"SPARQL index catch-up after the writes (JSON-LD -> RDF): {rdf_catchup:6.2f} s")
             td = "https://www.w3.org/2019/wot/td#"
             sparql = await latencies(
                 http,
                 [f"{url}/search/sparql?query=" + aiohttp.helpers.quote(
                     f'SELECT ?t WHERE {{ ?t <{td}title> "Agent {i}"@en }}', safe="") for i in picks],
             )  # fmt: skip
+            say(f"SPARQL selective (td:title)            p50 {sparql[0]:6.2f} ms  p99 {sparql[1]:6.2f} ms")
             t = time.perf_counter()
             listed, next_url = 0, f"{url}/things"
             while next_url:
@@ -159,27 +172,16 @@ async def run(n: int) -> None:
                     link = re.search(r'<([^>]+)>; rel="next"', r.headers.get("Link", ""))
                 next_url = f"{url}{link.group(1)}" if link else ""
             listing = time.perf_counter() - t
+            say(f"full listing ({total} TDs, pages of 10k):               {listing:6.3f} s")
             assert listed == total, (listed, total)
             rss = rss_mb(process.pid)
+            say(f"server RSS:                                              {rss:6.0f} MB")
         process.send_signal(signal.SIGTERM)
         await process.wait()
         process, url, restart = await start(db)
+        say(f"restart (process start to listening, all loaded):        {restart:6.2f} s")
         process.send_signal(signal.SIGTERM)
         await process.wait()
-    print(f"\n== {n} descriptions stored (+{len(extra)} sequential) ==")
-    print(f"registration, {CONCURRENCY} clients (validated, durable, JSON-indexed): {reg:8.0f} /s")
-    print(f"registration, 1 sequential client:                       {reg_seq:8.0f} /s")
-    print(f"GET /things/{{id}}, {CONCURRENCY} clients:                         {gets:8.0f} /s")
-    print(f"JSON filter selective (capability id)   p50 {filt[0]:6.2f} ms  p99 {filt[1]:6.2f} ms")
-    print(f"JSONPath selective ($[?@.title==...])  p50 {jp[0]:6.2f} ms  p99 {jp[1]:6.2f} ms")
-    print(f"SPARQL selective (td:title)            p50 {sparql[0]:6.2f} ms  p99 {sparql[1]:6.2f} ms")
-    print(
-        f"SPARQL index catch-up after the writes (JSON-LD -> RDF): {rdf_catchup:6.2f} s "
-        f"({total / max(rdf_catchup, 1e-9):.0f} TD/s)"
-    )
-    print(f"full listing ({total} TDs, pages of 10k):               {listing:6.3f} s")
-    print(f"server RSS:                                              {rss:6.0f} MB")
-    print(f"restart (process start to listening, all loaded):        {restart:6.2f} s")
 
 
 async def main() -> None:
