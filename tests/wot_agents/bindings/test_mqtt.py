@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 
 import aiomqtt
+import pytest
 
-from wot_agents import Agent, Form, consume
+from wot_agents import Agent, ConnectError, Form, consume
 from wot_agents.bindings import serve
 from wot_agents.bindings.mqtt import Broker, MqttServer
 from wot_agents.bindings.mqtt._topics import form_topic
@@ -62,3 +64,26 @@ async def test_topics_in_the_href_path_for_node_wot(agent: Agent, mosquitto: str
         assert form.href == f"{mosquitto}/weather/actions/add"
         async with consume(running.description) as thing:
             assert await thing.invoke_action("add", {"a": 1}) == 2
+
+
+async def test_a_changed_description_is_republished(agent: Agent, mosquitto: str) -> None:
+    broker = Broker.parse(mosquitto)
+    async with serve(agent, mqtt=mosquitto) as running:
+        agent.property("humidity", float, default=0.4)
+        await running.refresh()
+        payload = await _retained(broker, running.servers[0].td_topic)  # type: ignore[attr-defined]
+        assert payload is not None and "humidity" in json.loads(payload)["properties"]
+
+
+async def test_an_unreachable_broker_is_a_connect_error(agent: Agent, mosquitto: str) -> None:
+    async with serve(agent, mqtt=mosquitto) as running:
+        td = running.description.to_dict()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed = sock.getsockname()[1]
+    for affordance in td["actions"].values():
+        for form in affordance["forms"]:
+            form["href"] = f"mqtt://127.0.0.1:{closed}"
+    async with consume(td, timeout=5) as thing:
+        with pytest.raises(ConnectError):
+            await thing.invoke_action("add", {"a": 1})

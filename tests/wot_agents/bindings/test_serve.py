@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from urllib.parse import urlsplit
 
@@ -128,3 +129,25 @@ async def test_no_suitable_form_explains_why(running: RunningAgent) -> None:
         with pytest.raises(NoSuitableFormError, match="no client for the 'coap' scheme"):
             await thing.invoke_action("add", {"a": 1})
     assert urlsplit(running.base_urls["http"]).hostname == "127.0.0.1"
+
+
+async def test_awaiting_serve_serves_until_cancelled(agent: Agent) -> None:
+    port = _closed_port()
+    serving = asyncio.ensure_future(agent.serve(http=port))
+    try:
+        for _ in range(200):
+            with socket.socket() as sock:
+                if sock.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            await asyncio.sleep(0.01)
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"http://127.0.0.1:{port}/.well-known/wot") as response,
+        ):
+            assert (await response.json())["title"] == "Test Weather"
+    finally:
+        serving.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await serving
+    with socket.socket() as sock:
+        assert sock.connect_ex(("127.0.0.1", port)) != 0
