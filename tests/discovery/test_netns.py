@@ -150,3 +150,13 @@ async def test_a_lan_directory_is_found_by_dns_sd_and_mirrors_the_lan(lan: Lan, 
     await until_in_directory(agents_ns, url, plain_id, present=False, within=10)
     await sdk.stop()  # Ctrl-C -> the agent deregisters itself
     await until_in_directory(agents_ns, url, sdk_id, present=False, within=10)
+
+
+async def test_the_bridge_without_a_directory_on_the_lan_says_so(lan: Lan) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        *lan.hosts[0].command(*wot_agents("discover", "--bridge", "--timeout", "1")),
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, stderr = await asyncio.wait_for(proc.communicate(), 20)
+    assert proc.returncode == 1
+    assert b"no directory announced" in stderr and b"--bridge URL" in stderr
