@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Protocol
@@ -139,10 +140,11 @@ class WebServer:
         try:
             site = web.TCPSite(runner, self.host, self.port)
             await site.start()
-            host, port = _bound_address(runner)
-            self._base = (
-                f"http://{_url_host(self.host if self.host not in ('0.0.0.0', '::') else host)}:{port}"
-            )
+            port = _bound_port(runner)
+            # Bound to every interface: forms name this host, which others can resolve (pass
+            # public_url for anything else, e.g. behind a proxy).
+            host = socket.gethostname() if self.host in ("", "0.0.0.0", "::") else self.host
+            self._base = f"http://{_url_host(host)}:{port}"
             yield
         finally:
             # Close the streams first, or the runner would wait for SSE responses that never end.
@@ -227,12 +229,11 @@ class WebServer:
         return await handler(request)
 
 
-def _bound_address(runner: web.AppRunner) -> tuple[str, int]:
+def _bound_port(runner: web.AppRunner) -> int:
     for site in runner.sites:
         server = getattr(site, "_server", None)
         for sock in getattr(server, "sockets", None) or ():
-            address = sock.getsockname()
-            return str(address[0]), int(address[1])
+            return int(sock.getsockname()[1])
     raise RuntimeError("the web server did not bind a socket")
 
 

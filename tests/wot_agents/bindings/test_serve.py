@@ -151,3 +151,13 @@ async def test_awaiting_serve_serves_until_cancelled(agent: Agent) -> None:
             await serving
     with socket.socket() as sock:
         assert sock.connect_ex(("127.0.0.1", port)) != 0
+
+
+async def test_forms_of_an_agent_on_every_interface_name_the_host(agent: Agent) -> None:
+    async with agent.serve(http="0.0.0.0:0") as running:
+        assert urlsplit(running.base_urls["http"]).hostname == socket.gethostname().lower()
+        assert all(
+            "0.0.0.0" not in form.href for _, _, a in running.description.affordances() for form in a.forms
+        )
+    async with agent.serve(http=True, public_url="https://weather.example.com") as running:
+        assert running.description.actions["add"].forms[0].href.startswith("https://weather.example.com/")  # type: ignore[index]
