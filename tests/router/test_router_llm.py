@@ -38,7 +38,7 @@ async def test_llm_router_end_to_end_with_a_real_model(llama_server, agents) -> 
 
 
 async def test_hybrid_modes_end_to_end_with_a_real_model(llama_server, minilm, agents) -> None:
-    vector = VectorRouter(minilm, threshold=None)
+    vector = VectorRouter(minilm, threshold=0.0)
     hybrid = HybridRouter(vector, real_llm(llama_server), confident=2.0)  # always uncertain: the LLM decides
     await hybrid.add(agents)
     try:
@@ -114,7 +114,7 @@ async def test_rate_limit_and_server_errors_are_retried(fake_openai, agents) -> 
 
 
 async def test_fast_track_uses_the_llm_only_when_uncertain(fake_openai, minilm, agents) -> None:
-    vector = VectorRouter(minilm, threshold=None)
+    vector = VectorRouter(minilm, threshold=0.0)
     hybrid = HybridRouter(vector, fake_llm(fake_openai), confident=0.0, margin=0.0, shortlist=2)
     await hybrid.add(agents)
     confident = await hybrid.route("please refund my order")

@@ -18,7 +18,7 @@ QUERIES = [
 
 @pytest.mark.parametrize("rule", RULES)
 async def test_each_rule_routes_clear_queries(minilm, agents, rule) -> None:
-    router = VectorRouter(minilm, rule=rule, threshold=None)
+    router = VectorRouter(minilm, rule=rule, threshold=0.0)
     await router.add(agents)
     for query, expected in QUERIES:
         decision = await router.route(query)
@@ -28,7 +28,7 @@ async def test_each_rule_routes_clear_queries(minilm, agents, rule) -> None:
 
 
 async def test_decision_names_the_capability_and_explains(minilm, agents) -> None:
-    router = VectorRouter(minilm, threshold=None)
+    router = VectorRouter(minilm, threshold=0.0)
     await router.add(agents)
     decision = await router.route("I want my money back for the broken blender")
     assert decision.agent_id == "urn:test:billing"
@@ -38,7 +38,7 @@ async def test_decision_names_the_capability_and_explains(minilm, agents) -> Non
 
 
 async def test_threshold_abstains_on_out_of_scope_queries(minilm, agents) -> None:
-    router = VectorRouter(minilm, rule="centroid", threshold=None)
+    router = VectorRouter(minilm, rule="centroid", threshold=0.0)
     await router.add(agents)
     out_of_scope = ["what is the capital of Peru", "how many legs does a spider have", "tell me a joke"]
     scores = [(await router.route(text)).score for text in out_of_scope]
@@ -52,7 +52,7 @@ async def test_threshold_abstains_on_out_of_scope_queries(minilm, agents) -> Non
 
 async def test_filters_restrict_by_tenant_channel_and_subset(minilm, make_agent) -> None:
     common = [("forecast", "weather forecast", ["will it rain tomorrow", "weather this weekend"])]
-    router = VectorRouter(minilm, threshold=None)
+    router = VectorRouter(minilm, threshold=0.0)
     await router.add(
         [
             make_agent("urn:a", "Weather A", "weather", common, **{"lmos:supportedTenants": ["acme"]}),
@@ -76,7 +76,7 @@ async def test_filters_restrict_by_tenant_channel_and_subset(minilm, make_agent)
 
 
 async def test_candidates_restrict_and_are_indexed_on_the_fly(minilm, agents) -> None:
-    router = VectorRouter(minilm, threshold=None)
+    router = VectorRouter(minilm, threshold=0.0)
     await router.add(agents[:2])
     decision = await router.route("book a hotel in Lisbon", candidates=agents[1:3])
     assert decision.agent_id == "urn:test:travel"  # not added before: indexed from the candidates
@@ -84,7 +84,7 @@ async def test_candidates_restrict_and_are_indexed_on_the_fly(minilm, agents) ->
 
 
 async def test_classifier_refits_after_agents_change(minilm, agents) -> None:
-    router = VectorRouter(minilm, threshold=None)
+    router = VectorRouter(minilm, threshold=0.0)
     await router.add(agents)
     assert (await router.route("play some jazz")).agent_id == "urn:test:music"
     assert await router.remove("urn:test:music")
@@ -101,7 +101,7 @@ async def test_empty_query_is_an_error(minilm, agents) -> None:
 
 
 async def test_wordllama_routes_too(wordllama, agents) -> None:
-    router = VectorRouter(wordllama, rule="centroid", threshold=None)
+    router = VectorRouter(wordllama, rule="centroid", threshold=0.0)
     await router.add(agents)
     assert (await router.route("refund my money please")).agent_id == "urn:test:billing"
 
@@ -112,3 +112,11 @@ def test_calibrated_threshold_refuses_the_requested_share() -> None:
     assert sum(score < threshold for score in scores) == 8
     with pytest.raises(ValueError):
         calibrate_threshold([])
+
+
+def test_default_threshold_is_the_calibrated_one(minilm) -> None:
+    from router import DEFAULT_THRESHOLDS
+
+    assert VectorRouter(minilm).threshold == DEFAULT_THRESHOLDS["all-MiniLM-L6-v2", "classifier"]
+    assert VectorRouter(minilm, rule="nearest").threshold is None  # never calibrated: never abstains
+    assert VectorRouter(minilm, threshold=0.7).threshold == 0.7
