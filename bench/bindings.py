@@ -21,20 +21,16 @@ import asyncio
 import json
 import os
 import platform
-import shutil
-import socket
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 
 import aiohttp
 from aiohttp import web
 
 from wot_agents import Agent, ConsumedThing, consume
+from wot_agents.bindings.mqtt import LocalBroker
 
 CONCURRENCY = (1, 50)
 
@@ -164,27 +160,6 @@ async def run(requests: int, rounds: int, broker: str) -> None:
         )
 
 
-def start_mosquitto(directory: Path) -> tuple[subprocess.Popen[bytes], str]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    config = directory / "mosquitto.conf"
-    # set_tcp_nodelay: without it every broker-to-client QoS 1 exchange waits ~40 ms (delayed ACKs).
-    config.write_text(
-        f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nset_tcp_nodelay true\n"
-    )
-    binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-    process = subprocess.Popen([binary, "-c", str(config)], stderr=subprocess.DEVNULL)
-    for _ in range(200):
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.1):
-                return process, f"mqtt://127.0.0.1:{port}"
-        except OSError:
-            time.sleep(0.02)
-    process.kill()
-    raise SystemExit("mosquitto did not start (run scripts/bootstrap.sh)")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=2000, help="invocations per row (default 2000)")
@@ -196,13 +171,8 @@ def main() -> None:
     if args.serve:
         asyncio.run(serve_forever(args.serve))
         return
-    with tempfile.TemporaryDirectory() as directory:
-        broker, url = start_mosquitto(Path(directory))
-        try:
-            asyncio.run(run(args.requests, args.rounds, url))
-        finally:
-            broker.terminate()
-            broker.wait()
+    with LocalBroker() as broker:
+        asyncio.run(run(args.requests, args.rounds, broker.url))
 
 
 if __name__ == "__main__":

@@ -22,12 +22,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
-import shutil
 import signal
-import socket
 import sys
-import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -46,6 +42,7 @@ from wot_agents import (
     chat_handler,
     consume,
 )
+from wot_agents.bindings.mqtt import LocalBroker, find_mosquitto
 
 SAMPLES = (
     "Will it rain in Berlin tomorrow?",
@@ -156,36 +153,6 @@ async def directory(settings: DirectorySettings) -> AsyncIterator[str]:
         await runner.cleanup()
 
 
-@contextlib.asynccontextmanager
-async def mosquitto() -> AsyncIterator[str | None]:
-    """A private broker on a free loopback port, or ``None`` where mosquitto is not installed."""
-    binary = shutil.which("mosquitto", path=f"{os.environ.get('PATH', '')}:/usr/sbin")  # Debian: /usr/sbin
-    if binary is None:
-        yield None
-        return
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    with tempfile.TemporaryDirectory() as folder:
-        config = Path(folder) / "mosquitto.conf"
-        config.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
-        process = await asyncio.create_subprocess_exec(
-            binary, "-c", str(config), stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
-        )
-        try:
-            for _ in range(100):
-                with contextlib.suppress(OSError):
-                    _, writer = await asyncio.open_connection("127.0.0.1", port)
-                    writer.close()
-                    await writer.wait_closed()
-                    break
-                await asyncio.sleep(0.05)
-            yield f"mqtt://127.0.0.1:{port}"
-        finally:
-            process.terminate()
-            await process.wait()
-
-
 async def registered_agents(url: str, *, expected: int, within: float = 15.0) -> dict[str, AgentDescription]:
     """The demo's agents as the directory lists them, once all have registered (in the background)."""
     async with DirectoryClient(url) as client, asyncio.timeout(within):
@@ -216,7 +183,8 @@ async def main(args: argparse.Namespace) -> int:
     async with contextlib.AsyncExitStack() as stack:
         url = await stack.enter_async_context(directory(settings))
         print(f"directory: {url}/things (store: {settings.db or 'memory'})")
-        broker = await stack.enter_async_context(mosquitto())
+        # a private mosquitto for the MQTT agent, where one is installed (make demo installs it)
+        broker = (await stack.enter_async_context(LocalBroker())).url if find_mosquitto() else None
         bindings = [
             (weather_agent(), {"http": True}),
             (billing_agent(), {"ws": True}),
