@@ -1,7 +1,8 @@
 """Hybrid routing: the vector router and an LLM together, in one of two ways.
 
 - ``requirements`` (LMOS's hybrid): the LLM rewrites the request as the abstract capabilities it
-  needs, and the vector router matches those instead of the raw wording.
+  needs, and the vector router matches those instead of the raw wording (the raw query when the
+  LLM fails).
 - ``fast`` (the default): the vector router decides alone when it is confident; only an uncertain
   decision (low score, or a close second) goes to the LLM, restricted to the vector shortlist. The
   LLM is thus paid for on a minority of queries and can never pick an agent outside the shortlist.
@@ -136,7 +137,12 @@ class HybridRouter:
             *_history(history, self.llm.history_turns),
             {"role": "user", "content": query},
         ]
-        requirements = await self.llm.llm.ask(messages, name="requirements", schema=schema, accept=accept)
+        try:
+            requirements = await self.llm.llm.ask(messages, name="requirements", schema=schema, accept=accept)
+        except LLMRoutingError as exc:
+            decision = await asyncio.to_thread(self.vector.route_sync, query, candidates, where)
+            reason = f"{decision.reason}; the LLM failed ({exc}), so the query itself was matched"
+            return replace(decision, method="hybrid:vector", reason=reason)
         text = "; ".join(requirements)
         decision = await asyncio.to_thread(self.vector.route_sync, text, candidates, where)
         return replace(

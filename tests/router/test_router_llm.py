@@ -132,3 +132,18 @@ async def test_fast_track_uses_the_llm_only_when_uncertain(fake_openai, minilm, 
     assert fallback.method == "hybrid:vector" and fallback.agent_id == "urn:test:billing"
     assert "LLM failed" in fallback.reason
     await hybrid.aclose()
+
+
+async def test_requirements_mode_matches_the_extracted_requirements(fake_openai, minilm, agents) -> None:
+    hybrid = HybridRouter(VectorRouter(minilm, threshold=0.0), fake_llm(fake_openai), mode="requirements")
+    await hybrid.add(agents)
+    fake_openai.replies = ['{"requirements": ["music playback"]}']
+    decision = await hybrid.route("could you put something on for me")
+    assert decision.method == "hybrid:requirements" and decision.agent_id == "urn:test:music"
+    assert decision.reason.startswith("requirements [music playback]")
+    assert fake_openai.requests[0]["messages"][-1]["content"] == "could you put something on for me"
+    fake_openai.replies = ['{"requirements": []}'] * 3  # no usable requirements: the raw query decides
+    fallback = await hybrid.route("refund my order please")
+    assert fallback.method == "hybrid:vector" and fallback.agent_id == "urn:test:billing"
+    assert "LLM failed" in fallback.reason
+    await hybrid.aclose()
