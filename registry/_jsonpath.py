@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import jsonpath_rfc9535
@@ -31,9 +32,20 @@ def _first_group(match: re.Match[str], groups: Iterable[int]) -> str:
     return next(match.group(g) for g in groups if match.group(g) is not None)
 
 
-def _split_top(text: str) -> tuple[list[str], str] | None:
-    """The filter of a leading ``[?...]`` split at top-level ``&&``, and the rest of the query."""
-    depth, quote, start, parts = 0, "", 0, []
+@dataclass(frozen=True, slots=True)
+class _Segment:
+    """The first bracketed segment of ``$[?...]...``, scanned outside string literals."""
+
+    conjuncts: list[str]  # the filter split at top-level ``&&``
+    several_selectors: bool  # a top-level ``,``: ``$[?..., 0]``
+    or_or_not: bool  # ``||`` or ``!`` anywhere in the filter
+
+
+def _scan(text: str) -> _Segment | None:
+    """Scan ``text`` (what follows ``$[?``) up to the segment's closing bracket; None if none."""
+    depth, quote, start = 0, "", 0
+    parts: list[str] = []
+    several = or_not = False
     i = 0
     while i < len(text):
         char = text[i]
@@ -48,15 +60,12 @@ def _split_top(text: str) -> tuple[list[str], str] | None:
             depth += 1
         elif char in ")]":
             if depth == 0:
-                parts.append(text[start:i])
-                return parts, text[i + 1 :]
+                return _Segment([*parts, text[start:i]], several, or_not)
             depth -= 1
-        elif (
-            text.startswith("||", i)
-            or (char == "!" and not text.startswith("!=", i))
-            or (char == "," and depth == 0)
-        ):
-            return None  # a disjunction, a negation or a second selector: no safe pre-selection
+        elif text.startswith("||", i) or (char == "!" and not text.startswith("!=", i)):
+            or_not = True
+        elif char == "," and depth == 0:
+            several = True
         elif text.startswith("&&", i) and depth == 0:
             parts.append(text[start:i])
             start = i + 2
@@ -74,12 +83,11 @@ def preselect_terms(query: str) -> list[tuple[str, str]] | None:
     stripped = query.strip()
     if not stripped.startswith("$[?"):
         return None
-    split = _split_top(stripped[3:])
-    if split is None:
-        return None
-    parts, _rest = split  # later segments only narrow what the filter selected
+    segment = _scan(stripped[3:])
+    if segment is None or segment.several_selectors or segment.or_or_not:
+        return None  # no safe pre-selection; later segments only narrow what the filter selected
     terms = []
-    for part in parts:
+    for part in segment.conjuncts:
         inner = part.strip()
         while inner.startswith("(") and inner.endswith(")"):
             inner = inner[1:-1].strip()
@@ -100,29 +108,10 @@ def _streamable(query: str) -> bool:
     stripped = query.strip()
     if stripped.startswith(("$[*]", "$.*")):
         return True
-    return stripped.startswith("$[?") and _single_selector(stripped[3:])
-
-
-def _single_selector(text: str) -> bool:
-    """True when the bracketed segment ending in ``text`` has no second selector (``, ...``)."""
-    depth, quote, i = 0, "", 0
-    while i < len(text):
-        char = text[i]
-        if quote:
-            i += char == "\\"
-            quote = "" if char == quote else quote
-        elif char in "'\"":
-            quote = char
-        elif char in "([":
-            depth += 1
-        elif char in ")]":
-            if depth == 0:
-                return True
-            depth -= 1
-        elif char == "," and depth == 0:
-            return False
-        i += 1
-    return False
+    if not stripped.startswith("$[?"):
+        return False
+    segment = _scan(stripped[3:])
+    return segment is not None and not segment.several_selectors
 
 
 class JsonPathQuery:
