@@ -184,7 +184,7 @@ class VectorRouter:
         rule = rule or self.effective_rule()
         if rule == "classifier" and self._fitted():
             probabilities, owner, label = self._classifier.scores(query, allowed)
-            return self._aggregate(owner, probabilities, label, total=True)
+            return self._sum_per_agent(owner, probabilities, label)
         if rule in ("classifier", "centroid"):
             _, sims, owner, label = self.index.search("centroids", query, 64, allowed)
             return self._aggregate(owner, sims, label)
@@ -205,19 +205,31 @@ class VectorRouter:
                 self._classifier.version = version
             return self._classifier.weights is not None
 
-    def _aggregate(self, owner: Any, scores: Any, label: Any, *, total: bool = False) -> list[Ranked]:
-        """Per agent: the best capability, and the max (similarities) or sum (probabilities) of scores."""
-        best: dict[int, list[float]] = {}
+    def _aggregate(self, owner: Any, scores: Any, label: Any) -> list[Ranked]:
+        """Per agent: the best of its rows' similarities (``top`` agents from top-k rows)."""
+        best: dict[int, tuple[float, int]] = {}
         for slot, score, number in zip(owner.tolist(), scores.tolist(), label.tolist(), strict=True):
-            entry = best.get(slot)
-            if entry is None:
-                best[slot] = [score, score, number]
-            else:
-                if score > entry[1]:
-                    entry[1], entry[2] = score, number
-                entry[0] = entry[0] + score if total else max(entry[0], score)
+            if slot not in best or score > best[slot][0]:
+                best[slot] = (score, number)
         ranked = sorted(best.items(), key=lambda item: -item[1][0])[: self.top]
-        return [(self.index.agent_at(slot), value, int(number)) for slot, (value, _, number) in ranked]
+        return [(self.index.agent_at(slot), value, int(number)) for slot, (value, number) in ranked]
+
+    def _sum_per_agent(self, owner: Any, probabilities: Any, label: Any) -> list[Ranked]:
+        """Per agent: the sum of its capabilities' probabilities; vectorised, as every class is scored."""
+        if not len(owner):
+            return []
+        totals = np.bincount(owner, weights=probabilities)
+        present = np.zeros(len(totals), dtype=bool)
+        present[owner] = True
+        totals[~present] = -1.0
+        k = min(self.top, int(present.sum()))
+        top = np.argpartition(-totals, k - 1)[:k]
+        ranked: list[Ranked] = []
+        for slot in top[np.argsort(-totals[top], kind="stable")].tolist():
+            mine = owner == slot
+            number = int(label[mine][np.argmax(probabilities[mine])])
+            ranked.append((self.index.agent_at(slot), float(totals[slot]), number))
+        return ranked
 
     def _vote(self, owner: Any, sims: Any, label: Any) -> list[Ranked]:
         """LMOS's rule: the agent owning most of the top-k nearest texts; ties go to higher similarity."""
