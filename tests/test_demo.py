@@ -24,3 +24,4 @@ def test_demo_routes_each_sample_question_to_its_agent_over_its_binding() -> Non
     assert "-> Weather (score" in out and "over http): Expect light rain" in out
     assert "-> Billing (score" in out and "over ws): Your bill is 42.50 EUR" in out
     assert "-> Translator (score" in out and "In German: 'Danke schön'" in out
+    assert "What is the capital of Australia?\n    -> no agent fits" in out
