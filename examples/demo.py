@@ -54,13 +54,17 @@ DEMO_IDS = "urn:wot-agents:demo:"
 VENDOR = Vendor(name="wot-agents demo", url="https://example.com/wot-agents")
 
 
+def demo_agent(title: str, description: str, capabilities: list[Capability]) -> Agent:
+    return Agent(
+        title, id=DEMO_IDS + title.lower(), description=description, vendor=VENDOR, capabilities=capabilities
+    )
+
+
 def weather_agent() -> Agent:
-    agent = Agent(
+    agent = demo_agent(
         "Weather",
-        id="urn:wot-agents:demo:weather",
-        description="Answers questions about the weather forecast.",
-        vendor=VENDOR,
-        capabilities=[
+        "Answers questions about the weather forecast.",
+        [
             Capability(
                 id="urn:wot-agents:demo:weather:forecast",
                 name="Weather forecast",
@@ -85,12 +89,10 @@ def weather_agent() -> Agent:
 
 
 def billing_agent() -> Agent:
-    agent = Agent(
+    agent = demo_agent(
         "Billing",
-        id="urn:wot-agents:demo:billing",
-        description="Helps customers with their bills and payments.",
-        vendor=VENDOR,
-        capabilities=[
+        "Helps customers with their bills and payments.",
+        [
             Capability(
                 id="urn:wot-agents:demo:billing:view",
                 name="View bill",
@@ -114,12 +116,10 @@ def billing_agent() -> Agent:
 
 
 def translator_agent() -> Agent:
-    agent = Agent(
+    agent = demo_agent(
         "Translator",
-        id="urn:wot-agents:demo:translator",
-        description="Translates words and sentences between English, German and French.",
-        vendor=VENDOR,
-        capabilities=[
+        "Translates words and sentences between English, German and French.",
+        [
             Capability(
                 id="urn:wot-agents:demo:translator:translate",
                 name="Translate",
