@@ -50,6 +50,7 @@ logger = logging.getLogger("registry")
 
 TD_JSON = "application/td+json"
 LD_JSON = "application/ld+json"
+EMPTY = "application/x-empty"
 _WRITE_TYPES = (TD_JSON, "application/json", LD_JSON)
 _ID = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*:[^\s<>\"{}|\\^`\x00-\x1f\x7f]*$")
 
@@ -196,6 +197,18 @@ async def _store_td(request: web.Request, thing_id: str, td: dict[str, Any], old
     return old is None
 
 
+def _no_content(status: int, created: str | None = None) -> web.Response:
+    """A bodiless write answer, typed as the directory's own TD says (``application/x-empty``).
+
+    TD consumers such as node-wot check the response's Content-Type against the form's
+    ``response.contentType``; 7.3.2.4 suggests ``application/x-empty`` for these empty bodies.
+    """
+    headers = {"Content-Type": EMPTY}
+    if created is not None:
+        headers["Location"] = _location(created)  # 7.3.2.1.1: the URI of the created TD resource
+    return web.Response(status=status, headers=headers)
+
+
 def _int_arg(query: Mapping[str, str], name: str, default: int | None, *, minimum: int) -> int | None:
     if name not in query:
         return default
@@ -250,7 +263,9 @@ def _page(
     args = dict(extra)
     if fmt == "collection":
         args["format"] = "collection"
-    next_args = {**args, "offset": offset + page_size, "limit": page_size}
+    # 7.3.2.1.5: the next link carries the client's own limit (the page may be shorter when it
+    # is above max_page); without one, the page size the server chose.
+    next_args = {**args, "offset": offset + page_size, "limit": limit or page_size}
     headers: dict[str, str] = {}
     links = []
     if more:
@@ -315,7 +330,7 @@ async def create_anonymous(request: web.Request) -> web.Response:
     thing_id = anonymous_id()
     td["id"] = thing_id
     await _store_td(request, thing_id, td, None)
-    return web.Response(status=201, headers={"Location": _location(thing_id)})
+    return _no_content(201, thing_id)
 
 
 async def put_thing(request: web.Request) -> web.Response:
@@ -327,8 +342,8 @@ async def put_thing(request: web.Request) -> web.Response:
         raise HTTPProblem(400, f"the TD's id {body_id!r} differs from the id in the URL {thing_id!r}")
     old = _directory(request).live(thing_id, time.time())
     if await _store_td(request, thing_id, td, old):
-        return web.Response(status=201, headers={"Location": _location(thing_id)})
-    return web.Response(status=204)
+        return _no_content(201, thing_id)
+    return _no_content(204)
 
 
 async def patch_thing(request: web.Request) -> web.Response:
@@ -342,7 +357,7 @@ async def patch_thing(request: web.Request) -> web.Response:
     if merged.get("id") != thing_id:
         raise HTTPProblem(400, "a merge patch cannot change or remove the id")
     await _store_td(request, thing_id, merged, old)
-    return web.Response(status=204)
+    return _no_content(204)
 
 
 async def get_thing(request: web.Request) -> web.Response:
@@ -360,7 +375,7 @@ async def delete_thing(request: web.Request) -> web.Response:
     directory = _directory(request)
     if directory.live(thing_id, time.time()) is None or await directory.store.delete(thing_id) is None:
         raise HTTPProblem(404, f"no Thing Description with id {thing_id!r}")
-    return web.Response(status=204)
+    return _no_content(204)
 
 
 async def search_jsonpath(request: web.Request) -> web.Response:

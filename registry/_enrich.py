@@ -13,8 +13,11 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+from wot_agents import TD_CONTEXT
+
 __all__ = [
     "DISCOVERY_CONTEXT",
+    "TD10_CONTEXT",
     "add_retrieved",
     "anonymous_id",
     "enrich",
@@ -25,6 +28,7 @@ __all__ = [
 ]
 
 DISCOVERY_CONTEXT = "https://www.w3.org/2022/wot/discovery"
+TD10_CONTEXT = "https://www.w3.org/2019/wot/td/v1"
 _DISCOVERY_SPELLINGS = {DISCOVERY_CONTEXT, DISCOVERY_CONTEXT + "/"}
 
 
@@ -52,8 +56,10 @@ def with_discovery_context(context: Any) -> Any:
     entries = context if isinstance(context, list) else [context]
     if any(isinstance(entry, str) and entry in _DISCOVERY_SPELLINGS for entry in entries):
         return context
-    # The TD 1.1 context must stay first; the discovery context goes right after it.
-    return [entries[0], DISCOVERY_CONTEXT, *entries[1:]]
+    # The TD context(s) stay in front: TD 1.1 (5.3.1.1) wants a TD 1.0-compatible array to start
+    # with the 1.0 URI *and* have the 1.1 URI second, so the discovery context goes after both.
+    head = 2 if entries[:2] == [TD10_CONTEXT, TD_CONTEXT] else 1
+    return [*entries[:head], DISCOVERY_CONTEXT, *entries[head:]]
 
 
 class RegistrationError(ValueError):

@@ -11,6 +11,8 @@ from typing import Any
 
 import td_schemas
 
+from ._enrich import TD10_CONTEXT
+
 __all__ = ["directory_td"]
 
 
@@ -18,6 +20,9 @@ def directory_td(base: str, *, protected_writes: bool, title: str) -> dict[str, 
     td: dict[str, Any] = td_schemas.load(td_schemas.SCHEMA_FILES["directory-tm"])
     td.pop("tm:optional", None)
     td.pop("version", None)
+    # TD 1.1 5.3.1.1: where TD 1.0 consumers may come (node-wot validates with the 1.0 schema), the
+    # 1.0 context goes first and the 1.1 context second; a directory is such a place.
+    td["@context"] = [TD10_CONTEXT, *td["@context"]]
     td["@type"] = "ThingDirectory"
     td["title"] = title
     td["base"] = base.rstrip("/") + "/"

@@ -37,7 +37,7 @@ async def filled(directory: str, make_td: Any) -> AsyncIterator[str]:
 
 
 async def test_sparql_get_post_form_and_result_types(filled: str, http: aiohttp.ClientSession) -> None:
-    # [tdd-search-sparql] [tdd-search-sparql-version]
+    # [tdd-search-sparql] [tdd-search-sparql-version] [tdd-search-large-tdds]
     # [tdd-search-sparql-method-get] [tdd-search-sparql-method-post]
     # [tdd-search-sparql-resp-select-ask] [tdd-search-sparql-resp-describe-construct]
     select = f'SELECT ?t WHERE {{ ?t {TITLE} "Gamma"@en }}'
@@ -184,6 +184,10 @@ async def test_json_filter(filled: str, http: aiohttp.ClientSession) -> None:
 
 
 async def test_own_td_and_openapi(directory: str, http: aiohttp.ClientSession) -> None:
+    # [introduction-well-known-uri] [introduction-well-known-path] [introduction-well-known-thing-description]
+    # [introduction-direct-directory-description] [exploration-directory-description-type]
+    # [exploration-server-http-method] [exploration-server-http-resp] [exploration-server-http-resp-content-type]
+    # [exploration-server-http-resp-json]
     for path in ("/", "/.well-known/wot"):
         async with http.get(f"{directory}{path}") as r:
             assert r.content_type == "application/td+json"

@@ -25,8 +25,9 @@ async def put(http: aiohttp.ClientSession, url: str, td: dict[str, Any], **kw: A
 
 
 async def test_put_creates_then_updates(directory: str, http: aiohttp.ClientSession, make_td: Any) -> None:
-    # [tdd-things-create-known-td] [tdd-things-create-known-td-resp]
-    # [tdd-things-update] [tdd-things-update-resp]
+    # [tdd-things-create-known-td] [tdd-things-create-known-td-resp] [tdd-things-create-known-contenttype]
+    # [tdd-things-update] [tdd-things-update-resp] [tdd-things-update-contenttype] [tdd-things-crud]
+    # [tdd-things-default-representation]
     td = make_td()
     assert (await put(http, directory, td)).status == 201
     td["title"] = "Renamed"
@@ -50,6 +51,7 @@ async def test_anonymous_td_gets_a_uuid_urn(
     directory: str, http: aiohttp.ClientSession, make_td: Any
 ) -> None:
     # [tdd-things-create-anonymous-td] [tdd-things-create-anonymous-id] [tdd-things-create-anonymous-td-resp]
+    # [tdd-things-create-anonymous-contenttype]
     # [tdd-anonymous-td-identifier] [tdd-anonymous-td-local-uuid]
     async with http.post(
         f"{directory}/things", data=json.dumps(make_td(id=None)), headers={"Content-Type": TD}
@@ -77,7 +79,7 @@ async def test_invalid_td_gets_validation_errors(
     directory: str, http: aiohttp.ClientSession, make_td: Any
 ) -> None:
     # [tdd-validation-syntactic] [tdd-validation-jsonschema] [tdd-validation-result] [tdd-validation-response]
-    # [tdd-validation-response-utf-8] [tdd-http-error-response]
+    # [tdd-validation-response-utf-8] [tdd-http-error-response] [tdd-http-error-response-utf-8]
     td = make_td(security=None, title=42)
     async with http.put(
         f"{directory}/things/{td['id']}", data=json.dumps(td), headers={"Content-Type": TD}
@@ -163,7 +165,9 @@ async def test_ttl_above_maximum_is_refused(
 
 async def test_listing_pagination(directory: str, http: aiohttp.ClientSession, make_td: Any) -> None:
     # [tdd-things-list-method] [tdd-things-list-resp] [tdd-things-list-resp-content-type]
-    # [tdd-things-list-pagination-limit] [...-header-nextlink] [...-nextlink-attr] [...-nextlink-base]
+    # [tdd-things-list-pagination] [tdd-things-list-pagination-limit] [tdd-things-list-only]
+    # [tdd-things-list-pagination-header-nextlink] [tdd-things-list-pagination-header-nextlink-attr]
+    # [tdd-things-list-pagination-header-nextlink-base]
     # [tdd-things-list-pagination-header-canonicallink] [tdd-things-list-pagination-order-default]
     ids = [f"urn:example:thing:{c}" for c in "dbeac"] + ["urn:example:thing:Z", "urn:example:thing:~"]
     for thing_id in ids:

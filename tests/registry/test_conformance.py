@@ -1,0 +1,264 @@
+"""Directory assertions of WoT Discovery checked to the letter: headers, content types, contexts,
+expiry, unsupported features, federation (docs/directory-conformance.md lists them all).
+
+Each test names the assertions it checks, e.g. [tdd-http-head].
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import json
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+import aiohttp
+
+from wot_agents import DirectoryClient
+
+from .conftest import running_directory
+from .test_things import _links, put
+
+TD = "application/td+json"
+TD10 = "https://www.w3.org/2019/wot/td/v1"
+TD11 = "https://www.w3.org/2022/wot/td/v1.1"
+DISCOVERY = "https://www.w3.org/2022/wot/discovery"
+PATCH = {"Content-Type": "application/merge-patch+json"}
+
+
+async def test_write_answers_are_typed_as_the_directory_td_says(
+    directory: str, http: aiohttp.ClientSession, make_td: Any
+) -> None:
+    # [tdd-things-create-known-td-resp] [tdd-things-update-resp] [tdd-things-update-partial-resp]
+    # [tdd-things-delete-resp] [tdd-things-create-anonymous-td-resp]: status, Location, and the
+    # application/x-empty the directory's TD forms declare (7.3.2.4) on the empty bodies.
+    td = make_td()
+    url = f"{directory}/things/{td['id']}"
+    answers = [await put(http, directory, td), await put(http, directory, td)]
+    async with http.patch(url, data="{}", headers=PATCH) as r:
+        answers.append(r)
+    async with http.post(
+        f"{directory}/things", data=json.dumps(make_td(id=None)), headers={"Content-Type": TD}
+    ) as r:
+        answers.append(r)
+    async with http.delete(url) as r:
+        answers.append(r)
+    assert [r.status for r in answers] == [201, 204, 204, 201, 204]
+    assert {r.headers["Content-Type"] for r in answers} == {"application/x-empty"}
+    assert answers[0].headers["Location"] == f"/things/{td['id']}"
+    assert answers[3].headers["Location"].startswith("/things/urn:uuid:")
+    async with http.get(f"{directory}/") as r:
+        actions = (await r.json())["actions"]
+    for name in ("createThing", "updateThing", "partiallyUpdateThing", "deleteThing", "createAnonymousThing"):
+        assert actions[name]["forms"][0]["response"]["contentType"] == "application/x-empty"
+
+
+async def test_head_answers_the_get_headers(
+    directory: str, http: aiohttp.ClientSession, make_td: Any
+) -> None:
+    # [tdd-http-head] [exploration-server-http-head]: the same headers as GET, no body
+    td = make_td()
+    await put(http, directory, td)
+    for path in (
+        "/",
+        "/.well-known/wot",
+        "/things?limit=1",
+        f"/things/{td['id']}",
+        "/search/filter?q=weather",
+    ):
+        async with http.get(f"{directory}{path}") as got:
+            body = await got.read()
+        async with http.head(f"{directory}{path}") as head:
+            assert await head.read() == b""
+        assert head.status == got.status == 200, path
+        assert head.headers["Content-Type"] == got.headers["Content-Type"], path
+        assert head.headers.get("Link") == got.headers.get("Link"), path
+        # GET /things/{id} adds registration.retrieved, whose length does not vary
+        assert int(head.headers["Content-Length"]) == len(body), path
+    async with http.head(f"{directory}/events") as head:
+        assert head.status == 200 and head.headers["Content-Type"] == "text/event-stream"
+
+
+async def test_unsupported_features_answer_404_and_405_with_allow(
+    directory: str, http: aiohttp.ClientSession
+) -> None:
+    # [tdd-http-unsupported-feature] [tdd-http-error-response]: XPath search is not provided, so
+    # /search/xpath is 404 whatever the method, and the directory's TD has no searchXPath action.
+    for method in ("GET", "HEAD", "POST"):
+        async with http.request(method, f"{directory}/search/xpath?query=/") as r:
+            assert r.status == 404, method
+            assert r.content_type == "application/problem+json"
+    async with http.get(f"{directory}/") as r:
+        assert "searchXPath" not in (await r.json())["actions"]
+    for method, path, allowed in (
+        ("PATCH", "/things", {"GET", "HEAD", "POST"}),
+        ("DELETE", "/events", {"GET", "HEAD"}),
+        ("POST", "/things/urn:x:1", {"GET", "HEAD", "PUT", "PATCH", "DELETE"}),
+        ("PUT", "/search/jsonpath", {"GET", "HEAD"}),
+    ):
+        async with http.request(method, f"{directory}{path}", data="{}") as r:
+            assert r.status == 405, (method, path)
+            assert set(r.headers["Allow"].split(",")) == allowed, (method, path)
+            problem = await r.json(content_type="application/problem+json")
+            assert problem["status"] == 405 and problem["title"] == "Method Not Allowed"
+
+
+async def test_context_injection_keeps_the_td_contexts_in_front(
+    directory: str, http: aiohttp.ClientSession, make_td: Any
+) -> None:
+    # [tdd-context-injection]; TD 1.1 5.3.1.1: a TD 1.0-compatible TD keeps 1.0 first, 1.1 second
+    cases = {
+        "urn:x:string": (TD11, [TD11, DISCOVERY]),
+        "urn:x:td10": ([TD10, TD11, {"ex": "http://example.org/"}], [TD10, TD11, DISCOVERY, {"ex": "http://example.org/"}]),
+        "urn:x:already": ([TD11, DISCOVERY], [TD11, DISCOVERY]),
+    }  # fmt: skip
+    for thing_id, (given, stored) in cases.items():
+        td = make_td(id=thing_id, **{"@context": given})
+        td = {k: v for k, v in td.items() if not k.startswith("lmos:")}
+        assert (await put(http, directory, td)).status == 201, thing_id
+        async with http.get(f"{directory}/things/{thing_id}") as r:
+            assert (await r.json())["@context"] == stored, thing_id
+    async with http.get(f"{directory}/") as r:
+        assert (await r.json())["@context"][:3] == [TD10, TD11, DISCOVERY]  # its own TD too
+
+
+async def test_absolute_times_need_an_offset(
+    directory: str, http: aiohttp.ClientSession, make_td: Any
+) -> None:
+    # [tdd-absolute-time] [tdd-validation-jsonschema] (the Discovery TD-extensions schema)
+    td = make_td(registration={"expires": "2030-01-01T00:00:00"})
+    async with http.put(
+        f"{directory}/things/{td['id']}", data=json.dumps(td), headers={"Content-Type": TD}
+    ) as r:
+        assert r.status == 400
+        fields = [e["field"] for e in (await r.json())["validationErrors"]]
+    assert fields == ["registration.expires"]
+    tomorrow = datetime.now(timezone(timedelta(hours=1))).replace(microsecond=0) + timedelta(days=1)
+    td["registration"]["expires"] = tomorrow.isoformat()  # e.g. ...T13:00:00+01:00
+    assert (await put(http, directory, td)).status == 201
+    async with http.get(f"{directory}/things/{td['id']}") as r:
+        stored = (await r.json())["registration"]["expires"]
+    assert stored == tomorrow.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+
+
+async def test_compressed_input_is_accepted(
+    directory: str, http: aiohttp.ClientSession, make_td: Any
+) -> None:
+    # [tdd-things-representation-alternate-input]: Content-Encoding gzip
+    td = make_td()
+    body = gzip.compress(json.dumps(td).encode())
+    headers = {"Content-Type": TD, "Content-Encoding": "gzip"}
+    async with http.put(f"{directory}/things/{td['id']}", data=body, headers=headers) as r:
+        assert r.status == 201
+    async with http.get(f"{directory}/things/{td['id']}") as r:
+        assert (await r.json())["title"] == td["title"]
+    bomb = gzip.compress(b'{"title": "' + b"x" * (8 * 1024 * 1024) + b'"}')  # 8 MB inflated, over the limit
+    async with http.put(f"{directory}/things/urn:x:bomb", data=bomb, headers=headers) as r:
+        assert r.status == 413
+
+
+async def test_ttl_renewal_and_purge_event(http: aiohttp.ClientSession, make_td: Any) -> None:
+    # [tdd-registrationinfo-expiry-purge]: an empty merge patch recomputes expires from ttl; the
+    # purge is a deletion like any other, announced as thing_deleted.
+    async with running_directory(purge_interval=0.1) as url, DirectoryClient(url) as client:
+        thing_id = await client.register(make_td(), ttl=1)
+        first = (await client.get(thing_id))["registration"]["expires"]
+        await asyncio.sleep(0.05)
+        await client.patch(thing_id, {})
+        renewed = (await client.get(thing_id))["registration"]
+        assert renewed["expires"] > first and renewed["ttl"] == 1
+        events = client.events("thing_deleted", reconnect=False)
+        event = await asyncio.wait_for(anext(events), 5)
+        await events.aclose()
+        assert (event.type, event.data) == ("thing_deleted", {"id": thing_id})
+        async with http.get(f"{url}/things/{thing_id}") as r:
+            assert r.status == 404
+
+
+async def test_pagination_links_to_the_letter(http: aiohttp.ClientSession, make_td: Any) -> None:
+    # [tdd-things-list-pagination-header-nextlink-attr]: the next link repeats the client's limit
+    # even when the server sends smaller pages; [tdd-things-list-pagination-header-canonicallink]:
+    # the etag changes when the collection does.
+    async with running_directory(max_page=2) as url:
+        for n in range(5):
+            await put(http, url, make_td(id=f"urn:x:{n}"))
+        async with http.get(f"{url}/things?limit=4") as r:
+            page = await r.json()
+            links = {link["rel"]: link for link in _links(r.headers.getall("Link"))}
+        assert [td["id"] for td in page] == ["urn:x:0", "urn:x:1"]
+        assert links["next"]["url"] == "/things?offset=2&limit=4"
+        assert links["canonical"]["url"] == "/things"
+        async with http.get(f"{url}/things?offset=4&limit=4&format=collection") as r:
+            last = await r.json()
+            links_after = {link["rel"]: link for link in _links(r.headers.getall("Link"))}
+        assert "next" not in links_after and "next" not in last
+        assert [td["id"] for td in last["members"]] == ["urn:x:4"] and last["total"] == 5
+        assert links_after["canonical"]["etag"] == links["canonical"]["etag"]
+        await put(http, url, make_td(id="urn:x:5"))
+        async with http.get(f"{url}/things?limit=4") as r:
+            changed = {link["rel"]: link for link in _links(r.headers.getall("Link"))}
+        assert changed["canonical"]["etag"] != links["canonical"]["etag"]
+
+
+async def test_anonymous_td_keeps_its_local_id_when_updated(
+    directory: str, http: aiohttp.ClientSession, make_td: Any
+) -> None:
+    # [tdd-anonymous-td-identifier]: the local id is in the TD wherever it is exposed
+    async with DirectoryClient(directory) as client:
+        thing_id = await client.register(make_td(id=None, title="First"))
+        await client.update({**make_td(id=None, title="Second"), "id": thing_id})
+        async with http.put(
+            f"{directory}/things/{thing_id}",
+            data=json.dumps(make_td(id=None, title="Third")),
+            headers={"Content-Type": TD},
+        ) as r:
+            assert r.status == 204  # PUT without an id in the body: the URL names it
+        assert (await client.get(thing_id))["id"] == thing_id
+        assert await client.jsonpath("$[*].id") == [thing_id]
+        assert [td["id"] for td in await client.search(q="weather")] == [thing_id]
+        async with http.patch(f"{directory}/things/{thing_id}", data='{"id": null}', headers=PATCH) as r:
+            assert r.status == 400  # the id cannot be patched away
+
+
+async def test_write_without_credentials_is_401_with_a_bearer_challenge(make_td: Any) -> None:
+    # [tdd-things-read-only-auth] [exploration-secboot-401] [tdd-http-error-response]
+    async with running_directory(token="s3cret") as url, aiohttp.ClientSession() as http:
+        td = make_td()
+        async with http.put(
+            f"{url}/things/{td['id']}", data=json.dumps(td), headers={"Content-Type": TD}
+        ) as r:
+            assert r.status == 401
+            assert r.headers["WWW-Authenticate"].startswith("Bearer")
+            assert (await r.json(content_type="application/problem+json"))["title"] == "Unauthorized"
+        async with http.get(f"{url}/") as r:
+            own = await r.json()
+        assert own["actions"]["createThing"]["forms"][0]["security"] == ["bearer_sc"]
+        assert "security" not in own["properties"]["things"]["forms"][0]  # reads stay open
+
+
+async def test_sparql_federation_when_enabled(make_td: Any) -> None:
+    # [tdd-search-sparql-federation] [tdd-search-sparql-federation-version]: SPARQL 1.1 SERVICE to
+    # another directory's SPARQL endpoint (off by default: tests/registry/test_search.py)
+    async with running_directory() as remote, running_directory(allow_federation=True) as local:
+        async with DirectoryClient(remote) as client:
+            await client.register(make_td(id="urn:remote:1", title="Far away"))
+        async with DirectoryClient(local) as client:
+            await client.register(make_td(id="urn:local:1", title="Close by"))
+            pattern = "?t <https://www.w3.org/2019/wot/td#title> ?title"
+            rows = await client.sparql(
+                f"SELECT ?t ?title WHERE {{ {{ {pattern} }} UNION "
+                f"{{ SERVICE <{remote}/search/sparql> {{ {pattern} }} }} }} ORDER BY ?t"
+            )
+    assert [(b["t"]["value"], b["title"]["value"]) for b in rows["results"]["bindings"]] == [
+        ("urn:local:1", "Close by"),
+        ("urn:remote:1", "Far away"),
+    ]
+
+
+async def test_problem_details_are_utf_8(directory: str, http: aiohttp.ClientSession) -> None:
+    # [tdd-http-error-response] [tdd-http-error-response-utf-8]: a detail naming a non-ASCII id
+    async with http.get(f"{directory}/things/urn:x:caf%C3%A9-%E7%81%AF") as r:
+        assert r.status == 404 and r.content_type == "application/problem+json" and r.charset == "utf-8"
+        problem = json.loads((await r.read()).decode("utf-8"))
+    assert "urn:x:café-灯" in problem["detail"]
+    assert problem == {**problem, "type": "about:blank", "title": "Not Found", "status": 404}
