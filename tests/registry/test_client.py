@@ -66,8 +66,9 @@ async def test_token_protects_writes_only(make_td: Any) -> None:
 
 
 async def test_events_resume_with_last_event_id(directory: str, make_td: Any) -> None:
-    # [tdd-notification-data-create-full] [tdd-notification-data-update-diff] [tdd-notification-data-update-id]
-    # [tdd-notification-data-delete-diff] [tdd-notification-event-id] (missed events replayed)
+    # [tdd-notification-data-create-full] [tdd-notification-data-update-diff]
+    # [tdd-notification-data-update-id] [tdd-notification-data-delete-diff]
+    # [tdd-notification-event-id] (missed events replayed)
     async with DirectoryClient(directory) as client:
         seen: list[Any] = []
 

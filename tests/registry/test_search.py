@@ -186,8 +186,8 @@ async def test_json_filter(filled: str, http: aiohttp.ClientSession) -> None:
 async def test_own_td_and_openapi(directory: str, http: aiohttp.ClientSession) -> None:
     # [introduction-well-known-uri] [introduction-well-known-path] [introduction-well-known-thing-description]
     # [introduction-direct-directory-description] [exploration-directory-description-type]
-    # [exploration-server-http-method] [exploration-server-http-resp] [exploration-server-http-resp-content-type]
-    # [exploration-server-http-resp-json]
+    # [exploration-server-http-method] [exploration-server-http-resp]
+    # [exploration-server-http-resp-content-type] [exploration-server-http-resp-json]
     for path in ("/", "/.well-known/wot"):
         async with http.get(f"{directory}{path}") as r:
             assert r.content_type == "application/td+json"
