@@ -8,7 +8,6 @@ added to ``@context`` so the registration terms have a meaning.
 
 from __future__ import annotations
 
-import json
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -18,13 +17,12 @@ from wot_agents import TD_CONTEXT
 __all__ = [
     "DISCOVERY_CONTEXT",
     "TD10_CONTEXT",
-    "add_retrieved",
     "anonymous_id",
     "enrich",
     "merge_diff",
     "merge_patch",
+    "retrieved_tail",
     "rfc3339",
-    "serialize",
 ]
 
 DISCOVERY_CONTEXT = "https://www.w3.org/2022/wot/discovery"
@@ -101,21 +99,18 @@ def enrich(
         reg["expires"] = rfc3339(expires)
     if "ttl" in registration:
         reg["ttl"] = ttl
-    out["registration"] = reg  # last member: add_retrieved() relies on it
+    out["registration"] = reg  # last member: retrieved_tail() relies on it
     return out, expires
 
 
-def serialize(td: dict[str, Any]) -> bytes:
-    return json.dumps(td, ensure_ascii=False, separators=(",", ":")).encode()
-
-
-def add_retrieved(data: bytes, now: float) -> bytes:
-    """The stored JSON with ``registration.retrieved`` set, without parsing it again.
+def retrieved_tail(now: float) -> bytes:
+    """What replaces the last two bytes of a stored TD to set ``registration.retrieved``.
 
     :func:`enrich` writes ``registration`` as the last member, so the stored text ends with the
-    two closing braces of ``registration`` and of the TD.
+    two closing braces of ``registration`` and of the TD: a reader never parses it again, and a
+    listing computes this once for all its members.
     """
-    return data[:-2] + b',"retrieved":"' + rfc3339(now).encode() + b'"}}'
+    return b',"retrieved":"' + rfc3339(now).encode() + b'"}}'
 
 
 def merge_patch(target: Any, patch: Any) -> Any:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-import json
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -24,6 +23,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
+
+from ._json import dumps, loads
 
 __all__ = ["Change", "ChangeKind", "Record", "SQLiteStore", "Store"]
 
@@ -39,7 +40,7 @@ class Record:
     expires: float | None
 
     def document(self) -> dict[str, Any]:
-        return json.loads(self.data)  # type: ignore[no-any-return]
+        return loads(self.data)  # type: ignore[no-any-return]
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,7 +223,7 @@ class SQLiteStore:
     def _journal(self, db: sqlite3.Connection, change: Change) -> None:
         db.execute(
             "INSERT INTO events VALUES (?, ?, ?, ?, ?)",
-            (change.seq, change.kind, change.id, json.dumps(change.diff), time.time()),
+            (change.seq, change.kind, change.id, dumps(change.diff), time.time()),
         )
         self._writes += 1
         if self._writes % 1000 == 0:
