@@ -39,7 +39,8 @@ from ._events import EventHub
 from ._index import SORT_KEYS, FieldIndex, filter_from_query, parse_filter
 from ._json import dumps, loads
 from ._jsonpath import JsonPathQuery
-from ._problems import HTTPProblem, problem_middleware, validation_problem
+from ._language import localize
+from ._problems import Handler, HTTPProblem, problem_middleware, validation_problem
 from ._rdf import RdfIndex
 from ._store import Record, SQLiteStore
 from ._td import directory_td
@@ -129,15 +130,29 @@ def _directory(request: web.Request) -> Directory:
     return request.app[DIRECTORY]
 
 
-def _check_write_auth(request: web.Request) -> None:
+_OPEN_PATHS = frozenset({"/", "/.well-known/wot"})
+_WRITES = frozenset({"PUT", "POST", "PATCH", "DELETE"})
+
+
+@web.middleware
+async def _read_guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """With ``protect_reads``, everything but the directory's TD needs the bearer token."""
+    if request.path not in _OPEN_PATHS:
+        _check_auth(request)
+    return await handler(request)
+
+
+def _check_auth(request: web.Request) -> None:
     token = _directory(request).settings.token
     if token is None:
         return
     given = request.headers.get("Authorization", "")
     if not (given.startswith("Bearer ") and hmac.compare_digest(given[7:].encode(), token.encode())):
+        writing = request.method in _WRITES and not request.path.startswith("/search/")
         raise HTTPProblem(
             401,
-            "writing to this directory needs a bearer token (Authorization: Bearer <token>)",
+            f"{'writing to' if writing else 'reading'} this directory needs a bearer token "
+            "(Authorization: Bearer <token>)",
             headers={"WWW-Authenticate": 'Bearer realm="wot-directory"'},
         )
 
@@ -300,8 +315,12 @@ def _page(
 async def own_td(request: web.Request) -> web.Response:
     directory = _directory(request)
     base = f"{request.scheme}://{request.host}/"
+    settings = directory.settings
     td = directory_td(
-        base, protected_writes=directory.settings.token is not None, title="wot-agents directory"
+        base,
+        protected_writes=settings.token is not None,
+        protected_reads=settings.protect_reads,
+        title="wot-agents directory",
     )
     return web.Response(body=dumps(td), content_type=TD_JSON)
 
@@ -329,7 +348,7 @@ async def list_things(request: web.Request) -> web.Response:
 
 
 async def create_anonymous(request: web.Request) -> web.Response:
-    _check_write_auth(request)
+    _check_auth(request)
     td = await _read_json(request, _WRITE_TYPES)
     if "id" in td:
         raise HTTPProblem(
@@ -342,7 +361,7 @@ async def create_anonymous(request: web.Request) -> web.Response:
 
 
 async def put_thing(request: web.Request) -> web.Response:
-    _check_write_auth(request)
+    _check_auth(request)
     thing_id = _thing_id(request)
     td = await _read_json(request, _WRITE_TYPES)
     body_id = td.setdefault("id", thing_id)
@@ -355,7 +374,7 @@ async def put_thing(request: web.Request) -> web.Response:
 
 
 async def patch_thing(request: web.Request) -> web.Response:
-    _check_write_auth(request)
+    _check_auth(request)
     thing_id = _thing_id(request)
     patch = await _read_json(request, ("application/merge-patch+json",))
     old = _directory(request).live(thing_id, time.time())
@@ -374,11 +393,21 @@ async def get_thing(request: web.Request) -> web.Response:
     record = _directory(request).live(thing_id, now)
     if record is None:
         raise HTTPProblem(404, f"no Thing Description with id {thing_id!r}")
-    return web.Response(body=record.data[:-2] + retrieved_tail(now), content_type=TD_JSON)
+    data = record.data
+    headers = {"Vary": "Accept-Language"}
+    wanted = request.headers.get("Accept-Language")
+    # Only TDs carrying translations can change language: the others are sent without parsing.
+    if wanted and (b'"titles"' in data or b'"descriptions"' in data):
+        localized = localize(record.document(), wanted)
+        if localized is not None:
+            headers["Content-Language"], td = localized
+            td["registration"] = td.pop("registration")  # last again, for retrieved_tail()
+            data = dumps(td)
+    return web.Response(body=data[:-2] + retrieved_tail(now), content_type=TD_JSON, headers=headers)
 
 
 async def delete_thing(request: web.Request) -> web.Response:
-    _check_write_auth(request)
+    _check_auth(request)
     thing_id = request.match_info["id"]
     directory = _directory(request)
     if directory.live(thing_id, time.time()) is None or await directory.store.delete(thing_id) is None:
@@ -470,7 +499,8 @@ def create_app(settings: DirectorySettings | None = None, **overrides: Any) -> w
     """
     if settings is None:
         settings = DirectorySettings(**overrides)
-    app = web.Application(middlewares=[problem_middleware], client_max_size=settings.max_body)
+    middlewares = [problem_middleware, _read_guard] if settings.protect_reads else [problem_middleware]
+    app = web.Application(middlewares=middlewares, client_max_size=settings.max_body)
 
     async def lifespan(app: web.Application) -> AsyncIterator[None]:
         async with Directory(settings) as directory:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Self
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["DirectorySettings"]
@@ -21,6 +22,9 @@ class DirectorySettings(BaseSettings):
     db: Path | None = None
     #: When set, writes need ``Authorization: Bearer <token>``; reads stay open.
     token: str | None = None
+    #: Reads need the token too (WoT Discovery 9.1: access to private directories should be
+    #: limited); only the directory's own TD stays open, so clients learn how to authenticate.
+    protect_reads: bool = False
     #: Longest accepted ``registration.ttl`` (s); None for no limit.
     max_ttl: float | None = 30 * 24 * 3600
     #: How often expired registrations are purged (s).
@@ -40,3 +44,9 @@ class DirectorySettings(BaseSettings):
     event_write_timeout: float = 10.0
     #: Events kept for Last-Event-ID replay.
     journal_size: int = Field(default=100_000, ge=1)
+
+    @model_validator(mode="after")
+    def _reads_need_a_token(self) -> Self:
+        if self.protect_reads and self.token is None:
+            raise ValueError("protect_reads needs a token")
+        return self

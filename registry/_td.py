@@ -16,7 +16,9 @@ from ._enrich import TD10_CONTEXT
 __all__ = ["directory_td"]
 
 
-def directory_td(base: str, *, protected_writes: bool, title: str) -> dict[str, Any]:
+def directory_td(
+    base: str, *, protected_writes: bool, title: str, protected_reads: bool = False
+) -> dict[str, Any]:
     td: dict[str, Any] = td_schemas.load(td_schemas.SCHEMA_FILES["directory-tm"])
     td.pop("tm:optional", None)
     td.pop("version", None)
@@ -48,10 +50,15 @@ def directory_td(base: str, *, protected_writes: bool, title: str) -> dict[str, 
                     if isinstance(response, dict):
                         response.setdefault("contentType", "application/x-empty")
     td["links"] = [{"rel": "service-desc", "href": "/openapi.json", "type": "application/openapi+json"}]
+    bearer = {"scheme": "bearer", "in": "header", "name": "Authorization"}
+    if protected_reads:  # every affordance needs the token (the TD itself stays readable)
+        td["securityDefinitions"] = {"bearer_sc": bearer}
+        td["security"] = "bearer_sc"
+        return td
     td["securityDefinitions"] = {"nosec_sc": {"scheme": "nosec"}}
     td["security"] = "nosec_sc"
     if protected_writes:
-        td["securityDefinitions"]["bearer_sc"] = {"scheme": "bearer", "in": "header", "name": "Authorization"}
+        td["securityDefinitions"]["bearer_sc"] = bearer
         writes = ("createThing", "createAnonymousThing", "updateThing", "partiallyUpdateThing", "deleteThing")
         for name in writes:
             for form in td["actions"][name]["forms"]:

@@ -6,7 +6,8 @@ adds the wot-agents JSON filter search where the directory offers it::
     async with DirectoryClient("http://127.0.0.1:8081", token="s3cret") as directory:
         await directory.register(td, ttl=60)          # PUT /things/{id}, or POST when td has no id
         await directory.patch(td["id"], {})           # an empty merge patch renews the ttl
-        td = await directory.get(td["id"])
+        td = await directory.get(td["id"], language="de")  # Accept-Language
+        if await directory.exists(td["id"]): ...      # HEAD; directory.count() is the total
         async for td in directory.list(page_size=100):  # follows the Link rel="next" pages
             ...
         found = await directory.search(tenant="acme", type="lmos:Agent")
@@ -165,9 +166,28 @@ class DirectoryClient:
             expect=(204,),
         )
 
-    async def get(self, thing_id: str) -> dict[str, Any]:
-        """The enriched TD (with its ``registration`` information)."""
-        return await self._json("GET", self._thing_url(thing_id))  # type: ignore[no-any-return]
+    async def get(self, thing_id: str, *, language: str | None = None) -> dict[str, Any]:
+        """The enriched TD (with its ``registration`` information).
+
+        ``language`` is sent as ``Accept-Language`` (e.g. ``"de, en;q=0.5"``): a directory that
+        negotiates answers with ``title``/``description`` taken from the TD's own translations.
+        """
+        headers = {"Accept-Language": language} if language else {}
+        return await self._json("GET", self._thing_url(thing_id), headers=headers)  # type: ignore[no-any-return]
+
+    async def exists(self, thing_id: str) -> bool:
+        """Whether the directory holds ``thing_id``, asked with HEAD (no TD is transferred)."""
+        status, _, _ = await self._request("HEAD", self._thing_url(thing_id), expect=(200, 404))
+        return status == 200
+
+    async def count(self) -> int:
+        """How many TDs the directory holds (the ``total`` of a one-TD collection page)."""
+        page = await self._json("GET", "things", params={"limit": "1", "format": "collection"})
+        return int(page["total"])
+
+    async def describe(self) -> dict[str, Any]:
+        """The directory's own TD (``/.well-known/wot``): its affordances and security."""
+        return await self._json("GET", ".well-known/wot")  # type: ignore[no-any-return]
 
     async def delete(self, thing_id: str) -> None:
         await self._request("DELETE", self._thing_url(thing_id), expect=(204,))

@@ -120,3 +120,15 @@ async def test_client_cannot_be_reopened(directory: str) -> None:
     await client.aclose()  # idempotent
     with pytest.raises(RuntimeError):
         await client.__aenter__()
+
+
+async def test_describe_exists_count_and_language(directory: str, make_td: Any) -> None:
+    async with DirectoryClient(directory) as client:
+        assert (await client.describe())["@type"] == "ThingDirectory"
+        assert await client.count() == 0
+        thing_id = await client.register(make_td(titles={"en": "Weather", "de": "Wetter"}))
+        await client.register(make_td(id="urn:other"))
+        assert await client.exists(thing_id) and not await client.exists("urn:missing")
+        assert await client.count() == 2
+        assert (await client.get(thing_id, language="de-AT, en;q=0.1"))["title"] == "Wetter"
+        assert (await client.get(thing_id))["title"] == make_td()["title"]

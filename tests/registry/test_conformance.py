@@ -14,7 +14,8 @@ from typing import Any
 
 import aiohttp
 
-from wot_agents import DirectoryClient
+from registry import DirectorySettings
+from wot_agents import DirectoryClient, validate
 
 from .conftest import running_directory
 from .test_things import _links, put
@@ -262,3 +263,73 @@ async def test_problem_details_are_utf_8(directory: str, http: aiohttp.ClientSes
         problem = json.loads((await r.read()).decode("utf-8"))
     assert "urn:x:café-灯" in problem["detail"]
     assert problem == {**problem, "type": "about:blank", "title": "Not Found", "status": 404}
+
+
+async def test_accept_language_picks_the_default_language(
+    directory: str, http: aiohttp.ClientSession, make_td: Any
+) -> None:
+    # [exploration-server-http-alternate-content] 7.3.2: a TD in another default language by
+    # Accept-Language; TD 1.1 6.3.2: @language says which, title/description take its text.
+    td = make_td(
+        title="Weather",
+        titles={"en": "Weather", "de": "Wetter", "zh-Hans": "天气"},
+        descriptions={"en": "Forecasts", "de": "Vorhersagen"},
+    )
+    action = next(iter(td["actions"]))
+    td["actions"][action]["titles"] = {"en": "Forecast", "de": "Vorhersage"}
+    await put(http, directory, td)
+    url = f"{directory}/things/{td['id']}"
+
+    async def get(accept_language: str | None) -> tuple[dict[str, Any], aiohttp.ClientResponse]:
+        headers = {"Accept-Language": accept_language} if accept_language else {}
+        async with http.get(url, headers=headers) as r:
+            return await r.json(content_type=TD), r
+
+    plain, r = await get(None)
+    assert plain["title"] == "Weather" and "Content-Language" not in r.headers
+    german, r = await get("fr;q=0.2, de-CH, en;q=0.5")  # de-CH falls back to de
+    assert r.headers["Content-Language"] == "de" and r.headers["Vary"] == "Accept-Language"
+    assert german["title"] == "Wetter" and german["description"] == "Vorhersagen"
+    assert german["actions"][action]["title"] == "Vorhersage"
+    assert german["@context"][:-1] == plain["@context"][:-1]
+    assert german["@context"][-1] == {**plain["@context"][-1], "@language": "de"}  # the one Map
+    assert list(german)[-1] == "registration" and "retrieved" in german["registration"]
+    assert german["titles"] == td["titles"]  # the translations stay
+    assert validate(german) == []
+    chinese, r = await get("zh-hans-cn")
+    assert chinese["title"] == "天气" and chinese["description"] == td["description"]
+    assert r.headers["Content-Language"] == "zh-Hans"
+    for header in ("fr", "*", "de;q=0"):
+        same, r = await get(header)
+        assert "Content-Language" not in r.headers, header
+        assert {**same, "registration": None} == {**plain, "registration": None}, header
+
+
+async def test_reads_can_be_protected_too(make_td: Any) -> None:
+    # [tdd-things-read-only-auth] and 9.1 "access to private directories SHOULD be limited by using
+    # access controls": with protect_reads every endpoint but the directory's TD needs the token.
+    async with running_directory(token="s3cret", protect_reads=True) as url, aiohttp.ClientSession() as http:
+        async with http.get(f"{url}/.well-known/wot") as r:
+            own = await r.json()
+        assert (
+            own["security"] == "bearer_sc" and own["securityDefinitions"]["bearer_sc"]["scheme"] == "bearer"
+        )
+        for method, path in (
+            ("GET", "/things"),
+            ("GET", "/events"),
+            ("POST", "/search/sparql"),
+            ("HEAD", "/things"),
+        ):
+            async with http.request(method, f"{url}{path}") as r:
+                assert r.status == 401, path
+                assert r.headers["WWW-Authenticate"].startswith("Bearer")
+        async with DirectoryClient(url, token="s3cret") as client:
+            thing_id = await client.register(make_td())
+            assert [td["id"] async for td in client.list()] == [thing_id]
+            assert await client.jsonpath("$[*].id") == [thing_id]
+    try:
+        DirectorySettings(protect_reads=True)
+    except ValueError as exc:
+        assert "token" in str(exc)
+    else:
+        raise AssertionError("protect_reads without a token was accepted")

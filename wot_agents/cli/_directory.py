@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
+import sys
 from typing import Any
 
 
@@ -25,6 +26,11 @@ def register(subparsers: Any) -> None:
     store.add_argument("--memory", action="store_true", help="keep everything in memory (lost on exit)")
     parser.add_argument("--token", default=None, help="require 'Authorization: Bearer TOKEN' for writes")
     parser.add_argument(
+        "--protect-reads",
+        action="store_true",
+        help="with --token, reads need the token too (only the directory's own TD stays open)",
+    )
+    parser.add_argument(
         "--announce",
         action="store_true",
         help="announce the directory by mDNS / DNS-SD (_directory._sub._wot._tcp), so agents and "
@@ -40,10 +46,15 @@ async def run(args: argparse.Namespace) -> int:
 
     from registry import DirectorySettings, create_app
 
-    overrides: dict[str, Any] = {k: getattr(args, k) for k in ("host", "port", "token") if getattr(args, k)}
+    keys = ("host", "port", "token", "protect_reads")
+    overrides: dict[str, Any] = {k: getattr(args, k) for k in keys if getattr(args, k)}
     if args.port == 0:
         overrides["port"] = 0
-    settings = DirectorySettings(**overrides)
+    try:
+        settings = DirectorySettings(**overrides)
+    except ValueError as exc:  # pydantic's ValidationError: e.g. --protect-reads without a token
+        print(f"wot-agents directory: {exc}", file=sys.stderr)
+        return 2
     if args.memory:
         settings.db = None
     elif args.db is not None or settings.db is None:
