@@ -2,12 +2,20 @@
 
 Runs the real ``wot-agents directory`` process (SQLite file store) on loopback and drives it with
 aiohttp clients. Usage: ``python bench/directory.py [N ...]`` (default 1000 10000).
+
+Order: N registrations by 16 clients; while the SPARQL index catches up, GET and JSONPath
+latencies (what the index's work costs other requests) and the catch-up lag; 500 registrations
+by one sequential client (deleted again, so every later figure is at N); GET throughput; query
+latencies at rest; the full listing; RSS (server and its index process); restart. The request
+bodies are serialized before the clock starts: the client's JSON encoding is not the server's
+cost, and it shares the machine's two cores. The load average is printed with each size.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import signal
 import statistics
@@ -86,6 +94,26 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
+def descendants(pid: int) -> list[int]:
+    """The server's helper processes (the SPARQL index worker, its forkserver)."""
+    parents = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError):
+            continue
+    found: list[int] = []
+    frontier = {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier}
+        found += frontier
+    return found
+
+
+def load() -> str:
+    return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
 async def latencies(http: aiohttp.ClientSession, urls: list[str]) -> tuple[float, float]:
     times = []
     for url in urls:
@@ -98,12 +126,24 @@ async def latencies(http: aiohttp.ClientSession, urls: list[str]) -> tuple[float
     return statistics.median(times), times[min(len(times) - 1, int(len(times) * 0.99))]
 
 
+async def sparql_ready(http: aiohttp.ClientSession, url: str) -> None:
+    """Until the SPARQL index has every acknowledged write (it answers 503 while it catches up)."""
+    while True:
+        async with http.get(f"{url}/search/sparql", params={"query": "ASK {}"}) as r:
+            await r.read()
+            if r.status == 200:
+                return
+            assert r.status == 503, r.status
+
+
 async def run(n: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         db = Path(tmp) / "bench.db"
         process, url, _ = await start(db)
-        print(f"\n== {n} descriptions (+ up to 500 registered by a sequential client) ==", flush=True)
+        print(f"\n== {n} descriptions ({load()}) ==", flush=True)
         bodies = [agent(i) for i in range(n)]
+        payloads = [json.dumps(body).encode() for body in bodies]
+        td_json = {"Content-Type": "application/td+json"}
         connector = aiohttp.TCPConnector(limit=CONCURRENCY)
         async with aiohttp.ClientSession(connector=connector) as http:
             queue = list(range(n))
@@ -111,24 +151,45 @@ async def run(n: int) -> None:
             async def register() -> None:
                 while queue:
                     i = queue.pop()
-                    async with http.put(f"{url}/things/{bodies[i]['id']}", json=bodies[i],
-                                        headers={"Content-Type": "application/td+json"}) as r:  # fmt: skip
+                    async with http.put(
+                        f"{url}/things/{bodies[i]['id']}", data=payloads[i], headers=td_json
+                    ) as r:
                         assert r.status == 201, await r.text()
 
             t = time.perf_counter()
             await asyncio.gather(*(register() for _ in range(CONCURRENCY)))
-            reg = n / (time.perf_counter() - t)
+            registered = time.perf_counter()
+            reg = n / (registered - t)
             say(f"registration, {CONCURRENCY} clients (validated, durable, JSON-indexed): {reg:8.0f} /s")
+
+            # While the SPARQL index converts the bulk load (in its own process): what other
+            # requests see, and how long until a SPARQL query has every acknowledged write.
+            picks = [(i * 7919) % n for i in range(200)]
+            busy_get = await latencies(http, [f"{url}/things/{bodies[i]['id']}" for i in picks])
+            busy_jp = await latencies(
+                http, [f"{url}/search/jsonpath?query=$[?@.title=='Agent {i}'].id" for i in picks]
+            )
+            measured = time.perf_counter() - registered
+            await sparql_ready(http, url)
+            rdf_lag = time.perf_counter() - registered
+            during = f"the first {min(measured, rdf_lag):.1f} s of the index's {rdf_lag:.1f} s catch-up"
+            say(f"GET /things/{{id}} while indexing     p50 {busy_get[0]:6.2f} ms  p99 {busy_get[1]:6.2f} ms")
+            say(f"  (both measured during {during})")
+            say(f"JSONPath selective while indexing    p50 {busy_jp[0]:6.2f} ms  p99 {busy_jp[1]:6.2f} ms")
+            say(f"SPARQL index lag after the bulk registration (first complete answer): {rdf_lag:6.2f} s")
 
             # one sequential client, as the published figures of other directories
             extra = [agent(n + i) for i in range(min(n, 500))]
+            extra_payloads = [json.dumps(body).encode() for body in extra]
             t = time.perf_counter()
-            for body in extra:
-                async with http.put(f"{url}/things/{body['id']}", json=body) as r:
+            for body, payload in zip(extra, extra_payloads, strict=True):
+                async with http.put(f"{url}/things/{body['id']}", data=payload, headers=td_json) as r:
                     assert r.status == 201
             reg_seq = len(extra) / (time.perf_counter() - t)
             say(f"registration, 1 sequential client:                       {reg_seq:8.0f} /s")
-            total = n + len(extra)
+            for body in extra:
+                async with http.delete(f"{url}/things/{body['id']}") as r:
+                    assert r.status == 204
 
             ids = [bodies[(i * 7919) % n]["id"] for i in range(2000)]
             pending = list(ids)
@@ -143,15 +204,7 @@ async def run(n: int) -> None:
             gets = len(ids) / (time.perf_counter() - t)
             say(f"GET /things/{{id}}, {CONCURRENCY} clients:                         {gets:8.0f} /s")
 
-            # The RDF index catches up first, so the query latencies below are those of a
-            # directory at rest, not of one converting a backlog in the background.
-            t = time.perf_counter()
-            no_limit = aiohttp.ClientTimeout(total=None)  # the first SPARQL query waits for the RDF index
-            async with http.get(f"{url}/search/sparql", params={"query": "ASK {}"}, timeout=no_limit) as r:
-                await r.read()
-            rdf_catchup = time.perf_counter() - t
-            say(f"SPARQL index catch-up after the writes (JSON-LD -> RDF): {rdf_catchup:6.2f} s")
-            picks = [(i * 7919) % n for i in range(200)]
+            await sparql_ready(http, url)  # the deletions are indexed: a directory at rest
             filt = await latencies(
                 http, [f"{url}/search/filter?capability=urn:bench:cap:{i}:1" for i in picks]
             )
@@ -175,20 +228,22 @@ async def run(n: int) -> None:
                     link = re.search(r'<([^>]+)>; rel="next"', r.headers.get("Link", ""))
                 next_url = f"{url}{link.group(1)}" if link else ""
             listing = time.perf_counter() - t
-            say(f"full listing ({total} TDs, pages of 10k, bytes received): {listing:6.3f} s")
+            say(f"full listing ({n} TDs, pages of 10k, bytes received):  {listing:6.3f} s")
             t = time.perf_counter()
             listed = sum(len(json.loads(page)) for page in pages)
             say(f"  ... and parsing them in the bench client:              {time.perf_counter() - t:6.3f} s")
-            assert listed == total, (listed, total)
+            assert listed == n, (listed, n)
             del pages
+            helpers = sum(rss_mb(pid) for pid in descendants(process.pid))
             rss = rss_mb(process.pid)
-            say(f"server RSS:                                              {rss:6.0f} MB")
+            say(f"RSS: server {rss:.0f} MB + SPARQL index process {helpers:.0f} MB = {rss + helpers:6.0f} MB")
         process.send_signal(signal.SIGTERM)
         await process.wait()
         process, url, restart = await start(db)
         say(f"restart (process start to listening, all loaded):        {restart:6.2f} s")
         process.send_signal(signal.SIGTERM)
         await process.wait()
+        say(f"({load()})")
 
 
 async def main() -> None:

@@ -18,18 +18,17 @@ import rdflib
 sys.path.insert(0, str(Path(__file__).parent))
 from directory import agent
 
-from registry._rdf import RdfIndex
-from registry._store import SQLiteStore
+from registry._rdf_worker import Indexer
 
 TD = "https://www.w3.org/2019/wot/td#"
 
 
 def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
-    index = RdfIndex(SQLiteStore(None), None)
+    templates = Indexer(ox.Store()).templates
     docs = {f"urn:bench:agent:{i:07}": agent(i) for i in range(n)}
     t = time.perf_counter()
-    nquads = index._nquads(docs)
+    nquads = "".join(templates.nquads(td, thing_id, f"x{k}") for k, (thing_id, td) in enumerate(docs.items()))
     convert = time.perf_counter() - t
     print(f"{n} agent descriptions, {nquads.count(chr(10))} quads; JSON-LD -> N-Quads {convert:.2f} s")
     queries = [f'SELECT ?t WHERE {{ ?t <{TD}title> "Agent {(i * 7919) % n}"@en }}' for i in range(50)]

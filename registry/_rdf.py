@@ -1,63 +1,46 @@
-"""The RDF index behind ``/search/sparql``: one named graph per description, in Oxigraph.
+"""The RDF index behind ``/search/sparql``: one named graph per description, in its own process.
 
-Engine choice (measured, see bench/directory.py and the commit): pyoxigraph answers a selective
-query over 1k descriptions in well under a millisecond; rdflib needs tens of milliseconds for the
-same query and several times the memory. The expensive part is JSON-LD -> RDF (a few ms per TD,
-mostly processing the TD 1.1 context's scoped contexts), so it is kept off the write path: writes
-only mark a description as pending, a background task converts pending descriptions in batches
-when writes pause (each document *shape* converted once, see ``_templates.py``), and every SPARQL
-query first waits until nothing is pending. Reads stay consistent with acknowledged writes;
-registration stays fast.
+Engine choice (measured, see bench/sparql_engines.py): pyoxigraph answers a selective query over
+1k descriptions in well under a millisecond; rdflib needs tens of milliseconds for the same query
+and several times the memory. Indexing is the expensive part (~2 ms of CPU per description: the
+JSON-LD -> RDF conversion, see ``_templates.py``, and the write into the on-disk store), so it
+runs in a worker process on the other core (``_rdf_worker.py``), fed with every committed
+change, and the server's event loop only forwards changes and queries.
 
-With a database path the Oxigraph store lives on disk next to it, so a restart does not convert
-anything again; the store's ``rdf_pending`` table re-converts whatever a crash left undone.
+Consistency: a SPARQL query sees every write acknowledged before it arrived. It waits until the
+worker has indexed everything up to the store's sequence number at its arrival; if that takes
+longer than the query time limit (a bulk load still being indexed), the answer is 503 with
+``Retry-After`` and how many descriptions are still to index.
+
+Durability: the store marks every write as pending in the same transaction (``rdf_pending``)
+and forgets the mark only once the worker has indexed it, so nothing is lost if the worker or
+the server dies: a restarted worker gets the pending descriptions again. With a database path
+the Oxigraph store lives on disk next to it, so a restart converts only what was pending.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
-import ctypes.util
 import itertools
-import json
 import logging
+import multiprocessing
 import re
+import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Coroutine
+from multiprocessing.connection import Connection, wait
 from pathlib import Path
+from queue import SimpleQueue
 from typing import Any
 
-import pyoxigraph as ox
-
-import td_schemas
-
 from ._problems import HTTPProblem
+from ._rdf_worker import serve, too_slow
 from ._store import Change, SQLiteStore
-from ._templates import TemplateConverter
 
 __all__ = ["RdfIndex"]
 
 logger = logging.getLogger("registry.rdf")
-_BATCH = 64
-_FLUSH_EVERY = 2000
-#: Conversion waits for this long a pause in writes (or for a query), so bursts of writes are not slowed.
-_QUIET = 0.2
-
-
-def _known_contexts() -> dict[str, Any]:
-    contexts: dict[str, Any] = {}
-    for url, name in td_schemas.CONTEXT_FILES.items():
-        contexts[url] = td_schemas.load(name)["@context"]
-        contexts[url.replace("https://", "http://")] = contexts[url]
-    return contexts
-
-
-try:
-    _libc: Any = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-    _libc.malloc_trim  # noqa: B018 (glibc only)
-except (OSError, AttributeError):
-    _libc = None
 
 _SERVICE = re.compile(r"\bSERVICE\b", re.IGNORECASE)
 _UPDATE = re.compile(
@@ -65,9 +48,17 @@ _UPDATE = re.compile(
     re.IGNORECASE,
 )
 
+#: Seconds the store's pending marks of indexed descriptions wait to be dropped together.
+_FORGET_DELAY = 1.0
+#: A forkserver starts each worker as a fork of a small clean process that has already imported
+#: the worker's modules: milliseconds, where a spawned interpreter takes most of a second, and
+#: without forking the server's threads.
+_CONTEXT = multiprocessing.get_context("forkserver")
+_CONTEXT.set_forkserver_preload(["registry._rdf_worker"])
+
 
 class RdfIndex:
-    """Pending conversions, the background converter, and SPARQL evaluation with limits."""
+    """Feeds the worker process, tracks what it has indexed, and forwards queries to it."""
 
     def __init__(
         self,
@@ -79,129 +70,146 @@ class RdfIndex:
         allow_federation: bool = False,
     ) -> None:
         self.store = store
-        self.oxigraph = ox.Store(str(path)) if path is not None else ox.Store()
+        self.path = path
         self.query_timeout = query_timeout
         self.result_cap = result_cap
         self.allow_federation = allow_federation
-        self._contexts = _known_contexts()
-        self._templates = TemplateConverter(self._convert)
-        self._pending: dict[str, int] = {}
-        self._wake = asyncio.Event()
-        self._idle = asyncio.Event()
-        self._idle.set()
-        self._task: asyncio.Task[None] | None = None
-        self._last_write = 0.0
-        self._urgent = False
-        self._flushed = 0
-        self.converted = 0
+        self._pending: dict[str, int] = {}  # sent, not yet indexed: id -> seq of its latest change
+        self._sent = 0  # seq of the latest change sent to the worker
+        self._indexed = 0  # every change up to this seq is in the index
+        self._progress = asyncio.Event()  # set (and replaced) whenever _indexed moves
+        self._outbox: list[tuple[str, int, bytes | None]] = []
+        self._done: list[tuple[str, int]] = []  # indexed, its pending mark still in the store
+        self._worker: _Worker | None = None
+        self._running = asyncio.Event()  # set while a worker is there to take queries
+        self._answers: dict[int, asyncio.Future[tuple[bytes, str]]] = {}
+        self._qids = itertools.count()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._closed = asyncio.Event()  # set on close: what waits for more work stops waiting
         self.failed = 0
         store.subscribe(self.apply)
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
-        for thing_id in await self.store.rdf_pending():
-            self._pending.setdefault(thing_id, 0)
-        self._task = asyncio.create_task(self._run(), name="wot-directory-rdf")
-        self._kick()
+        """Start the worker and give it whatever a previous run left pending."""
+        for thing_id, seq in sorted(await self.store.rdf_pending(), key=lambda pair: pair[1]):
+            self._pending[thing_id] = seq
+        self._sent = max(self._pending.values(), default=0)
+        self._spawn(self._start_worker())  # in the background: the server listens meanwhile
+
+    async def _start_worker(self) -> None:
+        worker = _Worker(self.path, self.result_cap, self._received)
+        await asyncio.to_thread(worker.start)
+        if self._closed.is_set():
+            await asyncio.to_thread(worker.stop)
+            return
+        self._worker = worker
+        self._running.set()
+        # Everything not indexed yet, with its current text (changes queued meanwhile included).
+        resend = sorted(self._pending.items(), key=lambda pair: pair[1])
+        if resend:
+            worker.send(
+                ("index", [(i, seq, r.data if (r := self.store.get(i)) else None) for i, seq in resend])
+            )
+            self._sent = max(self._sent, resend[-1][1])
 
     async def aclose(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        with contextlib.suppress(Exception):
-            self.oxigraph.flush()
+        """Stop the worker (it finishes the batch at hand) and wait for its process to end."""
+        self._closed.set()
+        if self._worker is not None:
+            worker, self._worker = self._worker, None
+            await asyncio.to_thread(worker.stop)
+        for future in self._answers.values():
+            future.cancel()
+        self._answers.clear()
+        while self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
 
+    @property
+    def backlog(self) -> int:
+        """Descriptions written but not indexed yet."""
+        return len(self._pending)
+
+    @property
+    def worker_pid(self) -> int | None:
+        return self._worker.pid if self._worker is not None else None
+
+    # -- changes -----------------------------------------------------------------------------
     def apply(self, change: Change) -> None:
+        """Queue a committed change for the worker (sent once per event-loop turn, in batches)."""
         self._pending[change.id] = change.seq
-        self._last_write = time.monotonic()
-        self._kick()
+        self._sent = change.seq
+        if not self._outbox:
+            asyncio.get_running_loop().call_soon(self._send_outbox)
+        self._outbox.append((change.id, change.seq, change.record.data if change.record else None))
 
-    def _kick(self) -> None:
-        if self._pending:
-            self._idle.clear()
-            self._wake.set()
+    def _send_outbox(self) -> None:
+        batch, self._outbox = self._outbox, []
+        if batch and self._worker is not None:
+            self._worker.send(("index", batch))
 
-    async def sync(self) -> None:
-        """Wait until every acknowledged write is in the RDF index."""
-        self._urgent = True
-        await self._idle.wait()
-
-    async def _run(self) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            # Conversion holds the GIL: run it in pauses between writes, or at once for a query.
-            while not self._urgent and time.monotonic() - self._last_write < _QUIET:  # noqa: ASYNC110
-                await asyncio.sleep(_QUIET / 4)
-            while self._pending:
-                batch = dict(itertools.islice(self._pending.items(), _BATCH))
-                for thing_id in batch:
+    def _received(self, worker: _Worker, message: tuple[Any, ...] | None) -> None:
+        """A message of ``worker``, on the event loop; None when its process ended."""
+        if worker is not self._worker:
+            return  # a stopped worker's last words
+        if message is None:
+            self._worker = None
+            self._running.clear()
+            self._spawn(self._restart(worker))
+        elif message[0] == "indexed":
+            _, seq, done, failures = message
+            for thing_id, done_seq in done:
+                if self._pending.get(thing_id) == done_seq:
                     del self._pending[thing_id]
-                docs = {}
-                for thing_id in batch:
-                    record = self.store.get(thing_id)
-                    if record is not None:
-                        docs[thing_id] = record.document()
-                try:
-                    await asyncio.to_thread(self._index, list(batch), docs)
-                    await self.store.rdf_done(batch.items())
-                except Exception:
-                    logger.exception("RDF indexing of %d descriptions failed", len(batch))
-                if self.converted - self._flushed >= _FLUSH_EVERY:
-                    self._flushed = self.converted
-                    await asyncio.to_thread(self._release_memory)
-                await asyncio.sleep(0)  # let queries and writes through between batches
-            self._urgent = False
-            self._idle.set()
-
-    def _release_memory(self) -> None:
-        # An on-disk Oxigraph (RocksDB) keeps writes in memtables until a flush, and glibc keeps
-        # what was freed; at 10k descriptions that is ~700 MB of RSS, most of it given back here.
-        self.oxigraph.flush()
-        if _libc is not None:
-            _libc.malloc_trim(0)
-
-    # -- JSON-LD -> RDF ----------------------------------------------------------------------
-    def _convert(self, document: dict[str, Any]) -> list[ox.Quad]:
-        """The full JSON-LD -> RDF conversion, the known contexts inlined (nothing is fetched)."""
-        context = document.get("@context")
-        node = dict(document)
-        node["@context"] = [
-            self._contexts[entry] if isinstance(entry, str) and entry in self._contexts else entry
-            for entry in (context if isinstance(context, list) else [context])
-        ]
-        unknown = [entry for entry in node["@context"] if isinstance(entry, str)]
-        if unknown:
-            raise ValueError(f"JSON-LD context {unknown[0]!r} is not known offline")
-        return list(ox.parse(json.dumps(node), format=ox.RdfFormat.JSON_LD, base_iri="urn:x-relative:"))
-
-    def _nquads(self, docs: dict[str, dict[str, Any]]) -> str:
-        parts = []
-        for n, (thing_id, td) in enumerate(docs.items()):
-            try:
-                ox.NamedNode(thing_id)  # the graph name must be an IRI
-                parts.append(self._templates.nquads(td, thing_id, f"x{n}"))
-            except (SyntaxError, ValueError) as exc:
+            for thing_id, reason in failures:
                 self.failed += 1
-                logger.warning("%s is not in the SPARQL index: %s", thing_id, exc)
-        return "".join(parts)
+                logger.warning("%s is not in the SPARQL index: %s", thing_id, reason)
+            if done:
+                if not self._done:
+                    self._spawn(self._forget())
+                self._done += done
+            self._indexed = max(self._indexed, seq)
+            self._progress.set()
+            self._progress = asyncio.Event()
+        else:
+            future = self._answers.pop(message[1], None)
+            if future is not None and not future.done():
+                if message[0] == "answer":
+                    future.set_result((message[2], message[3]))
+                else:
+                    future.set_exception(HTTPProblem(400, message[2]))
 
-    def _index(self, ids: list[str], docs: dict[str, dict[str, Any]]) -> None:
-        text = self._nquads(docs)
-        for thing_id in ids:
-            if self._has_graph(thing_id):
-                self.oxigraph.remove_graph(ox.NamedNode(thing_id))
-        if text:
-            self.oxigraph.load(text, format=ox.RdfFormat.N_QUADS)
-        self.converted += len(docs)
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
-    def _has_graph(self, thing_id: str) -> bool:
-        try:
-            return self.oxigraph.contains_named_graph(ox.NamedNode(thing_id))
-        except ValueError:
-            return False
+    async def _forget(self) -> None:
+        # Acknowledgements arriving within a second share one transaction (of the store's one
+        # thread, which the writers' commits need more).
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._closed.wait(), _FORGET_DELAY)
+        while self._done:
+            done, self._done = self._done, []
+            try:
+                await self.store.rdf_done(done)
+            except Exception:  # the marks stay: the next start re-indexes those descriptions
+                logger.exception("could not record %d indexed descriptions", len(done))
+
+    async def _restart(self, worker: _Worker) -> None:
+        logger.error("the SPARQL index process ended (exit code %s); restarting it", worker.exitcode)
+        await asyncio.to_thread(worker.stop)
+        for future in self._answers.values():
+            if not future.done():
+                future.set_exception(HTTPProblem(503, "the SPARQL index restarted; retry the query"))
+        self._answers.clear()
+        if not self._closed.is_set():
+            await self._start_worker()
+
+    async def caught_up(self, seq: int) -> None:
+        """Wait until every change up to ``seq`` is indexed."""
+        while self._indexed < seq:
+            await self._progress.wait()
 
     # -- SPARQL ------------------------------------------------------------------------------
     async def query(self, text: str, accept: str) -> tuple[bytes, str]:
@@ -212,84 +220,109 @@ class RdfIndex:
             )
         if not self.allow_federation and _SERVICE.search(text):
             raise HTTPProblem(400, "SPARQL federation (SERVICE) is disabled in this directory")
-        await self.sync()
-        deadline = time.monotonic() + self.query_timeout
-        task = asyncio.to_thread(self._evaluate, text, accept, deadline)
+        started = time.monotonic()
         try:
-            return await asyncio.wait_for(task, self.query_timeout + 0.5)
+            async with asyncio.timeout(self.query_timeout):
+                await self.caught_up(self._sent)
+                await self._running.wait()
         except TimeoutError:
-            raise self._too_slow() from None
-
-    def _too_slow(self) -> HTTPProblem:
-        return HTTPProblem(
-            400, f"the query ran longer than the limit of {self.query_timeout:g} s; make it more selective"
-        )
-
-    def _evaluate(self, text: str, accept: str, deadline: float) -> tuple[bytes, str]:
-        # Oxigraph's result objects must die on the thread that made them: never let one escape
-        # in an exception (its traceback would carry it to the event loop's thread).
+            raise HTTPProblem(
+                503,
+                f"the SPARQL index is still indexing recent writes ({self.backlog} descriptions to go); "
+                "retry shortly",
+                headers={"Retry-After": str(max(1, round(self.backlog / 500)))},
+            ) from None
+        remaining = self.query_timeout - (time.monotonic() - started)
+        assert self._worker is not None
+        qid = next(self._qids)
+        future: asyncio.Future[tuple[bytes, str]] = asyncio.get_running_loop().create_future()
+        self._answers[qid] = future
+        self._worker.send(("query", qid, text, accept, remaining))
         try:
-            result = self.oxigraph.query(text, use_default_graph_as_union=True)
-        except SyntaxError as exc:
-            raise HTTPProblem(400, f"not a valid SPARQL query: {exc}") from None
-        if isinstance(result, ox.QueryBoolean):
-            return _json({"head": {}, "boolean": bool(result)}), _results_type(accept)
-        if isinstance(result, ox.QuerySolutions):
-            names = [v.value for v in result.variables]
-            bindings = [
-                {name: _term(term) for name in names if (term := solution[name]) is not None}
-                for solution in self._capped(result, deadline)
-            ]
-            del result
-            problem = self._problem(len(bindings), deadline)
-            if problem:
-                raise problem
-            return _json({"head": {"vars": names}, "results": {"bindings": bindings}}), _results_type(accept)
-        triples = list(self._capped(result, deadline))
-        del result
-        problem = self._problem(len(triples), deadline)
-        if problem:
-            raise problem
-        return ox.serialize(triples, format=ox.RdfFormat.JSON_LD) or b"[]", "application/ld+json"
-
-    def _capped(self, results: Iterable[Any], deadline: float) -> Iterator[Any]:
-        """Results up to one past the cap, stopping early at the deadline."""
-        for count, item in enumerate(results):
-            yield item
-            if count >= self.result_cap or (count % 256 == 0 and time.monotonic() > deadline):
-                return
-
-    def _problem(self, count: int, deadline: float) -> HTTPProblem | None:
-        if count > self.result_cap:
-            return HTTPProblem(
-                400, f"the query has more than {self.result_cap} results; add a LIMIT or narrow it"
-            )
-        if time.monotonic() > deadline:
-            return self._too_slow()
-        return None
+            return await asyncio.wait_for(future, remaining + 0.5)
+        except TimeoutError:
+            self._answers.pop(qid, None)
+            raise HTTPProblem(400, too_slow(self.query_timeout)) from None
 
 
-def _json(value: Any) -> bytes:
-    return json.dumps(value, ensure_ascii=False).encode()
+class _Worker:
+    """The worker process and the two threads that move messages over its pipes.
 
+    Pipe writes can block while the worker is busy, and reads wait for it: both happen on
+    threads, never on the event loop. Messages from the worker are handed to the loop.
+    """
 
-def _results_type(accept: str) -> str:
-    # application/json by default (7.3.2.3.3); the SPARQL media type when asked for it.
-    return (
-        "application/sparql-results+json"
-        if "application/sparql-results+json" in accept
-        else "application/json"
-    )
+    def __init__(self, path: Path | None, result_cap: int, received: Callable[[_Worker, Any], None]) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._received = received
+        tasks_in, self._tasks = _CONTEXT.Pipe(duplex=False)  # the worker reads tasks_in
+        self._results, results_out = _CONTEXT.Pipe(duplex=False)  # and writes results_out
+        self._worker_ends = (tasks_in, results_out)
+        self.process = _CONTEXT.Process(
+            target=serve,
+            args=(tasks_in, results_out, str(path) if path is not None else None, result_cap),
+            name="wot-directory-rdf",
+            daemon=True,
+        )
+        self._outbox: SimpleQueue[tuple[Any, ...] | None] = SimpleQueue()
+        self._sender = threading.Thread(target=self._send_loop, name="wot-directory-rdf-send", daemon=True)
+        self._reader = threading.Thread(target=self._read_loop, name="wot-directory-rdf-read", daemon=True)
 
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid
 
-def _term(term: Any) -> dict[str, str]:
-    if isinstance(term, ox.NamedNode):
-        return {"type": "uri", "value": term.value}
-    if isinstance(term, ox.BlankNode):
-        return {"type": "bnode", "value": term.value}
-    out = {"type": "literal", "value": term.value}
-    if term.language:
-        out["xml:lang"] = term.language
-    elif term.datatype.value != "http://www.w3.org/2001/XMLSchema#string":
-        out["datatype"] = term.datatype.value
-    return out
+    @property
+    def exitcode(self) -> int | None:
+        return self.process.exitcode
+
+    def start(self) -> None:
+        self.process.start()
+        for end in self._worker_ends:  # the worker's ends: closed here so its death shows as EOF
+            end.close()
+        self._sender.start()
+        self._reader.start()
+
+    def send(self, message: tuple[Any, ...]) -> None:
+        self._outbox.put(message)
+
+    def stop(self) -> None:
+        """Close the worker's input, wait for it to end (terminate it after 10 s); blocking."""
+        self._outbox.put(None)
+        if self._sender.is_alive():
+            self._sender.join()
+        self.process.join(10)
+        if self.process.exitcode is None:
+            self.process.terminate()
+            self.process.join(5)
+        if self.process.exitcode is None:
+            self.process.kill()
+            self.process.join()
+        if self._reader.is_alive():
+            self._reader.join()
+        self._results.close()
+        self.process.close()
+
+    def _send_loop(self) -> None:
+        while (message := self._outbox.get()) is not None:
+            with contextlib.suppress(OSError):  # the worker died: its restart resends the backlog
+                self._tasks.send(message)
+        self._tasks.close()
+
+    def _read_loop(self) -> None:
+        conn: Connection = self._results
+        while True:
+            ready = wait([conn, self.process.sentinel])
+            if conn in ready:
+                try:
+                    message = conn.recv()
+                except (EOFError, OSError):
+                    break
+                self._deliver(message)
+            elif not conn.poll():
+                break
+        self._deliver(None)
+
+    def _deliver(self, message: tuple[Any, ...] | None) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is waiting any more
+            self._loop.call_soon_threadsafe(self._received, self, message)

@@ -64,7 +64,7 @@ class Store(Protocol):
     async def delete(self, thing_id: str) -> Change | None: ...
     async def expired(self, now: float) -> list[str]: ...
     async def changes_since(self, seq: int, limit: int) -> list[tuple[int, str, str, str]]: ...
-    async def rdf_pending(self) -> list[str]: ...
+    async def rdf_pending(self) -> list[tuple[str, int]]: ...
     async def rdf_done(self, done: Iterable[tuple[str, int]]) -> None: ...
 
 
@@ -250,18 +250,27 @@ class SQLiteStore:
             ).fetchall()
         )
 
-    async def rdf_pending(self) -> list[str]:
-        """Ids whose RDF may be missing from, or stale in, the RDF index (e.g. after a crash)."""
-        rows = await self._run(lambda: self._db.execute("SELECT id FROM rdf_pending").fetchall())  # type: ignore[union-attr]
-        return [row[0] for row in rows]
+    async def rdf_pending(self) -> list[tuple[str, int]]:
+        """``(id, seq)`` of descriptions whose RDF may be missing from, or stale in, the RDF index."""
+        rows = await self._run(lambda: self._db.execute("SELECT id, seq FROM rdf_pending").fetchall())  # type: ignore[union-attr]
+        return [(row[0], row[1]) for row in rows]
 
     async def rdf_done(self, done: Iterable[tuple[str, int]]) -> None:
-        """Forget ``(id, seq)`` pairs whose RDF is indexed, unless a later write made them stale."""
+        """Forget ``(id, seq)`` pairs whose RDF is indexed, unless a later write made them stale.
+
+        Not synced: losing this in a crash only means indexing those descriptions again, and an
+        fsync here would delay the writers' commits that share this thread.
+        """
         batch = list(done)
 
         def forget() -> None:
-            with self._transaction() as db:
-                db.executemany("DELETE FROM rdf_pending WHERE id = ? AND seq <= ?", batch)
+            assert self._db is not None
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            try:
+                with self._transaction() as db:
+                    db.executemany("DELETE FROM rdf_pending WHERE id = ? AND seq <= ?", batch)
+            finally:
+                self._db.execute("PRAGMA synchronous=FULL")
 
         await self._run(forget)
 

@@ -9,9 +9,7 @@ from typing import Any
 import pyoxigraph as ox
 import pytest
 
-from registry import DirectorySettings
-from registry._rdf import RdfIndex
-from registry._store import SQLiteStore
+from registry._rdf_worker import Indexer
 
 EXAMPLES = sorted((Path(__file__).parents[1] / "data" / "w3c-td11-examples").glob("*.json"))
 
@@ -27,8 +25,8 @@ def _canonical(quads: list[ox.Quad]) -> list[str]:
 
 
 @pytest.fixture
-def rdf() -> RdfIndex:
-    return RdfIndex(SQLiteStore(None), None, **{"query_timeout": DirectorySettings().query_timeout})
+def rdf() -> Indexer:
+    return Indexer(ox.Store())
 
 
 def _variants(make_td: Any) -> list[dict[str, Any]]:
@@ -49,23 +47,23 @@ def _variants(make_td: Any) -> list[dict[str, Any]]:
     return [d for d in docs if isinstance(d.get("id"), str)]
 
 
-def test_templates_reproduce_full_conversion(rdf: RdfIndex, make_td: Any) -> None:
+def test_templates_reproduce_full_conversion(rdf: Indexer, make_td: Any) -> None:
     docs = _variants(make_td)
     assert len(docs) > 10
     for _ in range(2):  # the second round is served from the template cache
         for doc in docs:
             graph = ox.NamedNode(doc["id"])
-            expected = [ox.Quad(q.subject, q.predicate, q.object, graph) for q in rdf._convert(doc)]
-            text = rdf._templates.nquads(doc, doc["id"], "t")
+            expected = [ox.Quad(q.subject, q.predicate, q.object, graph) for q in rdf.convert(doc)]
+            text = rdf.templates.nquads(doc, doc["id"], "t")
             assert _canonical(list(ox.parse(text, format=ox.RdfFormat.N_QUADS))) == _canonical(expected), doc[
                 "id"
             ]
-    assert rdf._templates.hits >= len(docs)
-    assert rdf._templates.fallbacks >= 1  # the relative href cannot be put back as is
+    assert rdf.templates.hits >= len(docs)
+    assert rdf.templates.fallbacks >= 1  # the relative href cannot be put back as is
 
 
-def test_same_shape_is_converted_once(rdf: RdfIndex, make_td: Any) -> None:
+def test_same_shape_is_converted_once(rdf: Indexer, make_td: Any) -> None:
     for i in range(50):
-        rdf._templates.nquads(make_td(id=f"urn:example:{i}", title=f"Agent {i}"), f"urn:example:{i}", "t")
-    assert rdf._templates.misses == 1 and rdf._templates.hits == 49
-    assert rdf._templates.fallbacks == 0
+        rdf.templates.nquads(make_td(id=f"urn:example:{i}", title=f"Agent {i}"), f"urn:example:{i}", "t")
+    assert rdf.templates.misses == 1 and rdf.templates.hits == 49
+    assert rdf.templates.fallbacks == 0

@@ -1,0 +1,255 @@
+"""The SPARQL index's own process: JSON-LD -> RDF, the Oxigraph store, and SPARQL evaluation.
+
+Converting a description and writing its ~90 quads into the on-disk Oxigraph store costs ~2 ms
+of CPU (the write into RocksDB is most of it, and it contends for the GIL). In the server
+process that CPU competed with every request; here it runs on another core. The process owns
+the Oxigraph store; the server (:class:`registry._rdf.RdfIndex`) sends it the committed changes
+and the queries over two pipes and never touches the store itself.
+
+Messages, server -> worker: ``("index", [(id, seq, stored JSON or None), ...])`` in commit order,
+``("query", qid, text, accept, timeout)``. Worker -> server: ``("indexed", seq, done, failures)``
+once every change up to ``seq`` is in the store (``done``: the ``(id, seq)`` pairs whose pending
+mark may be dropped; ``failures``: ``(id, reason)`` of descriptions left out), and
+``("answer", qid, body, content_type)`` or ``("problem", qid, detail)``. End of input (the
+server closed its end, or died) ends the worker after the batch at hand.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import json
+import queue
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from multiprocessing.connection import Connection
+from typing import Any
+
+import pyoxigraph as ox
+
+import td_schemas
+
+from ._templates import TemplateConverter
+
+__all__ = ["Indexer", "serve"]
+
+#: Changes converted and written in one Oxigraph transaction.
+_BATCH = 256
+#: RocksDB memtables are flushed, and freed memory returned, every this many conversions.
+_FLUSH_EVERY = 2000
+
+try:
+    _libc: Any = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    _libc.malloc_trim  # noqa: B018 (glibc only)
+except (OSError, AttributeError):
+    _libc = None
+
+
+def _known_contexts() -> dict[str, Any]:
+    contexts: dict[str, Any] = {}
+    for url, name in td_schemas.CONTEXT_FILES.items():
+        contexts[url] = td_schemas.load(name)["@context"]
+        contexts[url.replace("https://", "http://")] = contexts[url]
+    return contexts
+
+
+class Indexer:
+    """One named graph per description in ``store``, converted through the shape templates."""
+
+    def __init__(self, store: ox.Store) -> None:
+        self.store = store
+        self._contexts = _known_contexts()
+        self.templates = TemplateConverter(self.convert)
+        self.converted = 0
+        self._flushed = 0
+
+    def convert(self, document: dict[str, Any]) -> list[ox.Quad]:
+        """The full JSON-LD -> RDF conversion, the known contexts inlined (nothing is fetched)."""
+        context = document.get("@context")
+        node = dict(document)
+        node["@context"] = [
+            self._contexts[entry] if isinstance(entry, str) and entry in self._contexts else entry
+            for entry in (context if isinstance(context, list) else [context])
+        ]
+        unknown = [entry for entry in node["@context"] if isinstance(entry, str)]
+        if unknown:
+            raise ValueError(f"JSON-LD context {unknown[0]!r} is not known offline")
+        return list(ox.parse(json.dumps(node), format=ox.RdfFormat.JSON_LD, base_iri="urn:x-relative:"))
+
+    def index(self, changes: Iterable[tuple[str, bytes | None]]) -> list[tuple[str, str]]:
+        """Replace the graphs of ``changes`` (None: remove it); returns ``(id, reason)`` left out."""
+        latest = dict(changes)  # a later change of the same description wins
+        failures: list[tuple[str, str]] = []
+        parts = []
+        for n, (thing_id, data) in enumerate(latest.items()):
+            if data is None:
+                continue
+            try:
+                ox.NamedNode(thing_id)  # the graph name must be an IRI
+                parts.append(self.templates.nquads(json.loads(data), thing_id, f"x{n}"))
+            except (SyntaxError, ValueError) as exc:
+                failures.append((thing_id, str(exc)))
+        for thing_id in latest:
+            if self._has_graph(thing_id):
+                self.store.remove_graph(ox.NamedNode(thing_id))
+        if parts:
+            self.store.load("".join(parts), format=ox.RdfFormat.N_QUADS)
+        self.converted += len(latest)
+        if self.converted - self._flushed >= _FLUSH_EVERY:
+            self._flushed = self.converted
+            self.release_memory()
+        return failures
+
+    def release_memory(self) -> None:
+        # An on-disk Oxigraph (RocksDB) keeps writes in memtables until a flush, and glibc keeps
+        # what was freed; at 10k descriptions that is ~700 MB of RSS, most of it given back here.
+        self.store.flush()
+        if _libc is not None:
+            _libc.malloc_trim(0)
+
+    def _has_graph(self, thing_id: str) -> bool:
+        try:
+            return self.store.contains_named_graph(ox.NamedNode(thing_id))
+        except ValueError:
+            return False
+
+
+# -- SPARQL ---------------------------------------------------------------------------------------
+class QueryProblem(Exception):
+    """A query the directory answers with 400; the message says why."""
+
+
+def evaluate(store: ox.Store, text: str, accept: str, timeout: float, result_cap: int) -> tuple[bytes, str]:
+    """SELECT/ASK -> SPARQL JSON results, CONSTRUCT/DESCRIBE -> JSON-LD, within the limits."""
+    deadline = time.monotonic() + timeout
+    try:
+        result = store.query(text, use_default_graph_as_union=True)
+    except SyntaxError as exc:
+        raise QueryProblem(f"not a valid SPARQL query: {exc}") from None
+    if isinstance(result, ox.QueryBoolean):
+        return _json({"head": {}, "boolean": bool(result)}), _results_type(accept)
+    if isinstance(result, ox.QuerySolutions):
+        names = [v.value for v in result.variables]
+        bindings = [
+            {name: _term(term) for name in names if (term := solution[name]) is not None}
+            for solution in _capped(result, deadline, result_cap)
+        ]
+        _check(len(bindings), deadline, timeout, result_cap)
+        return _json({"head": {"vars": names}, "results": {"bindings": bindings}}), _results_type(accept)
+    triples = list(_capped(result, deadline, result_cap))
+    _check(len(triples), deadline, timeout, result_cap)
+    return ox.serialize(triples, format=ox.RdfFormat.JSON_LD) or b"[]", "application/ld+json"
+
+
+def too_slow(timeout: float) -> str:
+    return f"the query ran longer than the limit of {timeout:g} s; make it more selective"
+
+
+def _capped(results: Iterable[Any], deadline: float, cap: int) -> Iterator[Any]:
+    """Results up to one past the cap, stopping early at the deadline."""
+    for count, item in enumerate(results):
+        yield item
+        if count >= cap or (count % 256 == 0 and time.monotonic() > deadline):
+            return
+
+
+def _check(count: int, deadline: float, timeout: float, cap: int) -> None:
+    if count > cap:
+        raise QueryProblem(f"the query has more than {cap} results; add a LIMIT or narrow it")
+    if time.monotonic() > deadline:
+        raise QueryProblem(too_slow(timeout))
+
+
+def _json(value: Any) -> bytes:
+    return json.dumps(value, ensure_ascii=False).encode()
+
+
+def _results_type(accept: str) -> str:
+    # application/json by default (7.3.2.3.3); the SPARQL media type when asked for it.
+    return (
+        "application/sparql-results+json"
+        if "application/sparql-results+json" in accept
+        else "application/json"
+    )
+
+
+def _term(term: Any) -> dict[str, str]:
+    if isinstance(term, ox.NamedNode):
+        return {"type": "uri", "value": term.value}
+    if isinstance(term, ox.BlankNode):
+        return {"type": "bnode", "value": term.value}
+    out = {"type": "literal", "value": term.value}
+    if term.language:
+        out["xml:lang"] = term.language
+    elif term.datatype.value != "http://www.w3.org/2001/XMLSchema#string":
+        out["datatype"] = term.datatype.value
+    return out
+
+
+# -- the process ----------------------------------------------------------------------------------
+def serve(tasks: Connection, results: Connection, path: str | None, result_cap: int) -> None:
+    """The worker process's main: index what arrives, answer queries, until ``tasks`` ends."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the server decides
+    sys.setswitchinterval(0.001)  # a query thread waits less for the GIL held by the converter
+    store = ox.Store(path) if path is not None else ox.Store()
+    indexer = Indexer(store)
+    lock = threading.Lock()
+    work: queue.SimpleQueue[list[tuple[str, int, bytes | None]] | None] = queue.SimpleQueue()
+
+    def send(message: tuple[Any, ...]) -> None:
+        with lock:
+            results.send(message)
+
+    def answer(qid: int, text: str, accept: str, timeout: float) -> None:
+        try:
+            body, content_type = evaluate(store, text, accept, timeout, result_cap)
+            send(("answer", qid, body, content_type))
+        except QueryProblem as exc:
+            send(("problem", qid, str(exc)))
+        except Exception as exc:  # an answer is owed whatever happened
+            send(("problem", qid, f"the query failed: {exc}"))
+
+    # Queries run on their own threads, so they are not queued behind a batch being indexed.
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="wot-directory-sparql") as queries:
+
+        def read() -> None:
+            try:
+                while True:
+                    message = tasks.recv()
+                    if message[0] == "query":
+                        queries.submit(answer, *message[1:])
+                    else:
+                        work.put(message[1])
+            except (EOFError, OSError):
+                pass
+            finally:
+                work.put(None)
+
+        reader = threading.Thread(target=read, name="wot-directory-rdf-reader", daemon=True)
+        reader.start()
+        running = True
+        while running:
+            first = work.get()
+            if first is None:
+                break
+            batch = list(first)
+            while len(batch) < _BATCH:  # take whatever else already arrived into this transaction
+                try:
+                    more = work.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    running = False
+                    break
+                batch += more
+            try:
+                failures = indexer.index((thing_id, data) for thing_id, _, data in batch)
+                done = [(thing_id, seq) for thing_id, seq, _ in batch]
+            except Exception as exc:  # kept pending: the next start retries them
+                failures, done = [(thing_id, f"indexing failed: {exc}") for thing_id, _, _ in batch], []
+            send(("indexed", max(seq for _, seq, _ in batch), done, failures))
+    store.flush()

@@ -1,0 +1,119 @@
+"""The SPARQL index's worker process: consistency with acknowledged writes, restarts, no orphans."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from registry import DIRECTORY, Directory, DirectorySettings, create_app
+
+COUNT = "SELECT (COUNT(DISTINCT ?g) AS ?n) WHERE { GRAPH ?g { ?s ?p ?o } }"
+
+
+@pytest.fixture
+async def served(tmp_path: Path) -> AsyncIterator[tuple[str, Directory]]:
+    app = create_app(DirectorySettings(db=tmp_path / "d.db", query_timeout=1.0))
+    runner = web.AppRunner(app, shutdown_timeout=1)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        yield f"http://127.0.0.1:{port}", app[DIRECTORY]
+    finally:
+        await runner.cleanup()
+
+
+async def _put(http: aiohttp.ClientSession, url: str, td: dict[str, Any]) -> None:
+    async with http.put(f"{url}/things/{td['id']}", json=td) as r:
+        assert r.status in (201, 204), await r.text()
+
+
+async def _count(http: aiohttp.ClientSession, url: str) -> tuple[int, Any]:
+    async with http.get(f"{url}/search/sparql", params={"query": COUNT}) as r:
+        body = await r.json(content_type=None)
+        if r.status != 200:
+            return r.status, (body, r.headers.get("Retry-After"))
+        return 200, int(body["results"]["bindings"][0]["n"]["value"])
+
+
+async def _worker_pid(directory: Directory, not_: int | None = None) -> int:
+    """The index process's pid, once it runs (it starts in the background)."""
+    for _ in range(200):
+        pid = directory.rdf.worker_pid
+        if pid is not None and pid != not_:
+            return pid
+        await asyncio.sleep(0.05)
+    raise AssertionError("no SPARQL index process")
+
+
+def _gone(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return True
+    return state in ("Z", "X")
+
+
+async def _wait_gone(pid: int, seconds: float = 10) -> bool:
+    for _ in range(int(seconds * 20)):
+        if _gone(pid):
+            return True
+        await asyncio.sleep(0.05)
+    return False
+
+
+async def test_a_query_sees_every_write_acknowledged_before_it(
+    served: tuple[str, Directory], http: aiohttp.ClientSession, make_td: Any
+) -> None:
+    url, directory = served
+    assert await _worker_pid(directory) != os.getpid()
+    for round_ in range(3):
+        tds = [make_td(id=f"urn:example:{round_}-{i}") for i in range(20)]
+        await asyncio.gather(*(_put(http, url, td) for td in tds))
+        assert await _count(http, url) == (200, 20 * (round_ + 1))  # no waiting, no polling
+
+
+async def test_a_stalled_index_answers_503_then_catches_up(
+    served: tuple[str, Directory], http: aiohttp.ClientSession, make_td: Any
+) -> None:
+    url, directory = served
+    pid = await _worker_pid(directory)
+    await _put(http, url, make_td(id="urn:example:before"))
+    assert await _count(http, url) == (200, 1)
+    os.kill(pid, signal.SIGSTOP)  # the index cannot make progress
+    try:
+        await _put(http, url, make_td(id="urn:example:during"))  # writes do not wait for the index
+        status, (problem, retry_after) = await _count(http, url)
+        assert status == 503 and "1 descriptions to go" in problem["detail"] and int(retry_after) >= 1
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert await _count(http, url) == (200, 2)
+
+
+async def test_a_killed_worker_is_restarted_and_loses_nothing(
+    served: tuple[str, Directory], http: aiohttp.ClientSession, make_td: Any
+) -> None:
+    url, directory = served
+    pid = await _worker_pid(directory)
+    os.kill(pid, signal.SIGSTOP)
+    await asyncio.gather(*(_put(http, url, make_td(id=f"urn:example:{i}")) for i in range(10)))
+    os.kill(pid, signal.SIGKILL)  # dies with all ten writes unindexed
+    assert await _wait_gone(pid)
+    await _worker_pid(directory, not_=pid)
+    assert await _count(http, url) == (200, 10)
+
+
+async def test_closing_ends_the_worker(tmp_path: Path) -> None:
+    async with Directory(DirectorySettings(db=tmp_path / "d.db")) as directory:
+        pid = await _worker_pid(directory)
+        assert not _gone(pid)
+    assert _gone(pid)  # joined on close, not left behind
