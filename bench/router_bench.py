@@ -52,7 +52,8 @@ async def run_vector(files, name, embedder, rule, cache, recall_targets) -> None
     router = VectorRouter(embedder, rule=rule, threshold=0.0 if name != "clinc-oos" else None, cache=cache)
     start = time.perf_counter()
     await router.add(agents)
-    router.rank(router.embed_query("warm up"), None)  # fits the classifier: not part of query latency
+    router.embed_query("warm up")
+    await router.refitted()  # fits the classifier: not part of query latency
     indexed = time.perf_counter() - start
     test = load_queries(files["test"])
     targets = recall_targets if name == "clinc-oos" else [None]
@@ -78,34 +79,16 @@ async def run_vector(files, name, embedder, rule, cache, recall_targets) -> None
 
 async def run_scale(embedder, cache, rules) -> None:
     """1,000 agents of 10 examples each (CLINC train utterances), routed one query at a time."""
-    import json
-
-    data = json.loads((router_datasets.DATA / "clinc150" / "data_full.json").read_text())
-    by_intent: dict[str, list[str]] = {}
-    for text, intent in data["train"]:
-        by_intent.setdefault(intent, []).append(text)
-    intents = sorted(by_intent)
-    rng = random.Random(router_datasets.SEED)
-    agents = []
-    for number in range(1000):
-        intent = intents[number % len(intents)]
-        agents.append(
-            router_datasets.agent(
-                f"urn:bench:agent:{number}",
-                f"{router_datasets.humanise(intent)} {number}",
-                router_datasets.humanise(intent),
-                [router_datasets.capability(f"{intent}-{number}", rng.sample(by_intent[intent], 10))],
-            )
-        )
     from wot_agents import AgentDescription
 
+    agents, queries = router_datasets.scale_agents(1000)
     described = [AgentDescription.from_dict(agent) for agent in agents]
-    queries = [text for text, _ in data["test"][:300]]
     for rule in rules:
         router = VectorRouter(embedder, rule=rule, threshold=0.0, cache=cache)
         start = time.perf_counter()
         await router.add(described)
-        router.rank(router.embed_query("warm up"), None)
+        router.embed_query("warm up")
+        await router.refitted()
         indexed = time.perf_counter() - start
         latencies = []
         for query in queries:

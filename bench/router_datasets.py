@@ -173,6 +173,29 @@ def banking77() -> tuple[list[dict[str, Any]], list[Row], list[Row]]:
     return [intent_agent(intent, examples) for intent, examples in seeds.items()], val, test
 
 
+def scale_agents(count: int = 1000) -> tuple[list[dict[str, Any]], list[str]]:
+    """``count`` agents of one capability with 10 CLINC train utterances each (intents repeat past
+    150 with other samples), and the first 300 CLINC test queries: the 1k-agent latency workload."""
+    data = json.loads((DATA / "clinc150" / "data_full.json").read_text())
+    by_intent: dict[str, list[str]] = defaultdict(list)
+    for text, intent in data["train"]:
+        by_intent[intent].append(text)
+    intents = sorted(by_intent)
+    rng = random.Random(SEED)
+    agents = []
+    for number in range(count):
+        intent = intents[number % len(intents)]
+        agents.append(
+            agent(
+                f"urn:bench:agent:{number}",
+                f"{humanise(intent)} {number}",
+                humanise(intent),
+                [capability(f"{intent}-{number}", rng.sample(by_intent[intent], 10))],
+            )
+        )
+    return agents, [text for text, _ in data["test"][:300]]
+
+
 def datasets() -> dict[str, tuple[list[dict[str, Any]], list[Row], list[Row]]]:
     """Every dataset as (agents, val rows, test rows); empty when the data folder is absent."""
     if not DATA.is_dir():

@@ -21,6 +21,7 @@ import numpy.typing as npt
 
 from wot_agents import AgentDescription, EmbedderError
 
+from ._classifier import Snapshot
 from ._decision import AgentFilter, agent_key
 from ._embedders import Embedder, Vectors
 
@@ -200,6 +201,8 @@ class CapabilityIndex:
         self._entries: dict[str, _Entry] = {}
         self._slots: list[_Entry | None] = []
         self._free_slots: list[int] = []
+        #: Per slot, the version at which its current agent was indexed (-1: free); see ``Snapshot``.
+        self._slot_versions: npt.NDArray[np.int64] = np.zeros(0, dtype=np.int64)
         self._tables: dict[str, _VectorTable] = {}
         self._lock = threading.RLock()
         #: Bumped on every change, so derived models (the classifier) know when to refit.
@@ -267,6 +270,7 @@ class CapabilityIndex:
             self._slots[entry.agent.slot] = None
             self._free_slots.append(entry.agent.slot)
             self.version += 1
+            self._slot_versions[entry.agent.slot] = -1
             return True
 
     def sync(self, agents: Sequence[AgentDescription]) -> None:
@@ -286,6 +290,7 @@ class CapabilityIndex:
             slot = self._free_slots.pop() if self._free_slots else len(self._slots)
             if slot == len(self._slots):
                 self._slots.append(None)
+                self._slot_versions = np.append(self._slot_versions, -1)
             indexed = IndexedAgent(
                 slot=slot,
                 id=key,
@@ -303,6 +308,7 @@ class CapabilityIndex:
             self._entries[key] = entry
             self._slots[slot] = entry
             self.version += 1
+            self._slot_versions[slot] = self.version
 
     def _centroids(
         self, texts: Sequence[Text], vectors: Vectors, capabilities: int
@@ -324,6 +330,26 @@ class CapabilityIndex:
             rows.append(mean / max(float(np.linalg.norm(mean)), 1e-12))
             labels.append(number)
         return labels, np.asarray(rows, dtype=np.float32).reshape(len(rows), vectors.shape[1])
+
+    @property
+    def slot_versions(self) -> npt.NDArray[np.int64]:
+        """Per slot, the version at which its agent was indexed, -1 for a free slot (read-only view)."""
+        view = self._slot_versions.view()
+        view.flags.writeable = False
+        return view
+
+    def snapshot(self) -> Snapshot:
+        """A copy of the live text rows and slot versions, consistent with ``version``."""
+        with self._lock:
+            table = self.table("texts")
+            alive = np.flatnonzero(table.owner[: table.size] >= 0)
+            return Snapshot(
+                self.version,
+                table.vectors[alive],
+                table.owner[alive],
+                table.label[alive],
+                self._slot_versions.copy(),
+            )
 
     def allowed_mask(
         self, candidates: Iterable[str] | None = None, where: AgentFilter | None = None

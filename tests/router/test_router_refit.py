@@ -1,0 +1,121 @@
+"""The classifier rule's background refit: the old model serves, new agents route, removed ones never do."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+from router import VectorRouter
+
+NEW_AGENT = (
+    "urn:test:recipes",
+    "Recipe agent",
+    "Suggests recipes and cooking times.",
+    [
+        (
+            "recipe",
+            "recipes and cooking",
+            ["how do I make lasagna", "a recipe for pancakes", "how long to boil eggs"],
+        )
+    ],
+)
+
+
+async def test_the_old_model_serves_until_the_refit_lands(minilm, agents, make_agent) -> None:
+    router = VectorRouter(minilm, threshold=0.0, refit_delay=3600)  # the refit waits: we watch the gap
+    async with router:
+        await router.add(agents)
+        first = await router.route("play some jazz")
+        assert first.agent_id == "urn:test:music" and "by classifier" in first.reason
+        old_model = router._model
+
+        await router.add([make_agent(*NEW_AGENT)])
+        await router.remove("urn:test:music")
+        assert router.refit_pending and router._model is old_model
+
+        known = await router.route("I want my money back")  # an agent the old model knows
+        assert known.agent_id == "urn:test:billing" and "by classifier" in known.reason
+        new = await router.route("give me a recipe for apple pie")  # an agent it never saw
+        assert new.agent_id == "urn:test:recipes" and "by centroid" in new.reason
+        for query in ("play some jazz", "next song please", "put on my playlist"):
+            decision = await router.route(query)
+            assert "urn:test:music" not in dict(decision.ranking), decision
+
+        await router.refitted()
+        assert not router.refit_pending and router._model is not old_model
+        after = await router.route("give me a recipe for apple pie")
+        assert after.agent_id == "urn:test:recipes" and "by classifier" in after.reason
+        assert "urn:test:music" not in dict((await router.route("play some jazz")).ranking)
+
+
+async def test_a_burst_of_changes_costs_one_refit_in_the_background(minilm, agents) -> None:
+    router = VectorRouter(minilm, threshold=0.0, refit_delay=1.0)
+    fits = 0
+    refit = router._refit
+
+    def counting() -> None:
+        nonlocal fits
+        fits += 1
+        refit()
+
+    router._refit = counting  # type: ignore[method-assign]
+    async with router:
+        for agent in agents:  # four changes in a row, each under the quiet delay
+            await router.add([agent])
+        assert fits == 0 and router.refit_pending
+        for _ in range(200):
+            if not router.refit_pending:
+                break
+            await asyncio.sleep(0.05)
+        assert not router.refit_pending and fits == 1
+        assert (await router.route("refund my order")).agent_id == "urn:test:billing"
+        assert fits == 1
+
+
+class HashEmbedder:
+    """Random unit vectors seeded by the text: enough rows and classes for a fit that takes a while."""
+
+    name = "hash-test"
+    dim = 384
+
+    def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+        rows = [
+            np.random.default_rng(int.from_bytes(hashlib.sha256(text.encode()).digest()[:8])).normal(
+                size=self.dim
+            )
+            for text in texts
+        ]
+        vectors = np.asarray(rows, dtype=np.float32).reshape(len(texts), self.dim)
+        return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+async def test_close_stops_a_refit_in_flight_and_leaves_no_task(make_agent) -> None:
+    many = [
+        make_agent(
+            f"urn:test:{n}",
+            f"Agent {n}",
+            f"agent {n}",
+            [(f"c{n}", f"c {n}", [f"ex {n} {k}" for k in range(8)])],
+        )
+        for n in range(400)
+    ]
+    router = VectorRouter(HashEmbedder(), threshold=0.0, refit_delay=0.0)
+    await router.add(many)
+    task = router._refit_task
+    assert task is not None
+    for _ in range(200):  # until the fit runs in its worker thread
+        if router._fit_lock.locked():
+            break
+        await asyncio.sleep(0.01)
+    assert router._fit_lock.locked()
+    await router.aclose()
+    assert task.done() and router._refit_task is None
+    assert not router._fit_lock.locked()  # the worker thread noticed the abort and let go
+    assert router.refit_pending  # the fit was abandoned, not finished
+    await router.aclose()  # idempotent
+    await router.add([make_agent(*NEW_AGENT)])
+    assert router._refit_task is None  # a closed router schedules nothing
