@@ -102,6 +102,10 @@ class EventHub:
             response = web.StreamResponse(headers=headers)
             await response.prepare(request)
             sent = int(last) if last else None
+            if sent is not None and sent > self.store.last_seq:
+                # An id this history never issued (a memory store before a restart): everything
+                # this directory has journaled is news to that client.
+                sent = 0
             if sent is not None:
                 sent = await self._replay(response, sub, sent)
             await self._stream(response, sub, sent)

@@ -33,6 +33,7 @@ import pyoxigraph as ox
 
 import td_schemas
 
+from ._sparql_results import binding, encode_boolean, encode_graph, encode_solutions
 from ._templates import TemplateConverter
 
 __all__ = ["Indexer", "serve"]
@@ -124,25 +125,26 @@ class QueryProblem(Exception):
 
 
 def evaluate(store: ox.Store, text: str, accept: str, timeout: float, result_cap: int) -> tuple[bytes, str]:
-    """SELECT/ASK -> SPARQL JSON results, CONSTRUCT/DESCRIBE -> JSON-LD, within the limits."""
+    """SELECT/ASK -> SPARQL JSON results, CONSTRUCT/DESCRIBE -> JSON-LD (other formats by
+    ``accept``: :mod:`._sparql_results`), within the limits."""
     deadline = time.monotonic() + timeout
     try:
         result = store.query(text, use_default_graph_as_union=True)
     except SyntaxError as exc:
         raise QueryProblem(f"not a valid SPARQL query: {exc}") from None
     if isinstance(result, ox.QueryBoolean):
-        return _json({"head": {}, "boolean": bool(result)}), _results_type(accept)
+        return encode_boolean(bool(result), accept)
     if isinstance(result, ox.QuerySolutions):
         names = [v.value for v in result.variables]
         bindings = [
-            {name: _term(term) for name in names if (term := solution[name]) is not None}
+            {name: binding(term) for name in names if (term := solution[name]) is not None}
             for solution in _capped(result, deadline, result_cap)
         ]
         _check(len(bindings), deadline, timeout, result_cap)
-        return _json({"head": {"vars": names}, "results": {"bindings": bindings}}), _results_type(accept)
+        return encode_solutions(names, bindings, accept)
     triples = list(_capped(result, deadline, result_cap))
     _check(len(triples), deadline, timeout, result_cap)
-    return ox.serialize(triples, format=ox.RdfFormat.JSON_LD) or b"[]", "application/ld+json"
+    return encode_graph(triples, accept)
 
 
 def too_slow(timeout: float) -> str:
@@ -163,31 +165,6 @@ def _check(count: int, deadline: float, timeout: float, cap: int) -> None:
     if time.monotonic() > deadline:
         raise QueryProblem(too_slow(timeout))
 
-
-def _json(value: Any) -> bytes:
-    return json.dumps(value, ensure_ascii=False).encode()
-
-
-def _results_type(accept: str) -> str:
-    # application/json by default (7.3.2.3.3); the SPARQL media type when asked for it.
-    return (
-        "application/sparql-results+json"
-        if "application/sparql-results+json" in accept
-        else "application/json"
-    )
-
-
-def _term(term: Any) -> dict[str, str]:
-    if isinstance(term, ox.NamedNode):
-        return {"type": "uri", "value": term.value}
-    if isinstance(term, ox.BlankNode):
-        return {"type": "bnode", "value": term.value}
-    out = {"type": "literal", "value": term.value}
-    if term.language:
-        out["xml:lang"] = term.language
-    elif term.datatype.value != "http://www.w3.org/2001/XMLSchema#string":
-        out["datatype"] = term.datatype.value
-    return out
 
 
 # -- the process ----------------------------------------------------------------------------------

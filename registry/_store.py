@@ -97,6 +97,11 @@ class SQLiteStore:
         self._writes = 0
         self.revision = 0  # bumps on every create or delete: the listing's etag
 
+    @property
+    def last_seq(self) -> int:
+        """The sequence number (event id) of the newest change; 0 before the first."""
+        return self._seq
+
     # -- lifecycle ---------------------------------------------------------------------------
     async def __aenter__(self) -> SQLiteStore:
         await self.open()

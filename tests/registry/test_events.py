@@ -42,3 +42,18 @@ async def test_stream_headers_and_bad_arguments(directory: str, http: aiohttp.Cl
         assert r.status == 400
     async with http.get(f"{directory}/events", headers={"Last-Event-ID": "event_1"}) as r:
         assert r.status == 400
+
+
+async def test_an_unknown_last_event_id_replays_the_whole_journal(directory: str, make_td: Any) -> None:
+    # [tdd-notification-event-id]: a client resuming with an id from another history (a memory
+    # store before a restart) has missed everything this directory journaled since.
+    async with DirectoryClient(directory) as client:
+        first = await client.register(make_td(id="urn:x:1"))
+        await client.register(make_td(id="urn:x:2"))
+        events = client.events(last_event_id="1000", reconnect=False)
+        replayed = [await asyncio.wait_for(anext(events), 5) for _ in range(2)]
+        await events.aclose()
+    assert [(e.type, e.id, e.data["id"]) for e in replayed] == [
+        ("thing_created", "1", first),
+        ("thing_created", "2", "urn:x:2"),
+    ]

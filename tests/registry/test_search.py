@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
 import json
 from collections.abc import AsyncIterator
 from typing import Any
+from xml.etree import ElementTree
 
 import aiohttp
 import pytest
+from pyoxigraph import RdfFormat, parse
 
 from wot_agents import DirectoryClient, DirectoryError, validate
 
@@ -244,3 +248,41 @@ async def test_jsonpath_time_limit_and_cap(make_td: Any) -> None:
         with pytest.raises(DirectoryError) as caught:
             await client.jsonpath("$[?@..[?@..[?@..[?@.nothing]]]]")  # slow: nested descents
         assert caught.value.status == 400 and "limit" in caught.value.problem["detail"]
+
+
+async def test_sparql_result_formats_by_accept(filled: str, http: aiohttp.ClientSession) -> None:
+    # [tdd-search-sparql-version] (SPARQL 1.1 Protocol content negotiation) with the 7.3.2.3.3
+    # defaults kept: application/json for SELECT/ASK and application/ld+json for CONSTRUCT.
+    select = f"SELECT ?t ?title WHERE {{ ?t {TITLE} ?title }} ORDER BY ?t"
+
+    async def ask(query: str, accept: str) -> tuple[str, str]:
+        async with http.get(f"{filled}{SPARQL}", params={"query": query}, headers={"Accept": accept}) as r:
+            assert r.status == 200
+            return r.content_type, await r.text()
+
+    kind, text = await ask(select, "application/sparql-results+xml")
+    assert kind == "application/sparql-results+xml"
+    ns = {"s": "http://www.w3.org/2005/sparql-results#"}
+    rows = ElementTree.fromstring(text).findall("s:results/s:result", ns)
+    assert [r.find("s:binding[@name='t']/s:uri", ns).text for r in rows] == ["urn:a", "urn:b", "urn:c"]  # type: ignore[union-attr]
+    literal = rows[1].find("s:binding[@name='title']/s:literal", ns)
+    assert literal is not None and literal.text == "Beta rain"
+    assert literal.get("{http://www.w3.org/XML/1998/namespace}lang") == "en"
+    kind, text = await ask(select, "text/csv")
+    assert kind == "text/csv" and list(csv.reader(io.StringIO(text)))[:2] == [
+        ["t", "title"],
+        ["urn:a", "Alpha"],
+    ]
+    kind, text = await ask(select, "text/tab-separated-values")
+    assert text.splitlines()[:2] == ["?t\t?title", '<urn:a>\t"Alpha"@en']
+    kind, text = await ask(f"ASK {{ <urn:a> {TITLE} ?x }}", "application/sparql-results+xml;q=0.9, text/html")
+    assert kind == "application/sparql-results+xml" and "<boolean>true</boolean>" in text
+    kind, text = await ask(select, "text/html, application/json;q=0.1")
+    assert kind == "application/json" and len(json.loads(text)["results"]["bindings"]) == 3
+    construct = f"CONSTRUCT {{ ?t {TITLE} ?x }} WHERE {{ ?t {TITLE} ?x }}"
+    for accept, fmt in (("text/turtle", RdfFormat.TURTLE), ("application/rdf+xml", RdfFormat.RDF_XML)):
+        kind, text = await ask(construct, accept)
+        assert kind == accept
+        assert {t.subject.value for t in parse(text.encode(), format=fmt)} == {"urn:a", "urn:b", "urn:c"}
+    kind, _ = await ask(construct, "*/*")
+    assert kind == "application/ld+json"
