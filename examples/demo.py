@@ -197,9 +197,9 @@ async def main(args: argparse.Namespace) -> int:
             print(f"agent {agent.title:<10} on {', '.join(running.base_urls.values())}")
 
         agents = await registered_agents(url, expected=len(bindings))
-        # Centroid similarity abstains reliably with a handful of agents; the classifier rule (the
-        # router's default, best with many agents) has its threshold calibrated on 150 agents.
-        router = VectorRouter(args.embedder, rule="centroid")
+        # The default rule (a classifier on the capabilities' examples) and its calibrated abstention:
+        # a similarity gate that holds with three agents as with 150 (bench/router_gate.py).
+        router = VectorRouter(args.embedder)
         stack.push_async_callback(router.aclose)
         await router.add(list(agents.values()))
         print(f"router: {len(agents)} agents from the directory, embedder {args.embedder}\n")

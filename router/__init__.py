@@ -21,9 +21,10 @@ from ._factory import METHODS, create_router
 from ._hybrid import MODES, HybridRouter
 from ._index import CapabilityIndex, IndexedAgent, IndexedCapability
 from ._llm import LLMClient, LLMRouter, render_agents
-from ._vector import DEFAULT_THRESHOLDS, RULES, VectorRouter, calibrate_threshold
+from ._vector import DEFAULT_SIMILARITY, DEFAULT_THRESHOLDS, RULES, VectorRouter, calibrate_threshold
 
 __all__ = [
+    "DEFAULT_SIMILARITY",
     "DEFAULT_THRESHOLDS",
     "EMBEDDERS",
     "METHODS",

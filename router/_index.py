@@ -368,6 +368,18 @@ class CapabilityIndex:
                 mask[entry.agent.slot] = True
         return mask
 
+    def similarity(self, slot: int, query: Floats) -> float:
+        """The query's highest cosine to any text of the agent in ``slot``.
+
+        Unlike a classifier's probability, it does not depend on how many other agents there are,
+        so an abstention gate on it transfers from a calibration set to any deployment.
+        """
+        with self._lock:
+            entry = self._slots[slot]
+            if entry is None:
+                return -1.0
+            return float((self.table("texts").vectors[entry.rows] @ query).max())
+
     def search(
         self, table: str, query: Floats, k: int, allowed: npt.NDArray[np.bool_] | None = None
     ) -> tuple[Ints, Floats, npt.NDArray[np.int32], npt.NDArray[np.int32]]:

@@ -9,9 +9,10 @@ per intent (bench/router_rules.py; all-MiniLM-L6-v2, top-1 accuracy on val)::
     centroid     89.2%             80.3%       mean of a capability's examples and description
     classifier   92.6%             84.3%       multinomial logistic regression on the examples
 
-``classifier`` is the default while the index is small enough to refit in well under a second
-after a change; past ``classifier_max_rows`` texts the router uses ``centroid``, which updates
-incrementally and searches through the ANN index.
+``classifier`` is the default. It is refitted in the background after agents change (seconds at
+150 agents, ~12 s for one more agent at 1,000: router/_classifier.py), so past
+``classifier_max_rows`` texts the router uses ``centroid``, which updates incrementally and
+searches through the ANN index.
 """
 
 from __future__ import annotations
@@ -37,22 +38,39 @@ from ._decision import AgentFilter, Decision, Message, agent_key
 from ._embedders import CachedEmbedder, Embedder, EmbeddingCache, get_embedder
 from ._index import CapabilityIndex, IndexedAgent
 
-__all__ = ["DEFAULT_THRESHOLDS", "RULES", "Ranked", "VectorRouter", "calibrate_threshold"]
+__all__ = [
+    "DEFAULT_SIMILARITY",
+    "DEFAULT_THRESHOLDS",
+    "RULES",
+    "Ranked",
+    "VectorRouter",
+    "calibrate_threshold",
+]
 
 RULES = ("classifier", "centroid", "nearest", "vote")
 
 #: Abstention thresholds calibrated on CLINC150's validation split (150 intent agents, 10 examples
-#: each; its out-of-scope val queries) to refuse 90% of them: on the test split that refused 86.1%
-#: of out-of-scope queries with MiniLM + classifier (bench/router_bench.py). Scores depend on the
-#: agent set: calibrate for yours with ``calibrate_threshold`` or ``router eval --calibrate``.
+#: each; its out-of-scope val queries) to refuse 90% of them (MiniLM + classifier: together with
+#: its DEFAULT_SIMILARITY gate). Scores depend on the agent set: calibrate for yours with
+#: ``calibrate_threshold`` or ``router eval --calibrate``.
 DEFAULT_THRESHOLDS: dict[tuple[str, str], float] = {
-    ("all-MiniLM-L6-v2", "classifier"): 0.338,
+    ("all-MiniLM-L6-v2", "classifier"): 0.2629,
     ("all-MiniLM-L6-v2", "centroid"): 0.4135,
     ("wordllama-l2-supercat-256", "classifier"): 0.2818,
     ("wordllama-l2-supercat-256", "centroid"): 0.4368,
 }
 
 log = logging.getLogger(__name__)
+
+#: The other abstention gate: the chosen agent's closest text must have at least this
+#: cosine similarity to the query. A probability threshold does not transfer across agent-set sizes
+#: (with 3 agents the best never scores under 1/3, so the one above never abstains), a similarity
+#: does. Calibrated on CLINC150 val with the classifier's threshold above so that together they
+#: refuse 90% of its out-of-scope queries, the similarity doing 0.9 of that alone. On TEST
+#: (bench/router_gate.py, MiniLM + classifier), in-scope accuracy / out-of-scope recall:
+#: 150 agents 86.73% / 85.50% (the probability alone: 86.18% / 85.40%); random subsets of
+#: 3 agents 94.33% / 92.97% (probability alone: 99.94% / 0.00%), of 10: 93.05% / 82.76%.
+DEFAULT_SIMILARITY: dict[tuple[str, str], float] = {("all-MiniLM-L6-v2", "classifier"): 0.408}
 
 #: An agent in a ranking: the agent, its score and its best capability's number (-1: the agent itself).
 Ranked = tuple[IndexedAgent, float, int]
@@ -82,6 +100,9 @@ class VectorRouter:
 
     ``threshold``: an agent scoring below it is not chosen (abstention); ``None`` takes the
     calibrated default for the embedder and rule, or never abstains when there is none.
+    ``similarity``: nor is an agent whose closest text is less similar to the query than this;
+    ``None`` takes :data:`DEFAULT_SIMILARITY` when ``threshold`` is left to its default too (the two
+    are calibrated together), otherwise no similarity gate.
 
     The classifier rule is refitted in a worker thread after agents change, once the changes have
     paused for ``refit_delay`` seconds (a burst of registrations costs one fit), while the previous
@@ -98,6 +119,7 @@ class VectorRouter:
         *,
         rule: str = "classifier",
         threshold: float | None = None,
+        similarity: float | None = None,
         cache: EmbeddingCache | None = None,
         where: AgentFilter | None = None,
         ann_threshold: int = 20_000,
@@ -115,6 +137,9 @@ class VectorRouter:
         self.threshold = (
             threshold if threshold is not None else DEFAULT_THRESHOLDS.get((self.embedder.name, rule))
         )
+        if similarity is None and threshold is None:
+            similarity = DEFAULT_SIMILARITY.get((self.embedder.name, rule))
+        self.similarity = similarity
         self.where = where or AgentFilter()
         self.top = top
         self.classifier_max_rows = classifier_max_rows
@@ -305,8 +330,11 @@ class VectorRouter:
         ranked = sorted(votes.items(), key=lambda item: (-item[1][0], -item[1][1]))
         return [(self.index.agent_at(slot), entry[1] / entry[0], int(entry[3])) for slot, entry in ranked]
 
-    def decide(self, ranked: tuple[Sequence[Ranked], str], method: str | None = None) -> Decision:
-        """The best agent of a ranking, or none when its score is under the threshold.
+    def decide(
+        self, ranked: tuple[Sequence[Ranked], str], method: str | None = None, similarity: float = 1.0
+    ) -> Decision:
+        """The best agent of a ranking, or none when its score is under the threshold or its
+        ``similarity`` to the query under the similarity gate.
 
         ``threshold`` is on the scale of the router's rule, so it does not apply to a ranking by
         another rule (the classifier's centroid fallback for agents newer than its model).
@@ -326,6 +354,12 @@ class VectorRouter:
         if self.threshold is not None and rule == self.rule and score < self.threshold:
             reason = f"best match {what} scored {score:.3f}, below the threshold {self.threshold:.3f}"
             return Decision(None, float(score), reason, method, ranking=summary)
+        if self.similarity is not None and similarity < self.similarity:
+            reason = (
+                f"best match {what}, but its closest example is only {similarity:.3f} similar to the"
+                f" query, below {self.similarity:.3f}"
+            )
+            return Decision(None, float(score), reason, method, ranking=summary)
         reason = f"best match {what} by {rule} (score {score:.3f})"
         return Decision(
             agent.id, float(score), reason, method, capability.id if capability else None, summary
@@ -341,7 +375,11 @@ class VectorRouter:
         if not query.strip():
             raise RoutingError("cannot route an empty query")
         allowed = self.index.allowed_mask(self._candidates(candidates), where or self.where)
-        return self.decide(self.rank(self.embed_query(query), allowed))
+        vector = self.embed_query(query)
+        ranked = self.rank(vector, allowed)
+        if self.similarity is None or not ranked[0]:
+            return self.decide(ranked)
+        return self.decide(ranked, similarity=self.index.similarity(ranked[0][0][0].slot, vector))
 
     async def route(
         self,

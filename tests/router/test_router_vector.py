@@ -115,8 +115,24 @@ def test_calibrated_threshold_refuses_the_requested_share() -> None:
 
 
 def test_default_threshold_is_the_calibrated_one(minilm) -> None:
-    from router import DEFAULT_THRESHOLDS
+    from router import DEFAULT_SIMILARITY, DEFAULT_THRESHOLDS
 
-    assert VectorRouter(minilm).threshold == DEFAULT_THRESHOLDS["all-MiniLM-L6-v2", "classifier"]
-    assert VectorRouter(minilm, rule="nearest").threshold is None  # never calibrated: never abstains
-    assert VectorRouter(minilm, threshold=0.7).threshold == 0.7
+    default = VectorRouter(minilm)
+    assert default.threshold == DEFAULT_THRESHOLDS["all-MiniLM-L6-v2", "classifier"]
+    assert default.similarity == DEFAULT_SIMILARITY["all-MiniLM-L6-v2", "classifier"]
+    never = VectorRouter(minilm, rule="nearest")  # never calibrated: never abstains
+    assert never.threshold is None and never.similarity is None
+    own = VectorRouter(minilm, threshold=0.7)  # a threshold of one's own: no default similarity gate
+    assert own.threshold == 0.7 and own.similarity is None
+
+
+async def test_default_gates_abstain_with_a_handful_of_agents(minilm, agents) -> None:
+    """With four agents the classifier's best probability stays high whatever the query: the
+    similarity gate is what refuses out-of-scope questions, without refusing in-scope ones."""
+    async with VectorRouter(minilm) as router:
+        await router.add(agents)
+        for text in ("what is the capital of Peru", "how many legs does a spider have", "who wrote Hamlet"):
+            decision = await router.route(text)
+            assert decision.agent_id is None and "similar to the query" in decision.reason, decision
+            assert decision.score > router.threshold  # the probability alone would have answered
+        assert [(await router.route(query)).agent_id for query, _ in QUERIES] == [e for _, e in QUERIES]
