@@ -228,7 +228,12 @@ class WordLlamaEmbedder:
 
 
 class OpenAIEmbedder:
-    """Any OpenAI-compatible ``/embeddings`` endpoint (``OPENAI_BASE_URL``, ``OPENAI_API_KEY``)."""
+    """Any OpenAI-compatible ``/embeddings`` endpoint (``OPENAI_BASE_URL``, ``OPENAI_API_KEY``).
+
+    Use ``batch_size=1`` with llama-cpp-python's server: it embeds a batch of texts in one context
+    that leaks between them (SmolLM2: a text's vector had cosine 1.0 with itself embedded alone,
+    -0.03 when third in a batch; tests/router/test_router_openai_embedder.py runs it that way).
+    """
 
     def __init__(
         self,
@@ -264,12 +269,22 @@ class OpenAIEmbedder:
                 reply = client.embeddings.create(
                     model=self.model, input=list(texts[start : start + self._batch_size]), **extra
                 )
-                rows.extend(item.embedding for item in sorted(reply.data, key=lambda item: item.index))
+                rows.extend(
+                    _pooled(item.embedding) for item in sorted(reply.data, key=lambda item: item.index)
+                )
+            vectors = _normalise(rows)
         except Exception as exc:  # the openai client raises its own tree; wrap it in ours
             raise EmbedderError(f"embedding request to {self.model} failed: {exc}") from exc
-        vectors = _normalise(rows)
         self.dim = vectors.shape[1]
         return vectors
+
+
+def _pooled(embedding: Any) -> Any:
+    """One vector per text. llama-cpp-python's server, serving a generative model such as SmolLM2,
+    answers with one vector per token; their mean is the text's embedding (mean pooling, as
+    sentence models do)."""
+    array = np.asarray(embedding, dtype=np.float32)
+    return array.mean(axis=0) if array.ndim == 2 else array
 
 
 #: Embedder factories by the short names the CLI and configuration use.

