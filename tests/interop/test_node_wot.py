@@ -13,10 +13,11 @@ from urllib.parse import urlsplit
 import aiohttp
 import pytest
 
-from wot_agents import AgentDescription, consume
+from wot_agents import AgentDescription, DirectoryClient, consume
 from wot_agents.bindings import serve
 from wot_agents.bindings.mqtt import MqttServer
 
+from ..registry.conftest import running_directory
 from ..wot_agents.bindings.conftest import make_agent
 
 HERE = Path(__file__).parent
@@ -112,3 +113,24 @@ async def test_wot_agents_consumes_a_node_wot_thing(node_thing: str) -> None:
                 break
             await asyncio.sleep(0.01)
         assert await thing.read_property("count") == 0
+
+
+async def test_a_node_wot_td_registers_in_our_directory(node_thing: str) -> None:
+    # [tdd-validation-jsonschema]: a TD another implementation produced (TD 1.0-compatible
+    # context) passes the directory's validation, keeps its contexts in front, and is found.
+    async with aiohttp.ClientSession() as session, session.get(node_thing) as response:
+        td = await response.json()
+    async with running_directory() as url, DirectoryClient(url) as client:
+        thing_id = await client.register(td)  # PUT /things/{id}: node-wot gives its TDs an id
+        assert thing_id == td["id"]
+        stored = await client.get(thing_id)
+        assert stored["title"] == td["title"] == "counter"
+        assert {k: v for k, v in stored.items() if k not in ("@context", "registration")} == {
+            k: v for k, v in td.items() if k != "@context"
+        }
+        assert stored["@context"][:2] == td["@context"][:2]  # TD 1.0 first, TD 1.1 second
+        assert await client.jsonpath("$[?@.title=='counter'].id") == [thing_id]
+        rows = await client.sparql(
+            'SELECT ?t WHERE { ?t <https://www.w3.org/2019/wot/td#title> ?x FILTER(str(?x) = "counter") }'
+        )
+        assert [b["t"]["value"] for b in rows["results"]["bindings"]] == [thing_id]

@@ -12,7 +12,9 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from wot_agents import DirectoryClient
+import pytest
+
+from wot_agents import DirectoryClient, DirectoryError
 
 
 @asynccontextmanager
@@ -111,3 +113,21 @@ def _alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
     except (FileNotFoundError, ProcessLookupError):
         return False
+
+
+async def test_cli_protect_reads(tmp_path: Path, make_td: Any) -> None:
+    # [tdd-things-read-only-auth] via the CLI: --protect-reads without --token is refused
+    refused = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "wot_agents.cli", "directory", "--memory", "--protect-reads",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    _, err = await asyncio.wait_for(refused.communicate(), 20)
+    assert refused.returncode == 2 and b"protect_reads needs a token" in err
+    async with cli_directory(tmp_path / "d.db", "--token", "t", "--protect-reads") as (url, _):
+        async with DirectoryClient(url) as anonymous:
+            with pytest.raises(DirectoryError) as caught:
+                await anonymous.count()
+            assert caught.value.status == 401
+        async with DirectoryClient(url, token="t") as client:
+            await client.register(make_td())
+            assert await client.count() == 1
