@@ -19,6 +19,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import json
+import os
 import queue
 import signal
 import sys
@@ -38,8 +39,17 @@ from ._templates import TemplateConverter
 
 __all__ = ["Indexer", "serve"]
 
-#: Changes converted and written in one Oxigraph transaction.
-_BATCH = 256
+#: Most changes converted and written together.
+_BATCH = 1024
+#: From this many changes on, a batch is written with Oxigraph's bulk loader: 0.78 ms of CPU per
+#: bench agent against 2.15 ms for a transactional load (batches of 1024, on disk). It is not
+#: atomic, which costs little here: a crash leaves the batch pending, to be loaded again, and a
+#: query waits until the batches with the writes acknowledged before it are loaded (it may see
+#: part of a batch of newer writes).
+_BULK = 256
+#: The index is background work: the server's requests (and its clients on the same machine)
+#: come first when the cores are contended.
+_NICE = 5
 #: RocksDB memtables are flushed, and freed memory returned, every this many conversions.
 _FLUSH_EVERY = 2000
 
@@ -98,7 +108,8 @@ class Indexer:
             if self._has_graph(thing_id):
                 self.store.remove_graph(ox.NamedNode(thing_id))
         if parts:
-            self.store.load("".join(parts), format=ox.RdfFormat.N_QUADS)
+            load = self.store.bulk_load if len(latest) >= _BULK else self.store.load
+            load("".join(parts), format=ox.RdfFormat.N_QUADS)
         self.converted += len(latest)
         if self.converted - self._flushed >= _FLUSH_EVERY:
             self._flushed = self.converted
@@ -172,6 +183,7 @@ def serve(tasks: Connection, results: Connection, path: str | None, result_cap: 
     """The worker process's main: index what arrives, answer queries, until ``tasks`` ends."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the server decides
     sys.setswitchinterval(0.001)  # a query thread waits less for the GIL held by the converter
+    os.nice(_NICE)
     store = ox.Store(path) if path is not None else ox.Store()
     indexer = Indexer(store)
     lock = threading.Lock()

@@ -67,3 +67,25 @@ def test_same_shape_is_converted_once(rdf: Indexer, make_td: Any) -> None:
         rdf.templates.nquads(make_td(id=f"urn:example:{i}", title=f"Agent {i}"), f"urn:example:{i}", "t")
     assert rdf.templates.misses == 1 and rdf.templates.hits == 49
     assert rdf.templates.fallbacks == 0
+
+
+def test_bulk_batches_replace_graphs_like_small_ones(tmp_path: Path, make_td: Any) -> None:
+    def changes(title: str) -> list[tuple[str, bytes | None]]:
+        return [
+            (f"urn:example:{i}", json.dumps(make_td(id=f"urn:example:{i}", title=title)).encode())
+            for i in range(300)
+        ]
+
+    indexer = Indexer(ox.Store(str(tmp_path / "rdf")))
+    assert indexer.index(changes("First")) == []  # 300: the bulk loader
+    quads = len(indexer.store)
+    assert indexer.index(changes("Second")) == []  # replaces every graph
+    assert indexer.index([("urn:example:0", None), ("urn:example:1", changes("Third")[1][1])]) == []
+    assert len(indexer.store) == quads - quads // 300
+    titles = {
+        str(row["t"].value)
+        for row in indexer.store.query(  # type: ignore[union-attr]
+            "SELECT DISTINCT ?t WHERE { GRAPH ?g { ?s <https://www.w3.org/2019/wot/td#title> ?t } }"
+        )
+    }
+    assert titles == {"Second", "Third"}

@@ -91,12 +91,19 @@ async def test_a_stalled_index_answers_503_then_catches_up(
     assert await _count(http, url) == (200, 1)
     os.kill(pid, signal.SIGSTOP)  # the index cannot make progress
     try:
-        await _put(http, url, make_td(id="urn:example:during"))  # writes do not wait for the index
+        # Writes do not wait for the index; 300 make the worker take its bulk-loading path.
+        sem = asyncio.Semaphore(16)
+
+        async def put(i: int) -> None:
+            async with sem:
+                await _put(http, url, make_td(id=f"urn:example:during-{i:03}"))
+
+        await asyncio.gather(*(put(i) for i in range(300)))
         status, (problem, retry_after) = await _count(http, url)
-        assert status == 503 and "1 descriptions to go" in problem["detail"] and int(retry_after) >= 1
+        assert status == 503 and "300 descriptions to go" in problem["detail"] and int(retry_after) >= 1
     finally:
         os.kill(pid, signal.SIGCONT)
-    assert await _count(http, url) == (200, 2)
+    assert await _count(http, url) == (200, 301)
 
 
 async def test_a_killed_worker_is_restarted_and_loses_nothing(
