@@ -110,6 +110,15 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
+def cpu_s(pids: list[int]) -> float:
+    """User + system CPU seconds used so far by these processes."""
+    ticks = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def load() -> str:
     return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())
 
@@ -156,11 +165,15 @@ async def run(n: int) -> None:
                     ) as r:
                         assert r.status == 201, await r.text()
 
+            helpers = descendants(process.pid)
+            server_cpu, index_cpu = cpu_s([process.pid]), cpu_s(helpers)
             t = time.perf_counter()
             await asyncio.gather(*(register() for _ in range(CONCURRENCY)))
             registered = time.perf_counter()
             reg = n / (registered - t)
+            server_cpu = cpu_s([process.pid]) - server_cpu
             say(f"registration, {CONCURRENCY} clients (validated, durable, JSON-indexed): {reg:8.0f} /s")
+            say(f"  server CPU per registration: {1000 * server_cpu / n:.2f} ms")
 
             # While the SPARQL index converts the bulk load (in its own process): what other
             # requests see, and how long until a SPARQL query has every acknowledged write.
@@ -172,11 +185,13 @@ async def run(n: int) -> None:
             measured = time.perf_counter() - registered
             await sparql_ready(http, url)
             rdf_lag = time.perf_counter() - registered
+            index_cpu = cpu_s(helpers) - index_cpu
             during = f"the first {min(measured, rdf_lag):.1f} s of the index's {rdf_lag:.1f} s catch-up"
             say(f"GET /things/{{id}} while indexing     p50 {busy_get[0]:6.2f} ms  p99 {busy_get[1]:6.2f} ms")
             say(f"  (both measured during {during})")
             say(f"JSONPath selective while indexing    p50 {busy_jp[0]:6.2f} ms  p99 {busy_jp[1]:6.2f} ms")
             say(f"SPARQL index lag after the bulk registration (first complete answer): {rdf_lag:6.2f} s")
+            say(f"  index process CPU per description: {1000 * index_cpu / n:.2f} ms")
 
             # one sequential client, as the published figures of other directories
             extra = [agent(n + i) for i in range(min(n, 500))]

@@ -221,6 +221,8 @@ class RdfIndex:
         if not self.allow_federation and _SERVICE.search(text):
             raise HTTPProblem(400, "SPARQL federation (SERVICE) is disabled in this directory")
         started = time.monotonic()
+        if self._indexed < self._sent and self._worker is not None:
+            self._worker.send(("flush",))  # index what it has gathered now, not after a pause
         try:
             async with asyncio.timeout(self.query_timeout):
                 await self.caught_up(self._sent)

@@ -1,17 +1,18 @@
 """The SPARQL index's own process: JSON-LD -> RDF, the Oxigraph store, and SPARQL evaluation.
 
-Converting a description and writing its ~90 quads into the on-disk Oxigraph store costs ~2 ms
-of CPU (the write into RocksDB is most of it, and it contends for the GIL). In the server
-process that CPU competed with every request; here it runs on another core. The process owns
-the Oxigraph store; the server (:class:`registry._rdf.RdfIndex`) sends it the committed changes
-and the queries over two pipes and never touches the store itself.
+Converting a description and writing its ~90 quads into the on-disk Oxigraph store costs
+0.8-2 ms of CPU (the write into RocksDB is most of it, and it contends for the GIL). In the
+server process that CPU competed with every request; here it runs on another core. The process
+owns the Oxigraph store; the server (:class:`registry._rdf.RdfIndex`) sends it the committed
+changes and the queries over two pipes and never touches the store itself.
 
-Messages, server -> worker: ``("index", [(id, seq, stored JSON or None), ...])`` in commit order,
-``("query", qid, text, accept, timeout)``. Worker -> server: ``("indexed", seq, done, failures)``
-once every change up to ``seq`` is in the store (``done``: the ``(id, seq)`` pairs whose pending
-mark may be dropped; ``failures``: ``(id, reason)`` of descriptions left out), and
-``("answer", qid, body, content_type)`` or ``("problem", qid, detail)``. End of input (the
-server closed its end, or died) ends the worker after the batch at hand.
+Messages, server -> worker: ``("index", [(id, seq, stored JSON or None), ...])`` in commit
+order, ``("flush",)`` when a query waits for them, ``("query", qid, text, accept, timeout)``.
+Worker -> server: ``("indexed", seq, done, failures)`` once every change up to ``seq`` is in the
+store (``done``: the ``(id, seq)`` pairs whose pending mark may be dropped; ``failures``:
+``(id, reason)`` of descriptions left out), and ``("answer", qid, body, content_type)`` or
+``("problem", qid, detail)``. End of input (the server closed its end, or died) ends the worker
+after the batch at hand.
 """
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ _BATCH = 1024
 #: query waits until the batches with the writes acknowledged before it are loaded (it may see
 #: part of a batch of newer writes).
 _BULK = 256
+#: Seconds without new changes after which the gathered ones are indexed.
+_QUIET = 0.05
 #: The index is background work: the server's requests (and its clients on the same machine)
 #: come first when the cores are contended.
 _NICE = 5
@@ -212,7 +215,7 @@ def serve(tasks: Connection, results: Connection, path: str | None, result_cap: 
                     if message[0] == "query":
                         queries.submit(answer, *message[1:])
                     else:
-                        work.put(message[1])
+                        work.put(message[1] if message[0] == "index" else [])  # flush: an empty batch
             except (EOFError, OSError):
                 pass
             finally:
@@ -220,25 +223,28 @@ def serve(tasks: Connection, results: Connection, path: str | None, result_cap: 
 
         reader = threading.Thread(target=read, name="wot-directory-rdf-reader", daemon=True)
         reader.start()
+        batch: list[tuple[str, int, bytes | None]] = []
         running = True
         while running:
-            first = work.get()
-            if first is None:
-                break
-            batch = list(first)
-            while len(batch) < _BATCH:  # take whatever else already arrived into this transaction
-                try:
-                    more = work.get_nowait()
-                except queue.Empty:
-                    break
-                if more is None:
-                    running = False
-                    break
+            # Changes gather until the input pauses, a query asks for them (flush) or the batch is
+            # full: bigger batches cost less CPU per description (the bulk loader).
+            try:
+                more = work.get(timeout=_QUIET if batch else None)
+            except queue.Empty:
+                more = []
+            if more is None:
+                running = False
+            elif more:
                 batch += more
+                if len(batch) < _BATCH:
+                    continue
+            if not batch:
+                continue
             try:
                 failures = indexer.index((thing_id, data) for thing_id, _, data in batch)
                 done = [(thing_id, seq) for thing_id, seq, _ in batch]
             except Exception as exc:  # kept pending: the next start retries them
                 failures, done = [(thing_id, f"indexing failed: {exc}") for thing_id, _, _ in batch], []
             send(("indexed", max(seq for _, seq, _ in batch), done, failures))
+            batch = []
     store.flush()
