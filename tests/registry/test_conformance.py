@@ -9,8 +9,10 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 
@@ -333,3 +335,26 @@ async def test_reads_can_be_protected_too(make_td: Any) -> None:
         assert "token" in str(exc)
     else:
         raise AssertionError("protect_reads without a token was accepted")
+
+
+async def test_url_ids_and_chunked_bodies(directory: str, http: aiohttp.ClientSession, make_td: Any) -> None:
+    # 7.3.2 percent-encoding of ids that are URLs themselves; 10.1 chunked transfer of a body.
+    thing_id = "http://example.com/things/1?a=b#c"
+    td = make_td(id=thing_id)
+
+    async def chunks() -> AsyncIterator[bytes]:
+        data = json.dumps(td).encode()
+        for start in range(0, len(data), 256):
+            yield data[start : start + 256]
+
+    encoded = quote(thing_id, safe="")
+    async with http.put(f"{directory}/things/{encoded}", data=chunks(), headers={"Content-Type": TD}) as r:
+        assert r.status == 201 and r.request_info.headers.get("Transfer-Encoding") == "chunked"
+        location = r.headers["Location"]
+    async with http.get(f"{directory}{location}") as r:
+        assert r.status == 200 and (await r.json())["id"] == thing_id
+    async with DirectoryClient(directory) as client:
+        assert (await client.get(thing_id))["id"] == thing_id
+        assert [t["id"] async for t in client.list()] == [thing_id]
+        await client.delete(thing_id)
+        assert not await client.exists(thing_id)
