@@ -358,3 +358,22 @@ async def test_url_ids_and_chunked_bodies(directory: str, http: aiohttp.ClientSe
         assert [t["id"] async for t in client.list()] == [thing_id]
         await client.delete(thing_id)
         assert not await client.exists(thing_id)
+
+
+async def test_validation_errors_as_in_example_10(directory: str, http: aiohttp.ClientSession) -> None:
+    # [tdd-validation-result] [tdd-validation-response]: the two errors of the spec's Example 10
+    td = {
+        "@context": TD11,
+        "title": "Example 10",
+        "securityDefinitions": {"nosec_sc": {"scheme": "nosec"}},
+        "properties": {"status": {"type": "string", "forms": [{"href": 1}]}},
+    }
+    async with http.post(f"{directory}/things", data=json.dumps(td), headers={"Content-Type": TD}) as r:
+        assert r.status == 400 and r.content_type == "application/problem+json"
+        problem = await r.json(content_type="application/problem+json")
+    assert problem["title"] == "Bad Request" and problem["status"] == 400
+    assert problem["detail"] == "The input did not pass the JSON Schema validation"
+    errors = problem["validationErrors"]
+    assert [e["field"] for e in errors] == ["(root)", "properties.status.forms.0.href"]
+    assert all(set(e) == {"field", "description"} for e in errors)
+    assert "security" in errors[0]["description"]
