@@ -2,12 +2,15 @@
 
     python bench/router_bench.py [--datasets lmos,clinc-intent,...] [--embedders minilm,wordllama]
                                  [--rules vote,centroid,classifier] [--scale] [--llm N]
+                                 [--tune-threads N]
 
 Every figure comes from ``router.evaluate`` on the TEST split, the engine behind
 ``wot-agents router eval`` (the equivalent command is printed). Abstention thresholds are
 calibrated on the VAL split's out-of-scope queries only. ``--scale`` adds routing latency with
 1,000 agents; ``--llm N`` routes N LMOS test queries through the LLM and hybrid methods against a
 local llama.cpp server with SmolLM2-135M (a weak model: it proves the path, not the accuracy).
+The embedder ``minilm-tuned`` is MiniLM fine-tuned on each dataset's agents (``router eval --tune``;
+trained once per dataset, then taken from ~/.cache/wot-agents/tuned/).
 Skips with a message when ../shared/data/routing is absent.
 """
 
@@ -39,6 +42,7 @@ from router import (
     get_embedder,
     load_agents,
     load_queries,
+    tune_minilm,
 )
 
 
@@ -179,6 +183,15 @@ async def run_llm(files, count: int, minilm, cache) -> None:
         server.wait(timeout=10)
 
 
+async def tuned(agents_file, threads: int):
+    """MiniLM tuned on a dataset's agents: trained (timed) the first time, then from the cache."""
+    start = time.perf_counter()
+    embedder = await asyncio.to_thread(tune_minilm, load_agents(agents_file), threads=threads)
+    print(f"tuned {embedder.name} for {Path(agents_file).name} in {time.perf_counter() - start:.1f} s "
+          f"({threads} thread(s); 0 s means it came from the cache)", flush=True)  # fmt: skip
+    return embedder
+
+
 async def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", default="lmos,clinc-intent,clinc-domain,clinc-oos,banking77")
@@ -189,6 +202,7 @@ async def main() -> int:
     )
     parser.add_argument("--scale", action="store_true", help="latency with 1,000 agents")
     parser.add_argument("--llm", type=int, default=0, metavar="N", help="N LMOS queries through llm/hybrid")
+    parser.add_argument("--tune-threads", type=int, default=1, help="CPU threads for minilm-tuned training")
     args = parser.parse_args()
     if not router_datasets.DATA.is_dir():
         print(f"skipped: no routing data at {router_datasets.DATA}")
@@ -199,15 +213,19 @@ async def main() -> int:
     files = router_datasets.write(out)
     print(f"datasets written to {out}; e.g. wot-agents router eval --agents {files['banking77']['agents']} "
           f"--queries {files['banking77']['test']}")  # fmt: skip
-    embedders = {name: get_embedder(name) for name in args.embedders.split(",")}
+    embedders = {
+        name: None if name == "minilm-tuned" else get_embedder(name) for name in args.embedders.split(",")
+    }
     targets = [float(target) for target in args.oos_recall.split(",")]
     try:
         for name in args.datasets.split(","):
             for embedder in embedders.values():
+                if embedder is None:  # minilm-tuned: its own model per dataset
+                    embedder = await tuned(files[name]["agents"], args.tune_threads)
                 for rule in args.rules.split(","):
                     await run_vector(files[name], name, embedder, rule, cache, targets)
         if args.scale:
-            for embedder in embedders.values():
+            for embedder in filter(None, embedders.values()):
                 await run_scale(embedder, cache, ["centroid", "classifier"])
         if args.llm:
             await run_llm(files["lmos"], args.llm, embedders.get("minilm") or get_embedder("minilm"), cache)

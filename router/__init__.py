@@ -21,6 +21,7 @@ from ._factory import METHODS, create_router
 from ._hybrid import MODES, HybridRouter
 from ._index import CapabilityIndex, IndexedAgent, IndexedCapability
 from ._llm import LLMClient, LLMRouter, render_agents
+from ._tuning import TunedMiniLMEmbedder, TuningSettings, tune_minilm
 from ._vector import DEFAULT_SIMILARITY, DEFAULT_THRESHOLDS, RULES, VectorRouter, calibrate_threshold
 
 __all__ = [
@@ -48,6 +49,8 @@ __all__ = [
     "OpenAIEmbedder",
     "Router",
     "TorchMiniLMEmbedder",
+    "TunedMiniLMEmbedder",
+    "TuningSettings",
     "VectorRouter",
     "WordLlamaEmbedder",
     "agent_key",
@@ -58,4 +61,5 @@ __all__ = [
     "load_agents",
     "load_queries",
     "render_agents",
+    "tune_minilm",
 ]

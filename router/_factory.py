@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ._decision import AgentFilter
-from ._embedders import EmbeddingCache
+from ._embedders import Embedder, EmbeddingCache
 from ._hybrid import HybridRouter
 from ._llm import LLMClient, LLMRouter
 from ._vector import VectorRouter
@@ -18,7 +18,7 @@ METHODS = ("vector", "llm", "hybrid")
 def create_router(
     method: str = "vector",
     *,
-    embedder: str = "minilm",
+    embedder: Embedder | str = "minilm",
     rule: str = "classifier",
     threshold: float | None = None,
     cache: EmbeddingCache | None = None,

@@ -27,7 +27,7 @@ async def run(args: argparse.Namespace) -> int:
     from wot_agents import WotAgentsError
 
     try:
-        router, agents = build_router(args)
+        router, agents = await build_router(args)
     except (OSError, ValueError, WotAgentsError) as exc:
         print(f"wot-agents route: {exc}", file=sys.stderr)
         return 2

@@ -26,6 +26,15 @@ def add_router_options(parser: argparse.ArgumentParser) -> None:
         help="vector decision rule (vote = LMOS's top-5 vote)",
     )
     parser.add_argument("--threshold", type=float, help="abstain below this score (default: calibrated)")
+    parser.add_argument(
+        "--tune",
+        action="store_true",
+        help="fine-tune MiniLM on the agents' examples first (minutes of CPU the first time; the "
+        "tuned model is cached by the agents' texts, see 'router tune')",
+    )
+    parser.add_argument(
+        "--tune-threads", type=int, default=1, metavar="N", help="CPU threads for tuning (default 1)"
+    )
     parser.add_argument("--hybrid-mode", choices=("fast", "requirements"), default="fast")
     parser.add_argument("--llm-model", help="chat model name (default $WOT_AGENTS_LLM_MODEL or gpt-4o-mini)")
     parser.add_argument("--llm-base-url", help="OpenAI-compatible endpoint (default $OPENAI_BASE_URL)")
@@ -42,15 +51,18 @@ def add_router_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
 
 
-def build_router(args: argparse.Namespace) -> tuple[Any, Any]:
+async def build_router(args: argparse.Namespace) -> tuple[Any, Any]:
     """The router the options ask for and the agents it should know; errors exit with status 2."""
     from router import AgentFilter, EmbeddingCache, create_router, load_agents
 
     agents = load_agents(args.agents)
+    embedder: Any = args.embedder
+    if args.tune:
+        embedder = await tuned_embedder(args, agents)
     llm = {"model": args.llm_model, "base_url": args.llm_base_url, "response_format": args.response_format}
     router = create_router(
         args.method,
-        embedder=args.embedder,
+        embedder=embedder,
         rule=args.rule,
         threshold=args.threshold,
         cache=None if args.no_cache else EmbeddingCache(),
@@ -59,6 +71,19 @@ def build_router(args: argparse.Namespace) -> tuple[Any, Any]:
         llm=llm,
     )
     return router, agents
+
+
+async def tuned_embedder(args: argparse.Namespace, agents: Any) -> Any:
+    """MiniLM fine-tuned on the agents (cached), trained in a worker thread with progress on stderr."""
+    import asyncio
+
+    from router import tune_minilm
+
+    if args.embedder != "minilm":
+        raise ValueError("--tune fine-tunes the minilm embedder; drop --embedder or use minilm")
+    return await asyncio.to_thread(
+        tune_minilm, agents, threads=args.tune_threads, log=lambda line: print(line, file=sys.stderr)
+    )
 
 
 def register(subparsers: Any) -> None:
@@ -85,6 +110,38 @@ def register(subparsers: Any) -> None:
     )
     evaluate.add_argument("--limit", type=int, help="only the first N queries")
     evaluate.set_defaults(run=run_eval)
+    tune = commands.add_parser(
+        "tune",
+        help="fine-tune MiniLM on the agents' example utterances (cached for --tune)",
+        description="Contrastive fine-tuning of the MiniLM embedder on the example utterances of "
+        "AGENTS.json (SetFit-style). Minutes of CPU; the ONNX model lands in "
+        "~/.cache/wot-agents/tuned/, keyed by the agents' texts, where 'router eval --tune' and "
+        "'route --tune' find it. Prints the model's path and how long training took.",
+    )
+    tune.add_argument("--agents", required=True, metavar="AGENTS.json")
+    tune.add_argument("--tune-threads", type=int, default=1, metavar="N", help="CPU threads (default 1)")
+    tune.set_defaults(run=run_tune, embedder="minilm")
+
+
+async def run_tune(args: argparse.Namespace) -> int:
+    import time
+
+    from router import load_agents
+    from wot_agents import WotAgentsError
+
+    started = time.perf_counter()
+    try:
+        embedder = await tuned_embedder(args, load_agents(args.agents))
+    except (OSError, ValueError) as exc:
+        print(f"wot-agents router tune: {exc}", file=sys.stderr)
+        return 2
+    except WotAgentsError as exc:
+        print(f"wot-agents router tune: {exc}", file=sys.stderr)
+        return 1
+    print(f"model    {embedder.name}")
+    print(f"path     {embedder.path}")
+    print(f"seconds  {time.perf_counter() - started:.1f}")
+    return 0
 
 
 async def run_eval(args: argparse.Namespace) -> int:
@@ -92,7 +149,7 @@ async def run_eval(args: argparse.Namespace) -> int:
     from wot_agents import WotAgentsError
 
     try:
-        router, agents = build_router(args)
+        router, agents = await build_router(args)
         queries = load_queries(args.queries)[: args.limit]
     except (OSError, ValueError, WotAgentsError) as exc:
         print(f"wot-agents router eval: {exc}", file=sys.stderr)
@@ -114,6 +171,7 @@ async def run_eval(args: argparse.Namespace) -> int:
     if args.json:
         out = report.to_dict()
         out["threshold"] = getattr(vector, "threshold", None)
+        out["embedder"] = vector.embedder.name if vector is not None else None
         print(json.dumps(out, indent=2))
     else:
         print(report.format())
