@@ -180,7 +180,6 @@ def _check(count: int, deadline: float, timeout: float, cap: int) -> None:
         raise QueryProblem(too_slow(timeout))
 
 
-
 # -- the process ----------------------------------------------------------------------------------
 def serve(tasks: Connection, results: Connection, path: str | None, result_cap: int) -> None:
     """The worker process's main: index what arrives, answer queries, until ``tasks`` ends."""

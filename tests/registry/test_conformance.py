@@ -377,3 +377,23 @@ async def test_validation_errors_as_in_example_10(directory: str, http: aiohttp.
     assert [e["field"] for e in errors] == ["(root)", "properties.status.forms.0.href"]
     assert all(set(e) == {"field", "description"} for e in errors)
     assert "security" in errors[0]["description"]
+
+
+async def test_sparql_dataset_parameters_are_refused_not_ignored(
+    directory: str, http: aiohttp.ClientSession
+) -> None:
+    # [tdd-http-unsupported-feature]: SPARQL 1.1 Protocol default-graph-uri / named-graph-uri
+    # customize an existing API and are not supported: 501, rather than answering another question.
+    sparql = f"{directory}/search/sparql"
+    query = "SELECT * WHERE { ?s ?p ?o } LIMIT 1"
+    async with http.get(sparql, params={"query": query, "default-graph-uri": "urn:x"}) as r:
+        assert r.status == 501 and r.content_type == "application/problem+json"
+    async with http.post(sparql, data={"query": query, "named-graph-uri": "urn:x"}) as r:
+        assert r.status == 501
+    async with http.post(
+        f"{sparql}?default-graph-uri=urn:x", data=query, headers={"Content-Type": "application/sparql-query"}
+    ) as r:
+        assert r.status == 501
+        assert (await r.json(content_type="application/problem+json"))["title"] == "Not Implemented"
+    async with http.get(sparql, params={"query": query}) as r:
+        assert r.status == 200
