@@ -104,6 +104,13 @@ class VectorRouter:
     ``None`` takes :data:`DEFAULT_SIMILARITY` when ``threshold`` is left to its default too (the two
     are calibrated together), otherwise no similarity gate.
 
+    History: a short query (at most ``follow_up_words`` words) after a user turn is often a
+    follow-up that means little alone ("how long will that take?"), so its embedding is mixed
+    with the last user turn's, weighted ``history_weight`` (0: history ignored). On two-turn
+    conversations made from LMOS test rows (bench/router_history.py) that took follow-ups from
+    19.2% to 70.8% routed right, topic switches from 100% to 99.54%; single turns are unchanged.
+    The weight is the largest of those tried on val that kept switches at 99% or more.
+
     The classifier rule is refitted in a worker thread after agents change, once the changes have
     paused for ``refit_delay`` seconds (a burst of registrations costs one fit), while the previous
     model keeps answering. Agents it was not trained on are ranked by centroid until the refit
@@ -126,6 +133,8 @@ class VectorRouter:
         classifier_max_rows: int = 20_000,
         classifier_strength: float = 50.0,
         refit_delay: float = 0.2,
+        history_weight: float = 0.5,
+        follow_up_words: int = 6,
         top: int = 5,
     ) -> None:
         if rule not in RULES:
@@ -141,6 +150,8 @@ class VectorRouter:
             similarity = DEFAULT_SIMILARITY.get((self.embedder.name, rule))
         self.similarity = similarity
         self.where = where or AgentFilter()
+        self.history_weight = history_weight
+        self.follow_up_words = follow_up_words
         self.top = top
         self.classifier_max_rows = classifier_max_rows
         self.classifier_strength = classifier_strength
@@ -181,8 +192,21 @@ class VectorRouter:
 
     # -- routing --------------------------------------------------------------------------------
 
-    def embed_query(self, text: str) -> npt.NDArray[np.float32]:
-        return np.ascontiguousarray(self.embedder.embed([text])[0], dtype=np.float32)
+    def embed_query(self, text: str, history: Sequence[Message] = ()) -> npt.NDArray[np.float32]:
+        """The query's embedding; a short follow-up's mixed with the last user turn's (see the class)."""
+        context = self._context(text, history)
+        if context is None:
+            return np.ascontiguousarray(self.embedder.embed([text])[0], dtype=np.float32)
+        query, previous = self.embedder.embed([text, context])
+        mixed = query + self.history_weight * previous
+        return np.ascontiguousarray(mixed / np.linalg.norm(mixed), dtype=np.float32)
+
+    def _context(self, text: str, history: Sequence[Message]) -> str | None:
+        if not self.history_weight or len(text.split()) > self.follow_up_words:
+            return None
+        return next(
+            (content for role, content in reversed(history) if role == "user" and content.strip()), None
+        )
 
     def effective_rule(self) -> str:
         if self.rule == "classifier" and self.index.table("texts").alive > self.classifier_max_rows:
@@ -370,12 +394,13 @@ class VectorRouter:
         query: str,
         candidates: Sequence[AgentDescription] | None = None,
         where: AgentFilter | None = None,
+        history: Sequence[Message] = (),
     ) -> Decision:
         """The blocking body of :meth:`route` (benchmarks call it directly)."""
         if not query.strip():
             raise RoutingError("cannot route an empty query")
         allowed = self.index.allowed_mask(self._candidates(candidates), where or self.where)
-        vector = self.embed_query(query)
+        vector = self.embed_query(query, history)
         ranked = self.rank(vector, allowed)
         if self.similarity is None or not ranked[0]:
             return self.decide(ranked)
@@ -391,10 +416,9 @@ class VectorRouter:
     ) -> Decision:
         """Choose among ``candidates`` (default: every indexed agent) passing ``where``.
 
-        The history is not embedded: the latest query carries the intent, and mixing earlier turns
-        into one vector blurs it. The LLM paths read the history.
+        ``history`` (earlier turns, oldest first) only matters for a short follow-up: see the class.
         """
-        decision = await asyncio.to_thread(self.route_sync, query, candidates, where)
+        decision = await asyncio.to_thread(self.route_sync, query, candidates, where, history)
         self._schedule_refit()  # candidates the router had not seen were indexed
         return decision
 

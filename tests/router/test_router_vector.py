@@ -136,3 +136,18 @@ async def test_default_gates_abstain_with_a_handful_of_agents(minilm, agents) ->
             assert decision.agent_id is None and "similar to the query" in decision.reason, decision
             assert decision.score > router.threshold  # the probability alone would have answered
         assert [(await router.route(query)).agent_id for query, _ in QUERIES] == [e for _, e in QUERIES]
+
+
+async def test_a_short_follow_up_is_read_with_the_previous_user_turn(minilm, agents) -> None:
+    history = [("user", "I sent the shoes back last week"), ("assistant", "Thanks, we received them.")]
+    async with VectorRouter(minilm) as router:
+        await router.add(agents)
+        alone = await router.route("so when do I get it?")
+        assert alone.agent_id != "urn:test:billing"
+        follow_up = await router.route("so when do I get it?", history)
+        assert follow_up.agent_id == "urn:test:billing", follow_up
+        # a full new request is read alone, however strong the previous turn
+        switch = await router.route("book me a flight to Rome for next Monday morning", history)
+        assert switch.agent_id == "urn:test:travel"
+        router.history_weight = 0.0  # history off: the follow-up is read alone again
+        assert (await router.route("so when do I get it?", history)).agent_id == alone.agent_id
