@@ -69,9 +69,11 @@ class Model:
         self, query: Floats, allowed: npt.NDArray[np.bool_]
     ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int32], npt.NDArray[np.int32]]:
         """Softmax over the classes of allowed slots, with their owners and labels."""
-        keep = allowed[self.owner]
-        logits = (query @ self.weights[:, keep] + self.bias[keep]).astype(np.float64)
-        owner, label = self.owner[keep], self.label[keep]
+        logits = (query @ self.weights + self.bias).astype(np.float64)  # all classes: no weight copy
+        owner, label = self.owner, self.label
+        keep = allowed[owner]
+        if not keep.all():
+            logits, owner, label = logits[keep], owner[keep], label[keep]
         if not len(logits):
             return logits, owner, label
         probabilities = np.exp(logits - logits.max())
