@@ -85,6 +85,9 @@ def enrich(
         expires = now + ttl
     else:
         expires = parse_time(registration.get("expires"))
+        if expires is not None and expires <= now:
+            # Stored, it would be gone for readers at once: a 201 would only mislead the client.
+            raise RegistrationError(f"registration.expires {registration['expires']} is in the past")
         if expires is not None and max_ttl is not None and expires - now > max_ttl:
             raise RegistrationError(
                 f"registration.expires is more than this directory's maximum of {max_ttl:g} s away"

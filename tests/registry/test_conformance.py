@@ -125,7 +125,7 @@ async def test_context_injection_keeps_the_td_contexts_in_front(
         assert (await r.json())["@context"][:3] == [TD10, TD11, DISCOVERY]  # its own TD too
 
 
-async def test_absolute_times_need_an_offset(
+async def test_absolute_times_need_an_offset_and_a_future(
     directory: str, http: aiohttp.ClientSession, make_td: Any
 ) -> None:
     # [tdd-absolute-time] [tdd-validation-jsonschema] (the Discovery TD-extensions schema)
@@ -142,6 +142,15 @@ async def test_absolute_times_need_an_offset(
     async with http.get(f"{directory}/things/{td['id']}") as r:
         stored = (await r.json())["registration"]["expires"]
     assert stored == tomorrow.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    # registrations that would be expired at once, or never valid, are refused
+    for registration in ({"expires": "2020-01-01T00:00:00Z"}, {"ttl": 0}, {"ttl": -5}):
+        td["registration"] = registration
+        async with http.put(
+            f"{directory}/things/{td['id']}", data=json.dumps(td), headers={"Content-Type": TD}
+        ) as r:
+            assert r.status == 400, registration
+    async with http.get(f"{directory}/things/{td['id']}") as r:
+        assert (await r.json())["registration"]["expires"] == stored  # unchanged
 
 
 async def test_compressed_input_is_accepted(
