@@ -19,8 +19,8 @@ EXAMPLE = Path(__file__).parents[2] / "examples" / "weather-agent.json"
 
 
 @asynccontextmanager
-async def running_directory(**settings: Any) -> AsyncIterator[str]:
-    """Serve a directory on 127.0.0.1 (a free port) and yield its base URL."""
+async def running_app(**settings: Any) -> AsyncIterator[tuple[str, web.Application]]:
+    """Serve a directory on 127.0.0.1 (a free port); yield its base URL and its app."""
     app = create_app(DirectorySettings(**settings))
     runner = web.AppRunner(app, shutdown_timeout=1)
     await runner.setup()
@@ -28,9 +28,16 @@ async def running_directory(**settings: Any) -> AsyncIterator[str]:
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{port}", app
     finally:
         await runner.cleanup()
+
+
+@asynccontextmanager
+async def running_directory(**settings: Any) -> AsyncIterator[str]:
+    """Serve a directory on 127.0.0.1 (a free port) and yield its base URL."""
+    async with running_app(**settings) as (url, _):
+        yield url
 
 
 @pytest.fixture

@@ -16,6 +16,8 @@ import pytest
 
 from wot_agents import DirectoryClient, DirectoryError
 
+from ._procs import alive, descendants
+
 
 @asynccontextmanager
 async def cli_directory(db: Path, *extra: str) -> AsyncIterator[tuple[str, asyncio.subprocess.Process]]:
@@ -69,16 +71,16 @@ async def test_kill_9_loses_no_acknowledged_write(tmp_path: Path, make_td: Any) 
             tasks = [asyncio.create_task(writer(n)) for n in range(4)]
             while len(acknowledged) < 200:  # noqa: ASYNC110 (polling a plain list on purpose)
                 await asyncio.sleep(0.01)
-            helpers = _descendants(process.pid)  # the SPARQL index's worker (and its forkserver)
+            helpers = descendants(process.pid)  # the SPARQL index's worker (and its forkserver)
             assert helpers
             process.kill()  # SIGKILL in the middle of writes
             results = await asyncio.gather(*tasks, return_exceptions=True)
             assert all(isinstance(r, Exception) for r in results)
             for _ in range(200):  # they notice the server's end and exit: no orphan is left
-                if not any(_alive(pid) for pid in helpers):
+                if not any(alive(pid) for pid in helpers):
                     break
                 await asyncio.sleep(0.05)
-            assert not any(_alive(pid) for pid in helpers)
+            assert not any(alive(pid) for pid in helpers)
     async with cli_directory(db) as (url, _):
         async with DirectoryClient(url) as client:
             stored = {td["id"] async for td in client.list()}
@@ -87,32 +89,6 @@ async def test_kill_9_loses_no_acknowledged_write(tmp_path: Path, make_td: Any) 
                 assert (await client.get(thing_id))["id"] == thing_id
             found = await client.sparql("SELECT (COUNT(DISTINCT ?g) AS ?n) WHERE { GRAPH ?g { ?s ?p ?o } }")
             assert int(found["results"]["bindings"][0]["n"]["value"]) == len(stored)  # re-indexed
-
-
-def _parents() -> dict[int, int]:
-    parents = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-        parents[int(stat.parent.name)] = int(fields[1])
-    return parents
-
-
-def _descendants(pid: int) -> set[int]:
-    parents, found, frontier = _parents(), set(), {pid}
-    while frontier:
-        frontier = {child for child, parent in parents.items() if parent in frontier} - found
-        found |= frontier
-    return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except (FileNotFoundError, ProcessLookupError):
-        return False
 
 
 async def test_cli_protect_reads(tmp_path: Path, make_td: Any) -> None:

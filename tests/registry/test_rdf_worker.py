@@ -11,25 +11,19 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
 
-from registry import DIRECTORY, Directory, DirectorySettings, create_app
+from registry import DIRECTORY, Directory, DirectorySettings
+
+from ._procs import alive
+from .conftest import running_app
 
 COUNT = "SELECT (COUNT(DISTINCT ?g) AS ?n) WHERE { GRAPH ?g { ?s ?p ?o } }"
 
 
 @pytest.fixture
 async def served(tmp_path: Path) -> AsyncIterator[tuple[str, Directory]]:
-    app = create_app(DirectorySettings(db=tmp_path / "d.db", query_timeout=1.0))
-    runner = web.AppRunner(app, shutdown_timeout=1)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield f"http://127.0.0.1:{port}", app[DIRECTORY]
-    finally:
-        await runner.cleanup()
+    async with running_app(db=tmp_path / "d.db", query_timeout=1.0) as (url, app):
+        yield url, app[DIRECTORY]
 
 
 async def _put(http: aiohttp.ClientSession, url: str, td: dict[str, Any]) -> None:
@@ -55,17 +49,9 @@ async def _worker_pid(directory: Directory, not_: int | None = None) -> int:
     raise AssertionError("no SPARQL index process")
 
 
-def _gone(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
-        return True
-    return state in ("Z", "X")
-
-
 async def _wait_gone(pid: int, seconds: float = 10) -> bool:
     for _ in range(int(seconds * 20)):
-        if _gone(pid):
+        if not alive(pid):
             return True
         await asyncio.sleep(0.05)
     return False
@@ -122,5 +108,5 @@ async def test_a_killed_worker_is_restarted_and_loses_nothing(
 async def test_closing_ends_the_worker(tmp_path: Path) -> None:
     async with Directory(DirectorySettings(db=tmp_path / "d.db")) as directory:
         pid = await _worker_pid(directory)
-        assert not _gone(pid)
-    assert _gone(pid)  # joined on close, not left behind
+        assert alive(pid)
+    assert not alive(pid)  # joined on close, not left behind
