@@ -35,7 +35,7 @@ from queue import SimpleQueue
 from typing import Any
 
 from ._problems import HTTPProblem
-from ._rdf_worker import return_freed_memory, serve, too_slow
+from ._rdf_worker import serve, too_slow
 from ._store import Change, SQLiteStore
 
 __all__ = ["RdfIndex"]
@@ -48,9 +48,6 @@ _UPDATE = re.compile(
     re.IGNORECASE,
 )
 
-#: After a burst of this many changes, once the index has them all, the server returns the memory
-#: freed meanwhile (request bodies, pickled batches): at 100k registrations it kept ~1.1 GB.
-_TRIM_AFTER = 2000
 #: Seconds the store's pending marks of indexed descriptions wait to be dropped together.
 _FORGET_DELAY = 1.0
 #: A forkserver starts each worker as a fork of a small clean process that has already imported
@@ -88,7 +85,6 @@ class RdfIndex:
         self._answers: dict[int, asyncio.Future[tuple[bytes, str]]] = {}
         self._qids = itertools.count()
         self._tasks: set[asyncio.Task[None]] = set()
-        self._since_trim = 0
         self._closed = asyncio.Event()  # set on close: what waits for more work stops waiting
         self.failed = 0
         store.subscribe(self.apply)
@@ -173,10 +169,6 @@ class RdfIndex:
                     self._spawn(self._forget())
                 self._done += done
             self._indexed = max(self._indexed, seq)
-            self._since_trim += len(done)
-            if not self._pending and self._since_trim >= _TRIM_AFTER:
-                self._since_trim = 0
-                self._spawn(asyncio.to_thread(return_freed_memory))
             self._progress.set()
             self._progress = asyncio.Event()
         else:

@@ -38,7 +38,7 @@ import td_schemas
 from ._sparql_results import binding, encode_boolean, encode_graph, encode_solutions
 from ._templates import TemplateConverter
 
-__all__ = ["Indexer", "return_freed_memory", "serve"]
+__all__ = ["Indexer", "serve"]
 
 #: Most changes converted and written together.
 _BATCH = 1024
@@ -61,12 +61,6 @@ try:
     _libc.malloc_trim  # noqa: B018 (glibc only)
 except (OSError, AttributeError):
     _libc = None
-
-
-def return_freed_memory() -> None:
-    """Give the memory glibc keeps after frees (in every thread's arena) back to the system."""
-    if _libc is not None:
-        _libc.malloc_trim(0)
 
 
 def _known_contexts() -> dict[str, Any]:
@@ -129,7 +123,8 @@ class Indexer:
         # An on-disk Oxigraph (RocksDB) keeps writes in memtables until a flush, and glibc keeps
         # what was freed; at 10k descriptions that is ~700 MB of RSS, most of it given back here.
         self.store.flush()
-        return_freed_memory()
+        if _libc is not None:
+            _libc.malloc_trim(0)
 
     def _has_graph(self, thing_id: str) -> bool:
         try:
