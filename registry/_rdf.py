@@ -2,8 +2,8 @@
 
 Engine choice (measured, see bench/sparql_engines.py): pyoxigraph answers a selective query over
 1k descriptions in well under a millisecond; rdflib needs tens of milliseconds for the same query
-and several times the memory. Indexing is the expensive part (~2 ms of CPU per description: the
-JSON-LD -> RDF conversion, see ``_templates.py``, and the write into the on-disk store), so it
+and several times the memory. Indexing is the expensive part (0.5-2 ms of CPU per description:
+the JSON-LD -> RDF conversion, see ``_templates.py``, and the write into the on-disk store), so it
 runs in a worker process on the other core (``_rdf_worker.py``), fed with every committed
 change, and the server's event loop only forwards changes and queries.
 
