@@ -52,7 +52,7 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
-async def run_vector(files, name, embedder, rule, cache, recall_targets) -> None:
+async def run_vector(files, name, embedder, rule, cache, recall_targets, gates=("probability",)) -> None:
     agents = load_agents(files["agents"])
     router = VectorRouter(embedder, rule=rule, threshold=0.0 if name != "clinc-oos" else None, cache=cache)
     start = time.perf_counter()
@@ -61,13 +61,24 @@ async def run_vector(files, name, embedder, rule, cache, recall_targets) -> None
     await router.refitted()  # fits the classifier: not part of query latency
     indexed = time.perf_counter() - start
     test = load_queries(files["test"])
-    targets = recall_targets if name == "clinc-oos" else [None]
-    for target in targets:
-        if target is not None:
-            router.threshold = None
+    default_similarity = router.similarity
+    settings = (
+        [(gate, target) for gate in gates for target in recall_targets]
+        if name == "clinc-oos"
+        else [(None, None)]
+    )
+    for gate, target in settings:
+        if target is not None:  # calibrate one gate on VAL out-of-scope queries, as router eval --calibrate
+            similarity = gate == "similarity"
+            router.threshold, router.similarity = None, None if similarity else default_similarity
             val_oos = [q.text for q in load_queries(files["val"]) if q.agent is None]
-            scores = [router.route_sync(text).score for text in val_oos]
-            router.threshold = calibrate_threshold(scores, target)
+            calibrated = calibrate_threshold(
+                [router.gate_scores(text)[similarity] for text in val_oos], target
+            )
+            if similarity:
+                router.similarity = calibrated
+            else:
+                router.threshold = calibrated
         report = await evaluate(router, test)
         line = (
             f"{name:<13} {embedder.name:<24} {rule:<10} acc {report.accuracy:7.2%}"
@@ -75,7 +86,8 @@ async def run_vector(files, name, embedder, rule, cache, recall_targets) -> None
         )
         if report.out_of_scope_recall is not None:
             line += f"  oos-recall {report.out_of_scope_recall:7.2%}"
-            line += f" (val target {target:.2f}, threshold {router.threshold:.4f})"
+            line += f" ({gate} gate, val target {target:.2f}: threshold {router.threshold}"
+            line += f", similarity {router.similarity})"
         line += (
             f"  p50 {report.latency(50):6.2f} ms  p99 {report.latency(99):6.2f} ms  index {indexed:5.1f} s"
         )
@@ -219,6 +231,9 @@ async def main() -> int:
         "--llm", type=int, default=0, metavar="N", help="N queries per dataset through llm/hybrid"
     )
     parser.add_argument("--llm-datasets", default="lmos,clinc-domain", help="datasets for --llm")
+    parser.add_argument(
+        "--gates", default="probability", help="clinc-oos: which gate to calibrate (probability,similarity)"
+    )
     parser.add_argument("--tune-threads", type=int, default=1, help="CPU threads for minilm-tuned training")
     args = parser.parse_args()
     if not router_datasets.DATA.is_dir():
@@ -240,7 +255,7 @@ async def main() -> int:
                 if embedder is None:  # minilm-tuned: its own model per dataset
                     embedder = await tuned(files[name]["agents"], args.tune_threads)
                 for rule in args.rules.split(","):
-                    await run_vector(files[name], name, embedder, rule, cache, targets)
+                    await run_vector(files[name], name, embedder, rule, cache, targets, args.gates.split(","))
         if args.scale:
             for embedder in filter(None, embedders.values()):
                 await run_scale(embedder, cache, ["centroid", "classifier"])

@@ -406,6 +406,15 @@ class VectorRouter:
             return self.decide(ranked)
         return self.decide(ranked, similarity=self.index.similarity(ranked[0][0][0].slot, vector))
 
+    def gate_scores(self, query: str) -> tuple[float, float]:
+        """The best agent's score and its closest text's similarity to ``query``: what the two
+        abstention gates compare, for calibrating either on held-out out-of-scope queries."""
+        vector = self.embed_query(query)
+        ranking, _ = self.rank(vector, self.index.allowed_mask(None, self.where))
+        if not ranking:
+            return 0.0, -1.0
+        return float(ranking[0][1]), self.index.similarity(ranking[0][0].slot, vector)
+
     async def route(
         self,
         query: str,

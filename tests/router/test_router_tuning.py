@@ -159,3 +159,9 @@ def test_router_tune_then_eval_reuses_the_tuned_model(tmp_path, monkeypatch, cap
     assert report["embedder"] == printed["model"] and "tuning step" not in err  # from the cache
     assert report["accuracy"] >= 0.75
     assert main([*argv, "--tune", "--embedder", "wordllama"]) == 2
+    held_out = tmp_path / "val.csv"
+    held_out.write_text("text,agent\nwhat is the capital of France,\ntell me a joke,\nhow tall is Everest,\n")
+    calibrate = ["--tune", "--calibrate", str(held_out), "--oos-recall", "1", "--json"]
+    assert main([*argv, *calibrate, "--gate", "similarity"]) == 0
+    gated = json.loads(capsys.readouterr().out)
+    assert gated["threshold"] is None and 0 < gated["similarity"] < 1  # the similarity gate alone

@@ -108,6 +108,13 @@ def register(subparsers: Any) -> None:
     evaluate.add_argument(
         "--oos-recall", type=float, default=0.85, help="out-of-scope recall to calibrate for"
     )
+    evaluate.add_argument(
+        "--gate",
+        choices=("probability", "similarity"),
+        default="probability",
+        help="which abstention gate --calibrate sets alone: the best agent's score (default) or its "
+        "closest example's similarity to the query (better for a --tune model)",
+    )
     evaluate.add_argument("--limit", type=int, help="only the first N queries")
     evaluate.set_defaults(run=run_eval)
     tune = commands.add_parser(
@@ -145,6 +152,8 @@ async def run_tune(args: argparse.Namespace) -> int:
 
 
 async def run_eval(args: argparse.Namespace) -> int:
+    import asyncio
+
     from router import VectorRouter, calibrate_threshold, evaluate, load_queries
     from wot_agents import WotAgentsError
 
@@ -159,9 +168,13 @@ async def run_eval(args: argparse.Namespace) -> int:
         vector = router if isinstance(router, VectorRouter) else getattr(router, "vector", None)
         if args.calibrate and vector is not None:
             held_out = [q.text for q in load_queries(args.calibrate) if q.agent is None]
-            vector.threshold = None
-            scores = [(await vector.route(text)).score for text in held_out]
-            vector.threshold = calibrate_threshold(scores, args.oos_recall)
+            similarity = args.gate == "similarity"
+            gates = [await asyncio.to_thread(vector.gate_scores, text) for text in held_out]
+            calibrated = calibrate_threshold([gate[similarity] for gate in gates], args.oos_recall)
+            if similarity:  # the similarity gate alone
+                vector.threshold, vector.similarity = None, calibrated
+            else:  # the probability threshold, beside the similarity gate if there is one
+                vector.threshold = calibrated
         report = await evaluate(router, queries, method=args.method)
     except WotAgentsError as exc:
         print(f"wot-agents router eval: {exc}", file=sys.stderr)
@@ -171,6 +184,7 @@ async def run_eval(args: argparse.Namespace) -> int:
     if args.json:
         out = report.to_dict()
         out["threshold"] = getattr(vector, "threshold", None)
+        out["similarity"] = getattr(vector, "similarity", None)
         out["embedder"] = vector.embedder.name if vector is not None else None
         print(json.dumps(out, indent=2))
     else:
@@ -180,4 +194,6 @@ async def run_eval(args: argparse.Namespace) -> int:
                 f"threshold       {vector.threshold:.4f}"
                 f" ({vector.effective_rule()} on {vector.embedder.name})"
             )
+        if vector is not None and vector.similarity is not None:
+            print(f"similarity      {vector.similarity:.4f} (closest example, {vector.embedder.name})")
     return 0
