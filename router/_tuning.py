@@ -2,9 +2,12 @@
 
 A frozen sentence model with a linear head tops out around 91% on CLINC150 with 10 examples per
 intent; pulling each capability's examples together and pushing other capabilities' apart for a few
-hundred steps moves the whole embedding space towards the agents at hand (the SetFit recipe), and
-the classifier rule on top then gains several points (bench/router_bench.py ``--tune``). The tuned
-model has MiniLM's architecture, so a query costs exactly what it costs with the base model.
+hundred steps moves the whole embedding space towards the agents at hand (the SetFit recipe). The
+classifier rule on top gained on test (bench/router_bench.py ``--embedders minilm-tuned``):
+CLINC150 intents 91.24% -> 92.40%, domains 96.62% -> 97.02%, Banking77 86.10% -> 86.75%, but
+not on LMOS (99.84% -> 99.76%), and its probabilities turn over-confident on out-of-scope queries,
+so it is opt-in and its abstention gates need their own calibration. The tuned model has
+MiniLM's architecture, so a query costs exactly what it costs with the base model.
 
 Training is minutes of CPU, so it never runs on the event loop nor by surprise: ``tune_minilm``
 is a blocking call (``await asyncio.to_thread(tune_minilm, agents)`` from async code), made
@@ -37,7 +40,7 @@ __all__ = ["TunedMiniLMEmbedder", "TuningSettings", "training_examples", "tune_m
 
 @dataclass(frozen=True, slots=True)
 class TuningSettings:
-    """The contrastive fine-tuning recipe (chosen on CLINC150 and Banking77 val splits)."""
+    """The contrastive fine-tuning recipe (4 passes matched 8 on CLINC150 val: 93.6% vs 93.4%)."""
 
     epochs: float = 4.0  # passes over the examples, counted in sentences seen
     classes_per_batch: int = 16
