@@ -1,6 +1,6 @@
 """Abstention gates across agent-set sizes: the classifier's probability vs the query's similarity.
 
-    python bench/router_gate.py [--subsets 30] [--sizes 3,5,10,20]
+    python bench/router_gate.py [--subsets 30] [--sizes 3,5,10,20] [--embedder minilm|wordllama]
 
 The classifier's probabilities depend on how many agents share them (with 3 agents the best one
 never scores under 1/3), so a probability threshold calibrated on CLINC150's 150 agents does not
@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import router_datasets
 
-from router import CachedEmbedder, EmbeddingCache, MiniLMEmbedder, VectorRouter, calibrate_threshold
+from router import CachedEmbedder, EmbeddingCache, VectorRouter, calibrate_threshold, get_embedder
 from wot_agents import AgentDescription
 
 Row = tuple[str, str | None]
@@ -65,6 +65,7 @@ async def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--subsets", type=int, default=30)
     parser.add_argument("--sizes", default="3,5,10,20")
+    parser.add_argument("--embedder", default="minilm", help="minilm or wordllama")
     parser.add_argument("--recall", type=float, default=0.9, help="val out-of-scope recall to calibrate for")
     args = parser.parse_args()
     if not router_datasets.DATA.is_dir():
@@ -74,7 +75,7 @@ async def main() -> int:
     agents, val, test = router_datasets.clinc()["clinc-oos"]
     described = [AgentDescription.from_dict(agent) for agent in agents]
     cache = EmbeddingCache()
-    embedder = CachedEmbedder(MiniLMEmbedder(), cache)
+    embedder = CachedEmbedder(get_embedder(args.embedder), cache)
     texts = sorted({text for text, _ in val + test})
     vectors = dict(zip(texts, embedder.embed(texts), strict=True))
     async with VectorRouter(embedder, threshold=0.0, cache=cache) as router:
