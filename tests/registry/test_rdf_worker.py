@@ -32,8 +32,11 @@ async def _put(http: aiohttp.ClientSession, url: str, td: dict[str, Any]) -> Non
 
 
 async def _count_when_ready(http: aiohttp.ClientSession, url: str) -> tuple[int, Any]:
-    """The count, retrying while the index answers 503 (catching up), as its Retry-After says."""
-    for _ in range(30):
+    """The count, retrying while the index answers 503 (catching up), as its Retry-After says.
+
+    Up to two minutes, for a loaded machine's slow catch-up; a ready index ends the wait at once.
+    """
+    for _ in range(120):
         answer = await _count(http, url)
         if answer[0] != 503:
             return answer

@@ -83,7 +83,9 @@ def test_description_is_a_valid_lmos_agent(agent: Agent) -> None:
     assert document["@type"] == "lmos:Agent"
     assert document["id"] == "urn:example:weather"
     assert document["version"] == {"instance": "1.2.0"}
-    assert document["lmos:metadata"] == {"lmos:vendor": {"lmos:name": "WeatherAI", "lmos:url": "https://weather.example.com"}}
+    assert document["lmos:metadata"] == {
+        "lmos:vendor": {"lmos:name": "WeatherAI", "lmos:url": "https://weather.example.com"}
+    }
     assert document["lmos:capabilities"][0]["examples"] == ["will it rain?"]
     assert document["lmos:supportedTenants"] == ["acme"] and document["lmos:subset"] == "stable"
     assert document["security"] == "nosec_sc"
@@ -210,5 +212,3 @@ def test_security_is_declared_by_the_caller(agent: Agent) -> None:
     ).to_dict()
     assert document["securityDefinitions"] == {"bearer_sc": {"scheme": "bearer", "format": "jwt"}}
     assert validate(document) == []
-
-
