@@ -21,7 +21,6 @@ import argparse
 import asyncio
 import importlib.util
 import os
-import platform
 import random
 import socket
 import subprocess
@@ -45,11 +44,6 @@ from router import (
     load_queries,
     tune_minilm,
 )
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
 async def run_vector(files, name, embedder, rule, cache, recall_targets, gates=("probability",)) -> None:
@@ -236,10 +230,9 @@ async def main() -> int:
     )
     parser.add_argument("--tune-threads", type=int, default=1, help="CPU threads for minilm-tuned training")
     args = parser.parse_args()
-    if not router_datasets.DATA.is_dir():
-        print(f"skipped: no routing data at {router_datasets.DATA}")
+    if router_datasets.missing():
         return 0
-    print(f"machine: {machine()}")
+    print(f"machine: {router_datasets.machine()}")
     cache = EmbeddingCache()
     out = Path(tempfile.mkdtemp(prefix="wot-agents-routing-"))
     files = router_datasets.write(out)

@@ -20,6 +20,7 @@ import argparse
 import csv
 import json
 import os
+import platform
 import random
 import sys
 from collections import defaultdict
@@ -222,14 +223,28 @@ def write(out: Path) -> dict[str, dict[str, Path]]:
     return files
 
 
+def missing() -> bool:
+    """True (after saying so) when the routing datasets are not on this machine: benches skip."""
+    if DATA.is_dir():
+        return False
+    print(f"skipped: no routing data at {DATA}")
+    return True
+
+
+def machine() -> str:
+    """The machine line every routing bench prints first: figures depend on cores and load."""
+    cpu = platform.processor() or platform.machine()
+    load = " ".join(f"{value:.2f}" for value in os.getloadavg())
+    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, load average {load}"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--out", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "wot-agents-routing"
     )
     args = parser.parse_args()
-    if not DATA.is_dir():
-        print(f"skipped: no routing data at {DATA}")
+    if missing():
         return 0
     for name, paths in write(args.out).items():
         print(f"{name:<13} " + "  ".join(str(p) for p in paths.values()))

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import random
 import sys
 from pathlib import Path
@@ -68,10 +67,9 @@ async def main() -> int:
     parser.add_argument("--embedder", default="minilm", help="minilm or wordllama")
     parser.add_argument("--recall", type=float, default=0.9, help="val out-of-scope recall to calibrate for")
     args = parser.parse_args()
-    if not router_datasets.DATA.is_dir():
-        print(f"skipped: no routing data at {router_datasets.DATA}")
+    if router_datasets.missing():
         return 0
-    print(f"machine: {os.cpu_count()} cores; load average {os.getloadavg()[0]:.2f}")
+    print(f"machine: {router_datasets.machine()}")
     agents, val, test = router_datasets.clinc()["clinc-oos"]
     described = [AgentDescription.from_dict(agent) for agent in agents]
     cache = EmbeddingCache()

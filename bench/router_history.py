@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import random
 import sys
 from pathlib import Path
@@ -81,10 +80,9 @@ async def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--conversations", type=int, default=500)
     args = parser.parse_args()
-    if not router_datasets.DATA.is_dir():
-        print(f"skipped: no routing data at {router_datasets.DATA}")
+    if router_datasets.missing():
         return 0
-    print(f"machine: {os.cpu_count()} cores; load average {os.getloadavg()[0]:.2f}")
+    print(f"machine: {router_datasets.machine()}")
     agents, val, test = router_datasets.lmos()
     rng = random.Random(router_datasets.SEED)
     splits = {

@@ -86,10 +86,9 @@ async def main() -> int:
     parser.add_argument("--agents", default="150,1000")
     parser.add_argument("--sklearn", action="store_true", help="also time scikit-learn's fit")
     args = parser.parse_args()
-    if not router_datasets.DATA.is_dir():
-        print(f"skipped: no routing data at {router_datasets.DATA}")
+    if router_datasets.missing():
         return 0
-    print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}")
+    print(f"machine: {router_datasets.machine()}")
     cache = EmbeddingCache()
     try:
         for count in args.agents.split(","):
