@@ -10,6 +10,8 @@ import statistics
 import sys
 import time
 import tracemalloc
+from collections.abc import Callable, Iterable
+from functools import partial
 from pathlib import Path
 
 import pyoxigraph as ox
@@ -21,6 +23,17 @@ from directory import agent
 from registry._rdf_worker import Indexer
 
 TD = "https://www.w3.org/2019/wot/td#"
+
+
+def selective_p50(run: Callable[[str], Iterable[object]], queries: list[str]) -> float:
+    """Median milliseconds of ``run`` over the queries, each of which must find exactly one row."""
+    times = []
+    for q in queries:
+        t = time.perf_counter()
+        rows = list(run(q))
+        times.append((time.perf_counter() - t) * 1000)
+        assert len(rows) == 1
+    return statistics.median(times)
 
 
 def main() -> None:
@@ -38,15 +51,10 @@ def main() -> None:
     store = ox.Store()
     store.load(nquads, format=ox.RdfFormat.N_QUADS)
     load = time.perf_counter() - t
-    times = []
-    for q in queries:
-        t = time.perf_counter()
-        rows = list(store.query(q, use_default_graph_as_union=True))
-        times.append((time.perf_counter() - t) * 1000)
-        assert len(rows) == 1
+    p50 = selective_p50(partial(store.query, use_default_graph_as_union=True), queries)
     heap = tracemalloc.get_traced_memory()[0] / 2**20
     tracemalloc.stop()
-    print(f"pyoxigraph: load {load:6.2f} s, selective SELECT p50 {statistics.median(times):7.2f} ms, "
+    print(f"pyoxigraph: load {load:6.2f} s, selective SELECT p50 {p50:7.2f} ms, "
           f"Python heap {heap:5.0f} MB (its store is native memory)")  # fmt: skip
     del store
 
@@ -55,15 +63,10 @@ def main() -> None:
     dataset = rdflib.Dataset(default_union=True)
     dataset.parse(data=nquads, format="nquads")
     load = time.perf_counter() - t
-    times = []
-    for q in queries[:10]:
-        t = time.perf_counter()
-        rows = list(dataset.query(q))
-        times.append((time.perf_counter() - t) * 1000)
-        assert len(rows) == 1
+    p50 = selective_p50(dataset.query, queries[:10])
     heap = tracemalloc.get_traced_memory()[0] / 2**20
     tracemalloc.stop()
-    print(f"rdflib:     load {load:6.2f} s, selective SELECT p50 {statistics.median(times):7.2f} ms, "
+    print(f"rdflib:     load {load:6.2f} s, selective SELECT p50 {p50:7.2f} ms, "
           f"Python heap {heap:5.0f} MB")  # fmt: skip
 
 
