@@ -11,7 +11,8 @@ calibrated on the VAL split's out-of-scope queries only. ``--scale`` adds routin
 both hybrid methods, against ``OPENAI_BASE_URL`` when set, else a local llama.cpp server with
 SmolLM2-135M (a weak model: it proves the path, not the accuracy).
 The embedder ``minilm-tuned`` is MiniLM fine-tuned on each dataset's agents (``router eval --tune``;
-trained once per dataset, then taken from ~/.cache/wot-agents/tuned/).
+trained once per dataset, then taken from ~/.cache/wot-agents/tuned/); like any embedder it can be
+joined to others with ``+`` (``minilm-tuned+e5`` = ``router eval --embedder minilm+e5 --tune``).
 Skips with a message when ../shared/data/routing is absent.
 """
 
@@ -35,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import router_datasets
 
 from router import (
+    ConcatEmbedder,
     EmbeddingCache,
     VectorRouter,
     calibrate_threshold,
@@ -46,11 +48,16 @@ from router import (
 )
 
 
-async def run_vector(files, name, embedder, rule, cache, recall_targets, gates=("probability",)) -> None:
+async def run_vector(
+    files, name, embedder, rule, cache, recall_targets, gates=("probability",), negatives=False
+) -> None:
     agents = load_agents(files["agents"])
     router = VectorRouter(embedder, rule=rule, threshold=0.0 if name != "clinc-oos" else None, cache=cache)
     start = time.perf_counter()
     await router.add(agents)
+    negatives = negatives and "negatives" in files  # clinc-oos: its out-of-scope train queries
+    if negatives:
+        await router.set_out_of_scope([q.text for q in load_queries(files["negatives"])])
     router.embed_query("warm up")
     await router.refitted()  # fits the classifier: not part of query latency
     indexed = time.perf_counter() - start
@@ -81,7 +88,7 @@ async def run_vector(files, name, embedder, rule, cache, recall_targets, gates=(
         if report.out_of_scope_recall is not None:
             line += f"  oos-recall {report.out_of_scope_recall:7.2%}"
             line += f" ({gate} gate, val target {target:.2f}: threshold {router.threshold}"
-            line += f", similarity {router.similarity})"
+            line += f", similarity {router.similarity}{', out-of-scope examples' if negatives else ''})"
         line += (
             f"  p50 {report.latency(50):6.2f} ms  p99 {report.latency(99):6.2f} ms  index {indexed:5.1f} s"
         )
@@ -203,13 +210,20 @@ async def run_llm(files, names: list[str], count: int, minilm, cache) -> None:
             server.wait(timeout=10)
 
 
-async def tuned(agents_file, threads: int):
-    """MiniLM tuned on a dataset's agents: trained (timed) the first time, then from the cache."""
+async def tuned(spec: str, agents_file, threads: int):
+    """MiniLM tuned on a dataset's agents (trained and timed the first time, then from the cache),
+    joined to the other parts of ``spec``."""
     start = time.perf_counter()
     embedder = await asyncio.to_thread(tune_minilm, load_agents(agents_file), threads=threads)
     print(f"tuned {embedder.name} for {Path(agents_file).name} in {time.perf_counter() - start:.1f} s "
           f"({threads} thread(s); 0 s means it came from the cache)", flush=True)  # fmt: skip
-    return embedder
+    parts = spec.split("+")
+    if len(parts) == 1:
+        return embedder
+    return ConcatEmbedder(*(embedder if part == TUNED else get_embedder(part) for part in parts))
+
+
+TUNED = "minilm-tuned"
 
 
 async def main() -> int:
@@ -229,6 +243,11 @@ async def main() -> int:
         "--gates", default="probability", help="clinc-oos: which gate to calibrate (probability,similarity)"
     )
     parser.add_argument("--tune-threads", type=int, default=1, help="CPU threads for minilm-tuned training")
+    parser.add_argument(
+        "--out-of-scope",
+        action="store_true",
+        help="clinc-oos: teach the router CLINC's out-of-scope train queries (router eval --out-of-scope)",
+    )
     args = parser.parse_args()
     if router_datasets.missing():
         return 0
@@ -239,16 +258,25 @@ async def main() -> int:
     print(f"datasets written to {out}; e.g. wot-agents router eval --agents {files['banking77']['agents']} "
           f"--queries {files['banking77']['test']}")  # fmt: skip
     embedders = {
-        name: None if name == "minilm-tuned" else get_embedder(name) for name in args.embedders.split(",")
+        name: None if TUNED in name.split("+") else get_embedder(name) for name in args.embedders.split(",")
     }
     targets = [float(target) for target in args.oos_recall.split(",")]
     try:
         for name in [name for name in args.datasets.split(",") if name]:
-            for embedder in embedders.values():
+            for spec, embedder in embedders.items():
                 if embedder is None:  # minilm-tuned: its own model per dataset
-                    embedder = await tuned(files[name]["agents"], args.tune_threads)
+                    embedder = await tuned(spec, files[name]["agents"], args.tune_threads)
                 for rule in args.rules.split(","):
-                    await run_vector(files[name], name, embedder, rule, cache, targets, args.gates.split(","))
+                    await run_vector(
+                        files[name],
+                        name,
+                        embedder,
+                        rule,
+                        cache,
+                        targets,
+                        args.gates.split(","),
+                        args.out_of_scope,
+                    )
         if args.scale:
             for embedder in filter(None, embedders.values()):
                 await run_scale(embedder, cache, ["centroid", "classifier"])

@@ -10,7 +10,9 @@ and a ``*-test.csv`` that nothing is tuned on:
 - lmos:          the 11 LMOS benchmark agents, examples = all of train.csv (as LMOS seeds them)
 - clinc-intent:  150 agents, one per intent, 10 examples each
 - clinc-domain:  10 agents, one per domain, 15 intent capabilities of 10 examples each
-- clinc-oos:     the intent agents; test/val add CLINC's out-of-scope queries (expected: no agent)
+- clinc-oos:     the intent agents; test/val add CLINC's out-of-scope queries (expected: no agent);
+                 ``clinc-oos-negatives.csv`` holds CLINC's 100 out-of-scope TRAIN queries, for
+                 ``router eval --out-of-scope``
 - banking77:     77 agents, one per intent, 10 examples each; val = 20 other train rows per intent
 """
 
@@ -156,6 +158,19 @@ def clinc() -> dict[str, tuple[list[dict[str, Any]], list[Row], list[Row]]]:
     }
 
 
+def clinc_negatives() -> list[Row]:
+    """CLINC150's out-of-scope train queries: examples of what no agent takes (``--out-of-scope``)."""
+    data = json.loads((DATA / "clinc150" / "data_full.json").read_text())
+    return [(text, None) for text, _ in data["oos_train"]]
+
+
+def write_rows(path: Path, rows: list[Row]) -> None:
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["text", "agent"])
+        writer.writerows((text, expected or "") for text, expected in rows)
+
+
 def banking77() -> tuple[list[dict[str, Any]], list[Row], list[Row]]:
     folder = DATA / "banking77"
     by_intent: dict[str, list[str]] = defaultdict(list)
@@ -214,11 +229,11 @@ def write(out: Path) -> dict[str, dict[str, Path]]:
             "test": out / f"{name}-test.csv",
         }
         paths["agents"].write_text(json.dumps(agents, indent=1))
-        for split, rows in (("val", val), ("test", test)):
-            with open(paths[split], "w", newline="", encoding="utf-8") as handle:
-                writer = csv.writer(handle)
-                writer.writerow(["text", "agent"])
-                writer.writerows((text, expected or "") for text, expected in rows)
+        write_rows(paths["val"], val)
+        write_rows(paths["test"], test)
+        if name == "clinc-oos":
+            paths["negatives"] = out / "clinc-oos-negatives.csv"
+            write_rows(paths["negatives"], clinc_negatives())
         files[name] = paths
     return files
 

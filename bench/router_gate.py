@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import router_datasets
 
-from router import CachedEmbedder, EmbeddingCache, VectorRouter, calibrate_threshold, get_embedder
+from router import EmbeddingCache, VectorRouter, calibrate_threshold, get_embedder, with_cache
 from wot_agents import AgentDescription
 
 Row = tuple[str, str | None]
@@ -64,7 +64,7 @@ async def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--subsets", type=int, default=30)
     parser.add_argument("--sizes", default="3,5,10,20")
-    parser.add_argument("--embedder", default="minilm", help="minilm or wordllama")
+    parser.add_argument("--embedder", default="minilm", help="minilm, wordllama, minilm+e5, ...")
     parser.add_argument("--recall", type=float, default=0.9, help="val out-of-scope recall to calibrate for")
     args = parser.parse_args()
     if router_datasets.missing():
@@ -73,7 +73,7 @@ async def main() -> int:
     agents, val, test = router_datasets.clinc()["clinc-oos"]
     described = [AgentDescription.from_dict(agent) for agent in agents]
     cache = EmbeddingCache()
-    embedder = CachedEmbedder(get_embedder(args.embedder), cache)
+    embedder = with_cache(get_embedder(args.embedder), cache)
     texts = sorted({text for text, _ in val + test})
     vectors = dict(zip(texts, embedder.embed(texts), strict=True))
     async with VectorRouter(embedder, threshold=0.0, cache=cache) as router:

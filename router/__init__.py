@@ -8,6 +8,8 @@ from ._decision import AgentFilter, Decision, Message, Router, agent_key
 from ._embedders import (
     EMBEDDERS,
     CachedEmbedder,
+    ConcatEmbedder,
+    E5Embedder,
     Embedder,
     EmbeddingCache,
     MiniLMEmbedder,
@@ -15,6 +17,7 @@ from ._embedders import (
     TorchMiniLMEmbedder,
     WordLlamaEmbedder,
     get_embedder,
+    with_cache,
 )
 from ._eval import EvalReport, LabelledQuery, evaluate, load_agents, load_queries
 from ._factory import METHODS, create_router
@@ -22,7 +25,14 @@ from ._hybrid import MODES, HybridRouter
 from ._index import CapabilityIndex, IndexedAgent, IndexedCapability
 from ._llm import LLMClient, LLMRouter, render_agents
 from ._tuning import TunedMiniLMEmbedder, TuningSettings, tune_minilm
-from ._vector import DEFAULT_SIMILARITY, DEFAULT_THRESHOLDS, RULES, VectorRouter, calibrate_threshold
+from ._vector import (
+    DEFAULT_SIMILARITY,
+    DEFAULT_THRESHOLDS,
+    OUT_OF_SCOPE,
+    RULES,
+    VectorRouter,
+    calibrate_threshold,
+)
 
 __all__ = [
     "DEFAULT_SIMILARITY",
@@ -30,11 +40,14 @@ __all__ = [
     "EMBEDDERS",
     "METHODS",
     "MODES",
+    "OUT_OF_SCOPE",
     "RULES",
     "AgentFilter",
     "CachedEmbedder",
     "CapabilityIndex",
+    "ConcatEmbedder",
     "Decision",
+    "E5Embedder",
     "Embedder",
     "EmbeddingCache",
     "EvalReport",
@@ -62,4 +75,5 @@ __all__ = [
     "load_queries",
     "render_agents",
     "tune_minilm",
+    "with_cache",
 ]

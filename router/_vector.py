@@ -35,12 +35,13 @@ from wot_agents import AgentDescription, RoutingError
 
 from ._classifier import FitAborted, Model, fit
 from ._decision import AgentFilter, Decision, Message, agent_key
-from ._embedders import CachedEmbedder, Embedder, EmbeddingCache, get_embedder
+from ._embedders import Embedder, EmbeddingCache, get_embedder, with_cache
 from ._index import CapabilityIndex, IndexedAgent
 
 __all__ = [
     "DEFAULT_SIMILARITY",
     "DEFAULT_THRESHOLDS",
+    "OUT_OF_SCOPE",
     "RULES",
     "Ranked",
     "VectorRouter",
@@ -79,6 +80,10 @@ DEFAULT_SIMILARITY: dict[tuple[str, str], float] = {
 
 #: An agent in a ranking: the agent, its score and its best capability's number (-1: the agent itself).
 Ranked = tuple[IndexedAgent, float, int]
+
+#: The id of the pseudo-agent that holds a router's out-of-scope examples
+#: (:meth:`VectorRouter.set_out_of_scope`). It is indexed like an agent but never ranked.
+OUT_OF_SCOPE = "urn:wot-agents:router:out-of-scope"
 
 
 def calibrate_threshold(out_of_scope_scores: Sequence[float], recall: float = 0.85) -> float:
@@ -145,7 +150,7 @@ class VectorRouter:
         if rule not in RULES:
             raise ValueError(f"unknown rule {rule!r}; choose one of {', '.join(RULES)}")
         self.embedder = get_embedder(embedder) if isinstance(embedder, str) else embedder
-        indexed: Embedder = CachedEmbedder(self.embedder, cache) if cache is not None else self.embedder
+        indexed = with_cache(self.embedder, cache) if cache is not None else self.embedder
         self.index = CapabilityIndex(indexed, ann_threshold=ann_threshold)
         self.rule = rule
         self.threshold = (
@@ -181,6 +186,40 @@ class VectorRouter:
         removed = await asyncio.to_thread(self.index.remove, agent_id)
         self._schedule_refit()
         return removed
+
+    async def set_out_of_scope(self, examples: Sequence[str]) -> None:
+        """Teach the classifier queries that no agent should take; an empty list forgets them.
+
+        They become a class of their own (the pseudo-agent :data:`OUT_OF_SCOPE`, never ranked, in
+        every softmax whatever the candidates and filters), and an agent's classifier score becomes
+        its probability minus that class's: a query like them scores low, under 0 when the class is
+        likelier, and meets the threshold. Calibrate the threshold with the examples in place. Like
+        :meth:`add`, they count once the background refit has learnt them (:meth:`refitted`). The
+        CLINC150 paper calls this "oos-train"; figures in docs/architecture.md. The similarity
+        rules ignore the examples.
+        """
+        texts = [text for text in examples if text.strip()]
+        if not texts:
+            await self.remove(OUT_OF_SCOPE)
+            return
+        pseudo = {
+            "@context": [
+                "https://www.w3.org/2022/wot/td/v1.1",
+                {"lmos": "https://eclipse.dev/lmos/protocol/v1"},
+            ],
+            "id": OUT_OF_SCOPE,
+            "title": "no agent",
+            "lmos:capabilities": [
+                {"id": f"{OUT_OF_SCOPE}:examples", "name": "out of scope", "examples": texts}
+            ],
+            "securityDefinitions": {"nosec_sc": {"scheme": "nosec"}},
+            "security": "nosec_sc",
+        }
+        await self.add([AgentDescription.from_dict(pseudo)])
+
+    def _out_of_scope_slot(self) -> int | None:
+        indexed = self.index.get(OUT_OF_SCOPE)
+        return indexed.slot if indexed is not None else None
 
     def _candidates(self, candidates: Sequence[AgentDescription] | None) -> list[str] | None:
         """Index candidates the router has not seen (same object = unchanged) and return their ids."""
@@ -227,11 +266,17 @@ class VectorRouter:
         back to ``centroid`` while it has no model, or for an agent newer than its model.
         """
         rule = rule or self.effective_rule()
+        rival = self._out_of_scope_slot()
         if rule == "classifier":
             model = self._current_model()
             if model is not None:
-                return self._rank_classifier(model, query, allowed)
+                return self._rank_classifier(model, query, allowed, rival)
             rule = "centroid"
+        if rival is not None:  # the similarity rules never see the out-of-scope examples
+            allowed = (
+                np.ones(len(self.index.slot_versions), dtype=bool) if allowed is None else allowed.copy()
+            )
+            allowed[rival] = False
         if rule == "centroid":
             _, sims, owner, label = self.index.search("centroids", query, 64, allowed)
             return self._aggregate(owner, sims, label), rule
@@ -242,27 +287,37 @@ class VectorRouter:
         return self._vote(owner, sims, label), rule
 
     def _rank_classifier(
-        self, model: Model, query: npt.NDArray[np.float32], allowed: npt.NDArray[np.bool_] | None
+        self,
+        model: Model,
+        query: npt.NDArray[np.float32],
+        allowed: npt.NDArray[np.bool_] | None,
+        rival: int | None,
     ) -> tuple[list[Ranked], str]:
         """The classifier's ranking, or the centroid ranking when an agent it never saw matches best.
 
         Between a change and its refit the model knows only the agents it was trained on. Agents
         added or changed since are compared by centroid similarity: when one of them is the best
         centroid match, the centroid ranking answers; otherwise the model ranks the agents it knows.
-        Classes of removed agents are dropped, so a removed agent is never chosen.
+        Classes of removed agents are dropped, so a removed agent is never chosen. The ``rival``
+        slot (the out-of-scope examples) takes part in every softmax, whatever the filters, and
+        its probability is taken off every agent's.
         """
         current = self.index.slot_versions
         scope = current >= 0
         if allowed is not None:
             scope &= allowed[: len(scope)]
+        if rival is not None:
+            scope[rival] = False
         known = model.known(current)
         if (scope & ~known).any():
             _, sims, owner, label = self.index.search("centroids", query, 64, scope)
             by_centroid = self._aggregate(owner, sims, label)
             if by_centroid and not known[by_centroid[0][0].slot]:
                 return by_centroid, "centroid"
+        if rival is not None:
+            scope[rival] = True
         probabilities, owner, label = model.probabilities(query, scope & known)
-        return self._sum_per_agent(owner, probabilities, label), "classifier"
+        return self._sum_per_agent(owner, probabilities, label, rival), "classifier"
 
     # -- the classifier's background refit ------------------------------------------------------
 
@@ -332,15 +387,23 @@ class VectorRouter:
         ranked = sorted(best.items(), key=lambda item: -item[1][0])[: self.top]
         return [(self.index.agent_at(slot), value, int(number)) for slot, (value, number) in ranked]
 
-    def _sum_per_agent(self, owner: Any, probabilities: Any, label: Any) -> list[Ranked]:
-        """Per agent: the sum of its capabilities' probabilities; vectorised, as every class is scored."""
+    def _sum_per_agent(
+        self, owner: Any, probabilities: Any, label: Any, rival: int | None = None
+    ) -> list[Ranked]:
+        """Per agent: the sum of its capabilities' probabilities, less the ``rival`` slot's (which
+        is never ranked); vectorised, as every class is scored."""
         if not len(owner):
             return []
         totals = np.bincount(owner, weights=probabilities)
         present = np.zeros(len(totals), dtype=bool)
         present[owner] = True
-        totals[~present] = -1.0
+        if rival is not None and rival < len(totals) and present[rival]:
+            totals -= totals[rival]
+            present[rival] = False
+        totals[~present] = -np.inf
         k = min(self.top, int(present.sum()))
+        if not k:
+            return []
         top = np.argpartition(-totals, k - 1)[:k]
         ranked: list[Ranked] = []
         for slot in top[np.argsort(-totals[top], kind="stable")].tolist():

@@ -61,6 +61,13 @@ def test_router_eval_reports_accuracy_and_latency(files, capsys) -> None:
     assert main([*argv, "--embedder", "wordllama", "--rule", "centroid"]) == 0
     text = capsys.readouterr().out
     assert "accuracy" in text and "latency         p50" in text and "per agent" in text
+    assert main([*argv, "--embedder", "minilm+e5", "--json"]) == 0
+    joined = json.loads(capsys.readouterr().out)
+    assert (
+        joined["embedder"] == "all-MiniLM-L6-v2+multilingual-e5-small-q4" and joined["inScopeAccuracy"] == 1.0
+    )
+    assert main([*argv, "--embedder", "minilm+bert"]) == 2
+    assert "unknown embedder 'bert'" in capsys.readouterr().err
 
 
 def test_router_eval_calibrates_on_a_held_out_file(files, tmp_path, capsys) -> None:

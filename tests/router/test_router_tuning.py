@@ -159,6 +159,10 @@ def test_router_tune_then_eval_reuses_the_tuned_model(tmp_path, monkeypatch, cap
     assert report["embedder"] == printed["model"] and "tuning step" not in err  # from the cache
     assert report["accuracy"] >= 0.75
     assert main([*argv, "--tune", "--embedder", "wordllama"]) == 2
+    assert main([*argv, "--tune", "--embedder", "minilm+e5", "--threshold", "0", "--json"]) == 0
+    out, err = capsys.readouterr()
+    joined = json.loads(out)  # the cached tuned MiniLM, joined to e5 as the embedder names it
+    assert joined["embedder"] == printed["model"] + "+multilingual-e5-small-q4" and "tuning step" not in err
     held_out = tmp_path / "val.csv"
     held_out.write_text("text,agent\nwhat is the capital of France,\ntell me a joke,\nhow tall is Everest,\n")
     calibrate = ["--tune", "--calibrate", str(held_out), "--oos-recall", "1", "--json"]

@@ -27,12 +27,12 @@ async def run(args: argparse.Namespace) -> int:
     from wot_agents import WotAgentsError
 
     try:
-        router, agents = await build_router(args)
+        router, teach = await build_router(args)
     except (OSError, ValueError, WotAgentsError) as exc:
         print(f"wot-agents route: {exc}", file=sys.stderr)
         return 2
     try:
-        await router.add(agents)
+        await teach()
         decision = await router.route(args.query)
     except WotAgentsError as exc:
         print(f"wot-agents route: {exc}", file=sys.stderr)
