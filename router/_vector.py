@@ -59,6 +59,8 @@ DEFAULT_THRESHOLDS: dict[tuple[str, str], float] = {
     ("all-MiniLM-L6-v2", "centroid"): 0.4135,
     ("wordllama-l2-supercat-256", "classifier"): 0.2387,
     ("wordllama-l2-supercat-256", "centroid"): 0.4368,
+    ("multilingual-e5-small-q4", "classifier"): 0.1292,
+    ("all-MiniLM-L6-v2+multilingual-e5-small-q4", "classifier"): 0.1868,
 }
 
 log = logging.getLogger(__name__)
@@ -73,9 +75,13 @@ log = logging.getLogger(__name__)
 #: 3 agents 94.33% / 92.97% (probability alone: 99.94% / 0.00%), of 10: 93.05% / 82.76%.
 #: wordllama, calibrated the same way: 150 agents 77.18% / 86.60% (probability alone 78.33% /
 #: 83.10%), 3 agents 87.06% / 95.19% (99.72% / 0.00%), 10 agents 84.63% / 87.70% (95.73% / 41.94%).
+#: e5: 150 agents 84.29% / 85.90%, 3 agents 91.06% / 89.97%, 10 agents 89.77% / 77.34%.
+#: minilm+e5: 150 agents 88.64% / 83.80%, 3 agents 94.28% / 92.68%, 10 agents 93.48% / 81.57%.
 DEFAULT_SIMILARITY: dict[tuple[str, str], float] = {
     ("all-MiniLM-L6-v2", "classifier"): 0.408,
     ("wordllama-l2-supercat-256", "classifier"): 0.4257,
+    ("multilingual-e5-small-q4", "classifier"): 0.8707,
+    ("all-MiniLM-L6-v2+multilingual-e5-small-q4", "classifier"): 0.6311,
 }
 
 #: An agent in a ranking: the agent, its score and its best capability's number (-1: the agent itself).

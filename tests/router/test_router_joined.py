@@ -81,3 +81,20 @@ def test_a_joined_embedder_is_cached_part_by_part(minilm, e5, cache: EmbeddingCa
         np.testing.assert_allclose(np.stack(stored), part.embed(texts), atol=1e-6)  # type: ignore[arg-type]
     assert cache.get_many(ConcatEmbedder(minilm, e5).name, texts) == [None, None]
     np.testing.assert_allclose(vectors, ConcatEmbedder(minilm, e5).embed(texts), atol=1e-6)
+
+
+async def test_minilm_plus_e5_has_calibrated_gates(minilm, e5, agents) -> None:
+    """The joined embedder's default gate pair (calibrated on CLINC150 val like MiniLM's) refuses
+    general questions and routes the support queries."""
+    async with VectorRouter(ConcatEmbedder(minilm, e5)) as router:
+        assert router.threshold is not None and router.similarity is not None
+        await router.add(agents)
+        for text in ("what is the capital of Peru", "how many legs does a spider have", "who wrote Hamlet"):
+            assert (await router.route(text)).agent_id is None
+        for text, expected in [
+            ("is it going to snow in Oslo on Friday", "urn:test:weather"),
+            ("please refund the shoes I sent back", "urn:test:billing"),
+            ("get me a flight to Madrid next week", "urn:test:travel"),
+            ("play something by the Beatles", "urn:test:music"),
+        ]:
+            assert (await router.route(text)).agent_id == expected
