@@ -23,6 +23,7 @@ import asyncio
 import importlib.util
 import os
 import random
+import signal
 import socket
 import subprocess
 import sys
@@ -288,5 +289,16 @@ async def main() -> int:
     return 0
 
 
+async def main_until_terminated() -> int:
+    """``main()``, cancelled by SIGTERM so that its ``finally`` blocks stop the llama.cpp server."""
+    task = asyncio.ensure_future(main())
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+    try:
+        return await task
+    except asyncio.CancelledError:
+        print("terminated", file=sys.stderr)
+        return 128 + signal.SIGTERM
+
+
 if __name__ == "__main__":
-    sys.exit(asyncio.run(main()))
+    sys.exit(asyncio.run(main_until_terminated()))
