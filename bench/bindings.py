@@ -28,6 +28,7 @@ from collections.abc import Awaitable, Callable
 
 import aiohttp
 from aiohttp import web
+from sigterm import unwind_on_sigterm
 
 from wot_agents import Agent, ConsumedThing, consume
 from wot_agents.bindings.mqtt import LocalBroker
@@ -176,4 +177,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    unwind_on_sigterm()
     main()

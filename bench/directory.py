@@ -14,6 +14,7 @@ cost, and it shares the machine's two cores. The load average is printed with ea
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -22,10 +23,13 @@ import statistics
 import sys
 import tempfile
 import time
+import urllib.parse
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+from sigterm import unwind_on_sigterm
 
 CONCURRENCY = 16
 
@@ -70,17 +74,30 @@ def agent(i: int) -> dict[str, Any]:
     }  # fmt: skip
 
 
-async def start(db: Path) -> tuple[asyncio.subprocess.Process, str, float]:
+@contextlib.asynccontextmanager
+async def directory(db: Path) -> AsyncIterator[tuple[asyncio.subprocess.Process, str, float]]:
+    """The directory process on ``db``: (process, URL, seconds from start to listening), stopped
+    on the way out whether the bench got there or not."""
     started = time.perf_counter()
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "wot_agents.cli", "directory", "--port", "0", "--db", str(db),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
     )  # fmt: skip
-    assert process.stdout is not None
-    line = (await process.stdout.readline()).decode()
-    match = re.search(r"(http://\S+?)/? ", line)
-    assert match, line
-    return process, match.group(1), time.perf_counter() - started
+    try:
+        assert process.stdout is not None
+        line = (await process.stdout.readline()).decode()
+        match = re.search(r"(http://\S+?)/? ", line)
+        assert match, line
+        yield process, match.group(1), time.perf_counter() - started
+    finally:
+        await stop(process)
+
+
+async def stop(process: asyncio.subprocess.Process) -> None:
+    """SIGTERM, as an operator would stop the directory, and wait for it to exit."""
+    if process.returncode is None:
+        process.send_signal(signal.SIGTERM)
+    await process.wait()
 
 
 def say(line: str) -> None:
@@ -146,9 +163,9 @@ async def sparql_ready(http: aiohttp.ClientSession, url: str) -> None:
 
 
 async def run(n: int) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        db = Path(tmp) / "bench.db"
-        process, url, _ = await start(db)
+    async with contextlib.AsyncExitStack() as stack:
+        db = Path(stack.enter_context(tempfile.TemporaryDirectory())) / "bench.db"
+        process, url, _ = await stack.enter_async_context(directory(db))
         print(f"\n== {n} descriptions ({load()}) ==", flush=True)
         bodies = [agent(i) for i in range(n)]
         payloads = [json.dumps(body).encode() for body in bodies]
@@ -231,7 +248,7 @@ async def run(n: int) -> None:
             td = "https://www.w3.org/2019/wot/td#"
             sparql = await latencies(
                 http,
-                [f"{url}/search/sparql?query=" + aiohttp.helpers.quote(
+                [f"{url}/search/sparql?query=" + urllib.parse.quote(
                     f'SELECT ?t WHERE {{ ?t <{td}title> "Agent {i}"@en }}', safe="") for i in picks],
             )  # fmt: skip
             say(f"SPARQL selective (td:title)            p50 {sparql[0]:6.2f} ms  p99 {sparql[1]:6.2f} ms")
@@ -249,15 +266,13 @@ async def run(n: int) -> None:
             say(f"  ... and parsing them in the bench client:              {time.perf_counter() - t:6.3f} s")
             assert listed == n, (listed, n)
             del pages
-            helpers = sum(rss_mb(pid) for pid in descendants(process.pid))
+            index_rss = sum(rss_mb(pid) for pid in descendants(process.pid))
             rss = rss_mb(process.pid)
-            say(f"RSS: server {rss:.0f} MB + SPARQL index process {helpers:.0f} MB = {rss + helpers:6.0f} MB")
-        process.send_signal(signal.SIGTERM)
-        await process.wait()
-        process, url, restart = await start(db)
+            total = rss + index_rss
+            say(f"RSS: server {rss:.0f} MB + SPARQL index process {index_rss:.0f} MB = {total:6.0f} MB")
+        await stop(process)
+        _, _, restart = await stack.enter_async_context(directory(db))
         say(f"restart (process start to listening, all loaded):        {restart:6.2f} s")
-        process.send_signal(signal.SIGTERM)
-        await process.wait()
         say(f"({load()})")
 
 
@@ -271,4 +286,5 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
+    unwind_on_sigterm()
     asyncio.run(main())

@@ -23,11 +23,14 @@ import platform
 import statistics
 import sys
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+
+from sigterm import unwind_on_sigterm  # noqa: E402
 
 from tests.discovery.conftest import agent_host, build_lan, destroy_lan, wot_agents  # noqa: E402
 
@@ -40,6 +43,7 @@ class Lines:
     """
 
     def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
         self.queue: asyncio.Queue[tuple[float, dict[str, Any]] | None] = asyncio.Queue()
         self.task = asyncio.get_running_loop().create_task(self._read(proc))
 
@@ -58,23 +62,37 @@ class Lines:
         return item
 
 
-async def spawn(argv: list[str]) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
+@contextlib.asynccontextmanager
+async def running(argv: list[str]) -> AsyncIterator[Lines]:
+    """A child process's stamped lines; the child is terminated and reaped on the way out."""
+    proc = await asyncio.create_subprocess_exec(
         *argv,
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.DEVNULL,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
+    lines = Lines(proc)
+    try:
+        yield lines
+    finally:
+        if proc.returncode is None:
+            proc.terminate()
+        await proc.wait()
+        await lines.task
 
 
 async def one_round(lan: Any, count: int, round_no: int) -> tuple[list[float], list[float]]:
     agents_ns, browser_ns = lan.hosts
-    browser = await spawn(browser_ns.command(*wot_agents("discover", "--json", "--watch")))
-    await asyncio.sleep(1.5)  # the browser is up and listening before the agents start
-    agents = await spawn(agents_ns.command(*agent_host("--title", f"Bench{round_no}", "--count", str(count))))
-    agent_lines, browser_lines = Lines(agents), Lines(browser)
-    try:
+    async with contextlib.AsyncExitStack() as stack:
+        browser_lines = await stack.enter_async_context(
+            running(browser_ns.command(*wot_agents("discover", "--json", "--watch")))
+        )
+        await asyncio.sleep(1.5)  # the browser is up and listening before the agents start
+        agent_lines = await stack.enter_async_context(
+            running(agents_ns.command(*agent_host("--title", f"Bench{round_no}", "--count", str(count))))
+        )
+        agents = agent_lines.proc
         _, announced = await agent_lines.next(within=60)
         names, started = set(announced["names"]), announced["started"]
 
@@ -96,12 +114,6 @@ async def one_round(lan: Any, count: int, round_no: int) -> tuple[list[float], l
             if event["event"] == "removed" and event["name"] in names:
                 removed[event["name"]] = at - stopping["t"]
         return list(discovered.values()), list(removed.values())
-    finally:
-        for proc in (agents, browser):
-            if proc.returncode is None:
-                proc.terminate()
-            await proc.wait()
-        await asyncio.gather(agent_lines.task, browser_lines.task)
 
 
 def summary(label: str, values: list[float]) -> str:
@@ -140,4 +152,5 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
+    unwind_on_sigterm()
     asyncio.run(main())

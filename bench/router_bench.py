@@ -23,7 +23,6 @@ import asyncio
 import importlib.util
 import os
 import random
-import signal
 import socket
 import subprocess
 import sys
@@ -35,6 +34,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import router_datasets
+from sigterm import unwind_on_sigterm
 
 from router import (
     ConcatEmbedder,
@@ -289,16 +289,6 @@ async def main() -> int:
     return 0
 
 
-async def main_until_terminated() -> int:
-    """``main()``, cancelled by SIGTERM so that its ``finally`` blocks stop the llama.cpp server."""
-    task = asyncio.ensure_future(main())
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
-    try:
-        return await task
-    except asyncio.CancelledError:
-        print("terminated", file=sys.stderr)
-        return 128 + signal.SIGTERM
-
-
 if __name__ == "__main__":
-    sys.exit(asyncio.run(main_until_terminated()))
+    unwind_on_sigterm()
+    sys.exit(asyncio.run(main()))
