@@ -1,9 +1,11 @@
 """Choose the agent for a query: vector, LLM and hybrid routing over Agent Descriptions.
 
-All three methods share one API, ``await router.route(query, history, candidates) -> Decision``,
-and know nothing of where the descriptions came from (a directory, discovery, a file).
+All three methods, and the cascade of a fast and an accurate vector router, share one API,
+``await router.route(query, history, candidates) -> Decision``, and know nothing of where the
+descriptions came from (a directory, discovery, a file).
 """
 
+from ._cascade import CascadeRouter
 from ._decision import AgentFilter, Decision, Message, Router, agent_key
 from ._embedders import (
     EMBEDDERS,
@@ -45,6 +47,7 @@ __all__ = [
     "AgentFilter",
     "CachedEmbedder",
     "CapabilityIndex",
+    "CascadeRouter",
     "ConcatEmbedder",
     "Decision",
     "E5Embedder",

@@ -8,7 +8,7 @@ from typing import Protocol
 
 from wot_agents import AgentDescription
 
-__all__ = ["AgentFilter", "Decision", "Message", "Router", "agent_key"]
+__all__ = ["AgentFilter", "Decision", "Message", "Router", "agent_key", "uncertain"]
 
 #: One conversation turn: ``(role, text)`` with role ``"user"`` or ``"assistant"``.
 Message = tuple[str, str]
@@ -20,7 +20,9 @@ class Decision:
 
     ``method`` names the path that made the decision: ``vector``, ``llm``, ``hybrid:requirements``
     (LMOS's LLM-extracted requirements then vector search), ``hybrid:vector`` (fast track, the vector
-    decision was confident) or ``hybrid:llm`` (fast track, the LLM settled an uncertain case).
+    decision was confident), ``hybrid:llm`` (fast track, the LLM settled an uncertain case),
+    ``cascade:fast`` or ``cascade:accurate`` (the fast vector router was sure, or the accurate one
+    settled an uncertain case).
     """
 
     agent_id: str | None
@@ -40,6 +42,15 @@ class Decision:
             "capabilityId": self.capability_id,
             "ranking": [{"agentId": agent, "score": round(score, 6)} for agent, score in self.ranking],
         }
+
+
+def uncertain(decision: Decision, confident: float, margin: float) -> bool:
+    """Is a decision worth a second opinion? Abstained, scored under ``confident``, or less than
+    ``margin`` ahead of the runner-up (the hybrid's fast track and the cascade both ask this)."""
+    if decision.agent_id is None or decision.score < confident:
+        return True
+    runner_up = decision.ranking[1][1] if len(decision.ranking) > 1 else float("-inf")
+    return decision.score - runner_up < margin
 
 
 def agent_key(agent: AgentDescription) -> str:

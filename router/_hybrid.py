@@ -19,7 +19,7 @@ from typing import Any
 
 from wot_agents import AgentDescription, LLMRoutingError
 
-from ._decision import AgentFilter, Decision, Message
+from ._decision import AgentFilter, Decision, Message, uncertain
 from ._llm import LLMClient, LLMRouter, _history
 from ._vector import VectorRouter
 
@@ -79,12 +79,6 @@ class HybridRouter:
             return await self._requirements(query, history, candidates, where)
         return await self._fast(query, history, candidates, where)
 
-    def uncertain(self, decision: Decision) -> bool:
-        if decision.agent_id is None or decision.score < self.confident:
-            return True
-        runner_up = decision.ranking[1][1] if len(decision.ranking) > 1 else float("-inf")
-        return decision.score - runner_up < self.margin
-
     async def _fast(
         self,
         query: str,
@@ -94,7 +88,7 @@ class HybridRouter:
     ) -> Decision:
         decision = await self.vector.route(query, history, candidates, where=where)
         decision = replace(decision, method="hybrid:vector")
-        if not decision.ranking or not self.uncertain(decision):
+        if not decision.ranking or not uncertain(decision, self.confident, self.margin):
             return decision
         shortlist = [
             agent.description_model

@@ -24,6 +24,13 @@ def add_router_options(parser: argparse.ArgumentParser) -> None:
         "accurate, ~20 ms a query)",
     )
     parser.add_argument(
+        "--cascade",
+        metavar="NAME",
+        help="a second, more accurate embedder that settles the decisions the --embedder router is "
+        "unsure of (--embedder minilm --cascade minilm+e5: the join's accuracy at about MiniLM's "
+        "typical latency); vector method only",
+    )
+    parser.add_argument(
         "--rule",
         default="classifier",
         choices=("classifier", "centroid", "nearest", "vote"),
@@ -68,7 +75,7 @@ async def build_router(args: argparse.Namespace) -> tuple[Any, Any]:
         AgentFilter,
         EmbeddingCache,
         HybridRouter,
-        VectorRouter,
+        LLMRouter,
         create_router,
         load_agents,
         load_queries,
@@ -85,8 +92,9 @@ async def build_router(args: argparse.Namespace) -> tuple[Any, Any]:
         if not out_of_scope:
             raise ValueError(f"{args.out_of_scope} has no row with an empty agent column")
     embedder: Any = args.embedder
+    cascade: Any = args.cascade
     if args.tune:
-        embedder = await tuned_embedder(args, agents)
+        embedder, cascade = await tuned_embedders(args, agents, [args.embedder, args.cascade])
     llm = {"model": args.llm_model, "base_url": args.llm_base_url, "response_format": args.response_format}
     router = create_router(
         args.method,
@@ -97,34 +105,43 @@ async def build_router(args: argparse.Namespace) -> tuple[Any, Any]:
         where=AgentFilter(args.tenant, args.channel, args.subset),
         hybrid_mode=args.hybrid_mode,
         llm=llm,
+        cascade=cascade,
     )
 
     async def teach() -> None:
         await router.add(agents)
         if out_of_scope:
-            vector = router.vector if isinstance(router, HybridRouter) else router
-            assert isinstance(vector, VectorRouter)  # --method llm was refused above
-            await vector.set_out_of_scope(out_of_scope)
+            learner = router.vector if isinstance(router, HybridRouter) else router
+            assert not isinstance(learner, LLMRouter)  # --method llm was refused above
+            await learner.set_out_of_scope(out_of_scope)
 
     return router, teach
 
 
-async def tuned_embedder(args: argparse.Namespace, agents: Any) -> Any:
-    """MiniLM fine-tuned on the agents (cached), trained in a worker thread with progress on stderr;
-    joined to the other parts of ``--embedder`` when it names several (``minilm+e5``)."""
+async def tuned_embedders(args: argparse.Namespace, agents: Any, specs: list[str | None]) -> list[Any]:
+    """Each embedder spec (``None`` stays ``None``) with its MiniLM fine-tuned on the agents:
+    trained once (cached) in a worker thread with progress on stderr, joined to the spec's other
+    parts when it names several (``minilm+e5``)."""
     import asyncio
 
     from router import ConcatEmbedder, get_embedder, tune_minilm
 
-    parts = args.embedder.split("+")
-    if "minilm" not in parts:
+    named = [spec.split("+") for spec in specs if spec is not None]
+    if not all("minilm" in parts for parts in named):
         raise ValueError("--tune fine-tunes the minilm embedder; use minilm, alone or joined (minilm+e5)")
     tuned = await asyncio.to_thread(
         tune_minilm, agents, threads=args.tune_threads, log=lambda line: print(line, file=sys.stderr)
     )
-    if len(parts) == 1:
-        return tuned
-    return ConcatEmbedder(*(tuned if part == "minilm" else get_embedder(part) for part in parts))
+
+    def joined(spec: str | None) -> Any:
+        if spec is None:
+            return None
+        parts = spec.split("+")
+        if len(parts) == 1:
+            return tuned
+        return ConcatEmbedder(*(tuned if part == "minilm" else get_embedder(part) for part in parts))
+
+    return [joined(spec) for spec in specs]
 
 
 def register(subparsers: Any) -> None:
@@ -179,7 +196,7 @@ async def run_tune(args: argparse.Namespace) -> int:
 
     started = time.perf_counter()
     try:
-        embedder = await tuned_embedder(args, load_agents(args.agents))
+        (embedder,) = await tuned_embedders(args, load_agents(args.agents), [args.embedder])
     except (OSError, ValueError) as exc:
         print(f"wot-agents router tune: {exc}", file=sys.stderr)
         return 2
@@ -195,7 +212,7 @@ async def run_tune(args: argparse.Namespace) -> int:
 async def run_eval(args: argparse.Namespace) -> int:
     import asyncio
 
-    from router import VectorRouter, calibrate_threshold, evaluate, load_queries
+    from router import calibrate_threshold, evaluate, load_queries
     from wot_agents import WotAgentsError
 
     try:
@@ -206,16 +223,17 @@ async def run_eval(args: argparse.Namespace) -> int:
         return 2
     try:
         await teach()
-        vector = router if isinstance(router, VectorRouter) else getattr(router, "vector", None)
-        if args.calibrate and vector is not None:
+        vectors = vector_routers(router)
+        if args.calibrate:
             held_out = [q.text for q in load_queries(args.calibrate) if q.agent is None]
             similarity = args.gate == "similarity"
-            gates = [await asyncio.to_thread(vector.gate_scores, text) for text in held_out]
-            calibrated = calibrate_threshold([gate[similarity] for gate in gates], args.oos_recall)
-            if similarity:  # the similarity gate alone
-                vector.threshold, vector.similarity = None, calibrated
-            else:  # the probability threshold, beside the similarity gate if there is one
-                vector.threshold = calibrated
+            for vector in vectors:
+                gates = [await asyncio.to_thread(vector.gate_scores, text) for text in held_out]
+                calibrated = calibrate_threshold([gate[similarity] for gate in gates], args.oos_recall)
+                if similarity:  # the similarity gate alone
+                    vector.threshold, vector.similarity = None, calibrated
+                else:  # the probability threshold, beside the similarity gate if there is one
+                    vector.threshold = calibrated
         report = await evaluate(router, queries, method=args.method)
     except WotAgentsError as exc:
         print(f"wot-agents router eval: {exc}", file=sys.stderr)
@@ -224,17 +242,35 @@ async def run_eval(args: argparse.Namespace) -> int:
         await router.aclose()
     if args.json:
         out = report.to_dict()
-        out["threshold"] = getattr(vector, "threshold", None)
-        out["similarity"] = getattr(vector, "similarity", None)
-        out["embedder"] = vector.embedder.name if vector is not None else None
+        settings = [gates_of(vector) for vector in vectors]
+        out.update(settings[0] if settings else {"threshold": None, "similarity": None, "embedder": None})
+        if len(settings) > 1:
+            out["cascade"] = settings[1]
         print(json.dumps(out, indent=2))
     else:
         print(report.format())
-        if vector is not None and vector.threshold is not None:
-            print(
-                f"threshold       {vector.threshold:.4f}"
-                f" ({vector.effective_rule()} on {vector.embedder.name})"
-            )
-        if vector is not None and vector.similarity is not None:
-            print(f"similarity      {vector.similarity:.4f} (closest example, {vector.embedder.name})")
+        for vector in vectors:
+            if vector.threshold is not None:
+                print(
+                    f"threshold       {vector.threshold:.4f}"
+                    f" ({vector.effective_rule()} on {vector.embedder.name})"
+                )
+            if vector.similarity is not None:
+                print(f"similarity      {vector.similarity:.4f} (closest example, {vector.embedder.name})")
     return 0
+
+
+def vector_routers(router: Any) -> list[Any]:
+    """The vector routers inside ``router``: whose abstention gates ``--calibrate`` sets."""
+    from router import CascadeRouter, HybridRouter, VectorRouter
+
+    if isinstance(router, CascadeRouter):
+        return list(router.routers)
+    if isinstance(router, HybridRouter):
+        return [router.vector]
+    return [router] if isinstance(router, VectorRouter) else []
+
+
+def gates_of(vector: Any) -> dict[str, Any]:
+    """A vector router's abstention gates and embedder, as ``router eval --json`` reports them."""
+    return {"threshold": vector.threshold, "similarity": vector.similarity, "embedder": vector.embedder.name}

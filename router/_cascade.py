@@ -1,0 +1,90 @@
+"""Cascade routing: a fast vector router decides when it is sure, an accurate one otherwise.
+
+The accurate embedders cost a query two or three times what MiniLM does (MiniLM joined with e5:
+~20 ms against ~7 ms), yet on most queries MiniLM alone is already right and sure. Asking the
+accurate router only when the fast decision is uncertain (the hybrid fast track's rule: abstained,
+scored under ``confident``, or less than ``margin`` ahead of the runner-up) keeps the accurate
+router's accuracy at the fast one's typical latency. On 10-shot val, MiniLM -> MiniLM+e5 with the
+default 0.5 / 0.2 matched the joined router on every dataset (CLINC150 intents 93.10% vs 93.13%,
+domains 97.33%, Banking77 86.69%, LMOS 100%) while escalating 18.9%, 6.9%, 20.8% and 0.0% of
+the queries.
+
+Both routers index every agent (the embedding cache shares the parts they have in common) and
+keep their own abstention gates: a sure fast decision has passed the fast router's, every other
+query gets the accurate router's. Each decision says which one made it (``cascade:fast``,
+``cascade:accurate``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import replace
+from types import TracebackType
+from typing import Self
+
+from wot_agents import AgentDescription
+
+from ._decision import AgentFilter, Decision, Message, uncertain
+from ._vector import VectorRouter
+
+__all__ = ["CascadeRouter"]
+
+
+class CascadeRouter:
+    """``fast`` decides alone when sure; ``accurate`` settles the rest (see the module docstring)."""
+
+    method = "cascade"
+
+    def __init__(
+        self, fast: VectorRouter, accurate: VectorRouter, *, confident: float = 0.5, margin: float = 0.2
+    ) -> None:
+        self.fast = fast
+        self.accurate = accurate
+        self.confident = confident
+        self.margin = margin
+
+    @property
+    def routers(self) -> tuple[VectorRouter, VectorRouter]:
+        return self.fast, self.accurate
+
+    async def add(self, agents: Sequence[AgentDescription]) -> int:
+        changed = await asyncio.gather(*(router.add(agents) for router in self.routers))
+        return changed[0]
+
+    async def remove(self, agent_id: str) -> bool:
+        removed = await asyncio.gather(*(router.remove(agent_id) for router in self.routers))
+        return removed[0]
+
+    async def set_out_of_scope(self, examples: Sequence[str]) -> None:
+        """Teach both routers the queries no agent should take (see ``VectorRouter``)."""
+        await asyncio.gather(*(router.set_out_of_scope(examples) for router in self.routers))
+
+    async def route(
+        self,
+        query: str,
+        history: Sequence[Message] = (),
+        candidates: Sequence[AgentDescription] | None = None,
+        *,
+        where: AgentFilter | None = None,
+    ) -> Decision:
+        decision = await self.fast.route(query, history, candidates, where=where)
+        if decision.ranking and not uncertain(decision, self.confident, self.margin):
+            return replace(decision, method="cascade:fast")
+        decision = await self.accurate.route(query, history, candidates, where=where)
+        return replace(decision, method="cascade:accurate")
+
+    async def refitted(self) -> None:
+        """Wait until both classifiers reflect every agent change so far (benchmarks, tests)."""
+        await asyncio.gather(*(router.refitted() for router in self.routers))
+
+    async def aclose(self) -> None:
+        await asyncio.gather(*(router.aclose() for router in self.routers))
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        await self.aclose()
