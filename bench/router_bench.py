@@ -13,6 +13,8 @@ SmolLM2-135M (a weak model: it proves the path, not the accuracy).
 The embedder ``minilm-tuned`` is MiniLM fine-tuned on each dataset's agents (``router eval --tune``;
 trained once per dataset, then taken from ~/.cache/wot-agents/tuned/); like any embedder it can be
 joined to others with ``+`` (``minilm-tuned+e5`` = ``router eval --embedder minilm+e5 --tune``).
+``fast>accurate`` measures a cascade (``minilm>minilm+e5`` = ``router eval --embedder minilm
+--cascade minilm+e5``): the share of queries the accurate router settled is printed as "escalated".
 Skips with a message when ../shared/data/routing is absent.
 """
 
@@ -37,6 +39,7 @@ import router_datasets
 from sigterm import unwind_on_sigterm
 
 from router import (
+    CascadeRouter,
     ConcatEmbedder,
     EmbeddingCache,
     VectorRouter,
@@ -49,21 +52,33 @@ from router import (
 )
 
 
+def build(stages, rule: str, threshold: float | None, cache) -> VectorRouter | CascadeRouter:
+    """One vector router per stage: alone, or a cascade of the first (fast) into the second."""
+    routers = [VectorRouter(embedder, rule=rule, threshold=threshold, cache=cache) for embedder in stages]
+    return routers[0] if len(routers) == 1 else CascadeRouter(*routers)
+
+
+def vector_routers(router: VectorRouter | CascadeRouter) -> tuple[VectorRouter, ...]:
+    return router.routers if isinstance(router, CascadeRouter) else (router,)
+
+
 async def run_vector(
-    files, name, embedder, rule, cache, recall_targets, gates=("probability",), negatives=False
+    files, name, stages, rule, cache, recall_targets, gates=("probability",), negatives=False
 ) -> None:
     agents = load_agents(files["agents"])
-    router = VectorRouter(embedder, rule=rule, threshold=0.0 if name != "clinc-oos" else None, cache=cache)
+    router = build(stages, rule, 0.0 if name != "clinc-oos" else None, cache)
+    label = ">".join(embedder.name for embedder in stages)
     start = time.perf_counter()
     await router.add(agents)
     negatives = negatives and "negatives" in files  # clinc-oos: its out-of-scope train queries
     if negatives:
         await router.set_out_of_scope([q.text for q in load_queries(files["negatives"])])
-    router.embed_query("warm up")
+    for vector in vector_routers(router):
+        vector.embed_query("warm up")
     await router.refitted()  # fits the classifier: not part of query latency
     indexed = time.perf_counter() - start
     test = load_queries(files["test"])
-    default_similarity = router.similarity
+    default_similarity = [vector.similarity for vector in vector_routers(router)]
     settings = (
         [(gate, target) for gate in gates for target in recall_targets]
         if name == "clinc-oos"
@@ -72,41 +87,47 @@ async def run_vector(
     for gate, target in settings:
         if target is not None:  # calibrate one gate on VAL out-of-scope queries, as router eval --calibrate
             similarity = gate == "similarity"
-            router.threshold, router.similarity = None, None if similarity else default_similarity
             val_oos = [q.text for q in load_queries(files["val"]) if q.agent is None]
-            calibrated = calibrate_threshold(
-                [router.gate_scores(text)[similarity] for text in val_oos], target
-            )
-            if similarity:
-                router.similarity = calibrated
-            else:
-                router.threshold = calibrated
+            for vector, default in zip(vector_routers(router), default_similarity, strict=True):
+                vector.threshold, vector.similarity = None, None if similarity else default
+                calibrated = calibrate_threshold(
+                    [vector.gate_scores(text)[similarity] for text in val_oos], target
+                )
+                if similarity:
+                    vector.similarity = calibrated
+                else:
+                    vector.threshold = calibrated
         report = await evaluate(router, test)
         line = (
-            f"{name:<13} {embedder.name:<24} {rule:<10} acc {report.accuracy:7.2%}"
+            f"{name:<13} {label:<24} {rule:<10} acc {report.accuracy:7.2%}"
             f"  in-scope {report.in_scope_accuracy:7.2%}"
         )
         if report.out_of_scope_recall is not None:
-            line += f"  oos-recall {report.out_of_scope_recall:7.2%}"
-            line += f" ({gate} gate, val target {target:.2f}: threshold {router.threshold}"
-            line += f", similarity {router.similarity}{', out-of-scope examples' if negatives else ''})"
+            line += f"  oos-recall {report.out_of_scope_recall:7.2%} ({gate} gate, val target {target:.2f}: "
+            line += ", ".join(
+                f"threshold {v.threshold}, similarity {v.similarity}" for v in vector_routers(router)
+            )
+            line += f"{', out-of-scope examples' if negatives else ''})"
+        if isinstance(router, CascadeRouter):
+            line += f"  escalated {report.paths.get('cascade:accurate', 0) / len(test):6.2%}"
         line += (
             f"  p50 {report.latency(50):6.2f} ms  p99 {report.latency(99):6.2f} ms  index {indexed:5.1f} s"
         )
         print(line, flush=True)
 
 
-async def run_scale(embedder, cache, rules) -> None:
+async def run_scale(stages, cache, rules) -> None:
     """1,000 agents of 10 examples each (CLINC train utterances), routed one query at a time."""
     from wot_agents import AgentDescription
 
     agents, queries = router_datasets.scale_agents(1000)
     described = [AgentDescription.from_dict(agent) for agent in agents]
     for rule in rules:
-        router = VectorRouter(embedder, rule=rule, threshold=0.0, cache=cache)
+        router = build(stages, rule, 0.0, cache)
         start = time.perf_counter()
         await router.add(described)
-        router.embed_query("warm up")
+        for vector in vector_routers(router):
+            vector.embed_query("warm up")
         await router.refitted()
         indexed = time.perf_counter() - start
         latencies = []
@@ -118,11 +139,12 @@ async def run_scale(embedder, cache, rules) -> None:
         embed = []
         for query in queries[:100]:
             start = time.perf_counter()
-            router.embed_query(query)
+            vector_routers(router)[0].embed_query(query)
             embed.append((time.perf_counter() - start) * 1000)
         embed.sort()
         print(
-            f"1000 agents   {embedder.name:<24} {rule:<10} route p50 {latencies[len(latencies) // 2]:6.2f} ms"
+            f"1000 agents   {'>'.join(e.name for e in stages):<24} {rule:<10} route p50 "
+            f"{latencies[len(latencies) // 2]:6.2f} ms"
             f"  p99 {latencies[int(len(latencies) * 0.99)]:6.2f} ms  (query embedding alone p50 "
             f"{embed[len(embed) // 2]:.2f} ms; index build + fit {indexed:.1f} s)",
             flush=True,
@@ -258,20 +280,26 @@ async def main() -> int:
     files = router_datasets.write(out)
     print(f"datasets written to {out}; e.g. wot-agents router eval --agents {files['banking77']['agents']} "
           f"--queries {files['banking77']['test']}")  # fmt: skip
-    embedders = {
-        name: None if TUNED in name.split("+") else get_embedder(name) for name in args.embedders.split(",")
+    embedders = {  # a spec is one embedder or a cascade "fast>accurate"; minilm-tuned is per dataset
+        spec: None
+        if TUNED in spec.replace(">", "+").split("+")
+        else [get_embedder(s) for s in spec.split(">")]
+        for spec in args.embedders.split(",")
     }
     targets = [float(target) for target in args.oos_recall.split(",")]
     try:
         for name in [name for name in args.datasets.split(",") if name]:
-            for spec, embedder in embedders.items():
-                if embedder is None:  # minilm-tuned: its own model per dataset
-                    embedder = await tuned(spec, files[name]["agents"], args.tune_threads)
+            for spec, stages in embedders.items():
+                if stages is None:  # minilm-tuned: its own model per dataset
+                    stages = [
+                        await tuned(stage, files[name]["agents"], args.tune_threads)
+                        for stage in spec.split(">")
+                    ]
                 for rule in args.rules.split(","):
                     await run_vector(
                         files[name],
                         name,
-                        embedder,
+                        stages,
                         rule,
                         cache,
                         targets,
@@ -279,10 +307,10 @@ async def main() -> int:
                         args.out_of_scope,
                     )
         if args.scale:
-            for embedder in filter(None, embedders.values()):
-                await run_scale(embedder, cache, ["centroid", "classifier"])
+            for stages in filter(None, embedders.values()):
+                await run_scale(stages, cache, ["centroid", "classifier"])
         if args.llm:
-            minilm = embedders.get("minilm") or get_embedder("minilm")
+            minilm = (embedders.get("minilm") or [get_embedder("minilm")])[0]
             await run_llm(files, args.llm_datasets.split(","), args.llm, minilm, cache)
     finally:
         cache.close()
