@@ -7,7 +7,13 @@ scored under ``confident``, or less than ``margin`` ahead of the runner-up) keep
 router's accuracy at the fast one's typical latency. On 10-shot val, MiniLM -> MiniLM+e5 with the
 default 0.5 / 0.2 matched the joined router on every dataset (CLINC150 intents 93.10% vs 93.13%,
 domains 97.33%, Banking77 86.69%, LMOS 100%) while escalating 18.9%, 6.9%, 20.8% and 0.0% of
-the queries.
+the queries. Test held it (docs/architecture.md): within 0.08 points of the join, p50 6-8.5 ms
+against ~30 ms.
+
+The 0.5 / 0.2 defaults are in the classifier rule's units (probabilities). When most decisions
+are split (near-duplicate agents) nearly every query escalates and costs both routers, more than
+the accurate router alone (bench/router_bench.py --scale: p50 53 ms against 28 ms at 1,000
+agents that repeat 150 intents).
 
 Both routers index every agent (the embedding cache shares the parts they have in common) and
 keep their own abstention gates: a sure fast decision has passed the fast router's, every other
