@@ -8,6 +8,7 @@ on cue.
 from __future__ import annotations
 
 import asyncio
+import csv
 import importlib.util
 import json
 import os
@@ -16,7 +17,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -133,6 +134,21 @@ def support_agents() -> list[AgentDescription]:
             ],
         ),
     ]
+
+
+def write_agents(path: Path, agents: Sequence[AgentDescription]) -> Path:
+    """AGENTS.json, as ``wot-agents route`` and ``router eval`` read it."""
+    path.write_text(json.dumps([agent.to_dict() for agent in agents]))
+    return path
+
+
+def write_queries(path: Path, rows: Iterable[tuple[str, str]]) -> Path:
+    """QUERIES.csv: ``text,agent`` rows, an empty agent marking an out-of-scope query."""
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["text", "agent"])
+        writer.writerows(rows)
+    return path
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 
 import pytest
@@ -10,6 +9,7 @@ import pytest
 from router import OUT_OF_SCOPE, CascadeRouter, E5Embedder, VectorRouter, create_router
 from wot_agents.cli import main
 
+from .conftest import write_agents, write_queries
 from .test_router_joined import FOREIGN
 
 ENGLISH = [
@@ -68,14 +68,8 @@ def test_a_cascade_is_of_vector_routers_only() -> None:
 
 @pytest.fixture
 def files(tmp_path, agents):
-    agents_file = tmp_path / "agents.json"
-    agents_file.write_text(json.dumps([agent.to_dict() for agent in agents]))
-    queries_file = tmp_path / "queries.csv"
-    with open(queries_file, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["text", "agent"])
-        writer.writerows([*ENGLISH, *FOREIGN])
-    return agents_file, queries_file
+    queries = write_queries(tmp_path / "queries.csv", [*ENGLISH, *FOREIGN])
+    return write_agents(tmp_path / "agents.json", agents), queries
 
 
 def test_router_eval_with_cascade_reports_both_paths_and_both_gates(files, tmp_path, capsys) -> None:

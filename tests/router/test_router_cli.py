@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 
 import pytest
@@ -11,25 +10,19 @@ from router import Decision, LabelledQuery
 from router._eval import score
 from wot_agents.cli import main
 
+from .conftest import write_agents, write_queries
+
 
 @pytest.fixture
 def files(tmp_path, agents):
-    agents_file = tmp_path / "agents.json"
-    agents_file.write_text(json.dumps([agent.to_dict() for agent in agents]))
-    queries_file = tmp_path / "queries.csv"
-    with open(queries_file, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["text", "agent"])
-        writer.writerows(
-            [
-                ("will it be windy tomorrow", "urn:test:weather"),
-                ("refund please", "urn:test:billing"),
-                ("book a hotel room in Oslo", "urn:test:travel"),
-                ("play my favourite song", "urn:test:music"),
-                ("what is the square root of nine", ""),
-            ]
-        )
-    return agents_file, queries_file
+    rows = [
+        ("will it be windy tomorrow", "urn:test:weather"),
+        ("refund please", "urn:test:billing"),
+        ("book a hotel room in Oslo", "urn:test:travel"),
+        ("play my favourite song", "urn:test:music"),
+        ("what is the square root of nine", ""),
+    ]
+    return write_agents(tmp_path / "agents.json", agents), write_queries(tmp_path / "queries.csv", rows)
 
 
 def test_route_prints_the_decision(files, capsys) -> None:

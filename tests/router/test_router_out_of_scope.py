@@ -7,6 +7,8 @@ import json
 from router import OUT_OF_SCOPE, VectorRouter
 from wot_agents.cli import main
 
+from .conftest import write_agents
+
 #: General questions none of the four support agents handles (the router's negatives).
 NEGATIVES = [
     "what is the capital of France",
@@ -69,8 +71,7 @@ async def test_similarity_rules_ignore_the_examples(minilm, agents) -> None:
 
 
 def test_route_and_eval_take_examples_from_a_queries_file(agents, tmp_path, capsys) -> None:
-    agents_file = tmp_path / "agents.json"
-    agents_file.write_text(json.dumps([agent.to_dict() for agent in agents]))
+    agents_file = write_agents(tmp_path / "agents.json", agents)
     negatives = tmp_path / "negatives.csv"
     negatives.write_text("text,agent\n" + "".join(f"{text},\n" for text in NEGATIVES))
     route = ["route", "--agents", str(agents_file), "--threshold", "0"]

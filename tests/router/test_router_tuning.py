@@ -12,7 +12,7 @@ from router import TunedMiniLMEmbedder, TuningSettings, tune_minilm
 from router._tuning import training_examples, tuning_key
 from wot_agents.cli import main
 
-from .conftest import make_agent
+from .conftest import make_agent, write_agents
 
 #: Four close banking capabilities: (name, training examples, held-out queries).
 CAPABILITIES = [
@@ -138,8 +138,7 @@ def test_tuned_model_is_reused_and_keyed_by_the_training_texts(tuned) -> None:
 
 def test_router_tune_then_eval_reuses_the_tuned_model(tmp_path, monkeypatch, capsys) -> None:
     monkeypatch.setenv("WOT_AGENTS_CACHE", str(tmp_path / "cache"))
-    agents_file = tmp_path / "agents.json"
-    agents_file.write_text(json.dumps([agent.to_dict() for agent in banking_agents()]))
+    agents_file = write_agents(tmp_path / "agents.json", banking_agents())
     queries_file = tmp_path / "queries.csv"
     queries_file.write_text(
         "text,agent\n"
