@@ -43,7 +43,6 @@ from router import (
     ConcatEmbedder,
     EmbeddingCache,
     VectorRouter,
-    calibrate_threshold,
     evaluate,
     get_embedder,
     load_agents,
@@ -86,17 +85,10 @@ async def run_vector(
     )
     for gate, target in settings:
         if target is not None:  # calibrate one gate on VAL out-of-scope queries, as router eval --calibrate
-            similarity = gate == "similarity"
             val_oos = [q.text for q in load_queries(files["val"]) if q.agent is None]
             for vector, default in zip(vector_routers(router), default_similarity, strict=True):
-                vector.threshold, vector.similarity = None, None if similarity else default
-                calibrated = calibrate_threshold(
-                    [vector.gate_scores(text)[similarity] for text in val_oos], target
-                )
-                if similarity:
-                    vector.similarity = calibrated
-                else:
-                    vector.threshold = calibrated
+                vector.similarity = default  # not the similarity gate an earlier setting calibrated
+                vector.calibrate_gate(val_oos, target, gate)
         report = await evaluate(router, test)
         line = (
             f"{name:<13} {label:<24} {rule:<10} acc {report.accuracy:7.2%}"

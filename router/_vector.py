@@ -489,6 +489,26 @@ class VectorRouter:
             return 0.0, -1.0
         return float(ranking[0][1]), self.index.similarity(ranking[0][0].slot, vector)
 
+    def calibrate_gate(
+        self, out_of_scope: Sequence[str], recall: float = 0.85, gate: str = "probability"
+    ) -> float:
+        """Set one abstention gate so that it refuses ``recall`` of these held-out out-of-scope
+        queries, and return its value (blocking: it embeds every query).
+
+        ``gate="probability"`` sets the score threshold, beside the similarity gate if there is
+        one; ``gate="similarity"`` sets the similarity gate alone (better for a tuned model).
+        """
+        if gate not in ("probability", "similarity"):
+            raise ValueError(f"unknown gate {gate!r}; choose probability or similarity")
+        similarity = gate == "similarity"
+        scores = [self.gate_scores(text)[similarity] for text in out_of_scope]
+        calibrated = calibrate_threshold(scores, recall)
+        if similarity:
+            self.threshold, self.similarity = None, calibrated
+        else:
+            self.threshold = calibrated
+        return calibrated
+
     async def route(
         self,
         query: str,

@@ -114,6 +114,21 @@ def test_calibrated_threshold_refuses_the_requested_share() -> None:
         calibrate_threshold([])
 
 
+async def test_calibrate_gate_sets_the_gate_it_is_asked_for(minilm, agents) -> None:
+    out_of_scope = ["what is the capital of Peru", "how many legs does a spider have", "tell me a joke"]
+    async with VectorRouter(minilm) as router:
+        await router.add(agents)
+        default_similarity = router.similarity
+        threshold = router.calibrate_gate(out_of_scope, recall=1.0)
+        assert (router.threshold, router.similarity) == (threshold, default_similarity)
+        similarity = router.calibrate_gate(out_of_scope, recall=1.0, gate="similarity")
+        assert (router.threshold, router.similarity) == (None, similarity)
+        for text in out_of_scope:
+            assert (await router.route(text)).agent_id is None
+        with pytest.raises(ValueError, match="unknown gate"):
+            router.calibrate_gate(out_of_scope, gate="margin")
+
+
 def test_default_threshold_is_the_calibrated_one(minilm) -> None:
     from router import DEFAULT_SIMILARITY, DEFAULT_THRESHOLDS
 

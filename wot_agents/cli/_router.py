@@ -212,7 +212,7 @@ async def run_tune(args: argparse.Namespace) -> int:
 async def run_eval(args: argparse.Namespace) -> int:
     import asyncio
 
-    from router import calibrate_threshold, evaluate, load_queries
+    from router import evaluate, load_queries
     from wot_agents import WotAgentsError
 
     try:
@@ -226,14 +226,8 @@ async def run_eval(args: argparse.Namespace) -> int:
         vectors = vector_routers(router)
         if args.calibrate:
             held_out = [q.text for q in load_queries(args.calibrate) if q.agent is None]
-            similarity = args.gate == "similarity"
             for vector in vectors:
-                gates = [await asyncio.to_thread(vector.gate_scores, text) for text in held_out]
-                calibrated = calibrate_threshold([gate[similarity] for gate in gates], args.oos_recall)
-                if similarity:  # the similarity gate alone
-                    vector.threshold, vector.similarity = None, calibrated
-                else:  # the probability threshold, beside the similarity gate if there is one
-                    vector.threshold = calibrated
+                await asyncio.to_thread(vector.calibrate_gate, held_out, args.oos_recall, args.gate)
         report = await evaluate(router, queries, method=args.method)
     except WotAgentsError as exc:
         print(f"wot-agents router eval: {exc}", file=sys.stderr)
