@@ -3,6 +3,11 @@
 Methods come from ``htv:methodName`` or the binding template's defaults; streams are
 Server-Sent Events; a ``201 Created`` with a ``Location`` to an invocation is followed until
 the action completes, so a long-running action looks like any other to the caller.
+
+Credentials are presented for a form, so they go only to the form's origin (scheme, host,
+port): redirects are followed here rather than by aiohttp, and only within that origin, and a
+status resource on another origin is refused. A hostile agent cannot send the caller's token
+on to a third party by naming it in a ``Location``.
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Any
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 
@@ -23,6 +28,10 @@ __all__ = ["HttpClient"]
 
 #: Polling an action status resource starts fast and backs off to this interval (seconds).
 MAX_POLL_INTERVAL = 1.0
+#: Redirects followed (within the form's origin) before giving up, as browsers do.
+MAX_REDIRECTS = 10
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 class HttpClient:
@@ -69,12 +78,12 @@ class HttpClient:
         headers = self._headers(interaction, accept=CONTENT_TYPE, body=has_body)
         try:
             async with asyncio.timeout(interaction.timeout):
-                async with self._client().request(
-                    method, interaction.href, data=data, headers=headers, params=dict(interaction.auth.query)
-                ) as response:
+                response = await self._send(interaction, method, interaction.href, data, headers)
+                async with response:
                     value = await _reply(response, interaction)
                     if response.status == 201 and "Location" in response.headers:
-                        status_url = urljoin(interaction.href, response.headers["Location"])
+                        location = response.headers["Location"]
+                        status_url = _same_origin(interaction, location, response.url, 201)
                         return await self._await_invocation(interaction, status_url)
                     return value
         except TimeoutError:
@@ -87,9 +96,7 @@ class HttpClient:
         interval = 0.02
         headers = self._headers(interaction, accept=CONTENT_TYPE, body=False)
         while True:
-            async with self._client().get(
-                url, headers=headers, params=dict(interaction.auth.query)
-            ) as response:
+            async with await self._send(interaction, "GET", url, None, headers) as response:
                 status = await _reply(response, interaction)
             state = status.get("status") if isinstance(status, dict) else None
             if state == "completed":
@@ -104,11 +111,13 @@ class HttpClient:
         headers = self._headers(interaction, accept="text/event-stream", body=False)
         try:
             async with asyncio.timeout(interaction.timeout):
-                response = await self._client().get(
+                response = await self._send(
+                    interaction,
+                    "GET",
                     interaction.href,
-                    headers=headers,
-                    params=dict(interaction.auth.query),
-                    timeout=aiohttp.ClientTimeout(total=None, sock_connect=interaction.timeout),
+                    None,
+                    headers,
+                    client_timeout=aiohttp.ClientTimeout(total=None, sock_connect=interaction.timeout),
                 )
         except TimeoutError:
             raise interaction.timed_out() from None
@@ -124,6 +133,65 @@ class HttpClient:
             response.close()
 
         return Stream(_sse_values(response, interaction), close)
+
+    async def _send(
+        self,
+        interaction: Interaction,
+        method: str,
+        url: str,
+        data: bytes | None,
+        headers: dict[str, str],
+        *,
+        client_timeout: aiohttp.ClientTimeout | None = None,
+    ) -> aiohttp.ClientResponse:
+        """One request with the form's credentials, following redirects only within the form's origin.
+
+        The caller owns (and must release) the response returned.
+        """
+        extra: dict[str, Any] = {} if client_timeout is None else {"timeout": client_timeout}
+        for _ in range(MAX_REDIRECTS + 1):
+            response = await self._client().request(
+                method,
+                url,
+                data=data,
+                headers=headers,
+                params=dict(interaction.auth.query),
+                allow_redirects=False,
+                **extra,
+            )
+            location = response.headers.get("Location")
+            if response.status not in _REDIRECTS or location is None:
+                return response
+            response.release()
+            url = _same_origin(interaction, location, response.url, response.status)
+            if response.status == 303 or (response.status in (301, 302) and method == "POST"):
+                # RFC 9110 15.4: 303 (and, as every client does, 301/302 after POST) becomes a GET.
+                method, data = "GET", None
+                headers = {name: value for name, value in headers.items() if name != "Content-Type"}
+        raise interaction.refused(None, f"more than {MAX_REDIRECTS} redirects")
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return scheme, (parts.hostname or "").lower(), port or _DEFAULT_PORTS.get(scheme)
+
+
+def _same_origin(interaction: Interaction, location: str, base: object, status: int) -> str:
+    """``location`` resolved against ``base``; a ``RemoteError`` when it leaves the form's origin."""
+    url = urljoin(str(base), location)
+    if _origin(url) != _origin(interaction.href):
+        raise interaction.refused(
+            status,
+            f"refused to follow {url}: it is not on the form's origin, and the form's credentials"
+            " are only sent there",
+            {"location": url},
+        )
+    return url
 
 
 async def _reply(response: aiohttp.ClientResponse, interaction: Interaction) -> Any:

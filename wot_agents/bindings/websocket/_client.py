@@ -3,6 +3,10 @@
 Requests are matched to replies by ``correlationID``; a reader task routes every incoming
 message to the waiting request or the open stream it belongs to. A lost connection fails
 what waits on it with :class:`ConnectError`; the next request opens a new one.
+
+A redirected handshake is refused, as browsers refuse it (WHATWG Fetch, "establish a WebSocket
+connection"): the credentials of a form go to its own endpoint, never on to wherever a
+redirect points.
 """
 
 from __future__ import annotations
@@ -77,6 +81,26 @@ class _Connection:
             await self.reader
 
 
+class _Redirected(Exception):
+    def __init__(self, status: int, location: str) -> None:
+        super().__init__(location)
+        self.status, self.location = status, location
+
+
+def _refuse_redirects() -> aiohttp.TraceConfig:
+    """A trace that stops aiohttp before it follows a redirect (``ws_connect`` always would)."""
+
+    async def on_redirect(
+        session: aiohttp.ClientSession, context: Any, params: aiohttp.TraceRequestRedirectParams
+    ) -> None:
+        params.response.close()
+        raise _Redirected(params.response.status, params.response.headers.get("Location", ""))
+
+    trace = aiohttp.TraceConfig()
+    trace.on_request_redirect.append(on_redirect)
+    return trace
+
+
 class WebSocketClient:
     """LMOS-protocol client for ``ws``/``wss`` forms with ``subprotocol: lmosprotocol``."""
 
@@ -114,7 +138,7 @@ class WebSocketClient:
             if connection is not None and connection.open:
                 return connection
             if self._session is None:
-                self._session = aiohttp.ClientSession()
+                self._session = aiohttp.ClientSession(trace_configs=[_refuse_redirects()])
             try:
                 async with asyncio.timeout(interaction.timeout):
                     ws = await self._session.ws_connect(
@@ -127,6 +151,13 @@ class WebSocketClient:
                     )
             except TimeoutError:
                 raise interaction.timed_out() from None
+            except _Redirected as exc:
+                raise interaction.refused(
+                    exc.status,
+                    f"the WebSocket handshake was redirected to {exc.location!r}; not followed, the"
+                    " form's credentials are only sent to its own endpoint",
+                    {"location": exc.location},
+                ) from None
             except aiohttp.WSServerHandshakeError as exc:
                 raise interaction.refused(exc.status, f"WebSocket handshake refused: {exc.message}") from exc
             except aiohttp.ClientError as exc:
