@@ -1,51 +1,34 @@
-"""The directory's HTTP API (WoT Discovery 7.3.2): app factory, thin handlers, lifecycle.
+"""The directory's HTTP API (WoT Discovery 7.3.2): app factory, route table, thin handlers.
 
-:class:`Directory` wires the pieces: the store publishes every committed change to the field
-index, the RDF index and the event hub, in that order, whatever wrote it (API or TTL purge).
-Handlers only parse the request, call the store or an index, and shape the answer.
+Handlers parse the request, call the :class:`~registry.Directory` service and shape the answer;
+the service owns the write path. Which requests need the bearer token is declared once, in the
+route table (:data:`_ROUTES`), and enforced by one middleware.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import hmac
 import json
 import logging
-import re
 import time
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from importlib.resources import files
-from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import quote, urlencode
 
 from aiohttp import web
 
-from wot_agents import validate
-
+from ._backend import Store
 from ._config import DirectorySettings
-from ._enrich import (
-    DISCOVERY_CONTEXT,
-    RegistrationError,
-    anonymous_id,
-    enrich,
-    merge_diff,
-    merge_patch,
-    parse_time,
-    retrieved_tail,
-)
-from ._events import EventHub
-from ._index import SORT_KEYS, FieldIndex, filter_from_query, parse_filter
+from ._directory import Directory
+from ._enrich import DISCOVERY_CONTEXT, retrieved_tail
+from ._index import filter_from_query, parse_filter
 from ._json import dumps, loads
-from ._jsonpath import JsonPathQuery
 from ._language import localize
-from ._problems import Handler, HTTPProblem, problem_middleware, validation_problem
-from ._rdf import RdfIndex
-from ._store import Record, SQLiteStore
+from ._problems import Handler, HTTPProblem, problem_middleware
 from ._td import directory_td
 
-__all__ = ["DIRECTORY", "Directory", "create_app"]
+__all__ = ["DIRECTORY", "create_app"]
 
 logger = logging.getLogger("registry")
 
@@ -53,74 +36,6 @@ TD_JSON = "application/td+json"
 LD_JSON = "application/ld+json"
 EMPTY = "application/x-empty"
 _WRITE_TYPES = (TD_JSON, "application/json", LD_JSON)
-_ID = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*:[^\s<>\"{}|\\^`\x00-\x1f\x7f]*$")
-
-
-class Directory:
-    """The directory's state: store, indexes, event hub and the purge task."""
-
-    def __init__(self, settings: DirectorySettings) -> None:
-        self.settings = settings
-        self.store = SQLiteStore(settings.db, journal_size=settings.journal_size)
-        self.fields = FieldIndex()
-        self.store.subscribe(self.fields.apply)
-        rdf_path = Path(f"{settings.db}.rdf") if settings.db is not None else None
-        self.rdf = RdfIndex(
-            self.store,
-            rdf_path,
-            query_timeout=settings.query_timeout,
-            result_cap=settings.result_cap,
-            allow_federation=settings.allow_federation,
-        )
-        self.events = EventHub(
-            self.store, queue_size=settings.event_queue, write_timeout=settings.event_write_timeout
-        )
-        self._purge_task: asyncio.Task[None] | None = None
-
-    async def __aenter__(self) -> Directory:
-        await self.store.open()
-        self.fields.load(self.store)
-        await self.rdf.start()
-        self._purge_task = asyncio.create_task(self._purge_loop(), name="wot-directory-purge")
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        """Stop the purge, end event streams, close the indexes and the store; idempotent."""
-        if self._purge_task is not None:
-            self._purge_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._purge_task
-            self._purge_task = None
-        self.events.close()
-        await self.rdf.aclose()
-        await self.store.aclose()
-
-    async def purge(self) -> int:
-        """Delete every expired registration (7.3.1.2); returns how many."""
-        expired = await self.store.expired(time.time())
-        for thing_id in expired:
-            await self.store.delete(thing_id)
-        if expired:
-            logger.info("purged %d expired descriptions", len(expired))
-        return len(expired)
-
-    async def _purge_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.settings.purge_interval)
-            try:
-                await self.purge()
-            except Exception:
-                logger.exception("purging expired descriptions failed")
-
-    def live(self, thing_id: str, now: float) -> Record | None:
-        record = self.store.get(thing_id)
-        if record is None or (record.expires is not None and record.expires <= now):
-            return None  # an expired registration is gone for readers even before the purge
-        return record
-
 
 DIRECTORY: web.AppKey[Directory] = web.AppKey("directory", Directory)
 
@@ -130,41 +45,40 @@ def _directory(request: web.Request) -> Directory:
     return request.app[DIRECTORY]
 
 
-_OPEN_PATHS = frozenset({"/", "/.well-known/wot"})
 _DATASET_PARAMETERS = ("default-graph-uri", "named-graph-uri")
-_WRITES = frozenset({"PUT", "POST", "PATCH", "DELETE"})
+
+#: Who may send a request: anyone; readers (the token when ``protect_reads``); writers (the token
+#: whenever one is set).
+Access = Literal["open", "read", "write"]
+_ACCESS: web.AppKey[dict[Handler, Access]] = web.AppKey("access", dict)
 
 
 @web.middleware
-async def _read_guard(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """With ``protect_reads``, everything but the directory's TD needs the bearer token."""
-    if request.path not in _OPEN_PATHS:
-        _check_auth(request)
+async def _auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The one place that checks the bearer token, as the route table says for each handler.
+
+    Unknown routes (404, 405) count as reads: with ``protect_reads`` an anonymous client learns
+    nothing about the API but the directory's own TD.
+    """
+    settings = _directory(request).settings
+    token = settings.token
+    if token is not None:
+        access = request.app[_ACCESS].get(request.match_info.handler, "read")
+        if access == "write" or (access == "read" and settings.protect_reads):
+            given = request.headers.get("Authorization", "")
+            if not (given.startswith("Bearer ") and hmac.compare_digest(given[7:].encode(), token.encode())):
+                raise HTTPProblem(
+                    401,
+                    f"{'writing to' if access == 'write' else 'reading'} this directory needs a bearer "
+                    "token (Authorization: Bearer <token>)",
+                    headers={"WWW-Authenticate": 'Bearer realm="wot-directory"'},
+                )
     return await handler(request)
-
-
-def _check_auth(request: web.Request) -> None:
-    token = _directory(request).settings.token
-    if token is None:
-        return
-    given = request.headers.get("Authorization", "")
-    if not (given.startswith("Bearer ") and hmac.compare_digest(given[7:].encode(), token.encode())):
-        writing = request.method in _WRITES and not request.path.startswith("/search/")
-        raise HTTPProblem(
-            401,
-            f"{'writing to' if writing else 'reading'} this directory needs a bearer token "
-            "(Authorization: Bearer <token>)",
-            headers={"WWW-Authenticate": 'Bearer realm="wot-directory"'},
-        )
 
 
 def _thing_id(request: web.Request) -> str:
     thing_id = request.match_info["id"]
-    limit = _directory(request).settings.max_id_length
-    if len(thing_id) > limit:
-        raise HTTPProblem(400, f"the id is {len(thing_id)} characters long; the limit is {limit}")
-    if not _ID.match(thing_id):
-        raise HTTPProblem(400, f"the id {thing_id!r} is not an absolute IRI (like urn:example:lamp-1)")
+    _directory(request).check_id(thing_id)  # before the body is read
     return thing_id
 
 
@@ -187,30 +101,8 @@ async def _read_json(request: web.Request, types: tuple[str, ...]) -> Any:
     return document
 
 
-def _check_valid(td: Mapping[str, Any]) -> None:
-    problems = validate(td)
-    if problems:
-        raise validation_problem(problems)
-
-
 def _location(thing_id: str) -> str:
     return "/things/" + quote(thing_id, safe=":@!$&'()*+,;=-._~")
-
-
-async def _store_td(request: web.Request, thing_id: str, td: dict[str, Any], old: Record | None) -> bool:
-    directory = _directory(request)
-    _check_valid(td)
-    now = time.time()
-    old_doc = old.document() if old is not None else None
-    created_at = parse_time(old_doc.get("registration", {}).get("created")) if old_doc is not None else None
-    try:
-        enriched, expires = enrich(td, now=now, created=created_at, max_ttl=directory.settings.max_ttl)
-    except RegistrationError as exc:
-        raise HTTPProblem(400, str(exc)) from None
-    record = Record(thing_id, dumps(enriched), expires)
-    diff = enriched if old_doc is None else {**merge_diff(old_doc, enriched), "id": thing_id}
-    await directory.store.put(record, diff, created=old is None)
-    return old is None
 
 
 def _no_content(status: int, created: str | None = None) -> web.Response:
@@ -244,10 +136,8 @@ def _members(directory: Directory, ids: Iterable[str], now: float) -> bytes:
     """
     tail = retrieved_tail(now)
     parts: list[bytes | memoryview] = [b"["]
-    for thing_id in ids:
-        record = directory.live(thing_id, now)
-        if record is not None:
-            parts += (memoryview(record.data)[:-2], tail, b",")
+    for record in directory.records(ids, now=now):
+        parts += (memoryview(record.data)[:-2], tail, b",")
     if len(parts) > 1:
         parts.pop()
     parts.append(b"]")
@@ -268,7 +158,7 @@ def _paging(query: Mapping[str, str], default_format: str) -> dict[str, Any]:
 
 def _page(
     directory: Directory,
-    ids: list[str],
+    ids: Sequence[str],
     *,
     path: str,
     extra: Mapping[str, Any],
@@ -338,60 +228,33 @@ async def openapi(request: web.Request) -> web.Response:
 async def list_things(request: web.Request) -> web.Response:
     directory = _directory(request)
     paging = _paging(request.query, "array")
-    return _page(
-        directory,
-        directory.store.ids(),
-        path="/things",
-        extra={},
-        etag=str(directory.store.revision),
-        **paging,
-    )
+    return _page(directory, directory.ids(), path="/things", extra={}, etag=str(directory.revision), **paging)
 
 
 async def create_anonymous(request: web.Request) -> web.Response:
-    _check_auth(request)
     td = await _read_json(request, _WRITE_TYPES)
-    if "id" in td:
-        raise HTTPProblem(
-            400, "this TD has an id: register it with PUT /things/{id}; POST /things is for Anonymous TDs"
-        )
-    thing_id = anonymous_id()
-    td["id"] = thing_id
-    await _store_td(request, thing_id, td, None)
-    return _no_content(201, thing_id)
+    change = await _directory(request).create(td)
+    return _no_content(201, change.id)
 
 
 async def put_thing(request: web.Request) -> web.Response:
-    _check_auth(request)
     thing_id = _thing_id(request)
     td = await _read_json(request, _WRITE_TYPES)
-    body_id = td.setdefault("id", thing_id)
-    if body_id != thing_id:
-        raise HTTPProblem(400, f"the TD's id {body_id!r} differs from the id in the URL {thing_id!r}")
-    old = _directory(request).live(thing_id, time.time())
-    if await _store_td(request, thing_id, td, old):
-        return _no_content(201, thing_id)
-    return _no_content(204)
+    change = await _directory(request).put(thing_id, td)
+    return _no_content(201, thing_id) if change.kind == "thing_created" else _no_content(204)
 
 
 async def patch_thing(request: web.Request) -> web.Response:
-    _check_auth(request)
     thing_id = _thing_id(request)
     patch = await _read_json(request, ("application/merge-patch+json",))
-    old = _directory(request).live(thing_id, time.time())
-    if old is None:
-        raise HTTPProblem(404, f"no Thing Description with id {thing_id!r}")
-    merged = merge_patch(old.document(), patch)
-    if merged.get("id") != thing_id:
-        raise HTTPProblem(400, "a merge patch cannot change or remove the id")
-    await _store_td(request, thing_id, merged, old)
+    await _directory(request).patch(thing_id, patch)
     return _no_content(204)
 
 
 async def get_thing(request: web.Request) -> web.Response:
     thing_id = request.match_info["id"]
     now = time.time()
-    record = _directory(request).live(thing_id, now)
+    record = _directory(request).get(thing_id, now=now)
     if record is None:
         raise HTTPProblem(404, f"no Thing Description with id {thing_id!r}")
     data = record.data
@@ -408,36 +271,14 @@ async def get_thing(request: web.Request) -> web.Response:
 
 
 async def delete_thing(request: web.Request) -> web.Response:
-    _check_auth(request)
     thing_id = request.match_info["id"]
-    directory = _directory(request)
-    if directory.live(thing_id, time.time()) is None or await directory.store.delete(thing_id) is None:
+    if await _directory(request).delete(thing_id) is None:
         raise HTTPProblem(404, f"no Thing Description with id {thing_id!r}")
     return _no_content(204)
 
 
 async def search_jsonpath(request: web.Request) -> web.Response:
-    directory = _directory(request)
-    settings = directory.settings
-    query = JsonPathQuery(
-        request.query.get("query", ""), result_cap=settings.result_cap, timeout=settings.query_timeout
-    )
-    ids: Iterable[str] = directory.store.ids()
-    if query.terms is not None:
-        candidates = set.intersection(*(directory.fields.with_member(k, v) for k, v in query.terms))
-        ids = sorted(candidates)
-    now = time.time()
-    records = [r for r in (directory.live(i, now) for i in ids) if r is not None]
-    loaders = [r.document for r in records]
-    if len(loaders) > 64:  # a scan: off the event loop, within the time limit
-        try:
-            values = await asyncio.wait_for(
-                asyncio.to_thread(query.evaluate, loaders), settings.query_timeout
-            )
-        except TimeoutError:
-            raise query.too_slow() from None
-    else:
-        values = query.evaluate(loaders)
+    values = await _directory(request).search_jsonpath(request.query.get("query", ""))
     return web.Response(body=dumps(values), content_type="application/json")
 
 
@@ -467,7 +308,7 @@ async def search_sparql(request: web.Request) -> web.Response:
             "default-graph-uri and named-graph-uri are not supported; name the graphs in the query "
             "(FROM, FROM NAMED, GRAPH): each TD is the named graph of its id",
         )
-    body, content_type = await _directory(request).rdf.query(text, request.headers.get("Accept", ""))
+    body, content_type = await _directory(request).search_sparql(text, request.headers.get("Accept", ""))
     return web.Response(body=body, content_type=content_type)
 
 
@@ -491,31 +332,60 @@ async def search_filter(request: web.Request) -> web.Response:
         sort = [s for s in request.query.get("sort", "").split(",") if s]
         paging = _paging(request.query, "collection")
         extra = {k: v for k, v in request.query.items() if k not in ("limit", "offset", "format")}
-    for key in sort:
-        if not isinstance(key, str) or key.lstrip("-") not in SORT_KEYS:
-            raise HTTPProblem(
-                400, f"cannot sort by {key!r}; sort by {', '.join(SORT_KEYS)} (prefix - to reverse)"
-            )
-    ids = directory.fields.search(expr) if expr is not None else directory.store.ids()
-    ordered = directory.fields.sort(ids, sort) if sort else sorted(ids)
+    if not isinstance(sort, list):
+        raise HTTPProblem(400, f"sort must be a key or an array of keys, not {sort!r}")
+    ordered = directory.search(expr, sort)
     return _page(
-        directory, ordered, path="/search/filter", extra=extra, etag=str(directory.store.revision), **paging
+        directory, ordered, path="/search/filter", extra=extra, etag=str(directory.revision), **paging
     )
 
 
 # -- the app ----------------------------------------------------------------------------------
-def create_app(settings: DirectorySettings | None = None, **overrides: Any) -> web.Application:
+#: Every route: method, path, handler, and who may call it. GET routes answer HEAD too.
+_ROUTES: tuple[tuple[str, str, Handler, Access], ...] = (
+    ("GET", "/", own_td, "open"),
+    ("GET", "/.well-known/wot", own_td, "open"),
+    ("GET", "/openapi.json", openapi, "read"),
+    ("GET", "/things", list_things, "read"),
+    ("POST", "/things", create_anonymous, "write"),
+    ("GET", "/things/{id:.+}", get_thing, "read"),
+    ("PUT", "/things/{id:.+}", put_thing, "write"),
+    ("PATCH", "/things/{id:.+}", patch_thing, "write"),
+    ("DELETE", "/things/{id:.+}", delete_thing, "write"),
+    ("GET", "/events", events, "read"),
+    ("GET", "/events/{type}", events, "read"),
+    ("GET", "/search/jsonpath", search_jsonpath, "read"),
+    ("GET", "/search/sparql", search_sparql, "read"),
+    ("POST", "/search/sparql", search_sparql, "read"),
+    ("GET", "/search/filter", search_filter, "read"),
+    ("POST", "/search/filter", search_filter, "read"),
+)
+
+
+def create_app(
+    settings: DirectorySettings | None = None, *, store: Store | None = None, **overrides: Any
+) -> web.Application:
     """The directory as an aiohttp application; the directory opens and closes with the app.
 
-    Pass a :class:`DirectorySettings`, or its fields as keyword arguments.
+    Pass a :class:`DirectorySettings`, or its fields as keyword arguments. ``store`` replaces
+    the default :class:`~registry.SQLiteStore` on ``settings.db`` (the app then owns it).
     """
     if settings is None:
         settings = DirectorySettings(**overrides)
-    middlewares = [problem_middleware, _read_guard] if settings.protect_reads else [problem_middleware]
-    app = web.Application(middlewares=middlewares, client_max_size=settings.max_body)
+    app = web.Application(
+        middlewares=[problem_middleware, _auth_middleware], client_max_size=settings.max_body
+    )
+    access: dict[Handler, Access] = {}
+    for method, path, handler, who in _ROUTES:
+        app.router.add_route(method, path, handler)
+        if method == "GET":
+            app.router.add_route("HEAD", path, handler)
+        if access.setdefault(handler, who) != who:
+            raise AssertionError(f"{handler.__name__} is declared both {access[handler]} and {who}")
+    app[_ACCESS] = access
 
     async def lifespan(app: web.Application) -> AsyncIterator[None]:
-        async with Directory(settings) as directory:
+        async with Directory(settings, store=store) as directory:
             app[DIRECTORY] = directory
             yield
 
@@ -524,20 +394,4 @@ def create_app(settings: DirectorySettings | None = None, **overrides: Any) -> w
 
     app.cleanup_ctx.append(lifespan)
     app.on_shutdown.append(end_streams)
-    app.router.add_get("/", own_td)
-    app.router.add_get("/.well-known/wot", own_td)
-    app.router.add_get("/openapi.json", openapi)
-    app.router.add_get("/things", list_things)
-    app.router.add_post("/things", create_anonymous)
-    app.router.add_get("/things/{id:.+}", get_thing)
-    app.router.add_put("/things/{id:.+}", put_thing)
-    app.router.add_patch("/things/{id:.+}", patch_thing)
-    app.router.add_delete("/things/{id:.+}", delete_thing)
-    app.router.add_get("/events", events)
-    app.router.add_get("/events/{type}", events)
-    app.router.add_get("/search/jsonpath", search_jsonpath)
-    app.router.add_get("/search/sparql", search_sparql)
-    app.router.add_post("/search/sparql", search_sparql)
-    app.router.add_get("/search/filter", search_filter)
-    app.router.add_post("/search/filter", search_filter)
     return app

@@ -4,7 +4,7 @@ Each subscriber gets a bounded queue. A consumer too slow to keep up (its queue 
 to it blocks longer than ``write_timeout``) is disconnected instead of slowing the writers or
 growing memory: it reconnects with ``Last-Event-ID`` and the missed events
 are replayed from the store's journal, so nothing is lost (as long as the journal still holds
-them).
+them). Event ids are the journal's own (opaque here); the hub orders changes by their ``seq``.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from typing import Any
 
 from aiohttp import web
 
+from ._backend import Change, ChangeFeed, ChangeJournal, JournalEntry
 from ._problems import HTTPProblem
-from ._store import Change, SQLiteStore
 
 __all__ = ["EVENT_TYPES", "EventHub"]
 
@@ -26,9 +26,9 @@ logger = logging.getLogger("registry.events")
 _CLOSE = object()
 
 
-def _frame(seq: int, kind: str, data: Any) -> bytes:
+def _frame(event_id: str, kind: str, data: Any) -> bytes:
     # One JSON line: no newline inside, so a single ``data:`` field carries it.
-    return f"event: {kind}\ndata: {json.dumps(data, ensure_ascii=False)}\nid: {seq}\n\n".encode()
+    return f"event: {kind}\ndata: {json.dumps(data, ensure_ascii=False)}\nid: {event_id}\n\n".encode()
 
 
 class _Subscriber:
@@ -46,22 +46,23 @@ class _Subscriber:
 
 
 class EventHub:
-    """Fans changes out to SSE subscribers; ``queue_size`` bounds each one's backlog."""
+    """Fans the feed's changes out to SSE subscribers; ``queue_size`` bounds each one's backlog."""
 
     def __init__(
         self,
-        store: SQLiteStore,
+        feed: ChangeFeed,
+        journal: ChangeJournal,
         *,
         queue_size: int = 1000,
         keepalive: float = 15.0,
         write_timeout: float = 10.0,
     ) -> None:
-        self.store = store
+        self.journal = journal
         self.queue_size = queue_size
         self.write_timeout = write_timeout
         self.keepalive = keepalive
         self._subscribers: set[_Subscriber] = set()
-        store.subscribe(self.publish)
+        feed.subscribe(self.publish)
 
     def publish(self, change: Change) -> None:
         for sub in list(self._subscribers):
@@ -91,7 +92,7 @@ class EventHub:
         if diff_arg not in ("true", "false"):
             raise HTTPProblem(400, f"diff must be true or false, not {diff_arg!r}")
         last = request.headers.get("Last-Event-ID", "").strip()
-        if last and not last.isdigit():
+        if last and not self.journal.valid_event_id(last):
             raise HTTPProblem(400, f"Last-Event-ID {last!r} is not an event id of this directory")
         headers = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
         if request.method == "HEAD":
@@ -101,27 +102,27 @@ class EventHub:
         try:
             response = web.StreamResponse(headers=headers)
             await response.prepare(request)
-            sent = int(last) if last else None
-            if sent is not None and sent > self.store.last_seq:
-                # An id this history never issued (a memory store before a restart): everything
-                # this directory has journaled is news to that client.
-                sent = 0
-            if sent is not None:
-                sent = await self._replay(response, sub, sent)
+            sent = await self._replay(response, sub, last) if last else None
             await self._stream(response, sub, sent)
             return response
         finally:
             self._subscribers.discard(sub)
 
-    async def _replay(self, response: web.StreamResponse, sub: _Subscriber, after: int) -> int:
+    async def _replay(self, response: web.StreamResponse, sub: _Subscriber, after: str) -> int | None:
+        """Send the journal's entries after the event id ``after``; the seq of the last one sent.
+
+        Changes published meanwhile are queued for ``sub`` too: those up to that seq were sent.
+        """
+        sent: int | None = None
         while True:
-            rows = await self.store.changes_since(after, 500)
-            for seq, kind, thing_id, diff in rows:
-                if sub.wants(kind):
-                    await response.write(_frame(seq, kind, sub.payload(kind, thing_id, json.loads(diff))))
-                after = seq
-            if len(rows) < 500:
-                return after
+            entries: list[JournalEntry] = await self.journal.changes_since(after, 500)
+            for entry in entries:
+                if sub.wants(entry.kind):
+                    payload = sub.payload(entry.kind, entry.id, entry.diff)
+                    await response.write(_frame(entry.event_id, entry.kind, payload))
+                after, sent = entry.event_id, entry.seq
+            if len(entries) < 500:
+                return sent
 
     async def _stream(self, response: web.StreamResponse, sub: _Subscriber, sent: int | None) -> None:
         await response.write(b": stream open\n\n")
@@ -137,5 +138,5 @@ class EventHub:
             if sent is not None and change.seq <= sent:
                 continue  # already replayed from the journal
             await response.write(
-                _frame(change.seq, change.kind, sub.payload(change.kind, change.id, change.diff))
+                _frame(change.event_id, change.kind, sub.payload(change.kind, change.id, change.diff))
             )

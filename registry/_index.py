@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from ._backend import Change, Record
 from ._problems import HTTPProblem
-from ._store import Change, Record
 
 __all__ = ["EXACT_FIELDS", "SORT_KEYS", "TEXT_FIELDS", "FieldIndex", "parse_filter"]
 

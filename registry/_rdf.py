@@ -13,10 +13,11 @@ longer than the query time limit (a bulk load still being indexed), the answer i
 ``Retry-After`` and how many descriptions are still to index. The query's own evaluation then
 has the whole time limit (so at most twice the limit in all).
 
-Durability: the store marks every write as pending in the same transaction (``rdf_pending``)
-and forgets the mark only once the worker has indexed it, so nothing is lost if the worker or
-the server dies: a restarted worker gets the pending descriptions again. With a database path
-the Oxigraph store lives on disk next to it, so a restart converts only what was pending.
+Durability: the store's backlog (``IndexBacklog``) marks every write as pending (SQLite: in the
+write's transaction) and forgets the mark only once the worker has indexed it, so nothing is
+lost if the worker or the server dies: a restarted worker gets the pending descriptions again.
+With a durable backlog (``rdf_path``) the Oxigraph store lives on disk next to it, so a restart
+converts only what was pending.
 """
 
 from __future__ import annotations
@@ -34,9 +35,9 @@ from pathlib import Path
 from queue import SimpleQueue
 from typing import Any
 
+from ._backend import Change, DocumentStore, IndexBacklog
 from ._problems import HTTPProblem
 from ._rdf_worker import serve, too_slow
-from ._store import Change, SQLiteStore
 
 __all__ = ["RdfIndex"]
 
@@ -62,15 +63,16 @@ class RdfIndex:
 
     def __init__(
         self,
-        store: SQLiteStore,
-        path: Path | None,
+        documents: DocumentStore,
+        todo: IndexBacklog,
         *,
         query_timeout: float = 5.0,
         result_cap: int = 10_000,
         allow_federation: bool = False,
     ) -> None:
-        self.store = store
-        self.path = path
+        self.documents = documents
+        self.todo = todo
+        self.path: Path | None = todo.rdf_path
         self.query_timeout = query_timeout
         self.result_cap = result_cap
         self.allow_federation = allow_federation
@@ -87,12 +89,12 @@ class RdfIndex:
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = asyncio.Event()  # set on close: what waits for more work stops waiting
         self.failed = 0
-        store.subscribe(self.apply)
+        documents.subscribe(self.apply)
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
         """Start the worker and give it whatever a previous run left pending."""
-        for thing_id, seq in sorted(await self.store.rdf_pending(), key=lambda pair: pair[1]):
+        for thing_id, seq in sorted(await self.todo.rdf_pending(), key=lambda pair: pair[1]):
             self._pending[thing_id] = seq
         self._sent = max(self._pending.values(), default=0)
         self._spawn(self._start_worker())  # in the background: the server listens meanwhile
@@ -109,7 +111,7 @@ class RdfIndex:
         resend = sorted(self._pending.items(), key=lambda pair: pair[1])
         if resend:
             worker.send(
-                ("index", [(i, seq, r.data if (r := self.store.get(i)) else None) for i, seq in resend])
+                ("index", [(i, seq, r.data if (r := self.documents.get(i)) else None) for i, seq in resend])
             )
             self._sent = max(self._sent, resend[-1][1])
 
@@ -192,7 +194,7 @@ class RdfIndex:
         while self._done:
             done, self._done = self._done, []
             try:
-                await self.store.rdf_done(done)
+                await self.todo.rdf_done(done)
             except Exception:  # the marks stay: the next start re-indexes those descriptions
                 logger.exception("could not record %d indexed descriptions", len(done))
 

@@ -1,7 +1,8 @@
-"""The durable store of descriptions and the change feed every index and the event hub follow.
+"""The embedded backend: descriptions, change journal and RDF backlog in one SQLite file.
 
-One SQLite database (WAL, ``synchronous=FULL``) holds the descriptions, the event journal (for
-``Last-Event-ID`` replay) and the list of descriptions whose RDF is not indexed yet. A write is
+It implements every protocol of ``_backend.py``. One SQLite database (WAL, ``synchronous=FULL``)
+holds the descriptions, the event journal (for ``Last-Event-ID`` replay) and the list of
+descriptions whose RDF is not indexed yet. A write is
 acknowledged only after its transaction is committed and synced, so a crash (even ``kill -9``)
 loses no acknowledged write and SQLite's journal keeps the file consistent.
 
@@ -9,7 +10,9 @@ All SQLite work runs on one dedicated thread, never on the event loop. The seria
 descriptions are also kept in memory (ids in sorted order), so reads, listings and searches never
 wait for the disk. Every write, whatever its origin (HTTP API, TTL purge, an ingest bridge), goes
 through :meth:`SQLiteStore.put` / :meth:`SQLiteStore.delete`, which publish one :class:`Change` to
-the subscribers in commit order: indexes and events cannot disagree with the store.
+the subscribers in commit order: indexes and events cannot disagree with the store. The journal,
+the RDF backlog mark and the description are written in one transaction; ``seq`` is durable, so
+its decimal form is the event id.
 """
 
 from __future__ import annotations
@@ -20,53 +23,13 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any
 
+from ._backend import Change, ChangeKind, JournalEntry, Record, decimal_event_id
 from ._json import dumps, loads
 
-__all__ = ["Change", "ChangeKind", "Record", "SQLiteStore", "Store"]
-
-ChangeKind = Literal["thing_created", "thing_updated", "thing_deleted"]
-
-
-@dataclass(frozen=True, slots=True)
-class Record:
-    """One stored description: its JSON text (the enriched TD) and absolute expiry (epoch s)."""
-
-    id: str
-    data: bytes
-    expires: float | None
-
-    def document(self) -> dict[str, Any]:
-        return loads(self.data)  # type: ignore[no-any-return]
-
-
-@dataclass(frozen=True, slots=True)
-class Change:
-    """One committed write, in commit order; ``seq`` is also the SSE event id."""
-
-    seq: int
-    kind: ChangeKind
-    id: str
-    record: Record | None  # the description after the change; None when deleted
-    diff: dict[str, Any]  # the event's ``diff=true`` data: full TD, merge patch, or just the id
-
-
-class Store(Protocol):
-    """What the directory needs from a store; :class:`SQLiteStore` is the embedded one."""
-
-    def get(self, thing_id: str) -> Record | None: ...
-    def ids(self) -> list[str]: ...
-    def subscribe(self, callback: Callable[[Change], None]) -> None: ...
-    async def put(self, record: Record, diff: dict[str, Any], *, created: bool) -> Change: ...
-    async def delete(self, thing_id: str) -> Change | None: ...
-    async def expired(self, now: float) -> list[str]: ...
-    async def changes_since(self, seq: int, limit: int) -> list[tuple[int, str, str, str]]: ...
-    async def rdf_pending(self) -> list[tuple[str, int]]: ...
-    async def rdf_done(self, done: Iterable[tuple[str, int]]) -> None: ...
-
+__all__ = ["SQLiteStore"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS things (id TEXT PRIMARY KEY, data BLOB NOT NULL, expires REAL) WITHOUT ROWID;
@@ -80,7 +43,8 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITH
 class SQLiteStore:
     """The embedded store: one SQLite file (``path``), or memory only when ``path`` is None.
 
-    ``journal_size`` bounds the event journal kept for replay (oldest events dropped first).
+    ``journal_size`` bounds the event journal kept for replay (oldest events dropped first). With
+    a file, the SPARQL index lives next to it (``<path>.rdf``), as durable as its backlog here.
     """
 
     def __init__(self, path: str | Path | None, *, journal_size: int = 100_000) -> None:
@@ -101,6 +65,10 @@ class SQLiteStore:
     def last_seq(self) -> int:
         """The sequence number (event id) of the newest change; 0 before the first."""
         return self._seq
+
+    @property
+    def rdf_path(self) -> Path | None:
+        return Path(f"{self.path}.rdf") if self.path is not None else None
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def __aenter__(self) -> SQLiteStore:
@@ -169,13 +137,15 @@ class SQLiteStore:
     async def put(self, record: Record, diff: dict[str, Any], *, created: bool) -> Change:
         """Store ``record`` (create or replace) and publish the change once it is durable."""
         kind: ChangeKind = "thing_created" if created else "thing_updated"
-        return await self._write(lambda seq: Change(seq, kind, record.id, record, diff))
+        return await self._write(lambda seq: Change(seq, str(seq), kind, record.id, record, diff))
 
     async def delete(self, thing_id: str) -> Change | None:
         """Remove a description; None when there was none."""
         if thing_id not in self._records:
             return None
-        return await self._write(lambda seq: Change(seq, "thing_deleted", thing_id, None, {"id": thing_id}))
+        return await self._write(
+            lambda seq: Change(seq, str(seq), "thing_deleted", thing_id, None, {"id": thing_id})
+        )
 
     async def _write(self, make: Callable[[int], Change]) -> Change:
         # Group commit: writes that arrive while a commit is syncing share the next one, so
@@ -247,13 +217,20 @@ class SQLiteStore:
         return [r.id for r in self._records.values() if r.expires is not None and r.expires <= now]
 
     # -- journal and RDF bookkeeping ---------------------------------------------------------
-    async def changes_since(self, seq: int, limit: int) -> list[tuple[int, str, str, str]]:
-        """Journal entries after ``seq``: ``(seq, kind, id, diff JSON)``, oldest first."""
-        return await self._run(  # type: ignore[no-any-return]
+    def valid_event_id(self, event_id: str) -> bool:
+        return decimal_event_id(event_id) is not None
+
+    async def changes_since(self, event_id: str, limit: int) -> list[JournalEntry]:
+        """Journal entries after ``event_id``, oldest first (all kept ones for an id never issued)."""
+        after = decimal_event_id(event_id)
+        if after is None or after > self._seq:
+            after = 0  # not from this history (a memory store before a restart)
+        rows = await self._run(
             lambda: self._db.execute(  # type: ignore[union-attr]
-                "SELECT seq, kind, id, diff FROM events WHERE seq > ? ORDER BY seq LIMIT ?", (seq, limit)
+                "SELECT seq, kind, id, diff FROM events WHERE seq > ? ORDER BY seq LIMIT ?", (after, limit)
             ).fetchall()
         )
+        return [JournalEntry(seq, str(seq), kind, id_, loads(diff)) for seq, kind, id_, diff in rows]
 
     async def rdf_pending(self) -> list[tuple[str, int]]:
         """``(id, seq)`` of descriptions whose RDF may be missing from, or stale in, the RDF index."""

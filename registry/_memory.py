@@ -1,0 +1,117 @@
+"""A backend in the process's memory only, written against ``_backend.py`` and nothing else.
+
+It is what a second backend needs and no more: descriptions in a dict (ids kept sorted), a
+bounded journal, and the RDF backlog as a dict. Nothing survives the process, so the SPARQL index
+that goes with it lives in memory too (``rdf_path`` is None). Useful to embed a directory
+without a database, and to check that the directory depends on the protocols only: the directory
+API tests run against it as well as against :class:`~registry.SQLiteStore`.
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, Self
+
+from ._backend import Change, ChangeKind, JournalEntry, Record, decimal_event_id
+
+__all__ = ["MemoryStore"]
+
+
+class MemoryStore:
+    """Descriptions, journal (``journal_size`` newest changes) and RDF backlog in memory."""
+
+    def __init__(self, *, journal_size: int = 100_000) -> None:
+        if journal_size < 1:
+            raise ValueError(f"journal_size must be at least 1, not {journal_size}")
+        self._records: dict[str, Record] = {}
+        self._sorted: list[str] = []
+        self._subscribers: list[Callable[[Change], None]] = []
+        self._journal: deque[JournalEntry] = deque(maxlen=journal_size)
+        self._pending: dict[str, int] = {}
+        self._seq = 0
+        self.revision = 0
+
+    # -- lifecycle: nothing to open or release -----------------------------------------------
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Nothing to release; the descriptions stay readable."""
+
+    # -- documents ---------------------------------------------------------------------------
+    def get(self, thing_id: str) -> Record | None:
+        return self._records.get(thing_id)
+
+    def ids(self) -> Sequence[str]:
+        return self._sorted
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def __iter__(self) -> Iterator[Record]:
+        return iter(self._records.values())
+
+    def subscribe(self, callback: Callable[[Change], None]) -> None:
+        self._subscribers.append(callback)
+
+    async def put(self, record: Record, diff: dict[str, Any], *, created: bool) -> Change:
+        if record.id not in self._records:
+            bisect.insort(self._sorted, record.id)
+            self.revision += 1
+        self._records[record.id] = record
+        return self._publish("thing_created" if created else "thing_updated", record.id, record, diff)
+
+    async def delete(self, thing_id: str) -> Change | None:
+        if self._records.pop(thing_id, None) is None:
+            return None
+        del self._sorted[bisect.bisect_left(self._sorted, thing_id)]
+        self.revision += 1
+        return self._publish("thing_deleted", thing_id, None, {"id": thing_id})
+
+    def _publish(
+        self, kind: ChangeKind, thing_id: str, record: Record | None, diff: dict[str, Any]
+    ) -> Change:
+        self._seq += 1
+        change = Change(self._seq, str(self._seq), kind, thing_id, record, diff)
+        self._journal.append(change.entry())
+        self._pending[thing_id] = change.seq
+        for callback in self._subscribers:
+            callback(change)
+        return change
+
+    async def expired(self, now: float) -> list[str]:
+        return [r.id for r in self._records.values() if r.expires is not None and r.expires <= now]
+
+    # -- journal -----------------------------------------------------------------------------
+    def valid_event_id(self, event_id: str) -> bool:
+        return decimal_event_id(event_id) is not None
+
+    async def changes_since(self, event_id: str, limit: int) -> list[JournalEntry]:
+        after = decimal_event_id(event_id)
+        if after is None or after > self._seq:
+            after = 0  # not from this history (e.g. before a restart)
+        if not self._journal:
+            return []
+        # Every change is journaled, so the kept entries have consecutive seqs.
+        start = max(0, after - self._journal[0].seq + 1)
+        return list(itertools.islice(self._journal, start, start + limit))
+
+    # -- RDF backlog -------------------------------------------------------------------------
+    @property
+    def rdf_path(self) -> Path | None:
+        return None
+
+    async def rdf_pending(self) -> list[tuple[str, int]]:
+        return list(self._pending.items())
+
+    async def rdf_done(self, done: Iterable[tuple[str, int]]) -> None:
+        for thing_id, seq in done:
+            if self._pending.get(thing_id, seq + 1) <= seq:
+                del self._pending[thing_id]
