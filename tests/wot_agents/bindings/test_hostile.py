@@ -6,15 +6,20 @@ stands for a third party the attacker would like the caller's credentials to rea
 
 from __future__ import annotations
 
+import asyncio
+import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+import aiomqtt
 import pytest
 from aiohttp import web
 
 from wot_agents import RemoteError, consume
-from wot_agents.bindings import ApiKey, BearerToken
+from wot_agents.bindings import ApiKey, BearerToken, RunningAgent
+from wot_agents.bindings.mqtt import Broker
+from wot_agents.bindings.mqtt._topics import MAX_PAYLOAD, REPLY_TOPIC_PREFIX, publish_properties
 
 Routes = Callable[[web.Application, str], None]
 
@@ -142,3 +147,78 @@ async def test_websocket_handshakes_are_not_redirected() -> None:
                     await thing.invoke_action("job")
             assert caught.value.status == 307
     assert foreign_seen == []
+
+
+# --- MQTT: a broker everyone can publish to ------------------------------------------------------
+
+
+@asynccontextmanager
+async def mqtt_client(url: str) -> AsyncIterator[aiomqtt.Client]:
+    broker = Broker.parse(url)
+    async with aiomqtt.Client(broker.host, broker.port, protocol=aiomqtt.ProtocolVersion.V5) as client:
+        yield client
+
+
+async def _request(
+    client: aiomqtt.Client, topic: str, payload: bytes, reply_to: str, *, correlation: bytes = b"1"
+) -> None:
+    properties = publish_properties(ResponseTopic=reply_to, CorrelationData=correlation)
+    await client.publish(topic, payload, qos=1, properties=properties)
+
+
+async def _until(client: aiomqtt.Client, done: Callable[[aiomqtt.Message], bool]) -> list[aiomqtt.Message]:
+    """Every message received up to and including the first one ``done`` accepts."""
+    seen: list[aiomqtt.Message] = []
+    async with asyncio.timeout(10):
+        async for message in client.messages:
+            seen.append(message)
+            if done(message):
+                return seen
+    raise AssertionError("unreachable")
+
+
+async def test_mqtt_replies_only_to_the_reply_namespace(running: RunningAgent, mosquitto: str) -> None:
+    """A request naming an affordance topic (the agent's own, or another agent's) as response topic
+    is not answered there, so an attacker cannot make the agent publish its chosen text as an event."""
+    reply = REPLY_TOPIC_PREFIX + "attacker"
+    async with mqtt_client(mosquitto) as attacker:
+        for topic in ("test-weather/events/alert", "other-agent/properties/x", reply):
+            await attacker.subscribe(topic, qos=1)
+        action = "test-weather/actions/add"
+        await _request(attacker, action, b'{"a": 1}', "test-weather/events/alert", correlation=b"evil")
+        await _request(attacker, action, b'{"a": 1}', "other-agent/properties/x", correlation=b"evil")
+        await _request(attacker, action, b'{"a": 41}', reply, correlation=b"good")
+        seen = await _until(attacker, lambda m: m.properties.CorrelationData == b"good")  # type: ignore[union-attr]
+    assert [str(message.topic) for message in seen] == [reply]
+    assert json.loads(seen[0].payload) == 42  # type: ignore[arg-type]
+
+
+async def test_mqtt_restores_what_the_agent_retains(running: RunningAgent, mosquitto: str) -> None:
+    """A stranger's retained publish on the TD topic or a property topic is put right at once."""
+    td_topic = "wot/td/test-weather"
+    async with mqtt_client(mosquitto) as watcher, mqtt_client(mosquitto) as stranger:
+        for topic, owned in (
+            (td_topic, running.description.to_dict()),
+            ("test-weather/properties/temperature", 20.0),
+        ):
+            await watcher.subscribe(topic, qos=1)
+            await _until(watcher, lambda m: True)  # the retained value now
+            await stranger.publish(topic, b'{"forged": true}', qos=1, retain=True)
+            seen = await _until(watcher, lambda m, owned=owned: json.loads(m.payload) == owned)  # type: ignore[misc,arg-type]
+            assert json.loads(seen[0].payload) == {"forged": True}  # type: ignore[arg-type]
+            await watcher.unsubscribe(topic)
+    async with mqtt_client(mosquitto) as late:  # a newcomer finds the agent's own TD
+        await late.subscribe(td_topic, qos=1)
+        (message,) = await _until(late, lambda m: True)
+        assert json.loads(message.payload) == running.description.to_dict()  # type: ignore[arg-type]
+
+
+async def test_mqtt_payloads_are_limited_like_http(running: RunningAgent, mosquitto: str) -> None:
+    reply = REPLY_TOPIC_PREFIX + "big"
+    async with mqtt_client(mosquitto) as client:
+        await client.subscribe(reply, qos=1)
+        big = json.dumps({"a": 1, "b": 2, "pad": "x" * MAX_PAYLOAD}).encode()
+        await _request(client, "test-weather/actions/add", big, reply)
+        (message,) = await _until(client, lambda m: True)
+    assert dict(message.properties.UserProperty)["status"] == "413"  # type: ignore[union-attr]
+    assert json.loads(message.payload)["status"] == 413  # type: ignore[arg-type]

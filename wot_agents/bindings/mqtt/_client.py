@@ -19,7 +19,7 @@ from ..._errors import ConnectError
 from ..._model import Form
 from .._interfaces import Interaction, Stream
 from .._vocabulary import MQTT_CONTROL_PACKETS, decode_payload, mqtt_control_packet, mqtt_qos
-from ._topics import Broker, form_topic, publish_properties
+from ._topics import REPLY_TOPIC_PREFIX, Broker, form_topic, publish_properties
 
 __all__ = ["MqttClient"]
 
@@ -29,7 +29,7 @@ class _Connection:
         self.broker = broker
         self.username, self.password = username, password
         self.client: Any = None
-        self.reply_topic = f"wot-agents/replies/{uuid.uuid4().hex}"
+        self.reply_topic = REPLY_TOPIC_PREFIX + uuid.uuid4().hex
         self.replies: dict[bytes, asyncio.Future[Any]] = {}
         self.subscribers: dict[str, list[asyncio.Queue[Any]]] = {}
         self._stack = AsyncExitStack()

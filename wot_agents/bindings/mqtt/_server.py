@@ -8,7 +8,11 @@ retained on ``wot/td/{root}`` and cleared when the agent stops.
 
 Security: the broker decides who may connect and subscribe; the agent itself checks the
 credentials a request carries as MQTT 5 user properties (the same names and values as the
-HTTP headers) before it writes a property or runs an action.
+HTTP headers) before it writes a property or runs an action. Replies go only to response
+topics in the reply namespace (``REPLY_TOPIC_PREFIX``), and the agent watches what it retains
+(its TD, its property values): a stranger's retained publish there is overwritten again at once.
+Requests larger than ``MAX_PAYLOAD`` are refused (413), and the broker is told (MQTT 5 Maximum
+Packet Size) not to deliver anything much larger at all.
 """
 
 from __future__ import annotations
@@ -26,7 +30,14 @@ from ..._model import AgentDescription, Form
 from .._interfaces import ServeContext
 from .._security import Presented
 from .._vocabulary import CONTENT_TYPE, Kind, encode_payload
-from ._topics import TD_TOPIC_PREFIX, Broker, publish_properties
+from ._topics import (
+    MAX_PAYLOAD,
+    REPLY_TOPIC_PREFIX,
+    TD_TOPIC_PREFIX,
+    Broker,
+    publish_properties,
+    reply_topic_allowed,
+)
 
 __all__ = ["MqttServer"]
 
@@ -51,8 +62,14 @@ class MqttServer:
         public_url: str | None = None,
         topic_in_href: bool = False,
         max_in_flight: int = 256,
+        max_payload: int = MAX_PAYLOAD,
     ) -> None:
+        if root is not None and (root + "/").startswith(REPLY_TOPIC_PREFIX):
+            raise ValueError(f"the topic root {root!r} is inside the reply namespace {REPLY_TOPIC_PREFIX!r}")
         self.broker = Broker.parse(broker)
+        self.max_payload = max_payload
+        #: What this agent last retained, by topic: restored when someone else overwrites it.
+        self._retained: dict[str, bytes] = {}
         self.public_url = (public_url or self.broker.url).rstrip("/")
         self.root = root
         self.qos = qos
@@ -127,11 +144,21 @@ class MqttServer:
                 username=self._username,
                 password=self._password,
                 identifier=f"wot-agents-{self._root()}-{id(self):x}",
+                # Headroom over the payload limit for the topic and properties: the broker drops
+                # anything larger instead of making the agent read it (MQTT 5, 3.1.2.11.4).
+                max_packet_size=self.max_payload + 64 * 1024,
             )
             self._client = client
             try:
                 await client.subscribe(f"{self._root()}/actions/+", qos=self.qos)
                 await client.subscribe(f"{self._root()}/properties/+/writeproperty", qos=self.qos)
+                # What this agent retains, watched so a stranger's overwrite is undone; noLocal:
+                # the agent's own publishes are not echoed back to it.
+                from paho.mqtt.subscribeoptions import SubscribeOptions
+
+                for watched in (f"{self._root()}/properties/+", self.td_topic):
+                    options = SubscribeOptions(qos=self.qos, noLocal=True)
+                    await client.subscribe(watched, options=options)
                 self._spawn(self._receive())
                 for name, prop in context.agent.properties.items():
                     if not prop.affordance.write_only:
@@ -166,13 +193,27 @@ class MqttServer:
 
     async def description_changed(self, description: AgentDescription) -> None:
         if self._client is not None:
-            await self._client.publish(
-                self.td_topic,
-                description.to_json().encode(),
-                qos=self.qos,
-                retain=True,
-                properties=publish_properties(ContentType="application/td+json"),
-            )
+            await self._retain(self.td_topic, description.to_json().encode())
+
+    async def _retain(self, topic: str, payload: bytes) -> None:
+        """Publish ``payload`` retained on ``topic``, as what this agent owns there."""
+        self._retained[topic] = payload
+        members = {"ContentType": "application/td+json" if topic == self.td_topic else CONTENT_TYPE}
+        await self._client.publish(
+            topic, payload, qos=self.qos, retain=True, properties=publish_properties(**members)
+        )
+
+    def _watched(self, topic: str) -> bool:
+        """Whether ``topic`` is one this agent retains (its TD, a property value)."""
+        name = topic.removeprefix(f"{self._root()}/properties/")
+        return topic == self.td_topic or (name != topic and "/" not in name)
+
+    async def _restore(self, topic: str, payload: bytes) -> None:
+        """Someone published on a topic this agent retains: put the agent's own value back."""
+        owned = self._retained.get(topic)
+        if owned is not None and payload != owned:
+            log.warning("MQTT: %s was overwritten by another client; restoring it", topic)
+            await self._retain(topic, owned)
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
@@ -180,17 +221,15 @@ class MqttServer:
         task.add_done_callback(self._tasks.discard)
 
     async def _publish_property(self, name: str, value: Any) -> None:
-        await self._client.publish(
-            self.topic("property", name), encode_payload(value), qos=self.qos, retain=True
-        )
+        await self._retain(self.topic("property", name), encode_payload(value))
 
     async def _forward(self, values: AsyncIterator[Any], kind: Kind, name: str) -> None:
         try:
             async for value in values:
-                retain = kind == "property"
-                await self._client.publish(
-                    self.topic(kind, name), encode_payload(value), qos=self.qos, retain=retain
-                )
+                if kind == "property":
+                    await self._publish_property(name, value)
+                else:
+                    await self._client.publish(self.topic(kind, name), encode_payload(value), qos=self.qos)
         finally:
             aclose = getattr(values, "aclose", None)
             if aclose is not None:
@@ -206,10 +245,24 @@ class MqttServer:
 
     async def _handle(self, message: Any) -> None:
         assert self._context is not None
-        parts = str(message.topic).split("/")
+        topic = str(message.topic)
+        if self._watched(topic):
+            await self._restore(topic, bytes(message.payload or b""))
+            return
+        parts = topic.split("/")
         properties = message.properties
         reply_to = getattr(properties, "ResponseTopic", None)
         correlation = getattr(properties, "CorrelationData", None)
+        if reply_to is not None and not reply_topic_allowed(reply_to):
+            # Never publish where a request says if it is not a reply topic: that could be an
+            # affordance topic of this agent or another one. The request is not run either.
+            log.warning(
+                "MQTT request on %s refused: response topic %r is outside %s",
+                topic,
+                reply_to,
+                REPLY_TOPIC_PREFIX,
+            )
+            return
         status, reply, error = 200, None, None
         try:
             headers = dict(getattr(properties, "UserProperty", None) or [])
@@ -220,6 +273,10 @@ class MqttServer:
                         401, "Unauthorized", f"the {scheme.name} security scheme was not satisfied"
                     )
             payload = bytes(message.payload or b"")
+            if len(payload) > self.max_payload:
+                raise _Refused(
+                    413, "Payload Too Large", f"the payload is {len(payload)} bytes, over {self.max_payload}"
+                )
             try:
                 value = json.loads(payload) if payload.strip() else None
             except (json.JSONDecodeError, UnicodeDecodeError) as exc:

@@ -4,6 +4,11 @@ Topics follow the layout Eclipse Thingweb node-wot uses, so either side can talk
 other: ``{root}/properties/{name}`` (retained values), ``{root}/properties/{name}/writeproperty``,
 ``{root}/actions/{name}``, ``{root}/events/{name}``. The TD itself is retained on
 ``wot/td/{root}`` so an MQTT-only client finds every agent on a broker with ``wot/td/+``.
+
+Action replies go only to topics under ``wot-agents/replies/`` (``REPLY_TOPIC_PREFIX``): an
+agent refuses any other MQTT 5 response topic, so no request can make it publish on an
+affordance topic (its own or another agent's) or the TD topic. A broker ACL can then let each
+client subscribe to its own reply topic only.
 """
 
 from __future__ import annotations
@@ -19,9 +24,31 @@ from urllib.parse import urlsplit
 from ..._errors import ConnectError, RequestTimeout
 from ..._model import Form
 
-__all__ = ["TD_TOPIC_PREFIX", "Broker", "form_topic", "publish_properties"]
+__all__ = [
+    "MAX_PAYLOAD",
+    "REPLY_TOPIC_PREFIX",
+    "TD_TOPIC_PREFIX",
+    "Broker",
+    "form_topic",
+    "publish_properties",
+    "reply_topic_allowed",
+]
 
 TD_TOPIC_PREFIX = "wot/td/"
+#: The namespace of every action reply topic; no affordance topic may start with it.
+REPLY_TOPIC_PREFIX = "wot-agents/replies/"
+#: The largest request payload an agent accepts, as on HTTP and WebSocket (bytes).
+MAX_PAYLOAD = 1024 * 1024
+
+
+def reply_topic_allowed(topic: str) -> bool:
+    """Whether an agent may publish a reply on ``topic``: one level under the reply namespace."""
+    name = topic.removeprefix(REPLY_TOPIC_PREFIX)
+    return (
+        topic.startswith(REPLY_TOPIC_PREFIX)
+        and 0 < len(name) <= 128
+        and not any(char in name for char in "/+#\0")
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,9 +79,20 @@ class Broker:
         identifier: str | None = None,
         timeout: float = 10.0,  # noqa: ASYNC109 - it also configures the client's own operations
         max_in_flight: int = 1000,
+        max_packet_size: int | None = None,
     ) -> Any:
-        """An MQTT 5 client connected to this broker, disconnected when ``stack`` closes."""
+        """An MQTT 5 client connected to this broker, disconnected when ``stack`` closes.
+
+        ``max_packet_size`` asks the broker not to deliver larger packets (it drops them).
+        """
         aiomqtt = _import_aiomqtt()
+        connect_properties = None
+        if max_packet_size is not None:
+            from paho.mqtt.packettypes import PacketTypes
+            from paho.mqtt.properties import Properties
+
+            connect_properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            connect_properties.MaximumPacketSize = max_packet_size
         client = aiomqtt.Client(
             self.host,
             self.port,
@@ -67,6 +105,7 @@ class Broker:
             # Without TCP_NODELAY each QoS 1 publish waits ~40 ms for its PUBACK (Nagle meeting
             # delayed ACKs): 88 ms against 0.6 ms per request/response measured on loopback.
             socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
+            properties=connect_properties,
         )
         # Many requests in flight at once are normal here, not a warning sign.
         client.pending_calls_threshold = max_in_flight
