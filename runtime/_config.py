@@ -1,0 +1,74 @@
+"""Settings of the runtime: constructor arguments, ``WOT_AGENTS_RUNTIME_*`` variables, or LMOS's names.
+
+An LMOS deployment's configuration carries over: ``AGENT_REGISTRY_URL`` names the directory,
+``OPENAI_API_URL`` / ``LLM_BASE_URL``, ``OPENAI_API_MODEL`` / ``LLM_MODEL_NAME`` and
+``OPENAI_API_KEY`` / ``LLM_API_KEY`` the LLM, ``ROUTER_TYPE`` the routing method. The
+``WOT_AGENTS_RUNTIME_*`` name wins when both are set (it is listed first).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["ROUTING_METHODS", "RuntimeSettings"]
+
+PREFIX = "WOT_AGENTS_RUNTIME_"
+
+#: ``explicit`` routes only turns naming ``explicitAgent`` (LMOS's ROUTER_TYPE=EXPLICIT).
+ROUTING_METHODS = ("vector", "llm", "hybrid", "cascade", "explicit")
+RoutingMethod = Literal["vector", "llm", "hybrid", "cascade", "explicit"]
+
+
+def _env(name: str, *lmos: str, default: Any = None) -> Any:
+    """Accept the field name, its ``WOT_AGENTS_RUNTIME_`` variable, then LMOS's variables."""
+    return Field(default=default, validation_alias=AliasChoices(name, PREFIX + name.upper(), *lmos))
+
+
+class RuntimeSettings(BaseSettings):
+    """Everything configurable; every limit has a safe default."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=PREFIX, env_nested_delimiter="__", populate_by_name=True, extra="ignore"
+    )
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    #: The Thing Description Directory the candidates come from (kept current by its events).
+    directory: str | None = _env("directory", "AGENT_REGISTRY_URL")
+    directory_token: str | None = None
+    #: Agent Description files (a TD or a JSON array of TDs each) served as fixed candidates.
+    agents: list[str] = Field(default_factory=list)
+    #: Browse mDNS / DNS-SD for agents when neither a directory nor agent files are given.
+    mdns: bool = True
+    #: LMOS Channel / ChannelRollout YAML files.
+    channels: list[str] = Field(default_factory=list)
+    #: How turns without ``explicitAgent`` are routed.
+    router: RoutingMethod = _env("router", "ROUTER_TYPE", default="vector")
+    embedder: str = "minilm"
+    #: The accurate embedder of ``router=cascade``.
+    cascade_embedder: str = "minilm+e5"
+    llm_base_url: str | None = _env("llm_base_url", "OPENAI_API_URL", "LLM_BASE_URL")
+    llm_model: str | None = _env("llm_model", "OPENAI_API_MODEL", "LLM_MODEL_NAME")
+    llm_api_key: str | None = _env("llm_api_key", "OPENAI_API_KEY", "LLM_API_KEY")
+    #: ``json_schema`` (OpenAI), ``json_object`` or ``json_object+schema`` (llama.cpp).
+    llm_response_format: str = _env("llm_response_format", "LLM_FORMAT", default="json_schema")
+    #: The subset of turns without ``x-subset`` (LMOS: ``stable``).
+    default_subset: str = "stable"
+    #: Seconds an agent may take to answer one turn.
+    agent_timeout: float = Field(default=30.0, gt=0)
+    #: Largest request body (bytes) and most messages in one turn.
+    max_body: int = Field(default=1024 * 1024, gt=0)
+    max_messages: int = Field(default=200, gt=0)
+
+    @field_validator("router", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
+
+    @field_validator("agents", "channels", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        return [part for part in value.split(",") if part] if isinstance(value, str) else value

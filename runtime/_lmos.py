@@ -1,0 +1,136 @@
+"""The LMOS runtime's wire format: the chat request, the reply and the ``{errorCode, message}`` errors.
+
+Field names follow eclipse-lmos/lmos-runtime (``Conversation``, ``InputContext``, ``SystemContext``,
+``UserContext``, ``AssistantMessage``) and the Arc ``Message``, so an LMOS client's JSON parses
+unchanged. Members the runtime does not know are kept (``extra="allow"``): a newer client's fields
+are passed through, not refused.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from wot_agents import WotAgentsError
+
+__all__ = [
+    "AGENT_CLIENT_EXCEPTION",
+    "AGENT_NOT_FOUND",
+    "INTERNAL_SERVER_ERROR",
+    "INVALID_REQUEST",
+    "AnonymizationEntity",
+    "AssistantMessage",
+    "BinaryData",
+    "Conversation",
+    "InputContext",
+    "KeyValuePair",
+    "LmosError",
+    "Message",
+    "SystemContext",
+    "UserContext",
+]
+
+INVALID_REQUEST = "INVALID_REQUEST"
+AGENT_NOT_FOUND = "AGENT_NOT_FOUND"
+AGENT_CLIENT_EXCEPTION = "AGENT_CLIENT_EXCEPTION"
+INTERNAL_SERVER_ERROR = "INTERNAL_SERVER_ERROR"
+
+
+class LmosError(WotAgentsError):
+    """A failure the LMOS API reports as ``{"errorCode": ..., "message": ...}`` with ``status``."""
+
+    def __init__(self, code: str, message: str, *, status: int) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.status = status
+
+    def to_dict(self) -> dict[str, str]:
+        return {"errorCode": self.code, "message": self.message}
+
+
+class _Wire(BaseModel):
+    model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True, extra="allow")
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+class KeyValuePair(_Wire):
+    key: str
+    value: str
+
+
+class BinaryData(_Wire):
+    """An attachment: inline (``dataAsBase64``) or by reference (``source``)."""
+
+    mime_type: str = Field(alias="mimeType")
+    data_as_base64: str | None = Field(default=None, alias="dataAsBase64")
+    source: str | None = None
+
+    @model_validator(mode="after")
+    def _one_payload(self) -> BinaryData:
+        if (self.data_as_base64 is None) == (self.source is None):
+            raise ValueError("binaryData needs exactly one of dataAsBase64 or source")
+        return self
+
+
+class Message(_Wire):
+    """One message of the conversation (Arc's ``Message``)."""
+
+    role: Literal["user", "assistant", "system"]
+    content: str
+    format: str = "text"
+    turn_id: str | None = Field(default=None, alias="turnId")
+    binary_data: list[BinaryData] | None = Field(default=None, alias="binaryData")
+
+
+class AnonymizationEntity(_Wire):
+    type: str
+    value: str
+    replacement: str
+
+
+class InputContext(_Wire):
+    messages: list[Message] = Field(min_length=1)
+    explicit_agent: str | None = Field(default=None, alias="explicitAgent")
+    anonymization_entities: list[AnonymizationEntity] | None = Field(
+        default=None, alias="anonymizationEntities"
+    )
+
+
+class SystemContext(_Wire):
+    channel_id: str = Field(alias="channelId", min_length=1)
+    context_params: list[KeyValuePair] = Field(default_factory=list, alias="contextParams")
+
+
+class UserContext(_Wire):
+    user_id: str = Field(alias="userId")
+    user_token: str | None = Field(default=None, alias="userToken")
+    context_params: list[KeyValuePair] = Field(default_factory=list, alias="contextParams")
+
+
+class Conversation(_Wire):
+    """The body of ``POST .../chat/{conversationId}/message``."""
+
+    input_context: InputContext = Field(alias="inputContext")
+    system_context: SystemContext = Field(alias="systemContext")
+    user_context: UserContext = Field(alias="userContext")
+
+    @property
+    def query(self) -> str:
+        """The turn's question: the last user message."""
+        for message in reversed(self.input_context.messages):
+            if message.role == "user":
+                return message.content
+        return self.input_context.messages[-1].content
+
+
+class AssistantMessage(_Wire):
+    """The reply. ``content`` and ``anonymizationEntities`` are LMOS's; the rest is added beside them."""
+
+    content: str
+    anonymization_entities: list[AnonymizationEntity] = Field(
+        default_factory=list, alias="anonymizationEntities"
+    )

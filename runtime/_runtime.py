@@ -1,0 +1,252 @@
+"""The runtime's core: one user turn -> candidate agents -> a routing decision -> the agent's reply.
+
+:class:`Runtime` is an async context manager owning the catalog's source, the router and the
+forwarder; the HTTP app (``runtime/_app.py``) is a thin shell around :meth:`Runtime.chat`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Protocol, Self
+
+from router import AgentFilter, Decision, create_router
+from wot_agents import AgentDescription, ChatMessage, ChatReply, RoutingError
+
+from ._catalog import AgentCatalog, CatalogSource, directory_source, file_source, mdns_source
+from ._config import RuntimeSettings
+from ._forward import Forwarder
+from ._lmos import AGENT_NOT_FOUND, INTERNAL_SERVER_ERROR, INVALID_REQUEST, Conversation, LmosError
+
+__all__ = ["Runtime", "Turn"]
+
+log = logging.getLogger("runtime")
+
+
+@dataclass(frozen=True, slots=True)
+class Turn:
+    """One answered turn: who answered, why that agent, and the reply."""
+
+    agent: AgentDescription
+    decision: Decision
+    reply: ChatReply
+    subset: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """The LMOS ``AssistantMessage`` plus, beside it, the agent and the routing decision."""
+        return {
+            "content": self.reply.text,
+            "anonymizationEntities": [],
+            "agent": {"id": self.agent.id, "name": self.agent.title},
+            "routing": {
+                "method": self.decision.method,
+                "score": round(self.decision.score, 6),
+                "reason": self.decision.reason,
+                "capabilityId": self.decision.capability_id,
+                "subset": self.subset,
+            },
+        }
+
+
+class Router(Protocol):
+    """What the runtime needs of a router (every router of ``router/`` has it)."""
+
+    async def add(self, agents: Sequence[AgentDescription]) -> int: ...
+
+    async def remove(self, agent_id: str) -> bool: ...
+
+    async def route(
+        self, query: str, history: Sequence[Any] = (), candidates: Sequence[AgentDescription] | None = None
+    ) -> Decision: ...
+
+    async def aclose(self) -> None: ...
+
+
+def _default_source(settings: RuntimeSettings) -> CatalogSource:
+    if settings.directory:
+        return directory_source(settings.directory, token=settings.directory_token)
+    if settings.agents or not settings.mdns:
+        return file_source(*settings.agents)
+    return mdns_source()
+
+
+def _router(settings: RuntimeSettings) -> Router | None:
+    if settings.router == "explicit":
+        return None
+    llm = {
+        "base_url": settings.llm_base_url,
+        "model": settings.llm_model,
+        "api_key": settings.llm_api_key,
+        "response_format": settings.llm_response_format,
+    }
+    if settings.router == "cascade":
+        return create_router("vector", embedder=settings.embedder, cascade=settings.cascade_embedder)
+    return create_router(settings.router, embedder=settings.embedder, llm=llm)
+
+
+def history_of(messages: Sequence[ChatMessage]) -> list[tuple[str, str]]:
+    """The conversation before the turn, as the router reads it (oldest first)."""
+    return [(message.role, message.content) for message in messages]
+
+
+class Runtime:
+    """Routes turns among the catalog's agents and forwards them; ``async with`` starts everything.
+
+    ``source`` overrides where candidates come from (default: the directory, agent files or mDNS,
+    as ``settings`` say); ``router`` overrides the router built from ``settings``.
+    """
+
+    def __init__(
+        self,
+        settings: RuntimeSettings | None = None,
+        *,
+        source: CatalogSource | None = None,
+        router: Router | None = None,
+    ) -> None:
+        self.settings = settings or RuntimeSettings()
+        self.catalog = AgentCatalog()
+        self._source = source or _default_source(self.settings)
+        self._router = router
+        self._owns_router = router is None
+        self.forwarder = Forwarder(timeout=self.settings.agent_timeout)
+        self._stack: AsyncExitStack | None = None
+        self._indexing: asyncio.Queue[tuple[Sequence[AgentDescription], Sequence[str]]] = asyncio.Queue()
+
+    @property
+    def router(self) -> Router | None:
+        return self._router
+
+    # --- lifecycle ---------------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        async with AsyncExitStack() as stack:
+            if self._router is None:
+                self._router = await asyncio.to_thread(_router, self.settings)
+            if self._router is not None and self._owns_router:
+                stack.push_async_callback(self._router.aclose)
+            stack.push_async_callback(self.forwarder.aclose)
+            self.catalog.listen(self._on_change)
+            indexer = asyncio.create_task(self._index(), name="runtime router index")
+
+            async def stop_indexer() -> None:
+                indexer.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await indexer
+
+            stack.push_async_callback(stop_indexer)
+            await stack.enter_async_context(self._source(self.catalog))
+            self._stack = stack.pop_all()
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        stack, self._stack = self._stack, None
+        if stack is not None:
+            await stack.aclose()
+
+    def _on_change(self, added: Sequence[AgentDescription], removed: Sequence[str]) -> None:
+        for agent_id in removed:
+            self.forwarder.forget(agent_id)
+        self._indexing.put_nowait((added, removed))
+
+    async def _index(self) -> None:
+        """Teach the router each catalog change as it happens, one at a time."""
+        while True:
+            added, removed = await self._indexing.get()
+            if self._router is None:
+                continue
+            try:
+                if added:
+                    await self._router.add(list(added))
+                for agent_id in removed:
+                    await self._router.remove(agent_id)
+            except RoutingError as exc:
+                log.error("the router could not index the agents: %s", exc)
+
+    # --- turns -------------------------------------------------------------------------------------
+
+    def candidates(
+        self, tenant: str | None, channel: str | None, subset: str | None
+    ) -> list[AgentDescription]:
+        """The chat agents serving this tenant, channel and subset."""
+        return AgentFilter(tenant, channel, subset).apply(self.catalog.agents.values())
+
+    async def chat(
+        self,
+        tenant: str,
+        conversation_id: str,
+        turn_id: str,
+        conversation: Conversation,
+        *,
+        subset: str | None,
+    ) -> Turn:
+        """Answer one turn; failures are :class:`LmosError` with the LMOS code and HTTP status."""
+        chosen_subset = subset or self.settings.default_subset
+        channel = conversation.system_context.channel_id
+        candidates = self.candidates(tenant, channel, chosen_subset)
+        agent, decision = await self._choose(conversation, candidates, tenant, channel, chosen_subset)
+        messages = [
+            ChatMessage(role=message.role, content=message.content, format=message.format)
+            for message in conversation.input_context.messages
+        ]
+        reply = await self.forwarder.chat(agent, messages, conversation_id)
+        log.info(
+            "turn %s of %s/%s -> %s (%s %.3f)",
+            turn_id,
+            tenant,
+            conversation_id,
+            agent.id,
+            decision.method,
+            decision.score,
+        )
+        return Turn(agent, decision, reply, chosen_subset)
+
+    async def _choose(
+        self,
+        conversation: Conversation,
+        candidates: Sequence[AgentDescription],
+        tenant: str,
+        channel: str,
+        subset: str,
+    ) -> tuple[AgentDescription, Decision]:
+        where = f"tenant {tenant!r}, channel {channel!r}, subset {subset!r}"
+        explicit = conversation.input_context.explicit_agent
+        if explicit:
+            for agent in candidates:
+                if explicit in (agent.id, agent.title):
+                    return agent, Decision(agent.id, 1.0, "named by explicitAgent", "explicit")
+            raise LmosError(
+                AGENT_NOT_FOUND, f"No agent found with the name {explicit} for {where}", status=404
+            )
+        if self._router is None:
+            raise LmosError(INVALID_REQUEST, "Explicit agent name is required", status=400)
+        if not candidates:
+            raise LmosError(AGENT_NOT_FOUND, f"No agent serves {where}", status=404)
+        messages = conversation.input_context.messages
+        last_user = max((i for i, m in enumerate(messages) if m.role == "user"), default=len(messages) - 1)
+        history = [ChatMessage(role=m.role, content=m.content) for m in messages[:last_user]]
+        try:
+            decision = await self._router.route(conversation.query, history_of(history), candidates)
+        except RoutingError as exc:
+            raise LmosError(INTERNAL_SERVER_ERROR, f"routing failed: {exc}", status=500) from exc
+        if decision.agent_id is None:
+            raise LmosError(
+                AGENT_NOT_FOUND,
+                f"No agent fits this turn among those serving {where}: {decision.reason}",
+                status=404,
+            )
+        for agent in candidates:
+            if (agent.id or agent.title) == decision.agent_id:
+                return agent, decision
+        raise LmosError(
+            AGENT_NOT_FOUND, f"the router chose {decision.agent_id}, which left meanwhile", status=404
+        )

@@ -1,0 +1,172 @@
+"""Real parts for the runtime tests: SDK chat agents on every binding, a directory, MiniLM, the runtime."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from router import MiniLMEmbedder, VectorRouter
+from runtime import Runtime, RuntimeSettings, create_app
+from runtime._catalog import CatalogSource
+from tests.registry.conftest import running_directory
+from wot_agents import Agent, Capability, ChatRequest, ChatStream, DirectoryClient, chat_handler
+from wot_agents.bindings import RunningAgent
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+#: (id, title, capability, examples): three LMOS agents of tenant acme, channel web.
+AGENTS = {
+    "weather": (
+        "urn:test:agent:weather",
+        "WeatherAgent",
+        "Weather forecasts for a place and a day.",
+        ["will it rain tomorrow?", "how warm is it in Paris", "weather this weekend", "is it sunny today"],
+    ),
+    "billing": (
+        "urn:test:agent:billing",
+        "BillingAgent",
+        "Invoices, bills, payments and refunds.",
+        ["send me my invoice", "where is my bill", "I want a refund", "how much do I owe"],
+    ),
+    "travel": (
+        "urn:test:agent:travel",
+        "TravelAgent",
+        "Books flights and hotels.",
+        ["book a flight to Rome", "I need a hotel in Berlin", "reserve a plane ticket", "find me a room"],
+    ),
+}
+
+
+def chat_agent(
+    name: str,
+    *,
+    agent_id: str | None = None,
+    tenants: Sequence[str] | None = ("acme",),
+    channels: Sequence[str] | None = ("web",),
+    subset: str | None = None,
+    answer: Callable[[ChatRequest, ChatStream], Any] | None = None,
+    version: str = "1.0.0",
+) -> Agent:
+    """An SDK agent answering ``"<title>: <last message>"`` (or as ``answer`` says), word by word."""
+    default_id, title, description, examples = AGENTS[name]
+    agent = Agent(
+        title,
+        id=agent_id or default_id,
+        description=description,
+        capabilities=[
+            Capability(
+                id=f"urn:test:capability:{name}",
+                name=name,
+                version=version,
+                description=description,
+                examples=examples,
+            )
+        ],
+        tenants=list(tenants) if tenants is not None else None,
+        channels=list(channels) if channels is not None else None,
+        subset=subset,
+    )
+
+    async def reply(request: ChatRequest, stream: ChatStream) -> str:
+        if answer is not None:
+            result = answer(request, stream)
+            return str(await result if asyncio.iscoroutine(result) else result)
+        text = f"{title}: {request.messages[-1].content}"
+        for index, word in enumerate(text.split(" ")):
+            await stream.send(word if index == 0 else " " + word)
+        return text
+
+    chat_handler(agent)(reply)
+    return agent
+
+
+@pytest.fixture(scope="session")
+def minilm() -> MiniLMEmbedder:
+    embedder = MiniLMEmbedder()
+    embedder.embed(["warm up"])
+    return embedder
+
+
+@asynccontextmanager
+async def serve_app(app: web.Application) -> AsyncIterator[str]:
+    runner = web.AppRunner(app, shutdown_timeout=1)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        host, port = runner.addresses[0][:2]
+        yield f"http://{host}:{port}"
+    finally:
+        await runner.cleanup()
+
+
+class Deployment:
+    """A directory, agents registered in it, and a runtime following the directory."""
+
+    def __init__(self, directory: str, stack: AsyncExitStack, minilm: MiniLMEmbedder) -> None:
+        self.directory = directory
+        self.stack = stack
+        self.minilm = minilm
+        self.agents: dict[str, RunningAgent] = {}
+        self.runtime: Runtime | None = None
+        self.url = ""
+
+    async def add(self, agent: Agent, **serve: Any) -> RunningAgent:
+        running = await self.stack.enter_async_context(agent.serve(**serve))
+        async with DirectoryClient(self.directory) as client:
+            await client.register(running.description.to_dict())
+        self.agents[agent.id] = running
+        return running
+
+    async def remove(self, agent_id: str) -> None:
+        async with DirectoryClient(self.directory) as client:
+            await client.delete(agent_id)
+
+    async def start(self, *, source: CatalogSource | None = None, **settings: Any) -> str:
+        options: dict[str, Any] = {"directory": self.directory, **settings}
+        router = None
+        if options.get("router", "vector") == "vector":
+            router = VectorRouter(self.minilm)
+            self.stack.push_async_callback(router.aclose)
+        self.runtime = Runtime(RuntimeSettings(**options), router=router, source=source)
+        self.url = await self.stack.enter_async_context(serve_app(create_app(runtime=self.runtime)))
+        await self.wait_for(len(self.agents))
+        return self.url
+
+    async def wait_for(self, count: int) -> None:
+        assert self.runtime is not None
+        async with asyncio.timeout(20):
+            await self.runtime.catalog.wait_for(lambda catalog: len(catalog) == count)
+
+
+@pytest.fixture
+async def deployment(minilm: MiniLMEmbedder) -> AsyncIterator[Deployment]:
+    async with AsyncExitStack() as stack:
+        directory = await stack.enter_async_context(running_directory())
+        yield Deployment(directory, stack, minilm)
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+def body(query: str, *, channel: str = "web", explicit: str | None = None, **extra: Any) -> dict[str, Any]:
+    """An LMOS chat request body."""
+    input_context: dict[str, Any] = {"messages": [{"role": "user", "format": "text", "content": query}]}
+    if explicit:
+        input_context["explicitAgent"] = explicit
+    return {
+        "inputContext": input_context,
+        "systemContext": {"channelId": channel},
+        "userContext": {"userId": "user456"},
+        **extra,
+    }

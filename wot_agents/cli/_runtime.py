@@ -1,0 +1,80 @@
+"""``wot-agents runtime``: the LMOS-compatible chat endpoint that routes each turn to an agent."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from typing import Any
+
+
+def register(subparsers: Any) -> None:
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "runtime",
+        help="run the chat runtime (LMOS API)",
+        description="Serve the LMOS runtime API (POST /apis/v1/{tenant}/chat/{conversation}/message, also "
+        "under /lmos/runtime/apis/v1): each turn goes to the chat agent that fits it among those serving "
+        "the tenant and channel. Candidates come from --directory (kept current by its events), from "
+        "--agents files, or else from mDNS. Settings also come from WOT_AGENTS_RUNTIME_* variables and "
+        "LMOS's own (AGENT_REGISTRY_URL, OPENAI_API_URL, OPENAI_API_MODEL, OPENAI_API_KEY, ROUTER_TYPE).",
+    )
+    parser.add_argument("--directory", metavar="URL", help="Thing Description Directory of the agents")
+    parser.add_argument("--directory-token", metavar="TOKEN", help="bearer token for the directory")
+    parser.add_argument(
+        "--agents", nargs="+", metavar="FILE", help="Agent Description files (a TD or a JSON array each)"
+    )
+    parser.add_argument(
+        "--channels", nargs="+", metavar="FILE", help="LMOS Channel / ChannelRollout YAML files"
+    )
+    parser.add_argument(
+        "--router",
+        choices=("vector", "llm", "hybrid", "cascade", "explicit"),
+        help="how turns naming no explicitAgent are routed (default vector)",
+    )
+    parser.add_argument("--embedder", help="embedder of the vector router (default minilm)")
+    parser.add_argument("--llm-base-url", help="OpenAI-compatible endpoint of the LLM router")
+    parser.add_argument("--llm-model", help="chat model of the LLM router")
+    parser.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port (default 8080; 0 picks a free one)")
+    parser.set_defaults(run=run)
+
+
+async def run(args: argparse.Namespace) -> int:
+    from aiohttp import web
+    from pydantic import ValidationError
+
+    from runtime import RuntimeSettings, create_app
+    from wot_agents import WotAgentsError
+
+    keys = ("directory", "directory_token", "agents", "channels", "router", "embedder", "llm_base_url")
+    overrides: dict[str, Any] = {key: getattr(args, key) for key in (*keys, "llm_model", "host", "port")}
+    overrides = {key: value for key, value in overrides.items() if value is not None}
+    try:
+        settings = RuntimeSettings(**overrides)
+    except ValidationError as exc:
+        print(f"wot-agents runtime: {exc}", file=sys.stderr)
+        return 2
+    runner = web.AppRunner(create_app(settings), shutdown_timeout=settings.agent_timeout)
+    try:
+        await runner.setup()
+    except (OSError, ValueError, WotAgentsError) as exc:
+        print(f"wot-agents runtime: {exc}", file=sys.stderr)
+        await runner.cleanup()
+        return 2
+    try:
+        site = web.TCPSite(runner, settings.host, settings.port)
+        await site.start()
+        for address in runner.addresses:
+            host, port = address[:2]
+            where = f"[{host}]" if ":" in host else host
+            print(f"runtime listening on http://{where}:{port}/apis/v1/", flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        print("runtime stopping", flush=True)
+    finally:
+        await runner.cleanup()
+    return 0
