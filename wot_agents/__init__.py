@@ -37,6 +37,7 @@ from ._errors import (
     EmbedderError,
     InteractionError,
     JsonLdError,
+    KeyResolutionError,
     LLMRoutingError,
     NoSuitableFormError,
     PayloadError,
@@ -44,6 +45,9 @@ from ._errors import (
     RemoteError,
     RequestTimeout,
     RoutingError,
+    SignatureError,
+    TrustError,
+    UntrustedIssuer,
     ValidationError,
     WotAgentsError,
 )
@@ -72,6 +76,7 @@ from ._model import (
 from ._validation import check, validate, validate_json
 from .bindings import ApiKey, ApiKeyAuth, BasicAuth, BasicCredentials, BearerAuth, BearerToken
 from .jsonld import ContextLoader
+from .trust import AgentIdentity, DidResolver, TrustPolicy, sign, verify
 
 __version__ = "0.1.0"
 
@@ -88,6 +93,7 @@ __all__ = [
     "AffordanceKind",
     "Agent",
     "AgentDescription",
+    "AgentIdentity",
     "AgentMetadata",
     "AnnouncementError",
     "ApiKey",
@@ -112,6 +118,7 @@ __all__ = [
     "ContextLoader",
     "DataSchema",
     "DescriptionError",
+    "DidResolver",
     "DirectoryClient",
     "DirectoryError",
     "DirectoryEvent",
@@ -126,6 +133,7 @@ __all__ = [
     "InteractionAffordance",
     "InteractionError",
     "JsonLdError",
+    "KeyResolutionError",
     "LLMRoutingError",
     "Link",
     "NoSuitableFormError",
@@ -139,8 +147,12 @@ __all__ = [
     "RequiredCapability",
     "RoutingError",
     "SecurityScheme",
+    "SignatureError",
     "Subscription",
     "ThingDescription",
+    "TrustError",
+    "TrustPolicy",
+    "UntrustedIssuer",
     "ValidationError",
     "Vendor",
     "Version",
@@ -154,6 +166,8 @@ __all__ = [
     "is_chat_agent",
     "load_channel_resources",
     "resolve_channel",
+    "sign",
     "validate",
     "validate_json",
+    "verify",
 ]

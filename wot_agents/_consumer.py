@@ -25,6 +25,7 @@ from ._model import AgentDescription, DataSchema, InteractionAffordance
 from .bindings._interfaces import ClientBinding, Interaction, Stream
 from .bindings._security import Credentials, apply_security
 from .bindings._vocabulary import Kind, form_ops
+from .trust import TrustPolicy
 
 __all__ = ["DEFAULT_PREFERENCE", "ConsumedThing", "consume"]
 
@@ -45,12 +46,15 @@ def consume(
     prefer: Sequence[str] = DEFAULT_PREFERENCE,
     timeout: float = 30.0,
     validate: bool = True,
+    trust: TrustPolicy | None = None,
 ) -> ConsumedThing:
     """A client for the thing ``td`` describes (a model, a parsed document or JSON text).
 
     ``credentials`` are the caller's secrets for the TD's security schemes: one credential, or a
-    mapping from security-definition name to credential. Use the result as an async context
-    manager, or call :meth:`ConsumedThing.aclose` when done.
+    mapping from security-definition name to credential. ``trust`` (a :class:`TrustPolicy`) is
+    checked before the first interaction: an unsigned, tampered or untrusted description is
+    refused with a :class:`~wot_agents.TrustError` and nothing is sent. Use the result as an async
+    context manager, or call :meth:`ConsumedThing.aclose` when done.
     """
     if isinstance(td, AgentDescription):
         description = td
@@ -59,7 +63,7 @@ def consume(
     else:
         description = AgentDescription.from_dict(td)
     return ConsumedThing(
-        description, credentials=credentials, prefer=prefer, timeout=timeout, validate=validate
+        description, credentials=credentials, prefer=prefer, timeout=timeout, validate=validate, trust=trust
     )
 
 
@@ -75,8 +79,11 @@ class ConsumedThing:
         timeout: float = 30.0,
         validate: bool = True,
         clients: Sequence[ClientBinding] | None = None,
+        trust: TrustPolicy | None = None,
     ) -> None:
         self.description = description
+        self._trust = trust
+        self._trusted = trust is None
         self.timeout = timeout
         self._credentials = credentials
         self._prefer = tuple(prefer)
@@ -96,6 +103,7 @@ class ConsumedThing:
     # --- the interactions ------------------------------------------------------------------------
 
     async def read_property(self, name: str) -> Any:
+        await self._check_trust()
         affordance = self._affordance("property", name)
         interaction, client = self._choose("property", name, affordance, "readproperty")
         value = await client.request(interaction)
@@ -103,6 +111,7 @@ class ConsumedThing:
         return value
 
     async def write_property(self, name: str, value: Any) -> None:
+        await self._check_trust()
         affordance = self._affordance("property", name)
         if getattr(affordance, "read_only", None):
             raise PayloadError(f"property {name!r} is read-only", thing_id=self.id)
@@ -111,6 +120,7 @@ class ConsumedThing:
         await client.request(interaction, value)
 
     async def invoke_action(self, name: str, input: Any = None) -> Any:
+        await self._check_trust()
         affordance = self._affordance("action", name)
         schema = getattr(affordance, "input", None)
         if schema is not None or input is not None:
@@ -197,6 +207,12 @@ class ConsumedThing:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.aclose()
+
+    async def _check_trust(self) -> None:
+        """Apply the trust policy once: the description is fixed for this object's life."""
+        if not self._trusted and self._trust is not None:
+            await self._trust.check(self.description, source=f"consume({self.description.title!r})")
+            self._trusted = True
 
     # --- form choice -----------------------------------------------------------------------------
 
@@ -290,6 +306,7 @@ class ConsumedThing:
         part: str,
         schema: DataSchema | InteractionAffordance | None,
     ) -> Stream[Any]:
+        await self._check_trust()
         interaction, client = self._choose(kind, name, affordance, op)
         stream = await client.stream(interaction)
         if schema is None or not self._validate:

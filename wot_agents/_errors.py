@@ -16,6 +16,10 @@ describes the same failure, the child inherits it too, so ``except TimeoutError`
     │   ├── PayloadError (ValueError)        a payload does not match the affordance's data schema
     │   └── NoSuitableFormError              no form with a supported op, scheme and security
     ├── DirectoryError                       a directory request failed (``status``, ``problem``)
+    ├── TrustError                           identity, signature or membership checks failed
+    │   ├── SignatureError (ValueError)      a signed description does not verify (tampered, wrong key)
+    │   ├── UntrustedIssuer                  it verifies, but no signer is one the caller trusts
+    │   └── KeyResolutionError               a signer's key could not be found (DID unresolvable)
     ├── DiscoveryError                       mDNS / DNS-SD discovery failed
     │   ├── AnnouncementError (ValueError)   a DNS-SD announcement breaks the WoT Discovery rules
     │   └── DirectoryNotFound (LookupError)  no directory announced itself in time
@@ -42,6 +46,7 @@ __all__ = [
     "EmbedderError",
     "InteractionError",
     "JsonLdError",
+    "KeyResolutionError",
     "LLMRoutingError",
     "NoSuitableFormError",
     "PayloadError",
@@ -49,6 +54,9 @@ __all__ = [
     "RemoteError",
     "RequestTimeout",
     "RoutingError",
+    "SignatureError",
+    "TrustError",
+    "UntrustedIssuer",
     "ValidationError",
     "WotAgentsError",
 ]
@@ -144,6 +152,27 @@ class DirectoryError(WotAgentsError):
         super().__init__(message)
         self.status = status
         self.problem = dict(problem) if problem else {}
+
+
+class TrustError(WotAgentsError):
+    """An identity, signature or membership check failed; ``issuer`` names the signer when known."""
+
+    def __init__(self, message: str, *, issuer: str | None = None) -> None:
+        super().__init__(message)
+        self.issuer = issuer
+
+
+class SignatureError(TrustError, ValueError):
+    """A description's signature does not verify: changed after signing, or signed by another key."""
+
+
+class UntrustedIssuer(TrustError):
+    """Every signature verifies, but none is by an issuer the caller accepts (or there is none)."""
+
+
+class KeyResolutionError(TrustError):
+    """A signer's public key could not be found: unknown DID method, DID document unreachable,
+    too large, too slow, redirected to another host, or without the key named."""
 
 
 class DiscoveryError(WotAgentsError):

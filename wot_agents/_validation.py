@@ -4,7 +4,7 @@ Three schemas apply, all from ``td_schemas``:
 
 - the official W3C TD 1.1 JSON Schema, to every document;
 - the WoT Discovery extension schema, to documents carrying a ``registration`` object;
-- the wot-agents Agent Description schema, to the ``lmos:`` terms.
+- the wot-agents Agent Description schema, to the ``lmos:`` terms and ``signatures``.
 
 The validators are compiled once (jsonschema-rs, a Rust implementation: ~0.01 ms per TD against
 ~3 ms for the pure-Python jsonschema; see ``bench/validation.py``), which makes validating on
@@ -50,7 +50,7 @@ def validate(document: Any) -> list[Problem]:
     problems = _problems("td", document)
     if "registration" in document:
         problems += _problems("discovery", document)
-    if any(isinstance(key, str) and key.startswith("lmos:") for key in document):
+    if "signatures" in document or any(isinstance(key, str) and key.startswith("lmos:") for key in document):
         problems += _problems("agent", document)
     return sorted(set(problems), key=lambda problem: (problem.pointer, problem.message))
 

@@ -105,6 +105,8 @@ class ServeContext:
     #: The current description with every server's forms (served, published).
     describe: Callable[[], AgentDescription]
     security: Sequence[ServerSecurity] = ()
+    #: The agent's did:web document, if it has one (the web server serves it where the DID says).
+    did_document: Callable[[], Mapping[str, Any] | None] = lambda: None
 
 
 @runtime_checkable

@@ -15,6 +15,7 @@ from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from typing import Any
 
 from .._model import AgentDescription
+from ..trust import AgentIdentity, sign
 from ._interfaces import BindingServer, ExposedAgent, ServeContext
 from ._security import ServerSecurity, security_definitions
 from ._web import WebBinding, WebServer
@@ -44,9 +45,12 @@ class RunningAgent:
         slug: str,
         *,
         td10_compatible: bool = False,
+        identity: AgentIdentity | None = None,
     ) -> None:
         self.agent = agent
         self.td10_compatible = td10_compatible
+        #: Who signs the description (None: unsigned); ``serve(did_web=True)`` gives it a did:web.
+        self.identity = identity
         self.servers = tuple(servers)
         self.security = tuple(security)
         self.slug = slug
@@ -59,6 +63,7 @@ class RunningAgent:
             thing_id=first.id or f"urn:wot-agents:{slug}",
             describe=lambda: self.description,
             security=self.security,
+            did_document=self.did_document,
         )
 
     @property
@@ -71,8 +76,16 @@ class RunningAgent:
             )
             if self.td10_compatible:
                 description = _for_td10_consumers(description)
+            if self.identity is not None:  # last: the signature covers everything above
+                description = AgentDescription.from_dict(sign(description, self.identity))
             self._description = description
         return self._description
+
+    def did_document(self) -> dict[str, Any] | None:
+        """The agent's DID document when it goes by a did:web (served by its web server)."""
+        if self.identity is None or self.identity.web is None:
+            return None
+        return self.identity.did_document(td_url=self.td_url)
 
     @property
     def base_urls(self) -> dict[str, str]:
@@ -121,21 +134,34 @@ class Serving:
         services: Sequence[Service],
         slug: str,
         td10_compatible: bool = False,
+        identity: AgentIdentity | None = None,
+        did_web: bool = False,
     ) -> None:
         self._agent, self._servers, self._security, self._services = agent, servers, security, services
         self._slug = slug
         self._td10_compatible = td10_compatible
+        self._identity = identity
+        self._did_web = did_web
         self._stack: AsyncExitStack | None = None
 
     async def __aenter__(self) -> RunningAgent:
         if self._stack is not None:
             raise RuntimeError("this agent is already being served by this serve() call")
         running = RunningAgent(
-            self._agent, self._servers, self._security, self._slug, td10_compatible=self._td10_compatible
+            self._agent,
+            self._servers,
+            self._security,
+            self._slug,
+            td10_compatible=self._td10_compatible,
+            identity=self._identity,
         )
         async with AsyncExitStack() as stack:
             for server in self._servers:
                 await stack.enter_async_context(server.run(running.context))
+            if self._did_web and running.identity is not None:
+                if running.td_url is None:
+                    raise ValueError("did_web=True needs a web binding (http= or ws=) to serve did.json")
+                running.identity = running.identity.with_web(running.td_url)
             await running.refresh()
             for service in self._services:
                 await stack.enter_async_context(service(running))
@@ -180,6 +206,8 @@ def serve(
     directory: str | bool | None = None,
     directory_token: str | None = None,
     registration_ttl: float = 60.0,
+    identity: AgentIdentity | None = None,
+    did_web: bool = False,
 ) -> Serving:
     """Serve ``agent`` over the bindings asked for.
 
@@ -191,7 +219,9 @@ def serve(
     TD 1.1 requires "when there are possibly TD 1.0 consumers" (node-wot 0.8 is one).
     ``announce=True`` announces the agent by mDNS / DNS-SD; ``directory`` is the URL of a Thing
     Description Directory to stay registered in (``registration_ttl`` seconds, renewed), or
-    ``True`` for the one announced on the LAN by DNS-SD.
+    ``True`` for the one announced on the LAN by DNS-SD. ``identity`` signs the TD (see
+    :mod:`wot_agents.trust`); with ``did_web=True`` the agent goes by the did:web of its TD's URL
+    and serves that DID's document (``/{slug}/did.json``).
     """
     from .http import HttpBinding
     from .mqtt import MqttServer
@@ -216,7 +246,7 @@ def serve(
         servers.append(MqttServer(mqtt) if isinstance(mqtt, str) else mqtt)
     if announce or directory:
         services = [*services, *_discovery_services(announce, directory, directory_token, registration_ttl)]
-    return Serving(agent, servers, schemes, services, slug, td10_compatible)
+    return Serving(agent, servers, schemes, services, slug, td10_compatible, identity, did_web)
 
 
 def _discovery_services(

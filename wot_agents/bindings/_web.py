@@ -13,12 +13,14 @@ import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
 from .._agent import FormProvider
 from .._errors import PayloadError
 from .._model import AgentDescription, Form
+from ..trust import did_web_url
 from ._interfaces import ServeContext
 from ._security import Presented
 from ._vocabulary import Kind
@@ -30,6 +32,8 @@ log = logging.getLogger("wot_agents.bindings")
 PROBLEM_TYPE = "application/problem+json"
 #: Paths under which the agent's TD is public: discovery must work before authentication.
 WELL_KNOWN = "/.well-known/wot"
+#: Where a did:web without a path has its DID document (did:web method spec 3.2.1).
+DID_WELL_KNOWN = "/.well-known/did.json"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -133,6 +137,8 @@ class WebServer:
         )
         app.router.add_get(WELL_KNOWN, self._td)
         app.router.add_get(self.td_path(context), self._td)
+        app.router.add_get(DID_WELL_KNOWN, self._did)
+        app.router.add_get("/{path:.+}/did.json", self._did)
         for binding in self.bindings:
             binding.install(app, context, self.url)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=self.shutdown_timeout)
@@ -157,9 +163,24 @@ class WebServer:
         assert self._context is not None
         return json_response(self._context.describe().to_dict(), content_type="application/td+json")
 
+    def _did_path(self) -> str | None:
+        assert self._context is not None
+        document = self._context.did_document()
+        return None if document is None else urlsplit(did_web_url(document["id"])).path
+
+    async def _did(self, request: web.Request) -> web.Response:
+        """The agent's did:web document, at the one path its DID names (did:web method 3.2.1)."""
+        assert self._context is not None
+        document = self._context.did_document()
+        if document is None or request.path != self._did_path():
+            raise web.HTTPNotFound()
+        return json_response(document, content_type="application/did+json")
+
     def _is_public(self, request: web.Request) -> bool:
         assert self._context is not None
-        return request.method == "OPTIONS" or request.path in (WELL_KNOWN, self.td_path(self._context))
+        if request.method == "OPTIONS" or request.path in (WELL_KNOWN, self.td_path(self._context)):
+            return True
+        return request.path.endswith("/did.json") and request.path == self._did_path()
 
     @web.middleware
     async def _limits(self, request: web.Request, handler: Handler) -> web.StreamResponse:

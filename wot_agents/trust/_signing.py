@@ -1,0 +1,286 @@
+"""Signed descriptions: a JWS with detached payload over the RFC 8785 form of the TD.
+
+The shape follows A2A's signed agent cards: the TD carries a ``signatures`` array, each entry a
+flattened JWS JSON serialization (RFC 7515 7.2.2) without its payload: ``protected`` (the
+base64url protected header: ``alg``, ``kid``, ``typ``), ``signature`` and an optional unprotected
+``header``. The payload (RFC 7515 appendix F) is the RFC 8785 canonical JSON of the TD
+without ``signatures`` and without what a directory adds on registration: the ``registration``
+object and the WoT Discovery context it appends to ``@context``. So a TD verifies the same when
+served by its agent, after a directory enriched it, and in a directory listing.
+
+``kid`` is a DID URL; the key is the DID's (see :mod:`._did`), and the DID is the issuer a
+:class:`TrustPolicy` accepts or not. A signature that does not verify is never skipped: one bad
+signature makes the whole description suspect.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import warnings
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+import orjson
+import rfc8785
+from joserfc import jws
+from joserfc.errors import JoseError
+
+from .._errors import KeyResolutionError, SignatureError, TrustError, UntrustedIssuer
+from .._model import AgentDescription
+from ._did import DidResolver
+from ._identity import AgentIdentity
+
+__all__ = ["ALGORITHMS", "SIGNATURES", "TrustPolicy", "issuers", "sign", "signing_input", "verify"]
+
+log = logging.getLogger("wot_agents.trust")
+
+#: The TD member holding the signatures (defined as ``lmos:signatures`` in the LMOS context).
+SIGNATURES = "signatures"
+#: Algorithms accepted on verification. ``EdDSA`` is what RFC 8037 called Ed25519 before RFC 9864
+#: made algorithm names fully specified; signers here write ``Ed25519`` or ``ES256``.
+ALGORITHMS = ("Ed25519", "ES256", "EdDSA")
+_DISCOVERY_CONTEXTS = frozenset(
+    {"https://www.w3.org/2022/wot/discovery", "https://www.w3.org/2022/wot/discovery/"}
+)
+#: Members a directory owns: never part of what the agent signed.
+_UNSIGNED = frozenset({SIGNATURES, "registration"})
+
+_default_resolver = DidResolver()
+
+
+def _document(td: AgentDescription | Mapping[str, Any]) -> Mapping[str, Any]:
+    return td.to_dict() if isinstance(td, AgentDescription) else td
+
+
+def signing_input(td: AgentDescription | Mapping[str, Any]) -> bytes:
+    """The bytes a signature covers: RFC 8785 JSON of the TD as its agent wrote it."""
+    document = _document(td)
+    payload = {key: value for key, value in document.items() if key not in _UNSIGNED}
+    context = payload.get("@context")
+    if isinstance(context, list) and any(isinstance(c, str) and c in _DISCOVERY_CONTEXTS for c in context):
+        kept = [c for c in context if not (isinstance(c, str) and c in _DISCOVERY_CONTEXTS)]
+        # A directory turns a lone context string into [string, discovery]: undo that too.
+        payload["@context"] = kept[0] if len(kept) == 1 else kept
+    shape = _shape(payload)
+    if shape == _INTEGRAL_FLOATS:
+        payload = _integral_floats_as_ints(payload)
+    if shape != _OTHER:
+        return orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)
+    try:
+        return rfc8785.dumps(payload)
+    except rfc8785.CanonicalizationError as exc:
+        raise TrustError(f"this description cannot be put in RFC 8785 form to be signed: {exc}") from None
+
+
+_SAFE_INTEGER = 2**53 - 1
+#: Below this magnitude ECMAScript writes a fraction in fixed notation, orjson in exponent notation.
+_SMALLEST_SAME_FRACTION = 1e-5
+_PLAIN, _INTEGRAL_FLOATS, _OTHER = 0, 1, 2
+
+
+def _shape(value: Any) -> int:
+    """Whether orjson with sorted keys writes exactly the RFC 8785 form of ``value``.
+
+    It does (``_PLAIN``) when every key is ASCII (RFC 8785 sorts by UTF-16 code units, orjson by
+    code points; they agree on ASCII), every integer is exact in an IEEE double, and every float
+    is a fraction of magnitude >= 1e-5 (written alike by ECMAScript and orjson). Integral floats
+    (``100.0``: ECMAScript writes ``100``, orjson ``100.0``) are ``_INTEGRAL_FLOATS``: written
+    as integers they qualify. Strings are escaped alike (tests/trust/test_signing.py compares
+    both writers on random documents). Anything else is ``_OTHER``, for rfc8785's writer.
+    """
+    shape = _PLAIN
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        kind = type(item)
+        if kind is dict:
+            if not all(key.isascii() for key in item):
+                return _OTHER
+            stack.extend(item.values())
+        elif kind is list:
+            stack.extend(item)
+        elif kind is int:
+            if not -_SAFE_INTEGER <= item <= _SAFE_INTEGER:
+                return _OTHER
+        elif kind is float:
+            if item.is_integer() and -_SAFE_INTEGER <= item <= _SAFE_INTEGER:
+                shape = _INTEGRAL_FLOATS
+            elif not (_SMALLEST_SAME_FRACTION <= abs(item) < _SAFE_INTEGER):
+                return _OTHER
+        elif not (kind is str or kind is bool or item is None):
+            return _OTHER
+    return shape
+
+
+def _integral_floats_as_ints(value: Any) -> Any:
+    kind = type(value)
+    if kind is dict:
+        return {key: _integral_floats_as_ints(item) for key, item in value.items()}
+    if kind is list:
+        return [_integral_floats_as_ints(item) for item in value]
+    if kind is float and value.is_integer():
+        return int(value)
+    return value
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _header(entry: Mapping[str, Any], index: int) -> dict[str, Any]:
+    protected = entry.get("protected")
+    if not isinstance(protected, str) or not isinstance(entry.get("signature"), str):
+        raise SignatureError(f"signature {index} needs a 'protected' and a 'signature' string")
+    try:
+        header = json.loads(base64.urlsafe_b64decode(protected + "=" * (-len(protected) % 4)))
+    except (ValueError, UnicodeDecodeError):
+        raise SignatureError(f"signature {index}: its protected header is not base64url JSON") from None
+    if not isinstance(header, dict):
+        raise SignatureError(f"signature {index}: its protected header is not a JSON object")
+    kid = header.get("kid")
+    if not isinstance(kid, str) or not kid.startswith("did:") or "#" not in kid:
+        raise SignatureError(f"signature {index}: 'kid' must be the DID URL of the signing key, not {kid!r}")
+    if header.get("alg") not in ALGORITHMS:
+        raise SignatureError(f"signature {index}: algorithm {header.get('alg')!r} is not one of {ALGORITHMS}")
+    if header.get("crit"):
+        raise SignatureError(
+            f"signature {index}: critical header parameters {header['crit']} are not understood"
+        )
+    return header
+
+
+def _entries(document: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    entries = document.get(SIGNATURES)
+    if entries is None:
+        return []
+    if not isinstance(entries, list) or not all(isinstance(e, Mapping) for e in entries):
+        raise SignatureError(f"'{SIGNATURES}' must be an array of JWS objects (protected, signature, header)")
+    return entries
+
+
+def issuers(td: AgentDescription | Mapping[str, Any]) -> list[str]:
+    """The DIDs named by a description's signatures (not verified: see :func:`verify`)."""
+    document = _document(td)
+    return [_header(entry, i)["kid"].partition("#")[0] for i, entry in enumerate(_entries(document))]
+
+
+def sign(
+    td: AgentDescription | Mapping[str, Any],
+    identity: AgentIdentity,
+    *,
+    header: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The description with ``identity``'s signature added (replacing an older one of the same key).
+
+    Other signers' signatures are kept only if they still verify over the same content; sign
+    last, after every other change.
+    """
+    document = dict(_document(td))
+    payload = signing_input(document)
+    protected = {"alg": identity.algorithm, "kid": identity.key_id, "typ": "JOSE"}
+    member: dict[str, Any] = {"protected": protected}
+    if header:
+        member["header"] = dict(header)
+    value = jws.serialize_json(
+        cast(jws.HeaderDict, member), payload, identity.jose_key(), algorithms=[identity.algorithm]
+    )
+    entry: dict[str, Any] = {"protected": value["protected"], "signature": value["signature"]}
+    if header:
+        entry["header"] = dict(header)
+    others = [e for e in _entries(document) if _header(e, 0).get("kid") != identity.key_id]
+    document[SIGNATURES] = [*others, entry]
+    return document
+
+
+def verify(
+    td: AgentDescription | Mapping[str, Any],
+    *,
+    trusted: Collection[str] | None = None,
+    resolver: DidResolver | None = None,
+) -> list[str]:
+    """Check every signature of a description; return the DIDs that signed it.
+
+    Raises :class:`SignatureError` if it is unsigned or any signature fails (tampered content,
+    another key), :class:`UntrustedIssuer` if ``trusted`` is given and no signer is in it, and
+    :class:`KeyResolutionError` for a did:web key not resolved yet (use :meth:`TrustPolicy.check`,
+    which fetches it). did:key signers need no I/O.
+    """
+    keys = resolver or _default_resolver
+    document = _document(td)
+    entries = _entries(document)
+    if not entries:
+        raise SignatureError("the description is not signed (no 'signatures')")
+    encoded = _b64(signing_input(document))
+    signers: list[str] = []
+    for index, entry in enumerate(entries):
+        header = _header(entry, index)
+        kid = header["kid"]
+        issuer = kid.partition("#")[0]
+        key = keys.cached_key(kid)
+        if key is None:
+            raise KeyResolutionError(f"the key {kid} is not resolved yet", issuer=issuer)
+        value: dict[str, Any] = {
+            "protected": entry["protected"],
+            "signature": entry["signature"],
+            "payload": encoded,
+        }
+        if isinstance(entry.get("header"), Mapping):
+            value["header"] = dict(entry["header"])
+        try:
+            with warnings.catch_warnings():
+                # joserfc warns that the 'EdDSA' name is deprecated (RFC 9864); others still write it.
+                warnings.simplefilter("ignore")
+                jws.deserialize_json(
+                    cast(jws.FlattenedJSONSerialization, value), key, algorithms=[header["alg"]]
+                )
+        except JoseError as exc:
+            raise SignatureError(
+                f"signature {index} by {issuer} does not verify: the description was changed after "
+                f"signing, or not signed by that key ({exc.error})",
+                issuer=issuer,
+            ) from None
+        signers.append(issuer)
+    if trusted is not None and not any(signer in trusted for signer in signers):
+        raise UntrustedIssuer(
+            f"signed by {', '.join(signers)}, none of them a trusted issuer", issuer=signers[0]
+        )
+    return signers
+
+
+@dataclass
+class TrustPolicy:
+    """What a consumer, the runtime or a directory demands of a description before trusting it.
+
+    ``require_signature``: refuse unsigned descriptions (a signed one is always verified).
+    ``trusted``: DIDs whose signature is accepted; None accepts any signer whose key resolves.
+    """
+
+    require_signature: bool = True
+    trusted: Collection[str] | None = None
+    resolver: DidResolver = field(default_factory=DidResolver)
+
+    async def check(self, td: AgentDescription | Mapping[str, Any], *, source: str = "") -> list[str]:
+        """The verified signers of ``td``, or a :class:`~wot_agents.TrustError` (also logged)."""
+        document = _document(td)
+        where = f"{source}: " if source else ""
+        try:
+            entries = _entries(document)
+            if not entries:
+                if self.require_signature:
+                    raise UntrustedIssuer("the description is not signed, and a signature is required")
+                return []
+            for index, entry in enumerate(entries):
+                kid = _header(entry, index)["kid"]
+                try:
+                    await self.resolver.key(kid)
+                except KeyResolutionError as exc:
+                    exc.issuer = exc.issuer or kid.partition("#")[0]
+                    raise
+            trusted = None if self.trusted is None else frozenset(self.trusted)
+            return verify(document, trusted=trusted, resolver=self.resolver)
+        except TrustError as exc:
+            log.warning("%srefused %s: %s", where, document.get("id") or document.get("title"), exc)
+            raise
