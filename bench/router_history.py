@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import router_datasets
 
 from router import CachedEmbedder, EmbeddingCache, MiniLMEmbedder, VectorRouter
-from wot_agents import AgentDescription
+from wot_agents import AgentDescription, ChatMessage
 
 FOLLOW_UPS = (
     "how long will that take?",
@@ -70,7 +70,11 @@ def accuracy(router: VectorRouter, talks: list[Conversation]) -> dict[str, float
     """Accuracy per kind of conversation, routed as ``route`` does (no abstention)."""
     hits: dict[str, list[bool]] = {}
     for context, query, expected, kind in talks:
-        history = [("user", context), ("assistant", REPLY)] if context else []
+        history = (
+            [ChatMessage(role="user", content=context), ChatMessage(role="assistant", content=REPLY)]
+            if context
+            else []
+        )
         decision = router.route_sync(query, history=history)
         hits.setdefault(kind, []).append(decision.agent_id == expected)
     return {kind: 100 * float(np.mean(values)) for kind, values in hits.items()}

@@ -1,12 +1,15 @@
 """Choose the agent for a query: vector, LLM and hybrid routing over Agent Descriptions.
 
-All three methods, and the cascade of a fast and an accurate vector router, share one API,
-``await router.route(query, history, candidates) -> Decision``, and know nothing of where the
+All three methods, and the cascade of a fast and an accurate vector router, implement one protocol,
+:class:`Router` (``add``, ``remove``, ``await router.route(query, history, candidates, where=...)
+-> Decision``, ``refitted``, ``aclose``, ``async with``) through :class:`RouterBase`, take the
+conversation as the SDK's :class:`~wot_agents.ChatMessage` list, and know nothing of where the
 descriptions came from (a directory, discovery, a file).
 """
 
+from ._base import CompositeRouter, RouterBase
 from ._cascade import CascadeRouter
-from ._decision import AgentFilter, Decision, Message, Router, agent_key
+from ._decision import AgentFilter, Decision, Router, agent_key
 from ._embedders import (
     EMBEDDERS,
     CachedEmbedder,
@@ -48,6 +51,7 @@ __all__ = [
     "CachedEmbedder",
     "CapabilityIndex",
     "CascadeRouter",
+    "CompositeRouter",
     "ConcatEmbedder",
     "Decision",
     "E5Embedder",
@@ -60,10 +64,10 @@ __all__ = [
     "LLMClient",
     "LLMRouter",
     "LabelledQuery",
-    "Message",
     "MiniLMEmbedder",
     "OpenAIEmbedder",
     "Router",
+    "RouterBase",
     "TorchMiniLMEmbedder",
     "TunedMiniLMEmbedder",
     "TuningSettings",

@@ -26,18 +26,17 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import replace
-from types import TracebackType
-from typing import Self
 
-from wot_agents import AgentDescription
+from wot_agents import AgentDescription, ChatMessage
 
-from ._decision import AgentFilter, Decision, Message, uncertain
+from ._base import CompositeRouter
+from ._decision import AgentFilter, Decision, uncertain
 from ._vector import VectorRouter
 
 __all__ = ["CascadeRouter"]
 
 
-class CascadeRouter:
+class CascadeRouter(CompositeRouter):
     """``fast`` decides alone when sure; ``accurate`` settles the rest (see the module docstring)."""
 
     method = "cascade"
@@ -49,18 +48,11 @@ class CascadeRouter:
         self.accurate = accurate
         self.confident = confident
         self.margin = margin
+        self.parts = (fast, accurate)
 
     @property
     def routers(self) -> tuple[VectorRouter, VectorRouter]:
         return self.fast, self.accurate
-
-    async def add(self, agents: Sequence[AgentDescription]) -> int:
-        changed = await asyncio.gather(*(router.add(agents) for router in self.routers))
-        return changed[0]
-
-    async def remove(self, agent_id: str) -> bool:
-        removed = await asyncio.gather(*(router.remove(agent_id) for router in self.routers))
-        return removed[0]
 
     async def set_out_of_scope(self, examples: Sequence[str]) -> None:
         """Teach both routers the queries no agent should take (see ``VectorRouter``)."""
@@ -69,7 +61,7 @@ class CascadeRouter:
     async def route(
         self,
         query: str,
-        history: Sequence[Message] = (),
+        history: Sequence[ChatMessage] = (),
         candidates: Sequence[AgentDescription] | None = None,
         *,
         where: AgentFilter | None = None,
@@ -79,18 +71,3 @@ class CascadeRouter:
             return replace(decision, method="cascade:fast")
         decision = await self.accurate.route(query, history, candidates, where=where)
         return replace(decision, method="cascade:accurate")
-
-    async def refitted(self) -> None:
-        """Wait until both classifiers reflect every agent change so far (benchmarks, tests)."""
-        await asyncio.gather(*(router.refitted() for router in self.routers))
-
-    async def aclose(self) -> None:
-        await asyncio.gather(*(router.aclose() for router in self.routers))
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
-    ) -> None:
-        await self.aclose()

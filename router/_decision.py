@@ -4,14 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from types import TracebackType
+from typing import Protocol, Self
 
-from wot_agents import AgentDescription
+from wot_agents import AgentDescription, ChatMessage
 
-__all__ = ["AgentFilter", "Decision", "Message", "Router", "agent_key", "uncertain"]
-
-#: One conversation turn: ``(role, text)`` with role ``"user"`` or ``"assistant"``.
-Message = tuple[str, str]
+__all__ = ["AgentFilter", "Decision", "Router", "agent_key", "uncertain"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,13 +85,35 @@ class AgentFilter:
 
 
 class Router(Protocol):
-    """The one routing API, whatever the method behind it."""
+    """The one routing API, whatever the method behind it: what callers (the CLI, the runtime) use.
+
+    Teach it agents with :meth:`add` / :meth:`remove`, then :meth:`route` a user's turn with the
+    conversation before it (the SDK's :class:`~wot_agents.ChatMessage`, as a chat agent receives
+    it). A router may learn in the background (the vector classifier refits after changes):
+    :meth:`refitted` waits until its decisions reflect every change so far, so a caller that must
+    not depend on timing awaits it after teaching. Close it with :meth:`aclose` or ``async with``.
+    Every router implements it through :class:`~router.RouterBase`.
+    """
+
+    async def add(self, agents: Sequence[AgentDescription]) -> int: ...
+
+    async def remove(self, agent_id: str) -> bool: ...
 
     async def route(
         self,
         query: str,
-        history: Sequence[Message] = (),
+        history: Sequence[ChatMessage] = (),
         candidates: Sequence[AgentDescription] | None = None,
+        *,
+        where: AgentFilter | None = None,
     ) -> Decision: ...
 
+    async def refitted(self) -> None: ...
+
     async def aclose(self) -> None: ...
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None: ...

@@ -17,10 +17,11 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
-from wot_agents import AgentDescription, LLMRoutingError
+from wot_agents import AgentDescription, ChatMessage, LLMRoutingError
 
-from ._decision import AgentFilter, Decision, Message, uncertain
-from ._llm import LLMClient, LLMRouter, _history
+from ._base import CompositeRouter, check_query
+from ._decision import AgentFilter, Decision, uncertain
+from ._llm import LLMClient, LLMRouter, chat_history
 from ._vector import VectorRouter
 
 __all__ = ["MODES", "HybridRouter"]
@@ -32,7 +33,7 @@ as short noun phrases without names, numbers or other specifics of this user (at
 Answer only with JSON: {"requirements": ["...", "..."]}"""
 
 
-class HybridRouter:
+class HybridRouter(CompositeRouter):
     """Vector search and an LLM combined; see the module docstring for the two modes.
 
     ``confident``: a vector decision at or above this score, ``margin`` ahead of the runner-up, is
@@ -60,21 +61,17 @@ class HybridRouter:
         self.margin = margin
         self.shortlist = shortlist
         vector.top = max(vector.top, shortlist)
-
-    async def add(self, agents: Sequence[AgentDescription]) -> int:
-        return await self.vector.add(agents)
-
-    async def remove(self, agent_id: str) -> bool:
-        return await self.vector.remove(agent_id)
+        self.parts = (vector, self.llm)
 
     async def route(
         self,
         query: str,
-        history: Sequence[Message] = (),
+        history: Sequence[ChatMessage] = (),
         candidates: Sequence[AgentDescription] | None = None,
         *,
         where: AgentFilter | None = None,
     ) -> Decision:
+        check_query(query)
         if self.mode == "requirements":
             return await self._requirements(query, history, candidates, where)
         return await self._fast(query, history, candidates, where)
@@ -82,7 +79,7 @@ class HybridRouter:
     async def _fast(
         self,
         query: str,
-        history: Sequence[Message],
+        history: Sequence[ChatMessage],
         candidates: Sequence[AgentDescription] | None,
         where: AgentFilter | None,
     ) -> Decision:
@@ -109,7 +106,7 @@ class HybridRouter:
     async def _requirements(
         self,
         query: str,
-        history: Sequence[Message],
+        history: Sequence[ChatMessage],
         candidates: Sequence[AgentDescription] | None,
         where: AgentFilter | None,
     ) -> Decision:
@@ -128,7 +125,7 @@ class HybridRouter:
         }
         messages = [
             {"role": "system", "content": REQUIREMENTS_PROMPT},
-            *_history(history, self.llm.history_turns),
+            *chat_history(history, self.llm.history_turns),
             {"role": "user", "content": query},
         ]
         try:
@@ -142,7 +139,3 @@ class HybridRouter:
         return replace(
             decision, method="hybrid:requirements", reason=f"requirements [{text}]: {decision.reason}"
         )
-
-    async def aclose(self) -> None:
-        await self.llm.aclose()
-        await self.vector.aclose()

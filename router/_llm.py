@@ -14,9 +14,10 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from wot_agents import AgentDescription, LLMRoutingError
+from wot_agents import AgentDescription, ChatMessage, LLMRoutingError
 
-from ._decision import AgentFilter, Decision, Message, agent_key
+from ._base import RouterBase, check_query
+from ._decision import AgentFilter, Decision, agent_key
 
 __all__ = ["LLMClient", "LLMRouter", "render_agents"]
 
@@ -142,14 +143,16 @@ class LLMClient:
             await self.client.close()
 
 
-def _history(history: Sequence[Message], turns: int) -> list[dict[str, str]]:
+def chat_history(history: Sequence[ChatMessage], turns: int) -> list[dict[str, str]]:
+    """The last ``turns`` messages as chat completion messages; a system message from the
+    conversation is passed as the user's, so that it cannot override the routing prompt."""
     return [
-        {"role": role if role in ("user", "assistant") else "user", "content": text}
-        for role, text in history[-turns:]
+        {"role": turn.role if turn.role in ("user", "assistant") else "user", "content": turn.content}
+        for turn in history[-turns:]
     ]
 
 
-class LLMRouter:
+class LLMRouter(RouterBase):
     """Asks a chat model which candidate should handle the request (reading the conversation too)."""
 
     method = "llm"
@@ -178,7 +181,7 @@ class LLMRouter:
     async def choose(
         self,
         query: str,
-        history: Sequence[Message],
+        history: Sequence[ChatMessage],
         agents: Sequence[AgentDescription],
         *,
         method: str | None = None,
@@ -214,7 +217,7 @@ class LLMRouter:
 
         messages = [
             {"role": "system", "content": ROUTE_PROMPT.format(agents=render_agents(agents))},
-            *_history(history, self.history_turns),
+            *chat_history(history, self.history_turns),
             {"role": "user", "content": query},
         ]
         return await self.llm.ask(messages, name="route", schema=schema, accept=accept)
@@ -222,12 +225,13 @@ class LLMRouter:
     async def route(
         self,
         query: str,
-        history: Sequence[Message] = (),
+        history: Sequence[ChatMessage] = (),
         candidates: Sequence[AgentDescription] | None = None,
         *,
         where: AgentFilter | None = None,
     ) -> Decision:
         """Choose among ``candidates`` (default: the agents added) passing ``where``."""
+        check_query(query)
         pool = list(self._agents.values()) if candidates is None else list(candidates)
         return await self.choose(query, history, (where or self.where).apply(pool))
 

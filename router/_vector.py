@@ -25,16 +25,16 @@ import sys
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from wot_agents import AgentDescription, RoutingError
+from wot_agents import AgentDescription, ChatMessage
 
+from ._base import RouterBase, check_query
 from ._classifier import FitAborted, Model, fit
-from ._decision import AgentFilter, Decision, Message, agent_key
+from ._decision import AgentFilter, Decision, agent_key
 from ._embedders import Embedder, EmbeddingCache, get_embedder, with_cache
 from ._index import CapabilityIndex, IndexedAgent
 
@@ -111,7 +111,7 @@ def _background_priority() -> None:
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
 
 
-class VectorRouter:
+class VectorRouter(RouterBase):
     """Routes by semantic similarity between the query and the agents' indexed texts.
 
     ``threshold``: an agent scoring below it is not chosen (abstention); ``None`` takes the
@@ -242,7 +242,7 @@ class VectorRouter:
 
     # -- routing --------------------------------------------------------------------------------
 
-    def embed_query(self, text: str, history: Sequence[Message] = ()) -> npt.NDArray[np.float32]:
+    def embed_query(self, text: str, history: Sequence[ChatMessage] = ()) -> npt.NDArray[np.float32]:
         """The query's embedding; a short follow-up's mixed with the last user turn's (see the class)."""
         context = self._context(text, history)
         if context is None:
@@ -251,11 +251,12 @@ class VectorRouter:
         mixed = query + self.history_weight * previous
         return np.ascontiguousarray(mixed / np.linalg.norm(mixed), dtype=np.float32)
 
-    def _context(self, text: str, history: Sequence[Message]) -> str | None:
+    def _context(self, text: str, history: Sequence[ChatMessage]) -> str | None:
         if not self.history_weight or len(text.split()) > self.follow_up_words:
             return None
         return next(
-            (content for role, content in reversed(history) if role == "user" and content.strip()), None
+            (turn.content for turn in reversed(history) if turn.role == "user" and turn.content.strip()),
+            None,
         )
 
     def effective_rule(self) -> str:
@@ -468,11 +469,10 @@ class VectorRouter:
         query: str,
         candidates: Sequence[AgentDescription] | None = None,
         where: AgentFilter | None = None,
-        history: Sequence[Message] = (),
+        history: Sequence[ChatMessage] = (),
     ) -> Decision:
         """The blocking body of :meth:`route` (benchmarks call it directly)."""
-        if not query.strip():
-            raise RoutingError("cannot route an empty query")
+        check_query(query)
         allowed = self.index.allowed_mask(self._candidates(candidates), where or self.where)
         vector = self.embed_query(query, history)
         ranked = self.rank(vector, allowed)
@@ -512,7 +512,7 @@ class VectorRouter:
     async def route(
         self,
         query: str,
-        history: Sequence[Message] = (),
+        history: Sequence[ChatMessage] = (),
         candidates: Sequence[AgentDescription] | None = None,
         *,
         where: AgentFilter | None = None,
@@ -544,11 +544,3 @@ class VectorRouter:
                 await task
         # the refit thread ends once a fit in flight notices the abort (at its next step)
         await asyncio.to_thread(self._refit_thread.shutdown)
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
-    ) -> None:
-        await self.aclose()

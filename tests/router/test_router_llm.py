@@ -12,7 +12,7 @@ import time
 import pytest
 
 from router import HybridRouter, LLMClient, LLMRouter, VectorRouter
-from wot_agents import LLMRoutingError
+from wot_agents import ChatMessage, LLMRoutingError
 
 
 def real_llm(base_url: str) -> LLMClient:
@@ -26,7 +26,11 @@ async def test_llm_router_end_to_end_with_a_real_model(llama_server, agents) -> 
     try:
         for query in ("will it rain in Paris tomorrow?", "please refund my order", "play some jazz"):
             decision = await router.route(
-                query, history=[("user", "hello"), ("assistant", "How can I help?")]
+                query,
+                history=[
+                    ChatMessage(role="user", content="hello"),
+                    ChatMessage(role="assistant", content="How can I help?"),
+                ],
             )
             assert decision.method == "llm"
             assert decision.agent_id is None or decision.agent_id in ids

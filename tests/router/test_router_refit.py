@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 from collections.abc import Sequence
 
 import numpy as np
 import numpy.typing as npt
 
 from router import VectorRouter
+from wot_agents.cli import main
+
+from .conftest import write_agents, write_queries
+from .test_router_out_of_scope import NEGATIVES
 
 NEW_AGENT = (
     "urn:test:recipes",
@@ -119,3 +124,27 @@ async def test_close_stops_a_refit_in_flight_and_leaves_no_task(make_agent) -> N
     await router.aclose()  # idempotent
     await router.add([make_agent(*NEW_AGENT)])
     assert router._refit_task is None  # a closed router schedules nothing
+
+
+def test_route_and_eval_decide_with_everything_they_taught(agents, tmp_path, capsys, monkeypatch) -> None:
+    """The CLI waits for the classifier to learn all it taught (the agents, then the out-of-scope
+    examples) before routing. The race is made certain: the background refit of the first change
+    lands at once, the one after the examples never does, as on a machine too loaded to run it in
+    time; a command that did not await ``refitted()`` would route on the model without the examples."""
+
+    def first_refit_only(router: VectorRouter) -> None:
+        if router._model is None and router.refit_pending:
+            router._refit()
+
+    monkeypatch.setattr(VectorRouter, "_schedule_refit", first_refit_only)
+    agents_file = write_agents(tmp_path / "agents.json", agents)
+    negatives = write_queries(tmp_path / "negatives.csv", [(text, "") for text in NEGATIVES])
+    taught = ["--agents", str(agents_file), "--threshold", "0", "--out-of-scope", str(negatives)]
+    assert main(["route", *taught, "who wrote Hamlet"]) == 3  # the examples' class refused it
+    capsys.readouterr()
+    queries = write_queries(
+        tmp_path / "queries.csv", [("who wrote Hamlet", ""), ("refund my order", "urn:test:billing")]
+    )
+    assert main(["router", "eval", *taught, "--queries", str(queries), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["outOfScopeRecall"] == 1.0 and report["inScopeAccuracy"] == 1.0, report

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from router import RULES, AgentFilter, VectorRouter, calibrate_threshold
-from wot_agents import RoutingError
+from wot_agents import ChatMessage, RoutingError
 
 QUERIES = [
     ("is it going to snow in Oslo on Friday", "urn:test:weather"),
@@ -154,7 +154,10 @@ async def test_default_gates_abstain_with_a_handful_of_agents(minilm, agents) ->
 
 
 async def test_a_short_follow_up_is_read_with_the_previous_user_turn(minilm, agents) -> None:
-    history = [("user", "I sent the shoes back last week"), ("assistant", "Thanks, we received them.")]
+    history = [
+        ChatMessage(role="user", content="I sent the shoes back last week"),
+        ChatMessage(role="assistant", content="Thanks, we received them."),
+    ]
     async with VectorRouter(minilm) as router:
         await router.add(agents)
         alone = await router.route("so when do I get it?")

@@ -70,7 +70,8 @@ def add_router_options(parser: argparse.ArgumentParser) -> None:
 
 async def build_router(args: argparse.Namespace) -> tuple[Any, Any]:
     """The router the options ask for and a coroutine function teaching it the agents (and any
-    out-of-scope examples); errors here exit with status 2."""
+    out-of-scope examples) that returns once the router decides with all of it; errors here exit
+    with status 2."""
     from router import (
         AgentFilter,
         EmbeddingCache,
@@ -109,11 +110,14 @@ async def build_router(args: argparse.Namespace) -> tuple[Any, Any]:
     )
 
     async def teach() -> None:
+        """Teach, then wait until the router has learnt it all: a decision never depends on
+        whether a background refit happened to land first (the machine's load)."""
         await router.add(agents)
         if out_of_scope:
             learner = router.vector if isinstance(router, HybridRouter) else router
             assert not isinstance(learner, LLMRouter)  # --method llm was refused above
             await learner.set_out_of_scope(out_of_scope)
+        await router.refitted()
 
     return router, teach
 

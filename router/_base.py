@@ -1,0 +1,100 @@
+"""What every router shares: the async context manager, the query check, and how a router made of
+other routers (the hybrid, the cascade) passes agent changes, refits and closing on to its parts.
+
+A router implements :class:`~router.Router` by subclassing :class:`RouterBase` (a router that keeps
+agents itself: vector, LLM) or :class:`CompositeRouter` (one that delegates to inner routers), so
+the lifecycle is written once, not once per method.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from types import TracebackType
+from typing import ClassVar, Self
+
+from wot_agents import AgentDescription, ChatMessage, RoutingError
+
+from ._decision import AgentFilter, Decision
+
+__all__ = ["CompositeRouter", "RouterBase", "check_query"]
+
+
+def check_query(query: str) -> None:
+    """Refuse a query that says nothing: no method can route it, and an embedding of it is noise."""
+    if not query.strip():
+        raise RoutingError("cannot route an empty query")
+
+
+class RouterBase(ABC):
+    """The shared half of every router; subclasses say how to add, remove and route.
+
+    ``method`` names the router in decisions and reports. :meth:`refitted` waits until the router
+    decides with everything taught so far (a no-op for a router without a background model).
+    """
+
+    method: ClassVar[str]
+
+    @abstractmethod
+    async def add(self, agents: Sequence[AgentDescription]) -> int:
+        """Index new agents and re-index changed ones; the number added or changed."""
+
+    @abstractmethod
+    async def remove(self, agent_id: str) -> bool:
+        """Forget an agent; whether it was known."""
+
+    @abstractmethod
+    async def route(
+        self,
+        query: str,
+        history: Sequence[ChatMessage] = (),
+        candidates: Sequence[AgentDescription] | None = None,
+        *,
+        where: AgentFilter | None = None,
+    ) -> Decision:
+        """Choose among ``candidates`` (default: every agent added) passing ``where`` (default: the
+        router's own filter); ``history`` is the conversation before ``query``, oldest first."""
+
+    async def refitted(self) -> None:
+        """Wait until decisions reflect every agent change so far."""
+        return None  # nothing learns in the background unless a subclass says so
+
+    async def aclose(self) -> None:
+        """Release what the router holds; idempotent."""
+        return None  # nothing to release unless a subclass holds something
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+
+class CompositeRouter(RouterBase):
+    """A router made of ``parts``: every part learns every agent change, refits and closes with it.
+
+    The first part's answer is the composite's (``add`` returns how many agents it changed).
+    """
+
+    parts: tuple[RouterBase, ...]
+
+    async def add(self, agents: Sequence[AgentDescription]) -> int:
+        changed = await asyncio.gather(*(part.add(agents) for part in self.parts))
+        return changed[0]
+
+    async def remove(self, agent_id: str) -> bool:
+        removed = await asyncio.gather(*(part.remove(agent_id) for part in self.parts))
+        return removed[0]
+
+    async def refitted(self) -> None:
+        await asyncio.gather(*(part.refitted() for part in self.parts))
+
+    async def aclose(self) -> None:
+        # every part is closed even when one fails; the first failure is raised after
+        results = await asyncio.gather(*(part.aclose() for part in self.parts), return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
