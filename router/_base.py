@@ -18,13 +18,27 @@ from wot_agents import AgentDescription, ChatMessage, RoutingError
 
 from ._decision import AgentFilter, Decision
 
-__all__ = ["CompositeRouter", "RouterBase", "check_query"]
+__all__ = ["CompositeRouter", "RouterBase", "check_query", "conversation"]
 
 
 def check_query(query: str) -> None:
     """Refuse a query that says nothing: no method can route it, and an embedding of it is noise."""
     if not query.strip():
         raise RoutingError("cannot route an empty query")
+
+
+def conversation(history: Sequence[ChatMessage]) -> list[ChatMessage]:
+    """The history as messages. ``(role, content)`` pairs, the form before :class:`ChatMessage`,
+    are still read (callers written against it keep working while they move over); a role that is
+    not a chat role is read as the user's."""
+    turns: list[ChatMessage] = []
+    for turn in history:
+        if isinstance(turn, ChatMessage):
+            turns.append(turn)
+            continue
+        role, content = turn
+        turns.append(ChatMessage(role=role if role in ("assistant", "system") else "user", content=content))
+    return turns
 
 
 class RouterBase(ABC):

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 from wot_agents import AgentDescription, ChatMessage, LLMRoutingError
 
-from ._base import RouterBase, check_query
+from ._base import RouterBase, check_query, conversation
 from ._decision import AgentFilter, Decision, agent_key
 
 __all__ = ["LLMClient", "LLMRouter", "render_agents"]
@@ -148,7 +148,7 @@ def chat_history(history: Sequence[ChatMessage], turns: int) -> list[dict[str, s
     conversation is passed as the user's, so that it cannot override the routing prompt."""
     return [
         {"role": turn.role if turn.role in ("user", "assistant") else "user", "content": turn.content}
-        for turn in history[-turns:]
+        for turn in conversation(history)[-turns:]
     ]
 
 

@@ -32,7 +32,7 @@ import numpy.typing as npt
 
 from wot_agents import AgentDescription, ChatMessage
 
-from ._base import RouterBase, check_query
+from ._base import RouterBase, check_query, conversation
 from ._classifier import FitAborted, Model, fit
 from ._decision import AgentFilter, Decision, agent_key
 from ._embedders import Embedder, EmbeddingCache, get_embedder, with_cache
@@ -254,10 +254,9 @@ class VectorRouter(RouterBase):
     def _context(self, text: str, history: Sequence[ChatMessage]) -> str | None:
         if not self.history_weight or len(text.split()) > self.follow_up_words:
             return None
-        return next(
-            (turn.content for turn in reversed(history) if turn.role == "user" and turn.content.strip()),
-            None,
-        )
+        users = [turn.content for turn in conversation(history) if turn.role == "user"]
+        users = [content for content in users if content.strip()]
+        return users[-1] if users else None
 
     def effective_rule(self) -> str:
         if self.rule == "classifier" and self.index.table("texts").alive > self.classifier_max_rows:

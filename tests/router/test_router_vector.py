@@ -164,6 +164,8 @@ async def test_a_short_follow_up_is_read_with_the_previous_user_turn(minilm, age
         assert alone.agent_id != "urn:test:billing"
         follow_up = await router.route("so when do I get it?", history)
         assert follow_up.agent_id == "urn:test:billing", follow_up
+        pairs = [(turn.role, turn.content) for turn in history]  # the form before ChatMessage
+        assert (await router.route("so when do I get it?", pairs)).agent_id == "urn:test:billing"
         # a full new request is read alone, however strong the previous turn
         switch = await router.route("book me a flight to Rome for next Monday morning", history)
         assert switch.agent_id == "urn:test:travel"
