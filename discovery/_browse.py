@@ -5,12 +5,19 @@ each announced TD with the safeguards of :mod:`._fetch`, and yields ``added`` / 
 ``removed`` events while keeping :attr:`Browser.agents` current. Work per service is one task, the
 latest announcement winning; fetches share a bounded pool; the view has a size cap: a flood of
 announcements costs bounded memory and never blocks the loop.
+
+When the view is full, what gives way is what failed: a newcomer takes the place of the entry
+that has been failing longest (an unreachable or invalid TD), and waits (in a bounded queue)
+while there is none, to be admitted as soon as a failure frees a place. Agents whose TD was
+fetched and valid are never evicted for a newcomer, so a flood of bogus announcements can
+neither hide the agents already known nor keep a later genuine one out for long.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -106,6 +113,10 @@ class Browser(Lifecycle):
         self._slots = asyncio.Semaphore(max_concurrent_fetches)
         self._max_connections = max_concurrent_fetches
         self._agents: dict[str, DiscoveredAgent] = {}
+        #: When each failed entry of the view started failing: the longest failing gives way first.
+        self._failing_since: dict[str, float] = {}
+        #: Announced services waiting for a place in a full view, oldest first (bounded).
+        self._waiting: OrderedDict[str, None] = OrderedDict()
         self._waiters: dict[str, list[asyncio.Future[DiscoveredAgent]]] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._events: asyncio.Queue[DiscoveryEvent | object] = asyncio.Queue()
@@ -197,14 +208,42 @@ class Browser(Lifecycle):
         if previous is not None:
             previous.cancel()
         if state_change is ServiceStateChange.Removed:
-            agent = self._agents.pop(name, None)
-            if agent is not None:
-                self._events.put_nowait(DiscoveryEvent("removed", agent))
+            self._waiting.pop(name, None)
+            self._remove(name)
+            self._admit_waiting()
             return
-        if name not in self._agents and len(self._agents) + len(self._tasks) >= self._max_agents:
-            log.warning("ignoring %s: the view already holds %d services", name, self._max_agents)
+        if name not in self._agents and not self._make_room():
+            self._waiting.pop(name, None)
+            self._waiting[name] = None
+            if len(self._waiting) > self._max_agents:
+                dropped, _ = self._waiting.popitem(last=False)
+                log.warning("ignoring %s: the view holds %d working services", dropped, self._max_agents)
             return
+        self._waiting.pop(name, None)
         self._schedule(name)
+
+    def _remove(self, name: str) -> None:
+        self._failing_since.pop(name, None)
+        agent = self._agents.pop(name, None)
+        if agent is not None:
+            self._events.put_nowait(DiscoveryEvent("removed", agent))
+
+    def _make_room(self) -> bool:
+        """Whether one more service fits, after evicting the entry failing longest if need be."""
+        if len(self._agents.keys() | self._tasks.keys()) < self._max_agents:
+            return True
+        evictable = [name for name in self._failing_since if name not in self._tasks]
+        if not evictable:
+            return False
+        victim = min(evictable, key=self._failing_since.__getitem__)
+        log.info("evicting %s (failing) to make room in the view", victim)
+        self._remove(victim)
+        return True
+
+    def _admit_waiting(self) -> None:
+        while self._waiting and self._make_room():
+            name, _ = self._waiting.popitem(last=False)
+            self._schedule(name)
 
     def _schedule(self, name: str) -> None:
         task = asyncio.get_running_loop().create_task(self._resolve(name), name=f"wot-discovery {name}")
@@ -223,6 +262,8 @@ class Browser(Lifecycle):
             del self._tasks[name]
         if not task.cancelled() and task.exception() is not None:
             log.error("resolving %s failed", name, exc_info=task.exception())
+        if self._waiting and not self._closed:
+            self._admit_waiting()  # a failure may have freed a place
 
     async def _resolve(self, name: str) -> None:
         assert self._zc is not None
@@ -241,7 +282,13 @@ class Browser(Lifecycle):
         self._store(name, await self._fetch(service))
 
     def _store(self, name: str, agent: DiscoveredAgent) -> None:
+        if self._tasks.get(name) is not asyncio.current_task():
+            return  # superseded or said goodbye meanwhile: a late result must not resurrect it
         previous = self._agents.get(name)
+        if agent.ok:
+            self._failing_since.pop(name, None)
+        else:
+            self._failing_since.setdefault(name, asyncio.get_running_loop().time())
         if previous == agent:
             return
         self._agents[name] = agent
@@ -270,6 +317,9 @@ class Browser(Lifecycle):
                 await asyncio.sleep(delay)
             except WotAgentsError as exc:
                 return DiscoveredAgent(service, error=str(exc))
+            except Exception as exc:  # a stranger's bytes must not drop the service with a traceback
+                log.warning("fetching the TD of %s failed", service.name, exc_info=True)
+                return DiscoveredAgent(service, error=f"{type(exc).__name__}: {exc}")
         raise AssertionError("unreachable")
 
 

@@ -8,6 +8,7 @@ document gets a clear :class:`DescriptionError` instead of a ``MemoryError`` or 
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterable
 from typing import Any
 
@@ -35,6 +36,9 @@ def loads_document(data: str | bytes, *, max_bytes: int | None = None) -> Any:
         raise DescriptionError(f"not valid UTF-8 text: {exc.reason} at byte {exc.start}") from None
     except RecursionError:
         raise DescriptionError(f"document nests deeper than {MAX_DEPTH} levels") from None
+    except ValueError:  # an integer too long to convert (CVE-2020-10735's limit), not a JSON error
+        digits = sys.get_int_max_str_digits()
+        raise DescriptionError(f"document has a number longer than {digits} digits") from None
     if _depth_exceeds(document, MAX_DEPTH):
         raise DescriptionError(f"document nests deeper than {MAX_DEPTH} levels")
     return document
