@@ -261,7 +261,8 @@ async def get_thing(request: web.Request) -> web.Response:
     headers = {"Vary": "Accept-Language"}
     wanted = request.headers.get("Accept-Language")
     # Only TDs carrying translations can change language: the others are sent without parsing.
-    if wanted and (b'"titles"' in data or b'"descriptions"' in data):
+    # A signed TD is sent as signed: another language would not verify.
+    if wanted and (b'"titles"' in data or b'"descriptions"' in data) and b'"signatures"' not in data:
         localized = localize(record.document(), wanted)
         if localized is not None:
             headers["Content-Language"], td = localized

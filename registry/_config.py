@@ -44,6 +44,12 @@ class DirectorySettings(BaseSettings):
     event_write_timeout: float = 10.0
     #: Events kept for Last-Event-ID replay.
     journal_size: int = Field(default=100_000, ge=1)
+    #: Refuse unsigned descriptions (a signed one is always verified, whatever this says).
+    require_signatures: bool = False
+    #: DIDs whose signatures are accepted (env: a JSON list); None accepts any signer whose key resolves.
+    trusted_issuers: list[str] | None = None
+    #: Hosts whose did:web documents are fetched over plain HTTP: labs and tests on loopback only.
+    did_web_http_hosts: list[str] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _reads_need_a_token(self) -> Self:

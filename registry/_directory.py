@@ -35,6 +35,7 @@ from ._jsonpath import JsonPathQuery
 from ._problems import HTTPProblem, validation_problem
 from ._rdf import RdfIndex
 from ._store import SQLiteStore
+from ._trust import SignatureCheck
 
 __all__ = ["Directory"]
 
@@ -69,6 +70,7 @@ class Directory:
             queue_size=settings.event_queue,
             write_timeout=settings.event_write_timeout,
         )
+        self.signatures = SignatureCheck(settings)
         self._purge_task: asyncio.Task[None] | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -138,6 +140,7 @@ class Directory:
         """
         self.check_id(thing_id)
         td = dict(td)
+        self.signatures.needs_own_id(td)
         body_id = td.setdefault("id", thing_id)
         if body_id != thing_id:
             raise HTTPProblem(400, f"the TD's id {body_id!r} differs from the id in the URL {thing_id!r}")
@@ -149,6 +152,7 @@ class Directory:
             raise HTTPProblem(
                 400, "this TD has an id: register it with PUT /things/{id}; POST /things is for Anonymous TDs"
             )
+        self.signatures.needs_own_id(td)
         thing_id = anonymous_id()
         return await self._write(thing_id, {**td, "id": thing_id}, None)
 
@@ -185,6 +189,7 @@ class Directory:
         problems = validate(td)
         if problems:
             raise validation_problem(problems)
+        await self.signatures.check(td)  # signed content verified, required, by a trusted issuer
         now = time.time()
         old_doc = old.document() if old is not None else None
         created = parse_time(old_doc.get("registration", {}).get("created")) if old_doc is not None else None

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from wot_agents import Agent
 
+from ..registry.conftest import directory, http, make_td  # noqa: F401 (the directory's fixtures)
+
 
 def make_agent(title: str = "Signed Weather", thing_id: str = "urn:test:signed-weather") -> Agent:
     agent = Agent(title, id=thing_id, description="Answers weather questions, and signs what it says.")

@@ -31,6 +31,18 @@ def register(subparsers: Any) -> None:
         help="with --token, reads need the token too (only the directory's own TD stays open)",
     )
     parser.add_argument(
+        "--require-signatures",
+        action="store_true",
+        help="refuse unsigned Thing Descriptions (signed ones are always verified)",
+    )
+    parser.add_argument(
+        "--trusted-issuer",
+        action="append",
+        dest="trusted_issuers",
+        metavar="DID",
+        help="accept only descriptions signed by this DID (repeat for several)",
+    )
+    parser.add_argument(
         "--announce",
         action="store_true",
         help="announce the directory by mDNS / DNS-SD (_directory._sub._wot._tcp), so agents and "
@@ -46,7 +58,7 @@ async def run(args: argparse.Namespace) -> int:
 
     from registry import DirectorySettings, create_app
 
-    keys = ("host", "port", "token", "protect_reads")
+    keys = ("host", "port", "token", "protect_reads", "require_signatures", "trusted_issuers")
     overrides: dict[str, Any] = {k: getattr(args, k) for k in keys if getattr(args, k)}
     if args.port == 0:
         overrides["port"] = 0
