@@ -14,9 +14,9 @@ import itertools
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
-from ._backend import Change, ChangeKind, JournalEntry, Record, decimal_event_id
+from ._backend import Change, ChangeKind, JournalEntry, Record, Store, decimal_event_id
 
 __all__ = ["MemoryStore"]
 
@@ -115,3 +115,7 @@ class MemoryStore:
         for thing_id, seq in done:
             if self._pending.get(thing_id, seq + 1) <= seq:
                 del self._pending[thing_id]
+
+
+if TYPE_CHECKING:  # mypy checks here that the class implements every protocol of a Store
+    _IS_A_STORE: type[Store] = MemoryStore

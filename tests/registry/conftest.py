@@ -1,10 +1,15 @@
-"""A real directory on a loopback port, and realistic descriptions to store in it."""
+"""A real directory on a loopback port, and realistic descriptions to store in it.
+
+The directory API tests run against both stores: a module that declares
+``pytestmark = pytest.mark.usefixtures("store_kind")`` runs each test once with the SQLite store
+and once with the in-memory one (every directory its tests start uses that store).
+"""
 
 from __future__ import annotations
 
 import copy
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -13,15 +18,41 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from registry import DirectorySettings, create_app
+from registry import DirectorySettings, MemoryStore, Store, create_app
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "weather-agent.json"
+STORE_KINDS = ("sqlite", "memory")
+_store_kind = "sqlite"  # what running_app uses; set by the store_kind fixture
+
+
+@pytest.fixture(params=STORE_KINDS)
+def store_kind(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Each test once per store: the directories it starts use that one."""
+    global _store_kind
+    _store_kind = request.param
+    try:
+        yield request.param
+    finally:
+        _store_kind = "sqlite"
+
+
+def _store(settings: DirectorySettings) -> Store | None:
+    if _store_kind == "sqlite":
+        return None  # the default: SQLiteStore on settings.db
+    assert settings.db is None, "the memory store has no file"
+    return MemoryStore(journal_size=settings.journal_size)
 
 
 @asynccontextmanager
-async def running_app(**settings: Any) -> AsyncIterator[tuple[str, web.Application]]:
-    """Serve a directory on 127.0.0.1 (a free port); yield its base URL and its app."""
-    app = create_app(DirectorySettings(**settings))
+async def running_app(
+    store: Store | None = None, **settings: Any
+) -> AsyncIterator[tuple[str, web.Application]]:
+    """Serve a directory on 127.0.0.1 (a free port); yield its base URL and its app.
+
+    ``store``: the one to inject; by default the store of the test's ``store_kind``.
+    """
+    config = DirectorySettings(**settings)
+    app = create_app(config, store=store if store is not None else _store(config))
     runner = web.AppRunner(app, shutdown_timeout=1)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -34,14 +65,14 @@ async def running_app(**settings: Any) -> AsyncIterator[tuple[str, web.Applicati
 
 
 @asynccontextmanager
-async def running_directory(**settings: Any) -> AsyncIterator[str]:
+async def running_directory(store: Store | None = None, **settings: Any) -> AsyncIterator[str]:
     """Serve a directory on 127.0.0.1 (a free port) and yield its base URL."""
-    async with running_app(**settings) as (url, _):
+    async with running_app(store, **settings) as (url, _):
         yield url
 
 
 @pytest.fixture
-async def directory() -> AsyncIterator[str]:
+async def directory(store_kind: str) -> AsyncIterator[str]:
     async with running_directory(purge_interval=0.2) as url:
         yield url
 

@@ -11,6 +11,8 @@ from wot_agents import DirectoryClient, DirectoryError
 
 from .conftest import running_directory
 
+pytestmark = pytest.mark.usefixtures("store_kind")
+
 
 async def test_register_get_patch_list_delete(directory: str, make_td: Any) -> None:
     async with DirectoryClient(directory) as client:

@@ -15,12 +15,15 @@ from typing import Any
 from urllib.parse import quote
 
 import aiohttp
+import pytest
 
 from registry import DirectorySettings
 from wot_agents import DirectoryClient, validate
 
 from .conftest import running_directory
 from .test_things import _links, put
+
+pytestmark = pytest.mark.usefixtures("store_kind")
 
 TD = "application/td+json"
 TD10 = "https://www.w3.org/2019/wot/td/v1"

@@ -6,8 +6,11 @@ import asyncio
 from typing import Any
 
 import aiohttp
+import pytest
 
 from wot_agents import DirectoryClient
+
+pytestmark = pytest.mark.usefixtures("store_kind")
 
 
 async def test_filter_by_type(directory: str, make_td: Any) -> None:

@@ -18,6 +18,8 @@ from wot_agents import DirectoryClient, DirectoryError, validate
 
 from .conftest import running_directory
 
+pytestmark = pytest.mark.usefixtures("store_kind")
+
 SPARQL = "/search/sparql"
 TITLE = "<https://www.w3.org/2019/wot/td#title>"
 

@@ -6,6 +6,9 @@ import json
 from typing import Any
 
 import aiohttp
+import pytest
+
+pytestmark = pytest.mark.usefixtures("store_kind")
 
 TD = "application/td+json"
 

@@ -12,6 +12,9 @@ import uuid
 from typing import Any
 
 import aiohttp
+import pytest
+
+pytestmark = pytest.mark.usefixtures("store_kind")
 
 TD = "application/td+json"
 
