@@ -129,6 +129,40 @@ async def agents(request: web.Request) -> web.StreamResponse:
     return web.json_response({"subset": subset, "agents": [_summary(agent) for agent in found]}, dumps=_dumps)
 
 
+def _not_found(message: str) -> web.Response:
+    # LMOS's CustomResourcesController answers a missing channel or routing like this.
+    return web.json_response({"error": message}, status=404)
+
+
+async def channels(request: web.Request) -> web.StreamResponse:
+    """``GET /apis/v1/tenants/{tenantId}/channels`` (``x-subset`` narrows to one subset)."""
+    table = request.app[RUNTIME].channels
+    found = table.channels(request.match_info["tenantId"], request.headers.get(SUBSET) or None)
+    return web.json_response(found, dumps=_dumps)
+
+
+async def channel(request: web.Request) -> web.StreamResponse:
+    runtime = request.app[RUNTIME]
+    tenant, channel_id = request.match_info["tenantId"], request.match_info["channelId"]
+    subset = request.headers.get(SUBSET) or runtime.settings.default_subset
+    document = runtime.channels.channel(tenant, channel_id, subset)
+    if document is None:
+        return _not_found(f"No channel found for tenant {tenant}, channel {channel_id}, subset {subset}")
+    return web.json_response(document, dumps=_dumps)
+
+
+async def channel_routing(request: web.Request) -> web.StreamResponse:
+    runtime = request.app[RUNTIME]
+    tenant, channel_id = request.match_info["tenantId"], request.match_info["channelId"]
+    subset = request.headers.get(SUBSET) or runtime.settings.default_subset
+    document = runtime.channels.routing(tenant, channel_id, subset)
+    if document is None:
+        return _not_found(
+            f"No routing information found for tenant {tenant}, channel {channel_id}, subset {subset}"
+        )
+    return web.json_response(document, dumps=_dumps)
+
+
 def create_app(
     settings: RuntimeSettings | None = None, *, runtime: Runtime | None = None, **overrides: Any
 ) -> web.Application:
@@ -150,4 +184,7 @@ def create_app(
     for prefix in PREFIXES:
         app.router.add_post(prefix + "/{tenantId}/chat/{conversationId}/message", chat)
         app.router.add_get(prefix + "/agents", agents)
+        app.router.add_get(prefix + "/tenants/{tenantId}/channels", channels)
+        app.router.add_get(prefix + "/tenants/{tenantId}/channels/{channelId}", channel)
+        app.router.add_get(prefix + "/tenants/{tenantId}/channels/{channelId}/routing", channel_routing)
     return app

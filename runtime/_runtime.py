@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from types import TracebackType
@@ -19,6 +19,7 @@ from router import AgentFilter, Decision, create_router
 from wot_agents import AgentDescription, ChatMessage, ChatReply, RoutingError
 
 from ._catalog import AgentCatalog, CatalogSource, directory_source, file_source, mdns_source
+from ._channels import ChannelTable, load_channel_files
 from ._config import RuntimeSettings
 from ._forward import Forwarder
 from ._lmos import AGENT_NOT_FOUND, INTERNAL_SERVER_ERROR, INVALID_REQUEST, Conversation, LmosError
@@ -65,6 +66,38 @@ class Router(Protocol):
     ) -> Decision: ...
 
     async def aclose(self) -> None: ...
+
+
+class _Gate:
+    """Many readers (turns being routed) or one writer (the router learning a catalog change).
+
+    A router's index may not change under a ranking in flight (the vector router's candidate
+    mask is sized when the ranking starts), so the runtime never routes while it teaches.
+    """
+
+    def __init__(self) -> None:
+        self._readers = 0
+        self._writer = asyncio.Lock()
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    @contextlib.asynccontextmanager
+    async def read(self) -> AsyncIterator[None]:
+        async with self._writer:
+            self._readers += 1
+            self._idle.clear()
+        try:
+            yield
+        finally:
+            self._readers -= 1
+            if not self._readers:
+                self._idle.set()
+
+    @contextlib.asynccontextmanager
+    async def write(self) -> AsyncIterator[None]:
+        async with self._writer:
+            await self._idle.wait()
+            yield
 
 
 def _default_source(settings: RuntimeSettings) -> CatalogSource:
@@ -114,7 +147,9 @@ class Runtime:
         self._router = router
         self._owns_router = router is None
         self.forwarder = Forwarder(timeout=self.settings.agent_timeout)
+        self.channels = ChannelTable()
         self._stack: AsyncExitStack | None = None
+        self._gate = _Gate()
         self._indexing: asyncio.Queue[tuple[Sequence[AgentDescription], Sequence[str]]] = asyncio.Queue()
 
     @property
@@ -125,6 +160,10 @@ class Runtime:
 
     async def __aenter__(self) -> Self:
         async with AsyncExitStack() as stack:
+            if self.settings.channels:
+                self.channels = ChannelTable(
+                    await asyncio.to_thread(load_channel_files, self.settings.channels)
+                )
             if self._router is None:
                 self._router = await asyncio.to_thread(_router, self.settings)
             if self._router is not None and self._owns_router:
@@ -156,6 +195,8 @@ class Runtime:
     def _on_change(self, added: Sequence[AgentDescription], removed: Sequence[str]) -> None:
         for agent_id in removed:
             self.forwarder.forget(agent_id)
+        if self.channels:
+            self.channels.resolve(self.catalog.agents.values())
         self._indexing.put_nowait((added, removed))
 
     async def _index(self) -> None:
@@ -165,20 +206,29 @@ class Runtime:
             if self._router is None:
                 continue
             try:
-                if added:
-                    await self._router.add(list(added))
-                for agent_id in removed:
-                    await self._router.remove(agent_id)
+                async with self._gate.write():
+                    if added:
+                        await self._router.add(list(added))
+                    for agent_id in removed:
+                        await self._router.remove(agent_id)
             except RoutingError as exc:
                 log.error("the router could not index the agents: %s", exc)
 
     # --- turns -------------------------------------------------------------------------------------
 
-    def candidates(
-        self, tenant: str | None, channel: str | None, subset: str | None
-    ) -> list[AgentDescription]:
-        """The chat agents serving this tenant, channel and subset."""
-        return AgentFilter(tenant, channel, subset).apply(self.catalog.agents.values())
+    def candidates(self, tenant: str, channel: str, subset: str) -> list[AgentDescription]:
+        """The chat agents serving this tenant, channel and subset: the routing of its Channel when
+        there is one, otherwise every agent whose tenants, channels and subset match."""
+        wired = self.channels.candidate_ids(tenant, channel, subset)
+        if wired is None:
+            return AgentFilter(tenant, channel, subset).apply(self.catalog.agents.values())
+        return [agent for agent_id in wired if (agent := self.catalog.get(agent_id)) is not None]
+
+    def subset_for(self, tenant: str, channel: str, conversation_id: str, asked: str | None) -> str:
+        """``x-subset`` when the client sent one; else the rollout's pick for the conversation."""
+        if asked:
+            return asked
+        return self.channels.subset_for(tenant, channel, conversation_id) or self.settings.default_subset
 
     async def chat(
         self,
@@ -190,8 +240,8 @@ class Runtime:
         subset: str | None,
     ) -> Turn:
         """Answer one turn; failures are :class:`LmosError` with the LMOS code and HTTP status."""
-        chosen_subset = subset or self.settings.default_subset
         channel = conversation.system_context.channel_id
+        chosen_subset = self.subset_for(tenant, channel, conversation_id, subset)
         candidates = self.candidates(tenant, channel, chosen_subset)
         agent, decision = await self._choose(conversation, candidates, tenant, channel, chosen_subset)
         messages = [
@@ -235,7 +285,8 @@ class Runtime:
         last_user = max((i for i, m in enumerate(messages) if m.role == "user"), default=len(messages) - 1)
         history = [ChatMessage(role=m.role, content=m.content) for m in messages[:last_user]]
         try:
-            decision = await self._router.route(conversation.query, history_of(history), candidates)
+            async with self._gate.read():
+                decision = await self._router.route(conversation.query, history_of(history), candidates)
         except RoutingError as exc:
             raise LmosError(INTERNAL_SERVER_ERROR, f"routing failed: {exc}", status=500) from exc
         if decision.agent_id is None:
