@@ -13,9 +13,9 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Protocol, Self
+from typing import Any, Self
 
-from router import AgentFilter, Decision, create_router
+from router import AgentFilter, Decision, Router, create_router
 from wot_agents import AgentDescription, ChatMessage, ChatReply, RoutingError
 
 from ._catalog import AgentCatalog, CatalogSource, directory_source, file_source, mdns_source
@@ -52,20 +52,6 @@ class Turn:
                 "subset": self.subset,
             },
         }
-
-
-class Router(Protocol):
-    """What the runtime needs of a router (every router of ``router/`` has it)."""
-
-    async def add(self, agents: Sequence[AgentDescription]) -> int: ...
-
-    async def remove(self, agent_id: str) -> bool: ...
-
-    async def route(
-        self, query: str, history: Sequence[Any] = (), candidates: Sequence[AgentDescription] | None = None
-    ) -> Decision: ...
-
-    async def aclose(self) -> None: ...
 
 
 class _Gate:
@@ -120,11 +106,6 @@ def _router(settings: RuntimeSettings) -> Router | None:
     if settings.router == "cascade":
         return create_router("vector", embedder=settings.embedder, cascade=settings.cascade_embedder)
     return create_router(settings.router, embedder=settings.embedder, llm=llm)
-
-
-def history_of(messages: Sequence[ChatMessage]) -> list[tuple[str, str]]:
-    """The conversation before the turn, as the router reads it (oldest first)."""
-    return [(message.role, message.content) for message in messages]
 
 
 class Runtime:
@@ -286,7 +267,7 @@ class Runtime:
         history = [ChatMessage(role=m.role, content=m.content) for m in messages[:last_user]]
         try:
             async with self._gate.read():
-                decision = await self._router.route(conversation.query, history_of(history), candidates)
+                decision = await self._router.route(conversation.query, history, candidates)
         except RoutingError as exc:
             raise LmosError(INTERNAL_SERVER_ERROR, f"routing failed: {exc}", status=500) from exc
         if decision.agent_id is None:
