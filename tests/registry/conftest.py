@@ -72,7 +72,8 @@ async def running_directory(store: Store | None = None, **settings: Any) -> Asyn
 
 
 @pytest.fixture
-async def directory(store_kind: str) -> AsyncIterator[str]:
+async def directory() -> AsyncIterator[str]:
+    # On the store of ``store_kind`` where a module uses it (usefixtures come first), else SQLite.
     async with running_directory(purge_interval=0.2) as url:
         yield url
 
