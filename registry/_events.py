@@ -12,9 +12,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import AsyncIterator
 from typing import Any
 
 from aiohttp import web
+
+from wot_agents._sse import EventStream, ServerSentEvent, stream_headers
 
 from ._backend import Change, ChangeFeed, ChangeJournal, JournalEntry
 from ._problems import HTTPProblem
@@ -24,11 +27,6 @@ __all__ = ["EVENT_TYPES", "EventHub"]
 EVENT_TYPES = ("thing_created", "thing_updated", "thing_deleted")
 logger = logging.getLogger("registry.events")
 _CLOSE = object()
-
-
-def _frame(event_id: str, kind: str, data: Any) -> bytes:
-    # One JSON line: no newline inside, so a single ``data:`` field carries it.
-    return f"event: {kind}\ndata: {json.dumps(data, ensure_ascii=False)}\nid: {event_id}\n\n".encode()
 
 
 class _Subscriber:
@@ -91,24 +89,26 @@ class EventHub:
         diff_arg = request.query.get("diff", "false").lower()
         if diff_arg not in ("true", "false"):
             raise HTTPProblem(400, f"diff must be true or false, not {diff_arg!r}")
-        last = request.headers.get("Last-Event-ID", "").strip()
+        stream = EventStream(request, keepalive=self.keepalive, write_timeout=self.write_timeout)
+        last = stream.last_event_id
         if last and not self.journal.valid_event_id(last):
             raise HTTPProblem(400, f"Last-Event-ID {last!r} is not an event id of this directory")
-        headers = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
         if request.method == "HEAD":
-            return web.Response(headers=headers)
+            return web.Response(headers=stream_headers())
         sub = _Subscriber(kind, diff_arg == "true", self.queue_size)
         self._subscribers.add(sub)  # before the replay, so nothing falls between the two
         try:
-            response = web.StreamResponse(headers=headers)
-            await response.prepare(request)
-            sent = await self._replay(response, sub, last) if last else None
-            await self._stream(response, sub, sent)
-            return response
+            await stream.open(comment=None)
+            sent = await self._replay(stream, sub, last) if last else None
+            await stream.comment("stream open")
+            await stream.pipe(self._live(sub, sent))
+        except ConnectionResetError:
+            pass  # the client went away (or stopped reading) during the replay
         finally:
             self._subscribers.discard(sub)
+        return stream.response
 
-    async def _replay(self, response: web.StreamResponse, sub: _Subscriber, after: str) -> int | None:
+    async def _replay(self, stream: EventStream, sub: _Subscriber, after: str) -> int | None:
         """Send the journal's entries after the event id ``after``; the seq of the last one sent.
 
         Changes published meanwhile are queued for ``sub`` too: those up to that seq were sent.
@@ -119,24 +119,19 @@ class EventHub:
             for entry in entries:
                 if sub.wants(entry.kind):
                     payload = sub.payload(entry.kind, entry.id, entry.diff)
-                    await response.write(_frame(entry.event_id, entry.kind, payload))
+                    await stream.send(payload, event=entry.kind, id=entry.event_id)
                 after, sent = entry.event_id, entry.seq
             if len(entries) < 500:
                 return sent
 
-    async def _stream(self, response: web.StreamResponse, sub: _Subscriber, sent: int | None) -> None:
-        await response.write(b": stream open\n\n")
+    async def _live(self, sub: _Subscriber, sent: int | None) -> AsyncIterator[ServerSentEvent]:
+        """The subscriber's changes as events, until it is closed; keep-alives are the writer's."""
         while True:
-            try:
-                item = await asyncio.wait_for(sub.queue.get(), self.keepalive)
-            except TimeoutError:
-                await response.write(b": keepalive\n\n")
-                continue
+            item = await sub.queue.get()
             if item is _CLOSE:
                 return
             change: Change = item
             if sent is not None and change.seq <= sent:
                 continue  # already replayed from the journal
-            await response.write(
-                _frame(change.event_id, change.kind, sub.payload(change.kind, change.id, change.diff))
-            )
+            payload = sub.payload(change.kind, change.id, change.diff)
+            yield ServerSentEvent(json.dumps(payload, ensure_ascii=False), change.kind, change.event_id)

@@ -1,55 +1,27 @@
-"""RFC 7807 problem details: the one place HTTP errors of the directory are shaped.
+"""The directory's problem details: the SDK's one RFC 7807 home, plus what WoT Discovery adds.
 
-Handlers raise :class:`HTTPProblem`; the middleware also turns aiohttp's own errors (404 for an
-unknown route, 405, 413 for a body over the limit...) into ``application/problem+json`` with
-``status`` equal to the HTTP status and ``title`` the standard reason phrase (7.3.2).
+Handlers raise :class:`HTTPProblem` (``wot_agents._problem``); the middleware also turns aiohttp's
+own errors (404 for an unknown route, 405, 413 for a body over the limit...) into
+``application/problem+json`` with ``status`` equal to the HTTP status and ``title`` the standard
+reason phrase (7.3.2). Only the ``validationErrors`` member of a refused TD is the directory's own.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-from collections.abc import Awaitable, Callable, Mapping
-from http import HTTPStatus
-from typing import Any
-
-from aiohttp import web
 
 from wot_agents import Problem
+from wot_agents._problem import Handler, HTTPProblem
+from wot_agents._problem import problem_middleware as _problem_middleware
 
-__all__ = ["HTTPProblem", "problem_middleware", "problem_response", "validation_problem"]
+__all__ = ["HTTPProblem", "Handler", "problem_middleware", "validation_problem"]
 
-PROBLEM_JSON = "application/problem+json"
 logger = logging.getLogger("registry")
 
-
-class HTTPProblem(Exception):
-    """An error answer: status, a sentence saying what went wrong, extension members, headers."""
-
-    def __init__(
-        self, status: int, detail: str, *, headers: Mapping[str, str] | None = None, **extensions: Any
-    ) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.detail = detail
-        self.headers = dict(headers or {})
-        self.extensions = extensions
-
-
-def problem_response(
-    status: int, detail: str | None = None, *, headers: Mapping[str, str] | None = None, **extensions: Any
-) -> web.Response:
-    body: dict[str, Any] = {"type": "about:blank", "title": HTTPStatus(status).phrase, "status": status}
-    if detail:
-        body["detail"] = detail
-    body.update(extensions)
-    return web.Response(
-        status=status,
-        body=json.dumps(body, ensure_ascii=False).encode("utf-8"),
-        content_type=PROBLEM_JSON,
-        charset="utf-8",
-        headers=headers,
-    )
+#: Unexpected errors are logged with their traceback, and not shown to the client.
+problem_middleware = _problem_middleware(
+    logger, internal_detail="The directory failed unexpectedly; the error is in its log."
+)
 
 
 def _field(pointer: str) -> str:
@@ -65,25 +37,3 @@ def validation_problem(problems: list[Problem]) -> HTTPProblem:
         "The input did not pass the JSON Schema validation",
         validationErrors=[{"field": _field(p.pointer), "description": p.message} for p in problems],
     )
-
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-@web.middleware
-async def problem_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except HTTPProblem as exc:
-        return problem_response(exc.status, exc.detail, headers=exc.headers, **exc.extensions)
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        headers = {
-            k: v for k, v in exc.headers.items() if k.lower() in ("allow", "www-authenticate", "retry-after")
-        }
-        detail = exc.text if exc.text and not exc.text.startswith(f"{exc.status}:") else None
-        return problem_response(exc.status, detail, headers=headers)
-    except Exception:
-        logger.exception("unexpected error on %s %s", request.method, request.path)
-        return problem_response(500, "The directory failed unexpectedly; the error is in its log.")

@@ -1,6 +1,7 @@
 """wot-agents: AI agents described, found and reached the W3C Web of Things way."""
 
 from ._agent import Action, AffordanceKind, Agent, Event, FormProvider, Property, Subscription
+from ._app_server import serve_app
 from ._channels import (
     CapabilityGroup,
     CapabilityWire,
@@ -73,6 +74,8 @@ from ._model import (
     Vendor,
     VersionInfo,
 )
+from ._problem import ERROR_STATUSES, PROBLEM_JSON, HTTPProblem, ProblemDetails, problem_middleware
+from ._sse import EVENT_STREAM, EventStream, EventStreamParser, ServerSentEvent, parse_events
 from ._validation import check, validate, validate_json
 from .bindings import ApiKey, ApiKeyAuth, BasicAuth, BasicCredentials, BearerAuth, BearerToken
 from .jsonld import ContextLoader
@@ -83,9 +86,12 @@ __version__ = "0.1.0"
 __all__ = [
     "CHAT_ACTION",
     "CHAT_STREAM_EVENT",
+    "ERROR_STATUSES",
+    "EVENT_STREAM",
     "LMOS_CONTEXT",
     "LMOS_NAMESPACE",
     "PREFIXES",
+    "PROBLEM_JSON",
     "TD_CONTEXT",
     "Action",
     "ActionAffordance",
@@ -127,9 +133,12 @@ __all__ = [
     "EmbedderError",
     "Event",
     "EventAffordance",
+    "EventStream",
+    "EventStreamParser",
     "ExpectedResponse",
     "Form",
     "FormProvider",
+    "HTTPProblem",
     "InteractionAffordance",
     "InteractionError",
     "JsonLdError",
@@ -140,6 +149,7 @@ __all__ = [
     "ObjectMeta",
     "PayloadError",
     "Problem",
+    "ProblemDetails",
     "Property",
     "PropertyAffordance",
     "RemoteError",
@@ -147,6 +157,7 @@ __all__ = [
     "RequiredCapability",
     "RoutingError",
     "SecurityScheme",
+    "ServerSentEvent",
     "SignatureError",
     "Subscription",
     "ThingDescription",
@@ -165,7 +176,10 @@ __all__ = [
     "consume",
     "is_chat_agent",
     "load_channel_resources",
+    "parse_events",
+    "problem_middleware",
     "resolve_channel",
+    "serve_app",
     "sign",
     "validate",
     "validate_json",

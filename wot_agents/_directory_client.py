@@ -35,6 +35,8 @@ from urllib.parse import quote, urljoin
 import aiohttp
 
 from ._errors import DirectoryError
+from ._problem import ProblemDetails
+from ._sse import EVENT_STREAM, EventStreamParser, parse_events
 
 __all__ = ["DirectoryClient", "DirectoryEvent"]
 
@@ -259,59 +261,34 @@ class DirectoryClient:
         url = urljoin(self.url, "events" + (f"/{type}" if type else ""))
         params = {"diff": "true"} if diff else {}
         while True:
-            headers = {**self._headers, "Accept": "text/event-stream"}
+            headers = {**self._headers, "Accept": EVENT_STREAM}
             if last_event_id is not None:
                 headers["Last-Event-ID"] = last_event_id
+            parser = EventStreamParser(last_event_id=last_event_id)
             try:
                 async with self._session.get(
                     url, params=params, headers=headers, timeout=aiohttp.ClientTimeout(sock_connect=10)
                 ) as response:
                     if response.status != 200:
                         raise _error("GET", url, response.status, await response.read())
-                    async for event in _parse_sse(response.content):
-                        if event.id is not None:
-                            last_event_id = event.id
-                        yield event
-            except (aiohttp.ClientError, TimeoutError) as exc:
+                    async for event in parse_events(response.content.iter_any(), parser=parser):
+                        yield DirectoryEvent(event.event, event.id, event.json())
+            except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
                 if not reconnect:
                     raise DirectoryError(f"event stream {url} failed: {exc}") from exc
+            finally:
+                last_event_id = parser.last_event_id
             if not reconnect:
                 return
-            await asyncio.sleep(retry_delay)
-
-
-async def _parse_sse(stream: aiohttp.StreamReader) -> AsyncIterator[DirectoryEvent]:
-    kind: str = "message"
-    event_id: str | None = None
-    data: list[str] = []
-    async for raw in stream:
-        line = raw.decode("utf-8").rstrip("\r\n")
-        if not line:
-            if data:
-                yield DirectoryEvent(kind, event_id, json.loads("\n".join(data)))
-            kind, data = "message", []
-            continue
-        if line.startswith(":"):
-            continue
-        name, _, value = line.partition(":")
-        value = value.removeprefix(" ")
-        if name == "event":
-            kind = value
-        elif name == "data":
-            data.append(value)
-        elif name == "id":
-            event_id = value
+            # The server's retry field, when it sent one, says how long to wait (in ms).
+            await asyncio.sleep(parser.retry / 1000 if parser.retry is not None else retry_delay)
 
 
 def _error(method: str, url: str, status: int, body: bytes) -> DirectoryError:
-    try:
-        problem = json.loads(body) if body else {}
-    except ValueError:
-        problem = {}
-    if not isinstance(problem, dict):
-        problem = {}
-    detail = problem.get("detail") or problem.get("title") or body[:200].decode(errors="replace")
-    return DirectoryError(f"{method} {url} answered {status}: {detail}", status=status, problem=problem)
+    problem = ProblemDetails.from_body(body, status=status)
+    return DirectoryError(
+        f"{method} {url} answered {status}: {problem.message}", status=status, problem=problem.to_dict()
+    )
 
 
 def _id_from_location(location: str) -> str:

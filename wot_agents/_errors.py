@@ -12,7 +12,7 @@ describes the same failure, the child inherits it too, so ``except TimeoutError`
     ├── InteractionError                     talking to an agent over a binding failed
     │   ├── ConnectError (ConnectionError)   the agent could not be reached
     │   ├── RequestTimeout (TimeoutError)    no answer in time
-    │   ├── RemoteError                      the agent answered with an error (``status``, ``detail``)
+    │   ├── RemoteError                      the agent answered with an error (``status``, ``problem``)
     │   ├── PayloadError (ValueError)        a payload does not match the affordance's data schema
     │   └── NoSuitableFormError              no form with a supported op, scheme and security
     ├── DirectoryError                       a directory request failed (``status``, ``problem``)
@@ -27,7 +27,10 @@ describes the same failure, the child inherits it too, so ``except TimeoutError`
         ├── EmbedderError                    an embedding model could not load or embed
         └── LLMRoutingError                  the LLM gave no usable answer within the bounded retries
 
-Services map these onto RFC 7807 problem details in one place each.
+A remote problem (the RFC 7807 document an agent or a directory answered) is always ``.problem``.
+Servers map these errors onto problem details in one place, ``wot_agents._problem``
+(``ERROR_STATUSES``), where also ``HTTPProblem`` lives: the exception a handler raises to answer
+with a given status.
 """
 
 from __future__ import annotations
@@ -115,20 +118,25 @@ class RequestTimeout(InteractionError, TimeoutError):
 
 
 class RemoteError(InteractionError):
-    """The agent answered with an error status; ``detail`` holds its problem document if any."""
+    """The agent answered with an error status; ``problem`` holds its problem document (or ``{}``)."""
 
     def __init__(
         self,
         message: str,
         *,
         status: int | None = None,
-        detail: Mapping[str, Any] | None = None,
+        problem: Mapping[str, Any] | None = None,
         href: str | None = None,
         thing_id: str | None = None,
     ) -> None:
         super().__init__(message, href=href, thing_id=thing_id)
         self.status = status
-        self.detail = dict(detail) if detail else {}
+        self.problem = dict(problem) if problem else {}
+
+    @property
+    def detail(self) -> dict[str, Any]:
+        """The former name of :attr:`problem`, kept so older callers keep working."""
+        return self.problem
 
 
 class PayloadError(InteractionError, ValueError):
@@ -144,7 +152,7 @@ class NoSuitableFormError(InteractionError):
 
 
 class DirectoryError(WotAgentsError):
-    """A Thing Description Directory answered with an error or could not be reached."""
+    """A directory answered with an error (``status``, its ``problem`` document) or could not be reached."""
 
     def __init__(
         self, message: str, *, status: int | None = None, problem: Mapping[str, Any] | None = None

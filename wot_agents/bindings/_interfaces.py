@@ -161,13 +161,13 @@ class Interaction:
         )
 
     def refused(
-        self, status: int | None, reason: str, detail: Mapping[str, Any] | None = None
+        self, status: int | None, reason: str, problem: Mapping[str, Any] | None = None
     ) -> RemoteError:
         answer = f"answered {status}" if status is not None else "failed"
         return RemoteError(
             f"{self.op} {self.name!r}: {self.href} {answer}: {reason}",
             status=status,
-            detail=detail,
+            problem=problem,
             href=self.href,
             thing_id=self.thing_id,
         )

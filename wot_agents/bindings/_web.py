@@ -2,14 +2,14 @@
 
 The HTTP binding and the WebSocket binding both install their routes into the same app, so an
 agent needs one port whatever it speaks over the Web. This module owns what they share: the
-TD endpoints, security enforcement, CORS, limits, and mapping errors to RFC 7807 problems.
+TD endpoints, security enforcement, CORS, limits, and answering errors with RFC 7807 problems
+(shaped by ``wot_agents._problem``, like every other server's).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Protocol
@@ -18,33 +18,24 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from .._agent import FormProvider
-from .._errors import PayloadError
+from .._app_server import local_host_name, serve_app, url_host
 from .._model import AgentDescription, Form
+from .._problem import HTTPProblem, ProblemDetails, problem_middleware
 from ..trust import did_web_url
 from ._interfaces import ServeContext
 from ._security import Presented
 from ._vocabulary import Kind
 
-__all__ = ["WebBinding", "WebServer", "json_response", "problem"]
+__all__ = ["WebBinding", "WebServer", "json_response"]
 
 log = logging.getLogger("wot_agents.bindings")
 
-PROBLEM_TYPE = "application/problem+json"
 #: Paths under which the agent's TD is public: discovery must work before authentication.
 WELL_KNOWN = "/.well-known/wot"
 #: Where a did:web without a path has its DID document (did:web method spec 3.2.1).
 DID_WELL_KNOWN = "/.well-known/did.json"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def problem(status: int, title: str, detail: str | None = None, **extra: Any) -> web.Response:
-    """An RFC 7807 problem details response."""
-    body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status}
-    if detail:
-        body["detail"] = detail
-    body.update(extra)
-    return web.Response(status=status, text=json.dumps(body), content_type=PROBLEM_TYPE)
 
 
 def json_response(value: Any, *, status: int = 200, content_type: str = "application/json") -> web.Response:
@@ -133,7 +124,7 @@ class WebServer:
         self._context = context
         app = web.Application(
             client_max_size=self.max_body,
-            middlewares=[self._limits, self._errors, self._cors, self._security],
+            middlewares=[self._limits, problem_middleware(log), self._cors, self._security],
         )
         app.router.add_get(WELL_KNOWN, self._td)
         app.router.add_get(self.td_path(context), self._td)
@@ -141,23 +132,18 @@ class WebServer:
         app.router.add_get("/{path:.+}/did.json", self._did)
         for binding in self.bindings:
             binding.install(app, context, self.url)
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=self.shutdown_timeout)
-        await runner.setup()
-        try:
-            site = web.TCPSite(runner, self.host, self.port)
-            await site.start()
-            port = _bound_port(runner)
-            # Bound to every interface: forms name this host, which others can resolve (pass
-            # public_url for anything else, e.g. behind a proxy).
-            host = socket.gethostname() if self.host in ("", "0.0.0.0", "::") else self.host
-            self._base = f"http://{_url_host(host)}:{port}"
-            yield
-        finally:
-            # Close the streams first, or the runner would wait for SSE responses that never end.
-            for binding in self.bindings:
-                await binding.aclose()
-            await runner.cleanup()
-            self._base = None
+        async with serve_app(app, self.host, self.port, shutdown_timeout=self.shutdown_timeout) as bound:
+            try:
+                # Bound to every interface: forms name this host, which others can resolve (pass
+                # public_url for anything else, e.g. behind a proxy).
+                port = urlsplit(bound).port
+                self._base = f"http://{url_host(local_host_name(self.host))}:{port}"
+                yield
+            finally:
+                # Close the streams first, or the runner would wait for SSE responses that never end.
+                for binding in self.bindings:
+                    await binding.aclose()
+                self._base = None
 
     async def _td(self, request: web.Request) -> web.Response:
         assert self._context is not None
@@ -185,33 +171,12 @@ class WebServer:
     @web.middleware
     async def _limits(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         if self._active >= self.max_connections:
-            return problem(503, "Too many requests", f"more than {self.max_connections} requests in progress")
+            return ProblemDetails(503, f"more than {self.max_connections} requests in progress").response()
         self._active += 1
         try:
             return await handler(request)
         finally:
             self._active -= 1
-
-    @web.middleware
-    async def _errors(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        try:
-            return await handler(request)
-        except web.HTTPException as exc:
-            if exc.status < 400:
-                raise
-            return problem(
-                exc.status, exc.reason, exc.text if exc.text != f"{exc.status}: {exc.reason}" else None
-            )
-        except PayloadError as exc:
-            return problem(
-                400,
-                "Invalid payload",
-                str(exc),
-                problems=[{"pointer": p.pointer, "message": p.message} for p in exc.problems],
-            )
-        except Exception as exc:  # an agent's bug must not kill the server, and must be reported
-            log.exception("%s %s failed", request.method, request.path)
-            return problem(500, "Internal error", f"{type(exc).__name__}: {exc}")
 
     @web.middleware
     async def _cors(self, request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -240,23 +205,10 @@ class WebServer:
             presented = Presented(headers=request.headers, query=request.query)
             for scheme in self._context.security:
                 if not scheme.authenticate(presented):
-                    response = problem(
-                        401, "Unauthorized", f"the {scheme.name} security scheme was not satisfied"
-                    )
                     challenge = scheme.challenge()
-                    if challenge:
-                        response.headers["WWW-Authenticate"] = challenge
-                    return response
+                    raise HTTPProblem(
+                        401,
+                        f"the {scheme.name} security scheme was not satisfied",
+                        headers={"WWW-Authenticate": challenge} if challenge else None,
+                    )
         return await handler(request)
-
-
-def _bound_port(runner: web.AppRunner) -> int:
-    for site in runner.sites:
-        server = getattr(site, "_server", None)
-        for sock in getattr(server, "sockets", None) or ():
-            return int(sock.getsockname()[1])
-    raise RuntimeError("the web server did not bind a socket")
-
-
-def _url_host(host: str) -> str:
-    return f"[{host}]" if ":" in host else host

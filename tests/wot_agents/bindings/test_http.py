@@ -101,5 +101,7 @@ async def test_remote_error_carries_the_problem(running: RunningAgent) -> None:
     async with consume(running.description, prefer=["http"]) as thing:
         with pytest.raises(RemoteError) as caught:
             await thing.invoke_action("broken")
-    assert caught.value.detail["title"] == "Internal error"
+    problem = caught.value.problem
+    assert problem["status"] == 500 and problem["title"] == "Internal Server Error"
+    assert problem["detail"].startswith("RuntimeError")
     assert caught.value.href and caught.value.href.endswith("/actions/broken")

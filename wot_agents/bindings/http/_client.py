@@ -21,6 +21,8 @@ from urllib.parse import urljoin, urlsplit
 import aiohttp
 
 from ..._model import Form
+from ..._problem import ProblemDetails
+from ..._sse import EVENT_STREAM, parse_events
 from .._interfaces import Interaction, Stream
 from .._vocabulary import CONTENT_TYPE, HTTP_METHODS, SSE_SUBPROTOCOL, STREAM_OPS, decode_payload, http_method
 
@@ -108,7 +110,7 @@ class HttpClient:
             interval = min(interval * 2, MAX_POLL_INTERVAL)
 
     async def stream(self, interaction: Interaction) -> Stream[Any]:
-        headers = self._headers(interaction, accept="text/event-stream", body=False)
+        headers = self._headers(interaction, accept=EVENT_STREAM, body=False)
         try:
             async with asyncio.timeout(interaction.timeout):
                 response = await self._send(
@@ -198,31 +200,20 @@ async def _reply(response: aiohttp.ClientResponse, interaction: Interaction) -> 
     """The decoded body of a reply; a non-2xx status becomes a ``RemoteError`` with its problem."""
     body = await response.read()
     if response.status >= 300:
-        detail: dict[str, Any] = {}
-        try:
-            parsed = json.loads(body) if body else {}
-            detail = parsed if isinstance(parsed, dict) else {"detail": parsed}
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            detail = {"detail": body[:500].decode(errors="replace")}
-        reason = detail.get("detail") or detail.get("title") or response.reason or ""
-        raise interaction.refused(response.status, str(reason), detail)
+        problem = ProblemDetails.from_body(body, status=response.status, reason=response.reason)
+        raise interaction.refused(response.status, problem.message, problem.to_dict())
     return decode_payload(body)
 
 
 async def _sse_values(response: aiohttp.ClientResponse, interaction: Interaction) -> AsyncIterator[Any]:
     """The ``data`` of each Server-Sent Event, decoded as JSON when it is JSON."""
-    data: list[str] = []
     try:
-        async for raw in response.content:
-            line = raw.decode("utf-8").rstrip("\r\n")
-            if line.startswith("data:"):
-                data.append(line[5:].removeprefix(" "))
-            elif not line and data:
-                text = "\n".join(data)
-                data = []
-                try:
-                    yield json.loads(text)
-                except json.JSONDecodeError:
-                    yield text
+        async for event in parse_events(response.content.iter_any()):
+            try:
+                yield event.json()
+            except ValueError:
+                yield event.data
     except aiohttp.ClientError as exc:
+        raise interaction.unreachable(f"the stream broke: {exc}") from exc
+    except ValueError as exc:  # an event over the parser's bound
         raise interaction.unreachable(f"the stream broke: {exc}") from exc

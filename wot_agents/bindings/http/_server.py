@@ -20,9 +20,11 @@ from typing import Any
 from aiohttp import web
 
 from ..._model import Form, InteractionAffordance
+from ..._problem import HTTPProblem
+from ..._sse import EventStream
 from .._interfaces import ServeContext
 from .._vocabulary import CONTENT_TYPE, SSE_SUBPROTOCOL, Kind, Op
-from .._web import json_response, problem
+from .._web import json_response
 
 __all__ = ["HttpBinding"]
 
@@ -146,7 +148,7 @@ class HttpBinding:
         self._context: ServeContext | None = None
         self._url: Callable[[str], str] | None = None
         self._invocations = _Invocations(max_invocations)
-        self._streams: set[asyncio.Task[Any]] = set()
+        self._streams: set[EventStream] = set()
 
     def base(self, http_base: str) -> str:
         return http_base
@@ -197,9 +199,8 @@ class HttpBinding:
             app.router.add_route(route.method, f"/{context.slug}{route.path}", handler)
 
     async def aclose(self) -> None:
-        for task in list(self._streams):
-            task.cancel()
-        await asyncio.gather(*self._streams, return_exceptions=True)
+        for stream in list(self._streams):
+            stream.close()
         await self._invocations.aclose()
 
     def _exposed(self, kind: Kind, request: web.Request) -> Any:
@@ -224,15 +225,13 @@ class HttpBinding:
     async def read_property(self, request: web.Request) -> web.StreamResponse:
         prop = self._exposed("property", request)
         if prop.affordance.write_only:
-            return problem(
-                405, "Method Not Allowed", f"property {request.match_info['name']!r} is write-only"
-            )
+            raise HTTPProblem(405, f"property {request.match_info['name']!r} is write-only")
         return json_response(await prop.read())
 
     async def write_property(self, request: web.Request) -> web.StreamResponse:
         prop = self._exposed("property", request)
         if prop.affordance.read_only:
-            return problem(405, "Method Not Allowed", f"property {request.match_info['name']!r} is read-only")
+            raise HTTPProblem(405, f"property {request.match_info['name']!r} is read-only")
         await prop.write(await self._body(request))
         return web.Response(status=204)
 
@@ -270,9 +269,7 @@ class HttpBinding:
     async def observe_property(self, request: web.Request) -> web.StreamResponse:
         prop = self._exposed("property", request)
         if not prop.affordance.observable:
-            return problem(
-                405, "Method Not Allowed", f"property {request.match_info['name']!r} is not observable"
-            )
+            raise HTTPProblem(405, f"property {request.match_info['name']!r} is not observable")
         return await self._sse(request, prop.observe())
 
     async def subscribe_event(self, request: web.Request) -> web.StreamResponse:
@@ -280,40 +277,11 @@ class HttpBinding:
 
     async def _sse(self, request: web.Request, values: AsyncIterator[Any]) -> web.StreamResponse:
         """Stream ``values`` as Server-Sent Events until the client goes or the server stops."""
-        queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=256)
-
-        async def pump() -> None:
-            async for value in values:
-                await queue.put(value)
-
-        pumping = asyncio.ensure_future(pump())
-        self._streams.add(pumping)
-        response = web.StreamResponse(
-            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
-        )
+        stream = EventStream(request, keepalive=HEARTBEAT)
+        self._streams.add(stream)
         try:
-            await response.prepare(request)
-            await response.write(b": subscribed\n\n")
-            while True:
-                getter = asyncio.ensure_future(queue.get())
-                done, _ = await asyncio.wait(
-                    {getter, pumping}, timeout=HEARTBEAT, return_when=asyncio.FIRST_COMPLETED
-                )
-                if getter in done:
-                    data = json.dumps(getter.result(), ensure_ascii=False)
-                    await response.write(f"data: {data}\n\n".encode())
-                    continue
-                getter.cancel()
-                if pumping in done:
-                    break
-                await response.write(b": heartbeat\n\n")  # finds clients that went away silently
-        except ConnectionResetError:
-            pass
+            await stream.open("subscribed")
+            await stream.pipe(values, keepalive_comment="heartbeat")
         finally:
-            pumping.cancel()
-            self._streams.discard(pumping)
-            await asyncio.gather(pumping, return_exceptions=True)
-            aclose = getattr(values, "aclose", None)
-            if aclose is not None:
-                await aclose()
-        return response
+            self._streams.discard(stream)
+        return stream.response

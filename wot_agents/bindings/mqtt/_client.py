@@ -17,6 +17,7 @@ from typing import Any
 
 from ..._errors import ConnectError
 from ..._model import Form
+from ..._problem import ProblemDetails
 from .._interfaces import Interaction, Stream
 from .._vocabulary import MQTT_CONTROL_PACKETS, decode_payload, mqtt_control_packet, mqtt_qos
 from ._topics import REPLY_TOPIC_PREFIX, Broker, form_topic, publish_properties
@@ -187,13 +188,11 @@ class MqttClient:
         finally:
             connection.replies.pop(correlation, None)
         status = dict(getattr(message.properties, "UserProperty", None) or []).get("status", "200")
-        value = decode_payload(message.payload)
         if not status.isdigit() or int(status) >= 300:
-            detail = value if isinstance(value, dict) else {"detail": value}
-            raise interaction.refused(
-                int(status) if status.isdigit() else None, str(detail.get("detail", "")), detail
-            )
-        return value
+            code = int(status) if status.isdigit() else None
+            problem = ProblemDetails.from_body(bytes(message.payload or b""), status=code)
+            raise interaction.refused(code, problem.message, problem.to_dict())
+        return decode_payload(message.payload)
 
     async def stream(self, interaction: Interaction) -> Stream[Any]:
         connection = await self._connection(interaction)

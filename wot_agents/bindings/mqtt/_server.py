@@ -25,8 +25,9 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
-from ..._errors import PayloadError
+from ..._errors import WotAgentsError
 from ..._model import AgentDescription, Form
+from ..._problem import PROBLEM_JSON, HTTPProblem, ProblemDetails
 from .._interfaces import ServeContext
 from .._security import Presented
 from .._vocabulary import CONTENT_TYPE, Kind, encode_payload
@@ -263,68 +264,50 @@ class MqttServer:
                 REPLY_TOPIC_PREFIX,
             )
             return
-        status, reply, error = 200, None, None
+        reply: Any = None
+        error: ProblemDetails | None = None
         try:
             headers = dict(getattr(properties, "UserProperty", None) or [])
             presented = Presented(headers=headers, query=headers)
             for scheme in self._context.security:
                 if not scheme.authenticate(presented):
-                    raise _Refused(
-                        401, "Unauthorized", f"the {scheme.name} security scheme was not satisfied"
-                    )
+                    raise HTTPProblem(401, f"the {scheme.name} security scheme was not satisfied")
             payload = bytes(message.payload or b"")
             if len(payload) > self.max_payload:
-                raise _Refused(
-                    413, "Payload Too Large", f"the payload is {len(payload)} bytes, over {self.max_payload}"
-                )
+                raise HTTPProblem(413, f"the payload is {len(payload)} bytes, over {self.max_payload}")
             try:
                 value = json.loads(payload) if payload.strip() else None
             except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                raise _Refused(400, "Bad Request", f"the payload is not JSON: {exc}") from None
+                raise HTTPProblem(400, f"the payload is not JSON: {exc}") from None
             if parts[-1] == "writeproperty":
                 name = parts[-2]
                 prop = self._context.agent.properties.get(name)
                 if prop is None or prop.affordance.read_only:
-                    raise _Refused(404, "Not Found", f"no writable property {name!r}")
+                    raise HTTPProblem(404, f"no writable property {name!r}")
                 await prop.write(value)
             else:
                 name = parts[-1]
                 action = self._context.agent.actions.get(name)
                 if action is None:
-                    raise _Refused(404, "Not Found", f"no action {name!r}")
+                    raise HTTPProblem(404, f"no action {name!r}")
                 reply = await action.invoke(value)
-        except _Refused as exc:
-            status, error = exc.status, {"title": exc.title, "status": exc.status, "detail": str(exc)}
-        except PayloadError as exc:
-            problems = [{"pointer": p.pointer, "message": p.message} for p in exc.problems]
-            status, error = (
-                400,
-                {"title": "Invalid payload", "status": 400, "detail": str(exc), "problems": problems},
-            )
         except Exception as exc:
-            log.exception("MQTT request on %s failed", message.topic)
-            status, error = (
-                500,
-                {"title": "Internal error", "status": 500, "detail": f"{type(exc).__name__}: {exc}"},
-            )
+            if not isinstance(exc, WotAgentsError):
+                log.exception("MQTT request on %s failed", message.topic)
+            error = ProblemDetails.from_exception(exc)
         if not reply_to:
             if error:
                 log.warning(
-                    "MQTT request on %s failed with nowhere to reply: %s", message.topic, error["detail"]
+                    "MQTT request on %s failed with nowhere to reply: %s", message.topic, error.message
                 )
             return
-        body = encode_payload(error if error else reply) if (error or reply is not None) else b""
-        members: dict[str, Any] = {
-            "UserProperty": [("status", str(status))],
-            "ContentType": "application/problem+json" if error else CONTENT_TYPE,
-        }
+        if error is not None:
+            status, body, content_type = error.status, error.to_json(), PROBLEM_JSON
+        else:
+            status, content_type = 200, CONTENT_TYPE
+            body = encode_payload(reply) if reply is not None else b""
+        members: dict[str, Any] = {"UserProperty": [("status", str(status))], "ContentType": content_type}
         if correlation is not None:
             members["CorrelationData"] = correlation
         props = publish_properties(**members)
         await self._client.publish(reply_to, body, qos=self.qos, properties=props)
-
-
-class _Refused(Exception):
-    def __init__(self, status: int, title: str, detail: str) -> None:
-        super().__init__(detail)
-        self.status, self.title = status, title

@@ -21,9 +21,10 @@ import aiohttp
 
 from ..._errors import ConnectError
 from ..._model import Form
+from ..._problem import ProblemDetails
 from .._interfaces import Interaction, Stream
 from .._vocabulary import LMOS_SUBPROTOCOL
-from ._messages import decode, encode, member, message
+from ._messages import ENVELOPE, decode, encode, member, message
 
 __all__ = ["WebSocketClient"]
 
@@ -230,8 +231,10 @@ def _outcome(reply: Any, interaction: Interaction) -> Any:
     kind = reply.get("messageType")
     if kind == "error":
         status = str(reply.get("status", ""))
-        reason = f"{reply.get('title', 'error')}: {reply.get('detail', '')}"
-        raise interaction.refused(int(status) if status.isdigit() else None, reason, reply)
+        code = int(status) if status.isdigit() else None
+        members = {key: value for key, value in reply.items() if key not in ENVELOPE}
+        problem = ProblemDetails.from_dict(members, status=code)
+        raise interaction.refused(code, problem.message, problem.to_dict())
     if kind == "actionStatus":
         status = reply.get("status")
         if status == "completed":

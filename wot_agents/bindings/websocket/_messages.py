@@ -13,6 +13,8 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any, Final
 
+from ..._problem import ProblemDetails
+
 __all__ = [
     "ENVELOPE",
     "REQUEST_TYPES",
@@ -85,21 +87,12 @@ def message(
     return envelope
 
 
-def error_message(
-    thing_id: str, status: int, title: str, detail: str, *, correlation_id: str | None, **extra: Any
-) -> dict[str, Any]:
-    """An ``error`` message: RFC 7807 members with the status as a string, as the table says."""
-    return message(
-        "error",
-        thing_id,
-        correlation_id=correlation_id,
-        type="about:blank",
-        title=title,
-        status=str(status),
-        detail=detail,
-        instance=f"urn:uuid:{uuid.uuid4()}",
-        **extra,
-    )
+def error_message(thing_id: str, problem: ProblemDetails, *, correlation_id: str | None) -> dict[str, Any]:
+    """An ``error`` message: the problem's RFC 7807 members with the status as a string, as the table says."""
+    body = problem.to_dict()
+    body["status"] = str(problem.status)
+    body.setdefault("instance", f"urn:uuid:{uuid.uuid4()}")
+    return message("error", thing_id, correlation_id=correlation_id, **body)
 
 
 def encode(data: dict[str, Any]) -> str:

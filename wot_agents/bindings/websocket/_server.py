@@ -16,22 +16,16 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from ..._errors import PayloadError
+from ..._errors import WotAgentsError
 from ..._model import Form
+from ..._problem import HTTPProblem, ProblemDetails
 from .._interfaces import ServeContext
 from .._vocabulary import CONTENT_TYPE, LMOS_SUBPROTOCOL, Kind
-from .._web import problem
 from ._messages import REQUEST_TYPES, correlation_of, decode, encode, error_message, member, message, now
 
 __all__ = ["WebSocketBinding"]
 
 log = logging.getLogger("wot_agents.bindings")
-
-
-class _Failure(Exception):
-    def __init__(self, status: int, title: str, detail: str) -> None:
-        super().__init__(detail)
-        self.status, self.title, self.detail = status, title, detail
 
 
 class _Connection:
@@ -67,55 +61,27 @@ class _Connection:
         try:
             data = decode(text)
         except ValueError as exc:
-            await self.send(error_message(self.thing_id, 400, "Bad message", str(exc), correlation_id=None))
+            await self.fail(HTTPProblem(400, f"not an LMOS message: {exc}"), correlation=None)
             return
         correlation = correlation_of(data)
         kind = data["messageType"]
         if kind not in REQUEST_TYPES:
-            await self.send(
-                error_message(
-                    self.thing_id,
-                    400,
-                    "Unknown message type",
-                    f"{kind!r} is not a request",
-                    correlation_id=correlation,
-                )
-            )
+            await self.fail(HTTPProblem(400, f"{kind!r} is not a request message type"), correlation)
             return
         async with self.slots:
             try:
                 await getattr(self, "on_" + REQUEST_TYPES[kind])(data, correlation)
-            except _Failure as exc:
-                await self.send(
-                    error_message(
-                        self.thing_id, exc.status, exc.title, exc.detail, correlation_id=correlation
-                    )
-                )
-            except PayloadError as exc:
-                problems = [{"pointer": p.pointer, "message": p.message} for p in exc.problems]
-                await self.send(
-                    error_message(
-                        self.thing_id,
-                        400,
-                        "Invalid payload",
-                        str(exc),
-                        correlation_id=correlation,
-                        problems=problems,
-                    )
-                )
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.exception("LMOS %s failed", kind)
-                await self.send(
-                    error_message(
-                        self.thing_id,
-                        500,
-                        "Internal error",
-                        f"{type(exc).__name__}: {exc}",
-                        correlation_id=correlation,
-                    )
-                )
+                if not isinstance(exc, WotAgentsError):
+                    log.exception("LMOS %s failed", kind)
+                await self.fail(exc, correlation)
+
+    async def fail(self, exc: Exception, correlation: str | None) -> None:
+        """Answer a request with an ``error`` message: the problem that ``exc`` maps to."""
+        problem = ProblemDetails.from_exception(exc)
+        await self.send(error_message(self.thing_id, problem, correlation_id=correlation))
 
     def _exposed(self, kind: Kind, data: dict[str, Any], key: str) -> Any:
         agent = self.context.agent
@@ -123,7 +89,7 @@ class _Connection:
         name = data.get(key)
         exposed = table.get(name) if isinstance(name, str) else None
         if exposed is None:
-            raise _Failure(404, "Not found", f"the agent has no {kind} {name!r}")
+            raise HTTPProblem(404, f"the agent has no {kind} {name!r}")
         return exposed
 
     def _reply(
@@ -166,7 +132,7 @@ class _Connection:
         self._exposed("action", data, "action")
         targets = [task for key, (n, task) in self.invocations.items() if key == correlation or n == name]
         if not targets:
-            raise _Failure(409, "Not running", f"no invocation of {name!r} is running on this connection")
+            raise HTTPProblem(409, f"no invocation of {name!r} is running on this connection")
         for task in targets:
             task.cancel()
 
@@ -175,7 +141,7 @@ class _Connection:
     async def on_readproperty(self, data: dict[str, Any], correlation: str | None) -> None:
         prop = self._exposed("property", data, "name")
         if prop.affordance.write_only:
-            raise _Failure(405, "Not readable", f"property {data['name']!r} is write-only")
+            raise HTTPProblem(405, f"property {data['name']!r} is write-only")
         value = await prop.read()
         await self.send(
             self._reply("propertyReading", data, correlation, name=data["name"], value=value, timestamp=now())
@@ -184,7 +150,7 @@ class _Connection:
     async def on_writeproperty(self, data: dict[str, Any], correlation: str | None) -> None:
         prop = self._exposed("property", data, "name")
         if prop.affordance.read_only:
-            raise _Failure(405, "Read-only", f"property {data['name']!r} is read-only")
+            raise HTTPProblem(405, f"property {data['name']!r} is read-only")
         await prop.write(data.get("data"))
         await self.send(
             self._reply(
@@ -200,11 +166,11 @@ class _Connection:
     async def on_writemultipleproperties(self, data: dict[str, Any], correlation: str | None) -> None:
         values = data.get("data")
         if not isinstance(values, dict):
-            raise _Failure(400, "Bad message", "writeMultipleProperties needs an object 'data'")
+            raise HTTPProblem(400, "writeMultipleProperties needs an object 'data'")
         props = {name: self._exposed("property", {"name": name}, "name") for name in values}
         for name, prop in props.items():
             if prop.affordance.read_only:
-                raise _Failure(405, "Read-only", f"property {name!r} is read-only")
+                raise HTTPProblem(405, f"property {name!r} is read-only")
         for name, prop in props.items():
             await prop.write(values[name])
         await self.send(self._reply("propertyReadings", data, correlation, data=values, timestamp=now()))
@@ -250,7 +216,7 @@ class _Connection:
         prop = self._exposed("property", data, "name")
         name = data["name"]
         if not prop.affordance.observable:
-            raise _Failure(405, "Not observable", f"property {name!r} is not observable")
+            raise HTTPProblem(405, f"property {name!r} is not observable")
         self._open(
             "property",
             name,
@@ -353,11 +319,9 @@ class WebSocketBinding:
         )
         ready = ws.can_prepare(request)
         if not ready.ok:
-            return problem(
-                426, "Upgrade Required", "this endpoint speaks WebSocket (subprotocol lmosprotocol)"
-            )
+            raise HTTPProblem(426, "this endpoint speaks WebSocket (subprotocol lmosprotocol)")
         if ready.protocol != LMOS_SUBPROTOCOL:
-            return problem(400, "Bad Request", f"ask for the WebSocket subprotocol {LMOS_SUBPROTOCOL!r}")
+            raise HTTPProblem(400, f"ask for the WebSocket subprotocol {LMOS_SUBPROTOCOL!r}")
         await ws.prepare(request)
         connection = _Connection(ws, self._context, self.max_in_flight)
         self._sockets.add(ws)

@@ -1,0 +1,73 @@
+"""Serving an aiohttp application on host:port: the one way every wot-agents server starts.
+
+The CLI, the agents' web server, the demo, the benches and the tests all call::
+
+    async with serve_app(app, host="127.0.0.1", port=0) as url:   # port 0: any free port
+        ...                                                       # url == "http://127.0.0.1:41234"
+
+It reads the bound port from aiohttp's public ``AppRunner.addresses`` (not a private attribute
+of the site), and on exit stops accepting, lets requests in flight finish for up to
+``shutdown_timeout`` seconds and runs the app's cleanup, so nothing is left behind.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from aiohttp import web
+
+__all__ = ["bound_port", "local_host_name", "serve_app", "url_host"]
+
+#: Addresses that bind every interface; a URL for them names the loopback address instead.
+_WILDCARDS = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}
+
+
+def url_host(host: str) -> str:
+    """``host`` as it stands in a URL (an IPv6 literal in brackets)."""
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
+@asynccontextmanager
+async def serve_app(
+    app: web.Application,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    shutdown_timeout: float = 5.0,
+    reuse_address: bool | None = None,
+    access_log: bool = False,
+    access_log_format: str | None = None,
+) -> AsyncIterator[str]:
+    """Serve ``app`` on ``host:port`` and yield its base URL (``http://host:port``, no slash at the end).
+
+    A wildcard ``host`` (``0.0.0.0``, ``::``, ``""``) binds every interface and yields the loopback
+    URL. ``access_log`` turns aiohttp's access log on (with ``access_log_format`` if given).
+    """
+    extra: dict[str, object] = {}
+    if not access_log:
+        extra["access_log"] = None
+    elif access_log_format is not None:
+        extra["access_log_format"] = access_log_format
+    runner = web.AppRunner(app, shutdown_timeout=shutdown_timeout, **extra)  # type: ignore[arg-type]
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host or None, port, reuse_address=reuse_address)
+        await site.start()
+        yield f"http://{url_host(_WILDCARDS.get(host, host))}:{bound_port(runner)}"
+    finally:
+        await runner.cleanup()
+
+
+def bound_port(runner: web.BaseRunner) -> int:
+    """The TCP port a started runner listens on (the first one, when it listens on several)."""
+    for address in runner.addresses:
+        if isinstance(address, tuple) and len(address) >= 2:
+            return int(address[1])
+    raise RuntimeError("the web server did not bind a TCP socket")
+
+
+def local_host_name(host: str) -> str:
+    """The name others can reach a server bound to ``host`` by: this machine's name for a wildcard."""
+    return socket.gethostname() if host in _WILDCARDS else host
