@@ -108,7 +108,7 @@ async def test_credentials_never_leave_the_forms_origin() -> None:
             async with consume(_td(hostile), credentials=BearerToken("s3cret"), timeout=5) as thing:
                 with pytest.raises(RemoteError, match="not on the form's origin") as caught:
                     await thing.invoke_action("job")
-                assert caught.value.status == 201 and caught.value.detail["location"] == f"{foreign}/s"
+                assert caught.value.status == 201 and caught.value.problem["location"] == f"{foreign}/s"
                 with pytest.raises(RemoteError, match="not on the form's origin") as caught:
                     await thing.read_property("away")
                 assert caught.value.status == 302
