@@ -336,7 +336,7 @@ class Agent:
         }
         affordance = PropertyAffordance.model_validate(schema | _without_none(settings))
         value_codec = codec(type_, f"value of property {name!r}")
-        stored = None if getter is not None or default is None else value_codec.load(default)
+        stored = None if getter is not None or default is None else value_codec.coerce(default)
         prop = Property(self._claim(name), value_codec, affordance, value=stored, getter=getter)
         self.properties[name] = prop
         return prop

@@ -8,6 +8,7 @@ a clear error rather than producing a schema no TD consumer can read.
 from __future__ import annotations
 
 import inspect
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, get_type_hints
@@ -68,11 +69,27 @@ class Codec:
     what: str
 
     def load(self, raw: Any) -> Any:
-        """Validate a value from the wire (JSON data); raises ``PayloadError`` listing every problem."""
+        """Validate a value from the wire (JSON data); raises ``PayloadError`` listing every problem.
+
+        Strictly, as the published schema says: JSON ``true`` or ``"3"`` is not an integer (pydantic's
+        lax mode would take both as one), while what JSON cannot carry (dates, enums, tuples) is
+        read from its JSON form. A number with no fractional part is an integer, as in JSON Schema.
+        """
         if self.adapter is None:
             return raw
         try:
-            return self.adapter.validate_python(raw)
+            return self.adapter.validate_json(json.dumps(_integral(raw)), strict=True)
+        except PydanticValidationError as exc:
+            raise PayloadError(f"invalid {self.what}", problems=_problems(exc)) from None
+        except (TypeError, ValueError) as exc:  # not JSON data at all (a Python object)
+            raise PayloadError(f"invalid {self.what}: {exc}") from None
+
+    def coerce(self, value: Any) -> Any:
+        """A value given by the agent's own code (a default), converted leniently."""
+        if self.adapter is None:
+            return value
+        try:
+            return self.adapter.validate_python(value)
         except PydanticValidationError as exc:
             raise PayloadError(f"invalid {self.what}", problems=_problems(exc)) from None
 
@@ -85,6 +102,17 @@ class Codec:
         except PydanticValidationError as exc:
             problems = _problems(exc)
             raise PayloadError(f"the agent produced an invalid {self.what}", problems=problems) from None
+
+
+def _integral(value: Any) -> Any:
+    """JSON data with every float that has no fractional part written as an integer (``3.0`` -> ``3``)."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        return int(value)
+    if isinstance(value, list):
+        return [_integral(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _integral(item) for key, item in value.items()}
+    return value
 
 
 def codec(annotation: Any, what: str) -> Codec:

@@ -16,7 +16,7 @@ import aiomqtt
 import pytest
 from aiohttp import web
 
-from wot_agents import RemoteError, consume
+from wot_agents import AgentDescription, RemoteError, consume
 from wot_agents.bindings import ApiKey, BearerToken, RunningAgent
 from wot_agents.bindings.mqtt import Broker
 from wot_agents.bindings.mqtt._topics import MAX_PAYLOAD, REPLY_TOPIC_PREFIX, publish_properties
@@ -222,3 +222,17 @@ async def test_mqtt_payloads_are_limited_like_http(running: RunningAgent, mosqui
         (message,) = await _until(client, lambda m: True)
     assert dict(message.properties.UserProperty)["status"] == "413"  # type: ignore[union-attr]
     assert json.loads(message.payload)["status"] == 413  # type: ignore[arg-type]
+
+
+# --- bad input -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("binding", ["http", "ws", "mqtt"])
+async def test_inputs_are_validated_strictly(td: AgentDescription, binding: str) -> None:
+    """The TD says ``"type": "integer"``: JSON ``true`` and ``"3"`` are not integers, on any binding."""
+    async with consume(td, prefer=[binding], validate=False) as thing:
+        for wrong in (True, "3"):
+            with pytest.raises(RemoteError) as caught:
+                await thing.invoke_action("add", {"a": wrong})
+            assert caught.value.status == 400 and caught.value.detail["problems"][0]["pointer"] == "/a"
+        assert await thing.invoke_action("add", {"a": 2.0, "b": 1}) == 3  # 2.0 is an integer (JSON Schema)
