@@ -16,7 +16,8 @@ from pydantic import ValidationError as PydanticValidationError
 
 from ._config import RuntimeSettings
 from ._lmos import INTERNAL_SERVER_ERROR, INVALID_REQUEST, Conversation, LmosError
-from ._runtime import Runtime
+from ._runtime import Runtime, TurnRequest
+from ._stream import stream_sse, stream_ws, wants_events
 
 __all__ = ["PREFIXES", "RUNTIME", "create_app"]
 
@@ -84,14 +85,20 @@ async def chat(request: web.Request) -> web.StreamResponse:
     if not turn_id:
         raise LmosError(INVALID_REQUEST, f"Required header '{TURN_ID}' is not present", status=400)
     conversation = await parse_conversation(request, runtime.settings.max_messages)
-    turn = await runtime.chat(
+    turn = TurnRequest(
         request.match_info["tenantId"],
         request.match_info["conversationId"],
         turn_id,
         conversation,
         subset=request.headers.get(SUBSET) or None,
     )
-    return web.json_response(turn.to_dict(), dumps=_dumps)
+    if wants_events(request):
+        return await stream_sse(request, turn, runtime.stream(turn))
+    return web.json_response((await runtime.chat(turn)).to_dict(), dumps=_dumps)
+
+
+async def websocket(request: web.Request) -> web.StreamResponse:
+    return await stream_ws(request, request.app[RUNTIME], request.app[RUNTIME].settings.max_body)
 
 
 def _dumps(value: Any) -> str:
@@ -183,6 +190,7 @@ def create_app(
     app.cleanup_ctx.append(lifespan)
     for prefix in PREFIXES:
         app.router.add_post(prefix + "/{tenantId}/chat/{conversationId}/message", chat)
+        app.router.add_get(prefix + "/{tenantId}/chat/{conversationId}/ws", websocket)
         app.router.add_get(prefix + "/agents", agents)
         app.router.add_get(prefix + "/tenants/{tenantId}/channels", channels)
         app.router.add_get(prefix + "/tenants/{tenantId}/channels/{channelId}", channel)

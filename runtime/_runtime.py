@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from types import TracebackType
@@ -24,7 +24,7 @@ from ._config import RuntimeSettings
 from ._forward import Forwarder
 from ._lmos import AGENT_NOT_FOUND, INTERNAL_SERVER_ERROR, INVALID_REQUEST, Conversation, LmosError
 
-__all__ = ["Runtime", "Turn"]
+__all__ = ["Runtime", "Turn", "TurnRequest"]
 
 log = logging.getLogger("runtime")
 
@@ -84,6 +84,26 @@ class _Gate:
         async with self._writer:
             await self._idle.wait()
             yield
+
+
+@dataclass(frozen=True, slots=True)
+class TurnRequest:
+    """One user turn as the client sent it: where it belongs, and the LMOS body."""
+
+    tenant: str
+    conversation_id: str
+    turn_id: str
+    conversation: Conversation
+    #: ``x-subset``: None lets a ChannelRollout (or the default subset) decide.
+    subset: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    agent: AgentDescription
+    decision: Decision
+    messages: list[ChatMessage]
+    subset: str
 
 
 def _default_source(settings: RuntimeSettings) -> CatalogSource:
@@ -211,35 +231,46 @@ class Runtime:
             return asked
         return self.channels.subset_for(tenant, channel, conversation_id) or self.settings.default_subset
 
-    async def chat(
-        self,
-        tenant: str,
-        conversation_id: str,
-        turn_id: str,
-        conversation: Conversation,
-        *,
-        subset: str | None,
-    ) -> Turn:
+    async def chat(self, request: TurnRequest) -> Turn:
         """Answer one turn; failures are :class:`LmosError` with the LMOS code and HTTP status."""
+        plan = await self._plan(request)
+        reply = await self.forwarder.chat(plan.agent, plan.messages, request.conversation_id)
+        return self._done(request, plan, reply)
+
+    async def stream(self, request: TurnRequest) -> AsyncGenerator[str | Turn, None]:
+        """Answer one turn in parts as the agent streams them (``chatStream``); the last item is
+        the :class:`Turn`. Failures before the first part and after it alike are :class:`LmosError`."""
+        plan = await self._plan(request)
+        parts: list[str] = []
+        async for part in self.forwarder.chat_stream(plan.agent, plan.messages, request.conversation_id):
+            parts.append(part)
+            yield part
+        reply = ChatReply(messages=[ChatMessage(role="assistant", content="".join(parts))])
+        yield self._done(request, plan, reply)
+
+    async def _plan(self, request: TurnRequest) -> _Plan:
+        conversation = request.conversation
         channel = conversation.system_context.channel_id
-        chosen_subset = self.subset_for(tenant, channel, conversation_id, subset)
-        candidates = self.candidates(tenant, channel, chosen_subset)
-        agent, decision = await self._choose(conversation, candidates, tenant, channel, chosen_subset)
+        subset = self.subset_for(request.tenant, channel, request.conversation_id, request.subset)
+        candidates = self.candidates(request.tenant, channel, subset)
+        agent, decision = await self._choose(conversation, candidates, request.tenant, channel, subset)
         messages = [
             ChatMessage(role=message.role, content=message.content, format=message.format)
             for message in conversation.input_context.messages
         ]
-        reply = await self.forwarder.chat(agent, messages, conversation_id)
+        return _Plan(agent, decision, messages, subset)
+
+    def _done(self, request: TurnRequest, plan: _Plan, reply: ChatReply) -> Turn:
         log.info(
             "turn %s of %s/%s -> %s (%s %.3f)",
-            turn_id,
-            tenant,
-            conversation_id,
-            agent.id,
-            decision.method,
-            decision.score,
+            request.turn_id,
+            request.tenant,
+            request.conversation_id,
+            plan.agent.id,
+            plan.decision.method,
+            plan.decision.score,
         )
-        return Turn(agent, decision, reply, chosen_subset)
+        return Turn(plan.agent, plan.decision, reply, plan.subset)
 
     async def _choose(
         self,

@@ -1,0 +1,162 @@
+"""Streamed answers: Server-Sent Events on the chat endpoint, and a WebSocket for turns and parts.
+
+LMOS's REST endpoint cannot stream; here the same endpoint answers as SSE when the client asks
+for ``text/event-stream``, and ``GET .../chat/{conversationId}/ws`` carries turns in and parts
+out. Both are fed by the agent's ``chatStream`` events and end with the same reply object as the
+JSON answer:
+
+SSE::
+
+    event: delta
+    data: {"turnId": "t1", "delta": "It will"}
+
+    event: reply
+    data: {"content": "It will rain.", "anonymizationEntities": [], "agent": {...}, "routing": {...}}
+
+A failure before the first part is the usual JSON error with its status; after it, an
+``event: error`` with ``{"errorCode", "message"}`` ends the stream. On the WebSocket each frame is
+a JSON object with ``type`` ``delta``, ``reply`` or ``error`` and the ``turnId`` it belongs to.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import AsyncGenerator
+from typing import Any
+
+from aiohttp import WSMsgType, web
+from pydantic import ValidationError as PydanticValidationError
+
+from ._lmos import INTERNAL_SERVER_ERROR, INVALID_REQUEST, Conversation, LmosError
+from ._runtime import Turn, TurnRequest
+
+__all__ = ["KEEPALIVE", "stream_sse", "stream_ws", "wants_events"]
+
+log = logging.getLogger("runtime.stream")
+
+#: Seconds between SSE keep-alive comments while an agent is thinking (proxies close idle streams).
+KEEPALIVE = 15.0
+
+
+def wants_events(request: web.Request) -> bool:
+    return "text/event-stream" in request.headers.get("Accept", "")
+
+
+def _frame(event: str, data: Any) -> bytes:
+    return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
+
+
+async def stream_sse(
+    request: web.Request, turn: TurnRequest, items: AsyncGenerator[str | Turn, None]
+) -> web.StreamResponse:
+    """Answer the turn as an SSE stream; see the module docstring for the events."""
+    try:
+        first = await anext(items)  # routing failures and an agent failing at once stay JSON errors
+    except BaseException:
+        await items.aclose()
+        raise
+    response = web.StreamResponse(
+        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    )
+    following: asyncio.Future[str | Turn] | None = None
+    try:
+        await response.prepare(request)
+        item: str | Turn = first
+        while True:
+            if isinstance(item, Turn):
+                await response.write(_frame("reply", item.to_dict()))
+                break
+            await response.write(_frame("delta", {"turnId": turn.turn_id, "delta": item}))
+            following = asyncio.ensure_future(anext(items))
+            while True:
+                done, _ = await asyncio.wait({following}, timeout=KEEPALIVE)
+                if done:
+                    break
+                await response.write(b": keep-alive\n\n")
+            try:
+                item = following.result()
+            except StopAsyncIteration:
+                break
+    except LmosError as error:
+        await response.write(_frame("error", error.to_dict()))
+    except ConnectionResetError:
+        return response  # the client left: closing the items releases the agent's stream
+    finally:
+        if following is not None and not following.done():
+            following.cancel()
+            with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration, LmosError):
+                await following
+        await items.aclose()
+    with contextlib.suppress(ConnectionResetError):
+        await response.write_eof()
+    return response
+
+
+async def stream_ws(request: web.Request, runtime: Any, max_message: int) -> web.StreamResponse:
+    """``GET .../chat/{conversationId}/ws``: each text frame is one turn, ``{"turnId", "subset"?,
+    "inputContext", "systemContext", "userContext"}``; turns run concurrently, their frames
+    tagged with their ``turnId``."""
+    ws = web.WebSocketResponse(heartbeat=30.0, max_msg_size=max_message)
+    await ws.prepare(request)
+    tenant, conversation_id = request.match_info["tenantId"], request.match_info["conversationId"]
+    running: set[asyncio.Task[None]] = set()
+
+    async def send(frame: dict[str, Any]) -> None:
+        if not ws.closed:
+            await ws.send_str(json.dumps(frame, ensure_ascii=False))
+
+    async def answer(turn: TurnRequest) -> None:
+        items = runtime.stream(turn)
+        try:
+            async for item in items:
+                if isinstance(item, Turn):
+                    await send({"type": "reply", "turnId": turn.turn_id, "reply": item.to_dict()})
+                else:
+                    await send({"type": "delta", "turnId": turn.turn_id, "delta": item})
+        except LmosError as error:
+            await send({"type": "error", "turnId": turn.turn_id, **error.to_dict()})
+        except Exception:
+            log.exception("turn %s failed", turn.turn_id)
+            await send({"type": "error", "turnId": turn.turn_id, "errorCode": INTERNAL_SERVER_ERROR,
+                        "message": "the runtime failed; see its log"})  # fmt: skip
+        finally:
+            await items.aclose()
+
+    try:
+        async for message in ws:
+            if message.type != WSMsgType.TEXT:
+                continue
+            try:
+                turn = _turn(message.data, tenant, conversation_id, runtime.settings.max_messages)
+            except LmosError as error:
+                await send({"type": "error", "turnId": None, **error.to_dict()})
+                continue
+            task = asyncio.create_task(answer(turn), name=f"runtime ws turn {turn.turn_id}")
+            running.add(task)
+            task.add_done_callback(running.discard)
+    finally:
+        for task in running:
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
+    return ws
+
+
+def _turn(text: str, tenant: str, conversation_id: str, max_messages: int) -> TurnRequest:
+    try:
+        frame = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise LmosError(INVALID_REQUEST, f"the frame is not JSON: {exc}", status=400) from None
+    if not isinstance(frame, dict) or not isinstance(frame.get("turnId"), str) or not frame["turnId"]:
+        raise LmosError(INVALID_REQUEST, "a turn frame is a JSON object with a string 'turnId'", status=400)
+    try:
+        conversation = Conversation.model_validate(frame)
+    except PydanticValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise LmosError(INVALID_REQUEST, f"Invalid request. Field errors: {problems}", status=400) from None
+    if len(conversation.input_context.messages) > max_messages:
+        raise LmosError(INVALID_REQUEST, f"a turn may carry at most {max_messages} messages", status=400)
+    subset = frame.get("subset") if isinstance(frame.get("subset"), str) else None
+    return TurnRequest(tenant, conversation_id, frame["turnId"], conversation, subset=subset)
