@@ -20,7 +20,7 @@ import contextlib
 import logging
 import re
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from typing import Any
 
 from wot_agents import validate
@@ -72,6 +72,7 @@ class Directory:
         )
         self.signatures = SignatureCheck(settings)
         self._purge_task: asyncio.Task[None] | None = None
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}  # per id being written: lock, users
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def __aenter__(self) -> Directory:
@@ -144,7 +145,8 @@ class Directory:
         body_id = td.setdefault("id", thing_id)
         if body_id != thing_id:
             raise HTTPProblem(400, f"the TD's id {body_id!r} differs from the id in the URL {thing_id!r}")
-        return await self._write(thing_id, td, self.get(thing_id))
+        async with self._writing(thing_id):
+            return await self._write(thing_id, td, self.get(thing_id))
 
     async def create(self, td: Mapping[str, Any]) -> Change:
         """Register an Anonymous TD under a new local id, a UUID URN (7.3.1.3); ``change.id`` is it."""
@@ -159,31 +161,52 @@ class Directory:
     async def patch(self, thing_id: str, patch: Mapping[str, Any]) -> Change:
         """Apply an RFC 7396 merge patch to a live description (7.3.2.1.4); 404 when there is none."""
         self.check_id(thing_id)
-        old = self.get(thing_id)
-        if old is None:
-            raise HTTPProblem(404, f"no Thing Description with id {thing_id!r}")
-        merged = merge_patch(old.document(), patch)
-        if merged.get("id") != thing_id:
-            raise HTTPProblem(400, "a merge patch cannot change or remove the id")
-        return await self._write(thing_id, merged, old)
+        async with self._writing(thing_id):
+            old = self.get(thing_id)
+            if old is None:
+                raise HTTPProblem(404, f"no Thing Description with id {thing_id!r}")
+            merged = merge_patch(old.document(), patch)
+            if merged.get("id") != thing_id:
+                raise HTTPProblem(400, "a merge patch cannot change or remove the id")
+            return await self._write(thing_id, merged, old)
 
     async def delete(self, thing_id: str) -> Change | None:
         """Remove a live description; None when there is none (an expired one counts as none)."""
-        if self.get(thing_id) is None:
-            return None
-        return await self.store.delete(thing_id)
+        async with self._writing(thing_id):
+            if self.get(thing_id) is None:
+                return None
+            return await self.store.delete(thing_id)
 
     async def purge(self, now: float | None = None) -> int:
         """Delete every registration expired at ``now`` (7.3.1.2); returns how many."""
         now = time.time() if now is None else now
         purged = 0
         for thing_id in await self.store.expired(now):
-            record = self.store.get(thing_id)  # still expired: not renewed since the list was made
-            if record is not None and record.expires is not None and record.expires <= now:
-                purged += await self.store.delete(thing_id) is not None
+            async with self._writing(thing_id):
+                record = self.store.get(thing_id)  # still expired: not renewed since the list was made
+                if record is not None and record.expires is not None and record.expires <= now:
+                    purged += await self.store.delete(thing_id) is not None
         if purged:
             logger.info("purged %d expired descriptions", purged)
         return purged
+
+    @contextlib.asynccontextmanager
+    async def _writing(self, thing_id: str) -> AsyncIterator[None]:
+        """One write per id at a time: a write reads the description it replaces, and a concurrent
+        one in between (validation and signature checks await) would otherwise be lost."""
+        lock, users = self._locks.get(thing_id, (None, 0))
+        if lock is None:
+            lock = asyncio.Lock()
+        self._locks[thing_id] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[thing_id]
+            if users == 1:
+                del self._locks[thing_id]
+            else:
+                self._locks[thing_id] = (lock, users - 1)
 
     async def _write(self, thing_id: str, td: dict[str, Any], old: Record | None) -> Change:
         problems = validate(td)

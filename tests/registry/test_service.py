@@ -90,6 +90,19 @@ async def test_the_service_refuses_what_the_api_refuses(service: Directory, make
     assert len(service.store) == 0
 
 
+async def test_concurrent_writes_to_one_id_lose_nothing(service: Directory, make_td: Any) -> None:
+    await service.put("urn:x:1", make_td(id="urn:x:1"))
+    # Each patch reads the stored TD and writes it back with one more member: interleaved
+    # without the per-id lock, later writes would overwrite members of earlier ones.
+    await asyncio.gather(*(service.patch("urn:x:1", {f"lmos:patch{i}": i}) for i in range(20)))
+    record = service.get("urn:x:1")
+    assert record is not None
+    assert {k: v for k, v in record.document().items() if k.startswith("lmos:patch")} == {
+        f"lmos:patch{i}": i for i in range(20)
+    }
+    assert not service._locks  # nothing is kept per id once its writes are done
+
+
 async def test_purge_deletes_expired_but_not_renewed(service: Directory, make_td: Any) -> None:
     await service.put("urn:x:old", make_td(id="urn:x:old", registration={"ttl": 60}))
     await service.put("urn:x:new", make_td(id="urn:x:new", registration={"ttl": 600}))
