@@ -14,7 +14,14 @@ from typing import Any
 
 from ._errors import DescriptionError
 
-__all__ = ["DEFAULT_MAX_BYTES", "MAX_DEPTH", "escape_pointer_token", "loads_document", "pointer_from_path"]
+__all__ = [
+    "DEFAULT_MAX_BYTES",
+    "MAX_DEPTH",
+    "escape_pointer_token",
+    "loads_document",
+    "loads_json",
+    "pointer_from_path",
+]
 
 #: Largest document accepted by default: generous for a TD (typically 2-50 KB), small for memory.
 DEFAULT_MAX_BYTES = 8 * 1024 * 1024
@@ -24,16 +31,26 @@ MAX_DEPTH = 128
 
 def loads_document(data: str | bytes, *, max_bytes: int | None = None) -> Any:
     """Parse JSON text, refusing documents that are too large, too deep or not JSON."""
+    try:
+        return loads_json(data, max_bytes=max_bytes)
+    except json.JSONDecodeError as exc:
+        raise DescriptionError(f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except UnicodeDecodeError as exc:
+        raise DescriptionError(f"not valid UTF-8 text: {exc.reason} at byte {exc.start}") from None
+
+
+def loads_json(data: str | bytes, *, max_bytes: int | None = None) -> Any:
+    """Like :func:`loads_document`, but text that is not JSON raises ``json.JSONDecodeError`` or
+    ``UnicodeDecodeError`` as ``json.loads`` does, for callers that accept other text too; JSON
+    beyond the limits (size, depth, number length) is a ``DescriptionError``."""
     limit = DEFAULT_MAX_BYTES if max_bytes is None else max_bytes
     size = len(data.encode() if isinstance(data, str) else data)
     if size > limit:
         raise DescriptionError(f"document is {size} bytes, larger than the limit of {limit} bytes")
     try:
         document = json.loads(data)
-    except json.JSONDecodeError as exc:
-        raise DescriptionError(f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
-    except UnicodeDecodeError as exc:
-        raise DescriptionError(f"not valid UTF-8 text: {exc.reason} at byte {exc.start}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise
     except RecursionError:
         raise DescriptionError(f"document nests deeper than {MAX_DEPTH} levels") from None
     except ValueError:  # an integer too long to convert (CVE-2020-10735's limit), not a JSON error

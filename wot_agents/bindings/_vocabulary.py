@@ -12,7 +12,10 @@ import json
 from typing import Any, Final, Literal
 
 from .._agent import AffordanceKind
+from .._errors import DescriptionError, PayloadError
+from .._json import loads_json
 from .._model import Form
+from .._problem import HTTPProblem
 
 __all__ = [
     "CONTENT_TYPE",
@@ -25,6 +28,7 @@ __all__ = [
     "Kind",
     "Op",
     "decode_payload",
+    "decode_request",
     "encode_payload",
     "form_ops",
     "http_method",
@@ -114,14 +118,40 @@ def encode_payload(value: Any) -> bytes:
 
 
 def decode_payload(raw: bytes | bytearray | None) -> Any:
-    """A received payload: JSON when it is JSON, else its text; nothing is ``None``."""
+    """A received payload: JSON when it is JSON, else its text; nothing is ``None``.
+
+    JSON beyond the SDK's limits (nesting, number length) is a ``PayloadError``, not a crash.
+    """
     data = bytes(raw or b"")
     if not data.strip():
         return None
     try:
-        return json.loads(data)
+        return loads_json(data, max_bytes=len(data))
     except (json.JSONDecodeError, UnicodeDecodeError):
         return data.decode(errors="replace")
+    except DescriptionError as exc:
+        raise PayloadError(f"unusable JSON payload: {exc}") from None
+
+
+def decode_request(raw: bytes | bytearray | None, content_type: str | None) -> Any:
+    """A request payload as every server takes it: nothing is ``None``, anything else JSON.
+
+    The forms declare ``CONTENT_TYPE``: a payload declared as something else is refused (415),
+    not parsed anyway; one that is not JSON, or JSON beyond the SDK's limits (nesting, number
+    length), is bad input (400). Raises ``HTTPProblem``.
+    """
+    data = bytes(raw or b"")
+    if not data.strip():
+        return None
+    media_type = (content_type or CONTENT_TYPE).partition(";")[0].strip().lower()
+    if media_type != CONTENT_TYPE:
+        raise HTTPProblem(415, f"the payload is declared {content_type!r}; the forms say {CONTENT_TYPE}")
+    try:
+        return loads_json(data, max_bytes=len(data))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise HTTPProblem(400, f"the payload is not JSON: {exc}") from None
+    except DescriptionError as exc:
+        raise HTTPProblem(400, f"the payload is not usable JSON: {exc}") from None
 
 
 def form_ops(form: Form, kind: Kind | None) -> list[str]:

@@ -12,11 +12,12 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+import aiohttp
 import aiomqtt
 import pytest
 from aiohttp import web
 
-from wot_agents import AgentDescription, RemoteError, consume
+from wot_agents import AgentDescription, PayloadError, RemoteError, consume
 from wot_agents.bindings import ApiKey, BearerToken, RunningAgent
 from wot_agents.bindings.mqtt import Broker
 from wot_agents.bindings.mqtt._topics import MAX_PAYLOAD, REPLY_TOPIC_PREFIX, publish_properties
@@ -236,3 +237,71 @@ async def test_inputs_are_validated_strictly(td: AgentDescription, binding: str)
                 await thing.invoke_action("add", {"a": wrong})
             assert caught.value.status == 400 and caught.value.detail["problems"][0]["pointer"] == "/a"
         assert await thing.invoke_action("add", {"a": 2.0, "b": 1}) == 3  # 2.0 is an integer (JSON Schema)
+
+
+DEEP = b'{"a": ' + b"[" * 5000 + b"]" * 5000 + b"}"
+HUGE = b'{"a": ' + b"9" * 5000 + b"}"
+
+
+async def test_http_refuses_hostile_json_and_undeclared_content_types(running: RunningAgent) -> None:
+    href = running.base_urls["http"] + "/" + running.slug + "/actions/add"
+    json_type = {"Content-Type": "application/json"}
+    async with aiohttp.ClientSession() as session:
+        for body, words in ((DEEP, "nests deeper"), (HUGE, "longer than")):
+            async with session.post(href, data=body, headers=json_type) as response:
+                assert response.status == 400 and response.content_type == "application/problem+json"
+                assert words in (await response.json())["detail"]
+        async with session.post(href, data=b'{"a": 1}', headers={"Content-Type": "text/plain"}) as response:
+            assert response.status == 415
+        async with session.post(href, data=b'{"a": 1}', headers=json_type) as response:
+            assert await response.json() == 2
+
+
+async def test_websocket_answers_bad_frames_with_an_error(running: RunningAgent) -> None:
+    async with aiohttp.ClientSession() as session:
+        async with session.ws_connect(
+            running.base_urls["ws"] + f"/{running.slug}/ws", protocols=["lmosprotocol"]
+        ) as ws:
+            for frame in (DEEP, HUGE):
+                await ws.send_str(frame.decode())
+                reply = await ws.receive_json(timeout=5)
+                assert reply["messageType"] == "error" and reply["status"] == "400", reply
+            await ws.send_bytes(b"\xff\xfe not text")
+            reply = await ws.receive_json(timeout=5)
+            assert reply["messageType"] == "error" and "UTF-8" in reply["detail"]
+
+
+async def test_mqtt_answers_bad_payloads_with_an_error(running: RunningAgent, mosquitto: str) -> None:
+    reply = REPLY_TOPIC_PREFIX + "bad"
+    async with mqtt_client(mosquitto) as client:
+        await client.subscribe(reply, qos=1)
+        for index, body in enumerate((DEEP, HUGE)):
+            await _request(client, "test-weather/actions/add", body, reply, correlation=bytes([index]))
+            (message,) = await _until(client, lambda m: True)
+            assert json.loads(message.payload)["status"] == 400  # type: ignore[arg-type]
+        properties = publish_properties(ResponseTopic=reply, CorrelationData=b"t", ContentType="text/plain")
+        await client.publish("test-weather/actions/add", b'{"a": 1}', qos=1, properties=properties)
+        (message,) = await _until(client, lambda m: True)
+        assert json.loads(message.payload)["status"] == 415  # type: ignore[arg-type]
+
+
+async def test_the_consumer_turns_hostile_replies_into_documented_errors() -> None:
+    """Deep JSON from an agent is a PayloadError, not a RecursionError."""
+
+    def routes(app: web.Application) -> None:
+        async def deep(request: web.Request) -> web.Response:
+            return web.Response(body=b"[" * 100_000 + b"]" * 100_000, content_type="application/json")
+
+        app.router.add_get("/deep", deep)
+
+    async with http_server(routes) as (base, _):
+        td = {
+            "@context": "https://www.w3.org/2022/wot/td/v1.1",
+            "title": "Hostile",
+            "securityDefinitions": {"nosec": {"scheme": "nosec"}},
+            "security": "nosec",
+            "properties": {"deep": {"forms": [{"href": f"{base}/deep"}]}},
+        }
+        async with consume(td, timeout=5) as thing:
+            with pytest.raises(PayloadError, match="nests deeper"):
+                await thing.read_property("deep")

@@ -40,7 +40,9 @@ async def test_status_codes_and_problem_details(running: RunningAgent) -> None:
         async with session.post(base + "/actions/nope", json={}) as response:
             assert response.status == 404
             assert (await response.json())["status"] == 404
-        async with session.post(base + "/actions/add", data=b"{not json") as response:
+        async with session.post(
+            base + "/actions/add", data=b"{not json", headers={"Content-Type": "application/json"}
+        ) as response:
             assert response.status == 400
             assert "not JSON" in (await response.json())["detail"]
         async with session.post(base + "/actions/add", json={"a": "x"}) as response:

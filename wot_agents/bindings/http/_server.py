@@ -10,7 +10,6 @@ status resource (GET it for ``{"status": ..., "output": ...}``, DELETE it to can
 from __future__ import annotations
 
 import asyncio
-import json
 import uuid
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
@@ -23,7 +22,7 @@ from ..._model import Form, InteractionAffordance
 from ..._problem import HTTPProblem
 from ..._sse import EventStream
 from .._interfaces import ServeContext
-from .._vocabulary import CONTENT_TYPE, SSE_SUBPROTOCOL, Kind, Op
+from .._vocabulary import CONTENT_TYPE, SSE_SUBPROTOCOL, Kind, Op, decode_request
 from .._web import json_response
 
 __all__ = ["HttpBinding"]
@@ -214,13 +213,7 @@ class HttpBinding:
         return exposed
 
     async def _body(self, request: web.Request) -> Any:
-        raw = await request.read()
-        if not raw.strip():
-            return None
-        try:
-            return json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise web.HTTPBadRequest(text=f"the request body is not JSON: {exc}") from None
+        return decode_request(await request.read(), request.headers.get("Content-Type"))
 
     async def read_property(self, request: web.Request) -> web.StreamResponse:
         prop = self._exposed("property", request)

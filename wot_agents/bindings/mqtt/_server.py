@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -30,7 +29,7 @@ from ..._model import AgentDescription, Form
 from ..._problem import PROBLEM_JSON, HTTPProblem, ProblemDetails
 from .._interfaces import ServeContext
 from .._security import Presented
-from .._vocabulary import CONTENT_TYPE, Kind, encode_payload
+from .._vocabulary import CONTENT_TYPE, Kind, decode_request, encode_payload
 from ._topics import (
     MAX_PAYLOAD,
     REPLY_TOPIC_PREFIX,
@@ -275,10 +274,7 @@ class MqttServer:
             payload = bytes(message.payload or b"")
             if len(payload) > self.max_payload:
                 raise HTTPProblem(413, f"the payload is {len(payload)} bytes, over {self.max_payload}")
-            try:
-                value = json.loads(payload) if payload.strip() else None
-            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                raise HTTPProblem(400, f"the payload is not JSON: {exc}") from None
+            value = decode_request(payload, getattr(properties, "ContentType", None))
             if parts[-1] == "writeproperty":
                 name = parts[-2]
                 prop = self._context.agent.properties.get(name)

@@ -13,6 +13,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any, Final
 
+from ..._json import loads_json
 from ..._problem import ProblemDetails
 
 __all__ = [
@@ -101,7 +102,7 @@ def encode(data: dict[str, Any]) -> str:
 
 def decode(text: str | bytes) -> dict[str, Any]:
     """Parse one message; anything but a JSON object with a ``messageType`` is a ``ValueError``."""
-    data = json.loads(text)
+    data = loads_json(text)  # the SDK's limits: deep or huge JSON is a ValueError too
     if not isinstance(data, dict) or not isinstance(data.get("messageType"), str):
         raise ValueError("an LMOS message is a JSON object with a string messageType")
     return data

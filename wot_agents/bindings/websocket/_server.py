@@ -9,7 +9,6 @@ replies and stream messages carry the request's ``correlationID``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
@@ -330,8 +329,13 @@ class WebSocketBinding:
                 if frame.type == WSMsgType.TEXT:
                     connection.spawn(connection.handle(frame.data))
                 elif frame.type == WSMsgType.BINARY:
-                    with contextlib.suppress(UnicodeDecodeError):
-                        connection.spawn(connection.handle(frame.data.decode()))
+                    try:
+                        text = frame.data.decode()
+                    except UnicodeDecodeError as exc:
+                        problem = HTTPProblem(400, f"a binary frame that is not UTF-8 text: {exc}")
+                        connection.spawn(connection.fail(problem, correlation=None))
+                        continue
+                    connection.spawn(connection.handle(text))
         finally:
             self._sockets.discard(ws)
             await connection.close()
