@@ -24,11 +24,13 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 from aiohttp import WSMsgType, web
 from pydantic import ValidationError as PydanticValidationError
+
+from wot_agents import EVENT_STREAM, EventStream, ServerSentEvent
 
 from ._lmos import INTERNAL_SERVER_ERROR, INVALID_REQUEST, Conversation, LmosError
 from ._runtime import Turn, TurnRequest
@@ -42,11 +44,7 @@ KEEPALIVE = 15.0
 
 
 def wants_events(request: web.Request) -> bool:
-    return "text/event-stream" in request.headers.get("Accept", "")
-
-
-def _frame(event: str, data: Any) -> bytes:
-    return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
+    return EVENT_STREAM in request.headers.get("Accept", "")
 
 
 async def stream_sse(
@@ -58,41 +56,38 @@ async def stream_sse(
     except BaseException:
         await items.aclose()
         raise
-    response = web.StreamResponse(
-        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-    )
-    following: asyncio.Future[str | Turn] | None = None
-    try:
-        await response.prepare(request)
+
+    async def events() -> AsyncIterator[ServerSentEvent]:
         item: str | Turn = first
-        while True:
-            if isinstance(item, Turn):
-                await response.write(_frame("reply", item.to_dict()))
-                break
-            await response.write(_frame("delta", {"turnId": turn.turn_id, "delta": item}))
-            following = asyncio.ensure_future(anext(items))
+        try:
             while True:
-                done, _ = await asyncio.wait({following}, timeout=KEEPALIVE)
-                if done:
-                    break
-                await response.write(b": keep-alive\n\n")
-            try:
-                item = following.result()
-            except StopAsyncIteration:
-                break
-    except LmosError as error:
-        await response.write(_frame("error", error.to_dict()))
+                if isinstance(item, Turn):
+                    yield ServerSentEvent(_json(item.to_dict()), event="reply")
+                    return
+                yield ServerSentEvent(_json({"turnId": turn.turn_id, "delta": item}), event="delta")
+                try:
+                    item = await anext(items)
+                except StopAsyncIteration:
+                    return
+        except LmosError as error:
+            yield ServerSentEvent(_json(error.to_dict()), event="error")
+        finally:
+            await items.aclose()
+
+    stream = EventStream(request, keepalive=KEEPALIVE)
+    try:
+        await stream.open(comment=None)
     except ConnectionResetError:
-        return response  # the client left: closing the items releases the agent's stream
-    finally:
-        if following is not None and not following.done():
-            following.cancel()
-            with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration, LmosError):
-                await following
         await items.aclose()
+        return stream.response
+    await stream.pipe(events())  # closes events(), hence the agent's stream, however it ends
     with contextlib.suppress(ConnectionResetError):
-        await response.write_eof()
-    return response
+        await stream.response.write_eof()
+    return stream.response
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False)
 
 
 async def stream_ws(request: web.Request, runtime: Any, max_message: int) -> web.StreamResponse:
@@ -106,7 +101,7 @@ async def stream_ws(request: web.Request, runtime: Any, max_message: int) -> web
 
     async def send(frame: dict[str, Any]) -> None:
         if not ws.closed:
-            await ws.send_str(json.dumps(frame, ensure_ascii=False))
+            await ws.send_str(_json(frame))
 
     async def answer(turn: TurnRequest) -> None:
         items = runtime.stream(turn)

@@ -5,18 +5,16 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AsyncExitStack
 from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
 
+from registry import create_app as create_directory
 from router import MiniLMEmbedder, VectorRouter
-from runtime import Runtime, RuntimeSettings, create_app
-from runtime._catalog import CatalogSource
-from tests.registry.conftest import running_directory
-from wot_agents import Agent, Capability, ChatRequest, ChatStream, DirectoryClient, chat_handler
+from runtime import CatalogSource, Runtime, RuntimeSettings, create_app
+from wot_agents import Agent, Capability, ChatRequest, ChatStream, DirectoryClient, chat_handler, serve_app
 from wot_agents.bindings import RunningAgent
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -94,19 +92,6 @@ def minilm() -> MiniLMEmbedder:
     return embedder
 
 
-@asynccontextmanager
-async def serve_app(app: web.Application) -> AsyncIterator[str]:
-    runner = web.AppRunner(app, shutdown_timeout=1)
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        host, port = runner.addresses[0][:2]
-        yield f"http://{host}:{port}"
-    finally:
-        await runner.cleanup()
-
-
 class Deployment:
     """A directory, agents registered in it, and a runtime following the directory."""
 
@@ -136,7 +121,9 @@ class Deployment:
             router = VectorRouter(self.minilm)
             self.stack.push_async_callback(router.aclose)
         self.runtime = Runtime(RuntimeSettings(**options), router=router, source=source)
-        self.url = await self.stack.enter_async_context(serve_app(create_app(runtime=self.runtime)))
+        self.url = await self.stack.enter_async_context(
+            serve_app(create_app(runtime=self.runtime), shutdown_timeout=1)
+        )
         await self.wait_for(len(self.agents))
         return self.url
 
@@ -149,7 +136,7 @@ class Deployment:
 @pytest.fixture
 async def deployment(minilm: MiniLMEmbedder) -> AsyncIterator[Deployment]:
     async with AsyncExitStack() as stack:
-        directory = await stack.enter_async_context(running_directory())
+        directory = await stack.enter_async_context(serve_app(create_directory(), shutdown_timeout=1))
         yield Deployment(directory, stack, minilm)
 
 

@@ -41,11 +41,10 @@ def register(subparsers: Any) -> None:
 
 
 async def run(args: argparse.Namespace) -> int:
-    from aiohttp import web
     from pydantic import ValidationError
 
     from runtime import RuntimeSettings, create_app
-    from wot_agents import WotAgentsError
+    from wot_agents import WotAgentsError, serve_app
 
     keys = ("directory", "directory_token", "agents", "channels", "router", "embedder", "llm_base_url")
     overrides: dict[str, Any] = {key: getattr(args, key) for key in (*keys, "llm_model", "host", "port")}
@@ -55,26 +54,18 @@ async def run(args: argparse.Namespace) -> int:
     except ValidationError as exc:
         print(f"wot-agents runtime: {exc}", file=sys.stderr)
         return 2
-    runner = web.AppRunner(create_app(settings), shutdown_timeout=settings.agent_timeout)
     try:
-        await runner.setup()
+        async with serve_app(
+            create_app(settings), settings.host, settings.port, shutdown_timeout=settings.agent_timeout
+        ) as url:
+            print(f"runtime listening on {url}/apis/v1/", flush=True)
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+            await stop.wait()
+            print("runtime stopping", flush=True)
     except (OSError, ValueError, WotAgentsError) as exc:
         print(f"wot-agents runtime: {exc}", file=sys.stderr)
-        await runner.cleanup()
         return 2
-    try:
-        site = web.TCPSite(runner, settings.host, settings.port)
-        await site.start()
-        for address in runner.addresses:
-            host, port = address[:2]
-            where = f"[{host}]" if ":" in host else host
-            print(f"runtime listening on http://{where}:{port}/apis/v1/", flush=True)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
-        print("runtime stopping", flush=True)
-    finally:
-        await runner.cleanup()
     return 0
