@@ -13,6 +13,7 @@ of the site), and on exit stops accepting, lets requests in flight finish for up
 from __future__ import annotations
 
 import socket
+import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -39,11 +40,13 @@ async def serve_app(
     reuse_address: bool | None = None,
     access_log: bool = False,
     access_log_format: str | None = None,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> AsyncIterator[str]:
     """Serve ``app`` on ``host:port`` and yield its base URL (``http://host:port``, no slash at the end).
 
     A wildcard ``host`` (``0.0.0.0``, ``::``, ``""``) binds every interface and yields the loopback
     URL. ``access_log`` turns aiohttp's access log on (with ``access_log_format`` if given).
+    ``ssl_context`` serves HTTPS (the URL says ``https``).
     """
     extra: dict[str, object] = {}
     if not access_log:
@@ -53,9 +56,10 @@ async def serve_app(
     runner = web.AppRunner(app, shutdown_timeout=shutdown_timeout, **extra)  # type: ignore[arg-type]
     await runner.setup()
     try:
-        site = web.TCPSite(runner, host or None, port, reuse_address=reuse_address)
+        site = web.TCPSite(runner, host or None, port, reuse_address=reuse_address, ssl_context=ssl_context)
         await site.start()
-        yield f"http://{url_host(_WILDCARDS.get(host, host))}:{bound_port(runner)}"
+        scheme = "https" if ssl_context is not None else "http"
+        yield f"{scheme}://{url_host(_WILDCARDS.get(host, host))}:{bound_port(runner)}"
     finally:
         await runner.cleanup()
 

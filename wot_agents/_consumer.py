@@ -26,6 +26,7 @@ from .bindings._interfaces import ClientBinding, Interaction, Stream
 from .bindings._security import Credentials, apply_security
 from .bindings._vocabulary import Kind, form_ops
 from .trust import TrustPolicy
+from .trust._tls import TlsConfig
 
 __all__ = ["DEFAULT_PREFERENCE", "ConsumedThing", "consume"]
 
@@ -47,13 +48,16 @@ def consume(
     timeout: float = 30.0,
     validate: bool = True,
     trust: TrustPolicy | None = None,
+    tls: TlsConfig | None = None,
 ) -> ConsumedThing:
     """A client for the thing ``td`` describes (a model, a parsed document or JSON text).
 
     ``credentials`` are the caller's secrets for the TD's security schemes: one credential, or a
     mapping from security-definition name to credential. ``trust`` (a :class:`TrustPolicy`) is
     checked before the first interaction: an unsigned, tampered or untrusted description is
-    refused with a :class:`~wot_agents.TrustError` and nothing is sent. Use the result as an async
+    refused with a :class:`~wot_agents.TrustError` and nothing is sent. ``tls`` (a
+    :class:`~wot_agents.trust.TlsConfig`) verifies https/wss/mqtts servers against its CA and
+    presents its certificate (mutual TLS, the ``lmos:mtls`` scheme). Use the result as an async
     context manager, or call :meth:`ConsumedThing.aclose` when done.
     """
     if isinstance(td, AgentDescription):
@@ -63,7 +67,13 @@ def consume(
     else:
         description = AgentDescription.from_dict(td)
     return ConsumedThing(
-        description, credentials=credentials, prefer=prefer, timeout=timeout, validate=validate, trust=trust
+        description,
+        credentials=credentials,
+        prefer=prefer,
+        timeout=timeout,
+        validate=validate,
+        trust=trust,
+        tls=tls,
     )
 
 
@@ -80,8 +90,13 @@ class ConsumedThing:
         validate: bool = True,
         clients: Sequence[ClientBinding] | None = None,
         trust: TrustPolicy | None = None,
+        tls: TlsConfig | None = None,
     ) -> None:
         self.description = description
+        self._tls = tls
+        if tls is not None:  # the certificate satisfies lmos:mtls beside the other credentials
+            given = dict(credentials) if isinstance(credentials, Mapping) else {"given": credentials}
+            credentials = {**{k: v for k, v in given.items() if v is not None}, "tls": tls}
         self._trust = trust
         self._trusted = trust is None
         self.timeout = timeout
@@ -233,7 +248,7 @@ class ConsumedThing:
             raise RuntimeError("this ConsumedThing is closed")
         client = self._clients.get(scheme)
         if client is None:
-            client = _default_client(scheme)
+            client = _default_client(scheme, self._tls)
             if client is not None:
                 for known in client.schemes:
                     self._clients.setdefault(known, client)
@@ -348,20 +363,21 @@ def _expects_reply(affordance: InteractionAffordance, op: str) -> bool:
     return getattr(affordance, "output", None) is not None
 
 
-def _default_client(scheme: str) -> ClientBinding | None:
+def _default_client(scheme: str, tls: TlsConfig | None = None) -> ClientBinding | None:
     """The built-in client for a URI scheme, created on first use (MQTT needs the extra)."""
+    context = tls.client_context() if tls is not None else None
     if scheme in ("http", "https"):
         from .bindings.http import HttpClient
 
-        return HttpClient()
+        return HttpClient(tls=context)
     if scheme in ("ws", "wss"):
         from .bindings.websocket import WebSocketClient
 
-        return WebSocketClient()
+        return WebSocketClient(tls=context)
     if scheme in ("mqtt", "mqtts"):
         from .bindings.mqtt import MqttClient
 
-        return MqttClient()
+        return MqttClient(tls=context)
     return None
 
 

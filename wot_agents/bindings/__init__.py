@@ -16,6 +16,7 @@ from ._interfaces import (
     ServeContext,
     Stream,
 )
+from ._mtls import CertificateAuth
 from ._security import (
     ApiKey,
     ApiKeyAuth,
@@ -55,6 +56,7 @@ __all__ = [
     "BearerAuth",
     "BearerToken",
     "BindingServer",
+    "CertificateAuth",
     "ClientBinding",
     "Credential",
     "Credentials",

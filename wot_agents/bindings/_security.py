@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 from .._model import SecurityScheme, ThingDescription
+from ..trust._tls import MTLS_SCHEME, TlsConfig
 
 __all__ = [
     "ApiKey",
@@ -62,7 +63,9 @@ class ApiKey:
     key: str = field(repr=False)
 
 
-Credential = BasicCredentials | BearerToken | ApiKey
+#: A :class:`~wot_agents.trust.TlsConfig` is the credential of the ``lmos:mtls`` scheme: its
+#: certificate is presented in the TLS handshake, not in a header.
+Credential = BasicCredentials | BearerToken | ApiKey | TlsConfig
 #: What a caller hands to ``consume``: one credential (used for every scheme of its kind), or
 #: credentials by security-definition name.
 Credentials = Credential | Mapping[str, Credential] | None
@@ -71,6 +74,7 @@ _CREDENTIAL_OF_SCHEME: dict[str, type[Credential]] = {
     "basic": BasicCredentials,
     "bearer": BearerToken,
     "apikey": ApiKey,
+    MTLS_SCHEME: TlsConfig,
 }
 
 
@@ -132,6 +136,8 @@ def _apply_one(
     credential = _credential_for(name, kind, credentials)
     if credential is None:
         return False
+    if isinstance(credential, TlsConfig):
+        return True  # presented in the handshake by the clients consume() makes from it
     where = scheme.in_ or ("query" if kind == "apikey" else "header")
     if where not in ("header", "query"):
         return False  # cookie, body, uri: not supported by these clients
@@ -178,6 +184,8 @@ class Presented:
 
     headers: Mapping[str, str]
     query: Mapping[str, str] = field(default_factory=dict)
+    #: The DID in the caller's TLS client certificate, verified by the handshake (None without one).
+    peer: str | None = None
 
     def header(self, name: str) -> str | None:
         value = self.headers.get(name)

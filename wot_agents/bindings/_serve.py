@@ -16,6 +16,7 @@ from typing import Any
 
 from .._model import AgentDescription
 from ..trust import AgentIdentity, sign
+from ..trust._tls import TlsConfig
 from ._interfaces import BindingServer, ExposedAgent, ServeContext
 from ._security import ServerSecurity, security_definitions
 from ._web import WebBinding, WebServer
@@ -208,6 +209,7 @@ def serve(
     registration_ttl: float = 60.0,
     identity: AgentIdentity | None = None,
     did_web: bool = False,
+    tls: TlsConfig | None = None,
 ) -> Serving:
     """Serve ``agent`` over the bindings asked for.
 
@@ -221,7 +223,10 @@ def serve(
     Description Directory to stay registered in (``registration_ttl`` seconds, renewed), or
     ``True`` for the one announced on the LAN by DNS-SD. ``identity`` signs the TD (see
     :mod:`wot_agents.trust`); with ``did_web=True`` the agent goes by the did:web of its TD's URL
-    and serves that DID's document (``/{slug}/did.json``).
+    and serves that DID's document (``/{slug}/did.json``). ``tls`` (a
+    :class:`~wot_agents.trust.TlsConfig`) serves HTTPS/WSS asking every caller for a certificate
+    from its CA (mutual TLS; add ``CertificateAuth()`` to ``security`` to admit callers by the
+    DID it names) and connects to an ``mqtts://`` broker with the same certificate.
     """
     from .http import HttpBinding
     from .mqtt import MqttServer
@@ -241,9 +246,19 @@ def serve(
         )
         web.setdefault(address, []).append(WebSocketBinding())
     for (bind_host, port), bindings in web.items():
-        servers.append(WebServer(bindings, host=bind_host, port=port, public_url=public_url, cors=cors))
+        servers.append(
+            WebServer(
+                bindings,
+                host=bind_host,
+                port=port,
+                public_url=public_url,
+                cors=cors,
+                tls=tls.server_context() if tls is not None else None,
+            )
+        )
     if mqtt is not None:
-        servers.append(MqttServer(mqtt) if isinstance(mqtt, str) else mqtt)
+        client_tls = tls.client_context() if tls is not None else None
+        servers.append(MqttServer(mqtt, tls=client_tls) if isinstance(mqtt, str) else mqtt)
     if announce or directory:
         services = [*services, *_discovery_services(announce, directory, directory_token, registration_ttl)]
     return Serving(agent, servers, schemes, services, slug, td10_compatible, identity, did_web)

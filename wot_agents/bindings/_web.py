@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Protocol
@@ -22,6 +23,7 @@ from .._app_server import local_host_name, serve_app, url_host
 from .._model import AgentDescription, Form
 from .._problem import HTTPProblem, ProblemDetails, problem_middleware
 from ..trust import did_web_url
+from ..trust._tls import peer_identity
 from ._interfaces import ServeContext
 from ._security import Presented
 from ._vocabulary import Kind
@@ -79,6 +81,7 @@ class WebServer:
         max_body: int = 1024 * 1024,
         max_connections: int = 1000,
         shutdown_timeout: float = 5.0,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.bindings = tuple(bindings)
         self.host = host
@@ -88,6 +91,8 @@ class WebServer:
         self.max_body = max_body
         self.max_connections = max_connections
         self.shutdown_timeout = shutdown_timeout
+        #: TLS (HTTPS, WSS): a server context; one that requires client certificates makes it mTLS.
+        self.tls = tls
         self._base: str | None = None
         self._context: ServeContext | None = None
         self._active = 0
@@ -132,12 +137,14 @@ class WebServer:
         app.router.add_get("/{path:.+}/did.json", self._did)
         for binding in self.bindings:
             binding.install(app, context, self.url)
-        async with serve_app(app, self.host, self.port, shutdown_timeout=self.shutdown_timeout) as bound:
+        async with serve_app(
+            app, self.host, self.port, shutdown_timeout=self.shutdown_timeout, ssl_context=self.tls
+        ) as bound:
             try:
                 # Bound to every interface: forms name this host, which others can resolve (pass
                 # public_url for anything else, e.g. behind a proxy).
                 port = urlsplit(bound).port
-                self._base = f"http://{url_host(local_host_name(self.host))}:{port}"
+                self._base = f"{'https' if self.tls else 'http'}://{url_host(local_host_name(self.host))}:{port}"
                 yield
             finally:
                 # Close the streams first, or the runner would wait for SSE responses that never end.
@@ -202,7 +209,8 @@ class WebServer:
     async def _security(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         assert self._context is not None
         if self._context.security and not self._is_public(request):
-            presented = Presented(headers=request.headers, query=request.query)
+            peer = peer_identity(request.transport.get_extra_info("peercert") if request.transport else None)
+            presented = Presented(headers=request.headers, query=request.query, peer=peer)
             for scheme in self._context.security:
                 if not scheme.authenticate(presented):
                     challenge = scheme.challenge()

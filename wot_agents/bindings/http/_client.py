@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -41,13 +42,15 @@ class HttpClient:
 
     schemes = frozenset({"http", "https"})
 
-    def __init__(self, *, max_connections: int = 100) -> None:
+    def __init__(self, *, max_connections: int = 100, tls: ssl.SSLContext | None = None) -> None:
         self._max_connections = max_connections
+        #: The TLS context for https (with a client certificate: mutual TLS); None: the system's.
+        self.tls = tls
         self._session: aiohttp.ClientSession | None = None
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(limit=self._max_connections)
+            connector = aiohttp.TCPConnector(limit=self._max_connections, ssl=self.tls or True)
             self._session = aiohttp.ClientSession(connector=connector, raise_for_status=False)
         return self._session
 

@@ -17,6 +17,8 @@ import time
 from pathlib import Path
 from types import TracebackType
 
+from ...trust._tls import TlsConfig
+
 __all__ = ["LocalBroker", "find_mosquitto"]
 
 
@@ -35,11 +37,15 @@ class LocalBroker:
     """``with LocalBroker() as broker: broker.url`` (or ``async with``): a running mosquitto.
 
     ``log``: a file for the broker's log (default: discarded). Starting retries on a fresh port,
-    since another process may take the probed one before mosquitto binds it.
+    since another process may take the probed one before mosquitto binds it. ``tls``: a TLS
+    listener (``mqtts://``) that requires client certificates from the same CA (mutual TLS).
     """
 
-    def __init__(self, *, log: Path | None = None, start_timeout: float = 10.0) -> None:
+    def __init__(
+        self, *, log: Path | None = None, start_timeout: float = 10.0, tls: TlsConfig | None = None
+    ) -> None:
         self._log = log
+        self._tls = tls
         self._start_timeout = start_timeout
         self._process: subprocess.Popen[bytes] | None = None
         self._folder: tempfile.TemporaryDirectory[str] | None = None
@@ -57,14 +63,23 @@ class LocalBroker:
             port = _free_port()
             config = Path(self._folder.name) / "mosquitto.conf"
             # set_tcp_nodelay: without it every QoS 1 exchange waits ~40 ms for a delayed ACK.
+            tls = (
+                f"cafile {self._tls.ca}\ncertfile {self._tls.cert}\nkeyfile {self._tls.key}\n"
+                "require_certificate true\n"
+                # Started by root, mosquitto would become the user 'mosquitto', who cannot read
+                # the caller's 0600 key: this throw-away broker stays who started it.
+                + ("user root\n" if os.geteuid() == 0 else "")
+                if self._tls is not None
+                else ""
+            )
             config.write_text(
-                f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+                f"listener {port} 127.0.0.1\n{tls}allow_anonymous true\npersistence false\n"
                 "log_dest stderr\nset_tcp_nodelay true\n"
             )
             with open(self._log or os.devnull, "ab") as log:
                 self._process = subprocess.Popen([binary, "-c", str(config)], stdout=log, stderr=log)
             if self._wait_until_listening(port):
-                self.url = f"mqtt://127.0.0.1:{port}"
+                self.url = f"{'mqtts' if self._tls else 'mqtt'}://127.0.0.1:{port}"
                 return self.url
             self.stop()
         raise RuntimeError(f"mosquitto did not start{f'; see {self._log}' if self._log else ''}")
@@ -74,7 +89,13 @@ class LocalBroker:
         while time.monotonic() < deadline and self._process is not None and self._process.poll() is None:
             try:
                 with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                    pass
+                # The socket opens before TLS files are read: a bad file ends the process just after.
+                try:
+                    self._process.wait(timeout=0.1)
+                except subprocess.TimeoutExpired:
                     return True
+                return False
             except OSError:
                 time.sleep(0.02)
         return False

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import ssl
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
@@ -26,8 +27,11 @@ __all__ = ["MqttClient"]
 
 
 class _Connection:
-    def __init__(self, broker: Broker, username: str | None, password: str | None) -> None:
+    def __init__(
+        self, broker: Broker, username: str | None, password: str | None, tls: ssl.SSLContext | None = None
+    ) -> None:
         self.broker = broker
+        self.tls = tls
         self.username, self.password = username, password
         self.client: Any = None
         self.reply_topic = REPLY_TOPIC_PREFIX + uuid.uuid4().hex
@@ -43,7 +47,7 @@ class _Connection:
 
     async def connect(self, timeout: float) -> None:  # noqa: ASYNC109 - it bounds CONNECT only
         client = await self.broker.connect(
-            self._stack, username=self.username, password=self.password, timeout=timeout
+            self._stack, username=self.username, password=self.password, timeout=timeout, tls_context=self.tls
         )
         await client.subscribe(self.reply_topic, qos=1)
         self.client = client
@@ -109,7 +113,9 @@ class MqttClient:
 
     schemes = frozenset({"mqtt", "mqtts"})
 
-    def __init__(self) -> None:
+    def __init__(self, *, tls: ssl.SSLContext | None = None) -> None:
+        #: The TLS context for ``mqtts`` brokers (with a client certificate: mutual TLS).
+        self.tls = tls
         self._connections: dict[tuple[Broker, str | None, str | None], _Connection] = {}
         self._lock = asyncio.Lock()
 
@@ -133,7 +139,9 @@ class MqttClient:
         async with self._lock:
             connection = self._connections.get(key)
             if connection is None or not connection.open:
-                connection = _Connection(broker, interaction.auth.username, interaction.auth.password)
+                connection = _Connection(
+                    broker, interaction.auth.username, interaction.auth.password, self.tls
+                )
                 await connection.connect(interaction.timeout)
                 self._connections[key] = connection
             return connection

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
@@ -63,11 +64,14 @@ class MqttServer:
         topic_in_href: bool = False,
         max_in_flight: int = 256,
         max_payload: int = MAX_PAYLOAD,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         if root is not None and (root + "/").startswith(REPLY_TOPIC_PREFIX):
             raise ValueError(f"the topic root {root!r} is inside the reply namespace {REPLY_TOPIC_PREFIX!r}")
         self.broker = Broker.parse(broker)
         self.max_payload = max_payload
+        #: The client TLS context for an ``mqtts`` broker (with a certificate: mutual TLS).
+        self.tls = tls
         #: What this agent last retained, by topic: restored when someone else overwrites it.
         self._retained: dict[str, bytes] = {}
         self.public_url = (public_url or self.broker.url).rstrip("/")
@@ -147,6 +151,7 @@ class MqttServer:
                 # Headroom over the payload limit for the topic and properties: the broker drops
                 # anything larger instead of making the agent read it (MQTT 5, 3.1.2.11.4).
                 max_packet_size=self.max_payload + 64 * 1024,
+                tls_context=self.tls,
             )
             self._client = client
             try:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -107,8 +108,10 @@ class WebSocketClient:
 
     schemes = frozenset({"ws", "wss"})
 
-    def __init__(self, *, max_message: int = 4 * 1024 * 1024) -> None:
+    def __init__(self, *, max_message: int = 4 * 1024 * 1024, tls: ssl.SSLContext | None = None) -> None:
         self._max_message = max_message
+        #: The TLS context for wss (with a client certificate: mutual TLS); None: the system's.
+        self.tls = tls
         self._session: aiohttp.ClientSession | None = None
         self._connections: dict[tuple[str, tuple[tuple[str, str], ...]], _Connection] = {}
         self._lock = asyncio.Lock()
@@ -149,6 +152,7 @@ class WebSocketClient:
                         params=dict(interaction.auth.query),
                         max_msg_size=self._max_message,
                         heartbeat=30.0,
+                        ssl=self.tls or True,
                     )
             except TimeoutError:
                 raise interaction.timed_out() from None
