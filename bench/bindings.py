@@ -30,7 +30,7 @@ import aiohttp
 from aiohttp import web
 from sigterm import unwind_on_sigterm
 
-from wot_agents import Agent, ConsumedThing, consume
+from wot_agents import Agent, ConsumedThing, consume, serve_app
 from wot_agents.bindings.mqtt import LocalBroker
 
 CONCURRENCY = (1, 50)
@@ -52,14 +52,9 @@ async def serve_forever(broker: str) -> None:
 
     app = web.Application()
     app.router.add_post("/add", bare)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    bare_port = runner.addresses[0][1]
-    async with agent.serve(http=True, ws=True, mqtt=broker) as running:
+    async with serve_app(app) as bare, agent.serve(http=True, ws=True, mqtt=broker) as running:
         print(
-            json.dumps({"td": running.description.to_dict(), "bare": f"http://127.0.0.1:{bare_port}/add"}),
+            json.dumps({"td": running.description.to_dict(), "bare": f"{bare}/add"}),
             flush=True,
         )
         await asyncio.Event().wait()

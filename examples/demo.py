@@ -27,8 +27,6 @@ import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from aiohttp import web
-
 from registry import DirectorySettings, create_app
 from router import VectorRouter
 from wot_agents import (
@@ -41,6 +39,7 @@ from wot_agents import (
     Vendor,
     chat_handler,
     consume,
+    serve_app,
 )
 from wot_agents.bindings.mqtt import LocalBroker, find_mosquitto
 
@@ -142,15 +141,8 @@ def translator_agent() -> Agent:
 
 @contextlib.asynccontextmanager
 async def directory(settings: DirectorySettings) -> AsyncIterator[str]:
-    runner = web.AppRunner(create_app(settings), shutdown_timeout=5)
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, settings.host, settings.port)
-        await site.start()
-        host, port = runner.addresses[0][:2]
-        yield f"http://{host}:{port}"
-    finally:
-        await runner.cleanup()
+    async with serve_app(create_app(settings), settings.host, settings.port) as url:
+        yield url
 
 
 async def registered_agents(url: str, *, expected: int, within: float = 15.0) -> dict[str, AgentDescription]:

@@ -5,6 +5,9 @@ The CLI, the agents' web server, the demo, the benches and the tests all call::
     async with serve_app(app, host="127.0.0.1", port=0) as url:   # port 0: any free port
         ...                                                       # url == "http://127.0.0.1:41234"
 
+The URL names the address the socket is bound to (``http://0.0.0.0:8080`` for every interface);
+:func:`local_host_name` gives the name others reach such a server by.
+
 It reads the bound port from aiohttp's public ``AppRunner.addresses`` (not a private attribute
 of the site), and on exit stops accepting, lets requests in flight finish for up to
 ``shutdown_timeout`` seconds and runs the app's cleanup, so nothing is left behind.
@@ -19,10 +22,10 @@ from contextlib import asynccontextmanager
 
 from aiohttp import web
 
-__all__ = ["bound_port", "local_host_name", "serve_app", "url_host"]
+__all__ = ["bound_url", "local_host_name", "serve_app", "url_host"]
 
-#: Addresses that bind every interface; a URL for them names the loopback address instead.
-_WILDCARDS = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}
+#: Hosts that bind every interface.
+_WILDCARDS = ("", "0.0.0.0", "::")
 
 
 def url_host(host: str) -> str:
@@ -44,9 +47,10 @@ async def serve_app(
 ) -> AsyncIterator[str]:
     """Serve ``app`` on ``host:port`` and yield its base URL (``http://host:port``, no slash at the end).
 
-    A wildcard ``host`` (``0.0.0.0``, ``::``, ``""``) binds every interface and yields the loopback
-    URL. ``access_log`` turns aiohttp's access log on (with ``access_log_format`` if given).
-    ``ssl_context`` serves HTTPS (the URL says ``https``).
+    ``port=0`` takes any free port (the URL says which). ``access_log`` turns aiohttp's access log
+    on (with ``access_log_format`` if given). ``ssl_context`` serves HTTPS (the URL says
+    ``https``). Errors of binding (``OSError``) and of the app's startup hooks propagate, with
+    everything already started stopped again.
     """
     extra: dict[str, object] = {}
     if not access_log:
@@ -54,21 +58,20 @@ async def serve_app(
     elif access_log_format is not None:
         extra["access_log_format"] = access_log_format
     runner = web.AppRunner(app, shutdown_timeout=shutdown_timeout, **extra)  # type: ignore[arg-type]
-    await runner.setup()
     try:
+        await runner.setup()
         site = web.TCPSite(runner, host or None, port, reuse_address=reuse_address, ssl_context=ssl_context)
         await site.start()
-        scheme = "https" if ssl_context is not None else "http"
-        yield f"{scheme}://{url_host(_WILDCARDS.get(host, host))}:{bound_port(runner)}"
+        yield bound_url(runner, "https" if ssl_context is not None else "http")
     finally:
         await runner.cleanup()
 
 
-def bound_port(runner: web.BaseRunner) -> int:
-    """The TCP port a started runner listens on (the first one, when it listens on several)."""
+def bound_url(runner: web.BaseRunner, scheme: str = "http") -> str:
+    """``scheme://host:port`` of the first TCP address a started runner listens on."""
     for address in runner.addresses:
         if isinstance(address, tuple) and len(address) >= 2:
-            return int(address[1])
+            return f"{scheme}://{url_host(str(address[0]))}:{int(address[1])}"
     raise RuntimeError("the web server did not bind a TCP socket")
 
 

@@ -19,12 +19,15 @@ import asyncio
 import json
 import sys
 import time
+from contextlib import AsyncExitStack
 from typing import Any
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
 from discovery import Announcer
 from discovery._net import open_zeroconf
+from wot_agents import serve_app
 
 
 def description(title: str, index: int, revision: int) -> dict[str, Any]:
@@ -53,7 +56,7 @@ async def main() -> None:
 
     revision = 0
     documents = [description(args.title, i, revision) for i in range(args.count)]
-    runners: list[web.AppRunner] = []
+    servers = AsyncExitStack()
     ports: list[int] = []
     for i in range(args.count):
         app = web.Application()
@@ -62,11 +65,8 @@ async def main() -> None:
             return web.json_response(documents[i], content_type="application/td+json")
 
         app.router.add_get("/.well-known/wot", serve_td)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        await web.TCPSite(runner, args.host, 0).start()
-        runners.append(runner)
-        ports.append(runner.addresses[0][1])
+        url = await servers.enter_async_context(serve_app(app, args.host, 0))
+        ports.append(urlsplit(url).port or 0)
 
     zc = open_zeroconf(args.interface)
     announcers = [
@@ -93,8 +93,7 @@ async def main() -> None:
         emit("stopping")
         await asyncio.gather(*(announcer.aclose() for announcer in announcers))
         await zc.async_close()
-        for runner in runners:
-            await runner.cleanup()
+        await servers.aclose()
         emit("stopped")
 
 

@@ -11,25 +11,21 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
-from aiohttp import web
 
 from discovery import Announcer, DirectoryBridge, Registration, find_directory
 from registry import DirectorySettings, create_app
-from wot_agents import DirectoryClient, DirectoryError, DirectoryNotFound
+from tests.servers import http_server, port_of, serving
+from wot_agents import DirectoryClient, DirectoryError, DirectoryNotFound, serve_app
 
-from .test_loopback import LOOPBACK, http_server, serving, thing
+from .test_loopback import LOOPBACK, thing
 
 
 @asynccontextmanager
 async def directory_on(port: int = 0) -> AsyncIterator[int]:
     """A fresh in-memory directory on 127.0.0.1:port; yields the port it got."""
-    runner = web.AppRunner(create_app(DirectorySettings(purge_interval=0.2)), shutdown_timeout=0.5)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port, reuse_address=True).start()
-    try:
-        yield runner.addresses[0][1]
-    finally:
-        await runner.cleanup()
+    app = create_app(DirectorySettings(purge_interval=0.2))
+    async with serve_app(app, port=port, reuse_address=True, shutdown_timeout=0.5) as url:
+        yield port_of(url)
 
 
 async def stored(url: str, thing_id: str) -> dict[str, Any] | None:

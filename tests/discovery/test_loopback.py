@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AsyncExitStack, asynccontextmanager
+from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
 from typing import Any
 
 import pytest
@@ -18,6 +18,7 @@ from zeroconf import ServiceInfo
 
 from discovery import Announcer, Browser, DiscoveredAgent, DiscoveryEvent
 from discovery._net import open_zeroconf
+from tests.servers import http_server, serving
 
 LOOPBACK = ["127.0.0.1"]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -37,27 +38,6 @@ def thing(title: str, **extra: Any) -> dict[str, Any]:
 @pytest.fixture
 def token() -> str:
     return secrets.token_hex(4)
-
-
-@asynccontextmanager
-async def http_server(routes: dict[str, Handler], port: int = 0) -> AsyncIterator[int]:
-    app = web.Application()
-    for path, handler in routes.items():
-        app.router.add_get(path, handler)
-    runner = web.AppRunner(app, shutdown_timeout=0.5)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port, reuse_address=True).start()
-    try:
-        yield runner.addresses[0][1]
-    finally:
-        await runner.cleanup()
-
-
-def serving(document: dict[str, Any]) -> Handler:
-    async def handler(request: web.Request) -> web.StreamResponse:
-        return web.json_response(document, content_type="application/td+json")
-
-    return handler
 
 
 async def next_event(browser: Browser, name: str, *, within: float = 5) -> DiscoveryEvent:

@@ -14,7 +14,8 @@ import uuid
 
 import aiohttp
 
-from ..registry.conftest import running_directory
+from tests.servers import running_directory
+
 from .test_node_wot import _node, pytestmark  # noqa: F401  (skip unless node-wot is installed)
 
 LAMP = "urn:example:node-wot:lamp"

@@ -18,7 +18,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from registry import DirectorySettings, MemoryStore, Store, create_app
+from registry import DirectorySettings, MemoryStore, Store
+from tests import servers
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "weather-agent.json"
 STORE_KINDS = ("sqlite", "memory")
@@ -52,16 +53,8 @@ async def running_app(
     ``store``: the one to inject; by default the store of the test's ``store_kind``.
     """
     config = DirectorySettings(**settings)
-    app = create_app(config, store=store if store is not None else _store(config))
-    runner = web.AppRunner(app, shutdown_timeout=1)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield f"http://127.0.0.1:{port}", app
-    finally:
-        await runner.cleanup()
+    async with servers.running_app(store if store is not None else _store(config), **settings) as served:
+        yield served
 
 
 @asynccontextmanager

@@ -25,7 +25,7 @@ import pytest
 from aiohttp import web
 
 from router import EmbeddingCache, MiniLMEmbedder, WordLlamaEmbedder
-from wot_agents import AgentDescription
+from wot_agents import AgentDescription, serve_app
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -281,16 +281,9 @@ async def fake_openai() -> AsyncIterator[FakeOpenAI]:
     fake = FakeOpenAI()
     app = web.Application()
     app.router.add_post("/v1/chat/completions", fake.handle)
-    runner = web.AppRunner(app, shutdown_timeout=0.1)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    fake.base_url = f"http://127.0.0.1:{port}/v1"
-    try:
+    async with serve_app(app, shutdown_timeout=0.1) as url:
+        fake.base_url = f"{url}/v1"
         yield fake
-    finally:
-        await runner.cleanup()
 
 
 @pytest.fixture

@@ -10,9 +10,9 @@ from typing import Any
 import aiohttp
 import pytest
 
+from tests.servers import running_directory
 from wot_agents import AgentIdentity, sign, verify
 
-from ..registry.conftest import running_directory
 from .conftest import make_agent
 
 MERGE = {"Content-Type": "application/merge-patch+json"}

@@ -10,6 +10,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from tests.servers import port_of
 from wot_agents import (
     AgentIdentity,
     DidResolver,
@@ -18,6 +19,7 @@ from wot_agents import (
     TrustPolicy,
     UntrustedIssuer,
     consume,
+    serve_app,
     verify,
 )
 
@@ -100,15 +102,8 @@ async def hostile_web() -> AsyncIterator[str]:
     app.router.add_get("/elsewhere/did.json", elsewhere)
     app.router.add_get("/same-host/did.json", same_host)
     app.router.add_get("/huge/did.json", huge)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    try:
-        yield f"127.0.0.1%3A{port}"
-    finally:
-        await runner.cleanup()
+    async with serve_app(app) as url:
+        yield f"127.0.0.1%3A{port_of(url)}"
 
 
 @pytest.mark.parametrize(

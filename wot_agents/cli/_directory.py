@@ -6,7 +6,11 @@ import argparse
 import asyncio
 import signal
 import sys
+from contextlib import AsyncExitStack
 from typing import Any
+from urllib.parse import urlsplit
+
+from .._app_server import serve_app
 
 
 def register(subparsers: Any) -> None:
@@ -54,8 +58,6 @@ def register(subparsers: Any) -> None:
 async def run(args: argparse.Namespace) -> int:
     import logging
 
-    from aiohttp import web
-
     from registry import DirectorySettings, create_app
 
     keys = ("host", "port", "token", "protect_reads", "require_signatures", "trusted_issuers")
@@ -72,28 +74,24 @@ async def run(args: argparse.Namespace) -> int:
     elif args.db is not None or settings.db is None:
         settings.db = args.db or "wot-directory.db"  # type: ignore[assignment]
     logging.getLogger("aiohttp.access").setLevel(logging.INFO)  # one line per request, whatever -v says
-    runner = web.AppRunner(create_app(settings), access_log_format='%a "%r" %s %b %Tfs', shutdown_timeout=5)
-    await runner.setup()
-    announcer = None
-    try:
-        site = web.TCPSite(runner, settings.host, settings.port)
-        await site.start()
-        for address in runner.addresses:
-            host, port = address[:2]
-            where = f"[{host}]" if ":" in host else host
-            print(
-                f"directory listening on http://{where}:{port}/ (store: {settings.db or 'memory'})",
-                flush=True,
-            )
+    app = create_app(settings)
+    async with AsyncExitStack() as stack:
+        serving = serve_app(
+            app, settings.host, settings.port, access_log=True, access_log_format='%a "%r" %s %b %Tfs'
+        )
+        url = await stack.enter_async_context(serving)
+        print(f"directory listening on {url}/ (store: {settings.db or 'memory'})", flush=True)
         if args.announce:
             from discovery import Announcer
 
             # Browsers fetch the directory's TD from /.well-known/wot; the announcement itself
             # needs only its title and @type.
             own = {"title": "wot-agents directory", "@type": "ThingDirectory"}
-            port = runner.addresses[0][1]
+            port = urlsplit(url).port or settings.port
             announcer = Announcer(own, port=port, td_path="/.well-known/wot", listen_host=settings.host)
             await announcer.start()
+            # Closed first (goodbye packets) while the directory still answers.
+            stack.push_async_callback(announcer.aclose)
             print(f"directory announced as {announcer.name}", flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -101,8 +99,4 @@ async def run(args: argparse.Namespace) -> int:
             loop.add_signal_handler(sig, stop.set)
         await stop.wait()
         print("directory stopping", flush=True)
-    finally:
-        if announcer is not None:
-            await announcer.aclose()  # goodbye packets while the directory still answers
-        await runner.cleanup()
     return 0

@@ -17,7 +17,7 @@ import aiomqtt
 import pytest
 from aiohttp import web
 
-from wot_agents import AgentDescription, PayloadError, RemoteError, consume
+from wot_agents import AgentDescription, PayloadError, RemoteError, consume, serve_app
 from wot_agents.bindings import ApiKey, BearerToken, RunningAgent
 from wot_agents.bindings.mqtt import Broker
 from wot_agents.bindings.mqtt._topics import MAX_PAYLOAD, REPLY_TOPIC_PREFIX, publish_properties
@@ -39,15 +39,8 @@ async def http_server(
 
     app = web.Application(middlewares=[record])
     routes(app)
-    runner = web.AppRunner(app, shutdown_timeout=0.1)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield f"http://127.0.0.1:{port}", seen
-    finally:
-        await runner.cleanup()
+    async with serve_app(app, shutdown_timeout=0.1) as url:
+        yield url, seen
 
 
 def _td(base: str) -> dict[str, Any]:

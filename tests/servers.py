@@ -1,0 +1,63 @@
+"""Servers the tests of several packages start: one home, instead of one copy per conftest.
+
+Everything listens on 127.0.0.1 on a free port and is served with the SDK's ``serve_app``, so
+it stops (connections closed, cleanup run) when the ``async with`` ends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+from urllib.parse import urlsplit
+
+from aiohttp import web
+
+from registry import DirectorySettings, Store, create_app
+from wot_agents import serve_app
+
+__all__ = ["http_server", "port_of", "running_app", "running_directory", "serving"]
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def port_of(url: str) -> int:
+    port = urlsplit(url).port
+    assert port is not None, url
+    return port
+
+
+@asynccontextmanager
+async def running_app(
+    store: Store | None = None, **settings: Any
+) -> AsyncIterator[tuple[str, web.Application]]:
+    """Serve a directory (``DirectorySettings(**settings)``, ``store`` injected); yield its URL and app."""
+    app = create_app(DirectorySettings(**settings), store=store)
+    async with serve_app(app, shutdown_timeout=1) as url:
+        yield url, app
+
+
+@asynccontextmanager
+async def running_directory(store: Store | None = None, **settings: Any) -> AsyncIterator[str]:
+    """Serve a directory and yield its base URL."""
+    async with running_app(store, **settings) as (url, _):
+        yield url
+
+
+@asynccontextmanager
+async def http_server(routes: Mapping[str, Handler], port: int = 0) -> AsyncIterator[int]:
+    """Serve GET ``routes`` (path -> handler); yield the port (pass it again to come back on it)."""
+    app = web.Application()
+    for path, handler in routes.items():
+        app.router.add_get(path, handler)
+    async with serve_app(app, port=port, reuse_address=True, shutdown_timeout=0.5) as url:
+        yield port_of(url)
+
+
+def serving(document: dict[str, Any]) -> Handler:
+    """A handler answering ``document`` as a TD."""
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return web.json_response(document, content_type="application/td+json")
+
+    return handler
