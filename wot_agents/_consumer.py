@@ -24,7 +24,7 @@ from ._json import pointer_from_path
 from ._model import AgentDescription, DataSchema, InteractionAffordance
 from .bindings._interfaces import ClientBinding, Interaction, Stream
 from .bindings._security import Credentials, apply_security
-from .bindings._vocabulary import Kind, form_ops
+from .bindings._vocabulary import MAX_REPLY, Kind, form_ops
 from .trust import TrustPolicy
 from .trust._tls import TlsConfig
 
@@ -49,6 +49,7 @@ def consume(
     validate: bool = True,
     trust: TrustPolicy | None = None,
     tls: TlsConfig | None = None,
+    max_reply: int = MAX_REPLY,
 ) -> ConsumedThing:
     """A client for the thing ``td`` describes (a model, a parsed document or JSON text).
 
@@ -57,8 +58,9 @@ def consume(
     checked before the first interaction: an unsigned, tampered or untrusted description is
     refused with a :class:`~wot_agents.TrustError` and nothing is sent. ``tls`` (a
     :class:`~wot_agents.trust.TlsConfig`) verifies https/wss/mqtts servers against its CA and
-    presents its certificate (mutual TLS, the ``lmos:mtls`` scheme). Use the result as an async
-    context manager, or call :meth:`ConsumedThing.aclose` when done.
+    presents its certificate (mutual TLS, the ``lmos:mtls`` scheme). ``max_reply`` bounds what is
+    read of one reply (bytes of a body, an event, a message): larger is a ``RemoteError``. Use the
+    result as an async context manager, or call :meth:`ConsumedThing.aclose` when done.
     """
     if isinstance(td, AgentDescription):
         description = td
@@ -74,6 +76,7 @@ def consume(
         validate=validate,
         trust=trust,
         tls=tls,
+        max_reply=max_reply,
     )
 
 
@@ -91,8 +94,10 @@ class ConsumedThing:
         clients: Sequence[ClientBinding] | None = None,
         trust: TrustPolicy | None = None,
         tls: TlsConfig | None = None,
+        max_reply: int = MAX_REPLY,
     ) -> None:
         self.description = description
+        self.max_reply = max_reply
         self._tls = tls
         if tls is not None:  # the certificate satisfies lmos:mtls beside the other credentials
             given = dict(credentials) if isinstance(credentials, Mapping) else {"given": credentials}
@@ -248,7 +253,7 @@ class ConsumedThing:
             raise RuntimeError("this ConsumedThing is closed")
         client = self._clients.get(scheme)
         if client is None:
-            client = _default_client(scheme, self._tls)
+            client = _default_client(scheme, self._tls, self.max_reply)
             if client is not None:
                 for known in client.schemes:
                     self._clients.setdefault(known, client)
@@ -363,21 +368,23 @@ def _expects_reply(affordance: InteractionAffordance, op: str) -> bool:
     return getattr(affordance, "output", None) is not None
 
 
-def _default_client(scheme: str, tls: TlsConfig | None = None) -> ClientBinding | None:
+def _default_client(
+    scheme: str, tls: TlsConfig | None = None, max_reply: int = MAX_REPLY
+) -> ClientBinding | None:
     """The built-in client for a URI scheme, created on first use (MQTT needs the extra)."""
     context = tls.client_context() if tls is not None else None
     if scheme in ("http", "https"):
         from .bindings.http import HttpClient
 
-        return HttpClient(tls=context)
+        return HttpClient(tls=context, max_reply=max_reply)
     if scheme in ("ws", "wss"):
         from .bindings.websocket import WebSocketClient
 
-        return WebSocketClient(tls=context)
+        return WebSocketClient(tls=context, max_message=max_reply)
     if scheme in ("mqtt", "mqtts"):
         from .bindings.mqtt import MqttClient
 
-        return MqttClient(tls=context)
+        return MqttClient(tls=context, max_reply=max_reply)
     return None
 
 

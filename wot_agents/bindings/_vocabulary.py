@@ -22,6 +22,7 @@ __all__ = [
     "DEFAULT_OPS",
     "HTTP_METHODS",
     "LMOS_SUBPROTOCOL",
+    "MAX_REPLY",
     "MQTT_CONTROL_PACKETS",
     "SSE_SUBPROTOCOL",
     "STREAM_OPS",
@@ -60,6 +61,9 @@ Op = Literal[
     "unsubscribeallevents",
 ]
 
+#: The largest reply (body, SSE event, WebSocket message, MQTT packet) a consumer reads by
+#: default: far above any sane payload, far below what would hurt (consume(max_reply=...)).
+MAX_REPLY: Final = 16 * 1024 * 1024
 #: The JSON content type of every payload the bindings write (TD 1.1 default too).
 CONTENT_TYPE: Final = "application/json"
 #: Server-Sent Events, the subprotocol of HTTP streams (HTTP binding template).

@@ -298,3 +298,48 @@ async def test_the_consumer_turns_hostile_replies_into_documented_errors() -> No
         async with consume(td, timeout=5) as thing:
             with pytest.raises(PayloadError, match="nests deeper"):
                 await thing.read_property("deep")
+
+
+async def test_the_consumer_reads_replies_and_events_up_to_a_limit() -> None:
+    """An endless body or an endless SSE line is cut at ``max_reply``, as a RemoteError."""
+
+    async def endless(request: web.Request, prefix: bytes, content_type: str) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": content_type})
+        await response.prepare(request)
+        await response.write(prefix)
+        for _ in range(1024):  # 64 MiB, unless the client hangs up first
+            await response.write(b"x" * 65536)
+        return response
+
+    def routes(app: web.Application) -> None:
+        async def body(request: web.Request) -> web.StreamResponse:
+            return await endless(request, b'"', "application/json")
+
+        async def sse(request: web.Request) -> web.StreamResponse:
+            return await endless(request, b": open\n\ndata: ", "text/event-stream")
+
+        app.router.add_get("/body", body)
+        app.router.add_get("/sse", sse)
+
+    async with http_server(routes) as (base, _):
+        td = {
+            "@context": "https://www.w3.org/2022/wot/td/v1.1",
+            "title": "Hostile",
+            "securityDefinitions": {"nosec": {"scheme": "nosec"}},
+            "security": "nosec",
+            "properties": {
+                "big": {
+                    "observable": True,
+                    "forms": [
+                        {"href": f"{base}/body", "op": ["readproperty"]},
+                        {"href": f"{base}/sse", "op": ["observeproperty"], "subprotocol": "sse"},
+                    ],
+                }
+            },
+        }
+        async with consume(td, timeout=30, max_reply=1024 * 1024) as thing:
+            with pytest.raises(RemoteError, match="larger than the limit"):
+                await thing.read_property("big")
+            async with await thing.observe_property("big") as values:
+                with pytest.raises(RemoteError, match="over 1048576"):
+                    await anext(values)

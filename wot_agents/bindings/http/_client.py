@@ -21,11 +21,20 @@ from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 
+from ..._errors import PayloadError
 from ..._model import Form
 from ..._problem import ProblemDetails
-from ..._sse import EVENT_STREAM, parse_events
+from ..._sse import EVENT_STREAM, EventStreamParser, parse_events
 from .._interfaces import Interaction, Stream
-from .._vocabulary import CONTENT_TYPE, HTTP_METHODS, SSE_SUBPROTOCOL, STREAM_OPS, decode_payload, http_method
+from .._vocabulary import (
+    CONTENT_TYPE,
+    HTTP_METHODS,
+    MAX_REPLY,
+    SSE_SUBPROTOCOL,
+    STREAM_OPS,
+    decode_payload,
+    http_method,
+)
 
 __all__ = ["HttpClient"]
 
@@ -42,10 +51,14 @@ class HttpClient:
 
     schemes = frozenset({"http", "https"})
 
-    def __init__(self, *, max_connections: int = 100, tls: ssl.SSLContext | None = None) -> None:
+    def __init__(
+        self, *, max_connections: int = 100, tls: ssl.SSLContext | None = None, max_reply: int = MAX_REPLY
+    ) -> None:
         self._max_connections = max_connections
         #: The TLS context for https (with a client certificate: mutual TLS); None: the system's.
         self.tls = tls
+        #: The largest reply body or server-sent event read; larger is a ``RemoteError``.
+        self.max_reply = max_reply
         self._session: aiohttp.ClientSession | None = None
 
     def _client(self) -> aiohttp.ClientSession:
@@ -85,7 +98,7 @@ class HttpClient:
             async with asyncio.timeout(interaction.timeout):
                 response = await self._send(interaction, method, interaction.href, data, headers)
                 async with response:
-                    value = await _reply(response, interaction)
+                    value = await _reply(response, interaction, self.max_reply)
                     if response.status == 201 and "Location" in response.headers:
                         location = response.headers["Location"]
                         status_url = _same_origin(interaction, location, response.url, 201)
@@ -102,7 +115,7 @@ class HttpClient:
         headers = self._headers(interaction, accept=CONTENT_TYPE, body=False)
         while True:
             async with await self._send(interaction, "GET", url, None, headers) as response:
-                status = await _reply(response, interaction)
+                status = await _reply(response, interaction, self.max_reply)
             state = status.get("status") if isinstance(status, dict) else None
             if state == "completed":
                 return status.get("output")
@@ -130,14 +143,14 @@ class HttpClient:
             raise interaction.unreachable(exc) from exc
         if response.status >= 300:
             try:
-                await _reply(response, interaction)
+                await _reply(response, interaction, self.max_reply)
             finally:
                 response.release()
 
         async def close() -> None:
             response.close()
 
-        return Stream(_sse_values(response, interaction), close)
+        return Stream(_sse_values(response, interaction, self.max_reply), close)
 
     async def _send(
         self,
@@ -199,24 +212,39 @@ def _same_origin(interaction: Interaction, location: str, base: object, status: 
     return url
 
 
-async def _reply(response: aiohttp.ClientResponse, interaction: Interaction) -> Any:
-    """The decoded body of a reply; a non-2xx status becomes a ``RemoteError`` with its problem."""
-    body = await response.read()
+async def _reply(response: aiohttp.ClientResponse, interaction: Interaction, limit: int) -> Any:
+    """The decoded body of a reply; a non-2xx status becomes a ``RemoteError`` with its problem.
+
+    At most ``limit`` bytes are read: a larger answer is a ``RemoteError`` (the connection is
+    dropped, not drained), so a hostile agent cannot fill the caller's memory.
+    """
+    too_large = f"the reply is larger than the limit of {limit} bytes"
+    if (response.content_length or 0) > limit:
+        raise interaction.refused(response.status, too_large)
+    body = bytearray()
+    async for chunk in response.content.iter_chunked(64 * 1024):
+        body += chunk
+        if len(body) > limit:
+            response.close()
+            raise interaction.refused(response.status, too_large)
     if response.status >= 300:
-        problem = ProblemDetails.from_body(body, status=response.status, reason=response.reason)
+        problem = ProblemDetails.from_body(bytes(body), status=response.status, reason=response.reason)
         raise interaction.refused(response.status, problem.message, problem.to_dict())
     return decode_payload(body)
 
 
-async def _sse_values(response: aiohttp.ClientResponse, interaction: Interaction) -> AsyncIterator[Any]:
-    """The ``data`` of each Server-Sent Event, decoded as JSON when it is JSON."""
+async def _sse_values(
+    response: aiohttp.ClientResponse, interaction: Interaction, limit: int
+) -> AsyncIterator[Any]:
+    """The ``data`` of each Server-Sent Event, decoded as JSON when it is JSON (events up to ``limit``)."""
     try:
-        async for event in parse_events(response.content.iter_any()):
-            try:
-                yield event.json()
-            except ValueError:
-                yield event.data
+        async for event in parse_events(
+            response.content.iter_any(), parser=EventStreamParser(max_event=limit)
+        ):
+            yield decode_payload(event.data.encode()) if event.data.strip() else event.data
     except aiohttp.ClientError as exc:
         raise interaction.unreachable(f"the stream broke: {exc}") from exc
+    except PayloadError:
+        raise
     except ValueError as exc:  # an event over the parser's bound
-        raise interaction.unreachable(f"the stream broke: {exc}") from exc
+        raise interaction.refused(response.status, f"the stream broke: {exc}") from exc

@@ -20,7 +20,7 @@ from ..._errors import ConnectError
 from ..._model import Form
 from ..._problem import ProblemDetails
 from .._interfaces import Interaction, Stream
-from .._vocabulary import MQTT_CONTROL_PACKETS, decode_payload, mqtt_control_packet, mqtt_qos
+from .._vocabulary import MAX_REPLY, MQTT_CONTROL_PACKETS, decode_payload, mqtt_control_packet, mqtt_qos
 from ._topics import REPLY_TOPIC_PREFIX, Broker, form_topic, publish_properties
 
 __all__ = ["MqttClient"]
@@ -28,10 +28,16 @@ __all__ = ["MqttClient"]
 
 class _Connection:
     def __init__(
-        self, broker: Broker, username: str | None, password: str | None, tls: ssl.SSLContext | None = None
+        self,
+        broker: Broker,
+        username: str | None,
+        password: str | None,
+        tls: ssl.SSLContext | None = None,
+        max_reply: int = MAX_REPLY,
     ) -> None:
         self.broker = broker
         self.tls = tls
+        self.max_reply = max_reply
         self.username, self.password = username, password
         self.client: Any = None
         self.reply_topic = REPLY_TOPIC_PREFIX + uuid.uuid4().hex
@@ -47,7 +53,13 @@ class _Connection:
 
     async def connect(self, timeout: float) -> None:  # noqa: ASYNC109 - it bounds CONNECT only
         client = await self.broker.connect(
-            self._stack, username=self.username, password=self.password, timeout=timeout, tls_context=self.tls
+            self._stack,
+            username=self.username,
+            password=self.password,
+            timeout=timeout,
+            tls_context=self.tls,
+            # The broker drops larger messages rather than sending them (MQTT 5, 3.1.2.11.4).
+            max_packet_size=self.max_reply + 64 * 1024,
         )
         await client.subscribe(self.reply_topic, qos=1)
         self.client = client
@@ -113,9 +125,11 @@ class MqttClient:
 
     schemes = frozenset({"mqtt", "mqtts"})
 
-    def __init__(self, *, tls: ssl.SSLContext | None = None) -> None:
+    def __init__(self, *, tls: ssl.SSLContext | None = None, max_reply: int = MAX_REPLY) -> None:
         #: The TLS context for ``mqtts`` brokers (with a client certificate: mutual TLS).
         self.tls = tls
+        #: The largest message the broker may deliver to this client (larger ones it drops).
+        self.max_reply = max_reply
         self._connections: dict[tuple[Broker, str | None, str | None], _Connection] = {}
         self._lock = asyncio.Lock()
 
@@ -140,7 +154,7 @@ class MqttClient:
             connection = self._connections.get(key)
             if connection is None or not connection.open:
                 connection = _Connection(
-                    broker, interaction.auth.username, interaction.auth.password, self.tls
+                    broker, interaction.auth.username, interaction.auth.password, self.tls, self.max_reply
                 )
                 await connection.connect(interaction.timeout)
                 self._connections[key] = connection
