@@ -18,22 +18,72 @@ from typing import TYPE_CHECKING, Any, Self
 
 from ._backend import Change, ChangeKind, JournalEntry, Record, Store, decimal_event_id
 
-__all__ = ["MemoryStore"]
+__all__ = ["DocumentMirror", "MemoryStore"]
 
 
-class MemoryStore:
+class DocumentMirror:
+    """The read side of a document store, in memory: records by id, ids kept sorted, the
+    listing's revision and the feed's subscribers.
+
+    Both embedded stores build on it and call :meth:`_apply` with each change once it is
+    committed (SQLite: synced; here: at once), which updates the mirror, then publishes.
+    """
+
+    def __init__(self) -> None:
+        self._records: dict[str, Record] = {}
+        self._sorted: list[str] = []
+        self._subscribers: list[Callable[[Change], None]] = []
+        self.revision = 0  # bumps on every create or delete: the listing's etag
+
+    def _load(self, records: Iterable[Record], revision: int) -> None:
+        self._records = {record.id: record for record in records}
+        self._sorted = sorted(self._records)
+        self.revision = revision
+
+    def get(self, thing_id: str) -> Record | None:
+        return self._records.get(thing_id)
+
+    def ids(self) -> Sequence[str]:
+        """Every id in Unicode code point order (the listing order of the spec)."""
+        return self._sorted
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def __iter__(self) -> Iterator[Record]:
+        return iter(self._records.values())
+
+    def subscribe(self, callback: Callable[[Change], None]) -> None:
+        """Call ``callback`` with every change, synchronously, right after its commit."""
+        self._subscribers.append(callback)
+
+    async def expired(self, now: float) -> list[str]:
+        """Ids whose registration expires at or before ``now``."""
+        return [r.id for r in self._records.values() if r.expires is not None and r.expires <= now]
+
+    def _apply(self, change: Change) -> None:
+        if change.record is not None:
+            if change.id not in self._records:
+                bisect.insort(self._sorted, change.id)
+                self.revision += 1
+            self._records[change.id] = change.record
+        elif self._records.pop(change.id, None) is not None:
+            del self._sorted[bisect.bisect_left(self._sorted, change.id)]
+            self.revision += 1
+        for callback in self._subscribers:
+            callback(change)
+
+
+class MemoryStore(DocumentMirror):
     """Descriptions, journal (``journal_size`` newest changes) and RDF backlog in memory."""
 
     def __init__(self, *, journal_size: int = 100_000) -> None:
         if journal_size < 1:
             raise ValueError(f"journal_size must be at least 1, not {journal_size}")
-        self._records: dict[str, Record] = {}
-        self._sorted: list[str] = []
-        self._subscribers: list[Callable[[Change], None]] = []
+        super().__init__()
         self._journal: deque[JournalEntry] = deque(maxlen=journal_size)
         self._pending: dict[str, int] = {}
         self._seq = 0
-        self.revision = 0
 
     # -- lifecycle: nothing to open or release -----------------------------------------------
     async def __aenter__(self) -> Self:
@@ -45,49 +95,22 @@ class MemoryStore:
     async def aclose(self) -> None:
         """Nothing to release; the descriptions stay readable."""
 
-    # -- documents ---------------------------------------------------------------------------
-    def get(self, thing_id: str) -> Record | None:
-        return self._records.get(thing_id)
-
-    def ids(self) -> Sequence[str]:
-        return self._sorted
-
-    def __len__(self) -> int:
-        return len(self._records)
-
-    def __iter__(self) -> Iterator[Record]:
-        return iter(self._records.values())
-
-    def subscribe(self, callback: Callable[[Change], None]) -> None:
-        self._subscribers.append(callback)
-
+    # -- writes ------------------------------------------------------------------------------
     async def put(self, record: Record, diff: dict[str, Any], *, created: bool) -> Change:
-        if record.id not in self._records:
-            bisect.insort(self._sorted, record.id)
-            self.revision += 1
-        self._records[record.id] = record
-        return self._publish("thing_created" if created else "thing_updated", record.id, record, diff)
+        return self._commit("thing_created" if created else "thing_updated", record.id, record, diff)
 
     async def delete(self, thing_id: str) -> Change | None:
-        if self._records.pop(thing_id, None) is None:
+        if thing_id not in self._records:
             return None
-        del self._sorted[bisect.bisect_left(self._sorted, thing_id)]
-        self.revision += 1
-        return self._publish("thing_deleted", thing_id, None, {"id": thing_id})
+        return self._commit("thing_deleted", thing_id, None, {"id": thing_id})
 
-    def _publish(
-        self, kind: ChangeKind, thing_id: str, record: Record | None, diff: dict[str, Any]
-    ) -> Change:
+    def _commit(self, kind: ChangeKind, thing_id: str, record: Record | None, diff: dict[str, Any]) -> Change:
         self._seq += 1
         change = Change(self._seq, str(self._seq), kind, thing_id, record, diff)
         self._journal.append(change.entry())
         self._pending[thing_id] = change.seq
-        for callback in self._subscribers:
-            callback(change)
+        self._apply(change)
         return change
-
-    async def expired(self, now: float) -> list[str]:
-        return [r.id for r in self._records.values() if r.expires is not None and r.expires <= now]
 
     # -- journal -----------------------------------------------------------------------------
     def valid_event_id(self, event_id: str) -> bool:

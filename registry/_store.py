@@ -18,16 +18,16 @@ its decimal form is the event id.
 from __future__ import annotations
 
 import asyncio
-import bisect
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from ._backend import Change, ChangeKind, JournalEntry, Record, decimal_event_id
 from ._json import dumps, loads
+from ._memory import DocumentMirror
 
 __all__ = ["SQLiteStore"]
 
@@ -40,7 +40,7 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITH
 """
 
 
-class SQLiteStore:
+class SQLiteStore(DocumentMirror):
     """The embedded store: one SQLite file (``path``), or memory only when ``path`` is None.
 
     ``journal_size`` bounds the event journal kept for replay (oldest events dropped first). With
@@ -52,14 +52,11 @@ class SQLiteStore:
         self.journal_size = journal_size
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wot-directory-sqlite")
         self._db: sqlite3.Connection | None = None
-        self._records: dict[str, Record] = {}
-        self._sorted: list[str] = []
-        self._subscribers: list[Callable[[Change], None]] = []
+        super().__init__()
         self._queue: list[tuple[Change, asyncio.Future[None]]] = []
         self._flusher: asyncio.Task[None] | None = None
         self._seq = 0
         self._writes = 0
-        self.revision = 0  # bumps on every create or delete: the listing's etag
 
     @property
     def last_seq(self) -> int:
@@ -81,9 +78,7 @@ class SQLiteStore:
     async def open(self) -> None:
         """Open (creating if needed) the database and load every description into memory."""
         rows, self._seq, revision = await self._run(self._open_sync)
-        self.revision = revision
-        self._records = {row[0]: Record(row[0], row[1], row[2]) for row in rows}
-        self._sorted = sorted(self._records)
+        self._load((Record(*row) for row in rows), revision)
 
     def _open_sync(self) -> tuple[list[tuple[str, bytes, float | None]], int, int]:
         if self.path is not None:
@@ -114,24 +109,6 @@ class SQLiteStore:
 
     async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
-
-    # -- reads (memory) ----------------------------------------------------------------------
-    def get(self, thing_id: str) -> Record | None:
-        return self._records.get(thing_id)
-
-    def ids(self) -> list[str]:
-        """Every id in Unicode code point order (the listing order of the spec)."""
-        return self._sorted
-
-    def __len__(self) -> int:
-        return len(self._records)
-
-    def __iter__(self) -> Iterator[Record]:
-        return iter(self._records.values())
-
-    def subscribe(self, callback: Callable[[Change], None]) -> None:
-        """Call ``callback`` with every change, synchronously, right after its commit."""
-        self._subscribers.append(callback)
 
     # -- writes ------------------------------------------------------------------------------
     async def put(self, record: Record, diff: dict[str, Any], *, created: bool) -> Change:
@@ -172,17 +149,6 @@ class SQLiteStore:
                 self._apply(change)
                 done.set_result(None)
 
-    def _apply(self, change: Change) -> None:
-        if change.record is not None:
-            if change.id not in self._records:
-                bisect.insort(self._sorted, change.id)
-                self.revision += 1
-            self._records[change.id] = change.record
-        elif self._records.pop(change.id, None) is not None:
-            del self._sorted[bisect.bisect_left(self._sorted, change.id)]
-            self.revision += 1
-        self._publish(change)
-
     def _commit_sync(self, changes: list[Change]) -> None:
         with self._transaction() as db:
             for change in changes:
@@ -207,14 +173,6 @@ class SQLiteStore:
     def _transaction(self) -> _Transaction:
         assert self._db is not None
         return _Transaction(self._db)
-
-    def _publish(self, change: Change) -> None:
-        for callback in self._subscribers:
-            callback(change)
-
-    async def expired(self, now: float) -> list[str]:
-        """Ids whose registration expired before ``now``."""
-        return [r.id for r in self._records.values() if r.expires is not None and r.expires <= now]
 
     # -- journal and RDF bookkeeping ---------------------------------------------------------
     def valid_event_id(self, event_id: str) -> bool:
