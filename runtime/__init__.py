@@ -13,6 +13,7 @@ from ._forward import Forwarder
 from ._lmos import (
     AGENT_CLIENT_EXCEPTION,
     AGENT_NOT_FOUND,
+    CONVERSATION_NOT_FOUND,
     INTERNAL_SERVER_ERROR,
     INVALID_REQUEST,
     AnonymizationEntity,
@@ -26,11 +27,13 @@ from ._lmos import (
     SystemContext,
     UserContext,
 )
-from ._runtime import Runtime, Turn
+from ._runtime import Runtime, Turn, TurnRequest
+from ._store import ConversationStore, SQLiteConversationStore, StoredTurn
 
 __all__ = [
     "AGENT_CLIENT_EXCEPTION",
     "AGENT_NOT_FOUND",
+    "CONVERSATION_NOT_FOUND",
     "INTERNAL_SERVER_ERROR",
     "INVALID_REQUEST",
     "PREFIXES",
@@ -42,6 +45,7 @@ __all__ = [
     "BinaryData",
     "CatalogSource",
     "Conversation",
+    "ConversationStore",
     "Forwarder",
     "InputContext",
     "KeyValuePair",
@@ -49,8 +53,11 @@ __all__ = [
     "Message",
     "Runtime",
     "RuntimeSettings",
+    "SQLiteConversationStore",
+    "StoredTurn",
     "SystemContext",
     "Turn",
+    "TurnRequest",
     "UserContext",
     "create_app",
     "directory_source",

@@ -15,7 +15,7 @@ from aiohttp import web
 from pydantic import ValidationError as PydanticValidationError
 
 from ._config import RuntimeSettings
-from ._lmos import INTERNAL_SERVER_ERROR, INVALID_REQUEST, Conversation, LmosError
+from ._lmos import CONVERSATION_NOT_FOUND, INTERNAL_SERVER_ERROR, INVALID_REQUEST, Conversation, LmosError
 from ._runtime import Runtime, TurnRequest
 from ._stream import stream_sse, stream_ws, wants_events
 
@@ -95,6 +95,25 @@ async def chat(request: web.Request) -> web.StreamResponse:
     if wants_events(request):
         return await stream_sse(request, turn, runtime.stream(turn))
     return web.json_response((await runtime.chat(turn)).to_dict(), dumps=_dumps)
+
+
+async def conversation(request: web.Request) -> web.StreamResponse:
+    """``GET /apis/v1/{tenantId}/chat/{conversationId}``: the stored turns, with the agent of each."""
+    runtime = request.app[RUNTIME]
+    tenant, conversation_id = request.match_info["tenantId"], request.match_info["conversationId"]
+    turns = await runtime.store.turns(tenant, conversation_id)
+    if not turns:
+        raise LmosError(
+            CONVERSATION_NOT_FOUND,
+            f"No conversation {conversation_id} of tenant {tenant} is stored",
+            status=404,
+        )
+    body = {
+        "tenantId": tenant,
+        "conversationId": conversation_id,
+        "turns": [turn.to_dict() for turn in turns],
+    }
+    return web.json_response(body, dumps=_dumps)
 
 
 async def websocket(request: web.Request) -> web.StreamResponse:
@@ -191,6 +210,7 @@ def create_app(
     for prefix in PREFIXES:
         app.router.add_post(prefix + "/{tenantId}/chat/{conversationId}/message", chat)
         app.router.add_get(prefix + "/{tenantId}/chat/{conversationId}/ws", websocket)
+        app.router.add_get(prefix + "/{tenantId}/chat/{conversationId}", conversation)
         app.router.add_get(prefix + "/agents", agents)
         app.router.add_get(prefix + "/tenants/{tenantId}/channels", channels)
         app.router.add_get(prefix + "/tenants/{tenantId}/channels/{channelId}", channel)

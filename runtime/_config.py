@@ -59,6 +59,18 @@ class RuntimeSettings(BaseSettings):
     default_subset: str = "stable"
     #: Seconds an agent may take to answer one turn.
     agent_timeout: float = Field(default=30.0, gt=0)
+    #: The conversation store's SQLite file; None keeps conversations in memory (lost on exit).
+    store: str | None = None
+    #: Its bounds: turns kept per conversation, conversations per tenant, seconds of inactivity.
+    store_max_turns: int = Field(default=100, gt=0)
+    store_max_conversations: int = Field(default=100_000, gt=0)
+    store_max_age: float = Field(default=30 * 24 * 3600.0, gt=0)
+    store_purge_interval: float = Field(default=300.0, gt=0)
+    #: Earlier turns (from the store) the router reads when the client sent only the new message.
+    history_turns: int = Field(default=6, ge=0)
+    #: Keep a conversation with its agent unless the router prefers another by ``switch_margin``.
+    sticky: bool = True
+    switch_margin: float = Field(default=0.25, ge=0)
     #: Largest request body (bytes) and most messages in one turn.
     max_body: int = Field(default=1024 * 1024, gt=0)
     max_messages: int = Field(default=200, gt=0)

@@ -17,6 +17,7 @@ from wot_agents import WotAgentsError
 __all__ = [
     "AGENT_CLIENT_EXCEPTION",
     "AGENT_NOT_FOUND",
+    "CONVERSATION_NOT_FOUND",
     "INTERNAL_SERVER_ERROR",
     "INVALID_REQUEST",
     "AnonymizationEntity",
@@ -35,6 +36,8 @@ INVALID_REQUEST = "INVALID_REQUEST"
 AGENT_NOT_FOUND = "AGENT_NOT_FOUND"
 AGENT_CLIENT_EXCEPTION = "AGENT_CLIENT_EXCEPTION"
 INTERNAL_SERVER_ERROR = "INTERNAL_SERVER_ERROR"
+#: Not LMOS's (it keeps no conversations): ``GET .../chat/{conversationId}`` of an unknown one.
+CONVERSATION_NOT_FOUND = "CONVERSATION_NOT_FOUND"
 
 
 class LmosError(WotAgentsError):

@@ -23,6 +23,7 @@ from ._channels import ChannelTable, load_channel_files
 from ._config import RuntimeSettings
 from ._forward import Forwarder
 from ._lmos import AGENT_NOT_FOUND, INTERNAL_SERVER_ERROR, INVALID_REQUEST, Conversation, LmosError
+from ._store import ConversationStore, SQLiteConversationStore, StoredTurn
 
 __all__ = ["Runtime", "Turn", "TurnRequest"]
 
@@ -104,6 +105,7 @@ class _Plan:
     decision: Decision
     messages: list[ChatMessage]
     subset: str
+    channel: str
 
 
 def _default_source(settings: RuntimeSettings) -> CatalogSource:
@@ -141,6 +143,7 @@ class Runtime:
         *,
         source: CatalogSource | None = None,
         router: Router | None = None,
+        store: ConversationStore | None = None,
     ) -> None:
         self.settings = settings or RuntimeSettings()
         self.catalog = AgentCatalog()
@@ -149,6 +152,13 @@ class Runtime:
         self._owns_router = router is None
         self.forwarder = Forwarder(timeout=self.settings.agent_timeout)
         self.channels = ChannelTable()
+        self._owns_store = store is None
+        self.store: ConversationStore = store or SQLiteConversationStore(
+            self.settings.store,
+            max_turns=self.settings.store_max_turns,
+            max_conversations=self.settings.store_max_conversations,
+            max_age=self.settings.store_max_age,
+        )
         self._stack: AsyncExitStack | None = None
         self._gate = _Gate()
         self._indexing: asyncio.Queue[tuple[Sequence[AgentDescription], Sequence[str]]] = asyncio.Queue()
@@ -170,6 +180,16 @@ class Runtime:
             if self._router is not None and self._owns_router:
                 stack.push_async_callback(self._router.aclose)
             stack.push_async_callback(self.forwarder.aclose)
+            if self._owns_store:
+                await stack.enter_async_context(self.store)
+            purge = asyncio.create_task(self._purge(), name="runtime store purge")
+
+            async def stop_purge() -> None:
+                purge.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await purge
+
+            stack.push_async_callback(stop_purge)
             self.catalog.listen(self._on_change)
             indexer = asyncio.create_task(self._index(), name="runtime router index")
 
@@ -199,6 +219,17 @@ class Runtime:
         if self.channels:
             self.channels.resolve(self.catalog.agents.values())
         self._indexing.put_nowait((added, removed))
+
+    async def _purge(self) -> None:
+        """Enforce the store's age and size bounds now and then (writes enforce the rest)."""
+        while True:
+            try:
+                gone = await self.store.purge()
+                if gone:
+                    log.info("purged %d conversations past the store's bounds", gone)
+            except Exception:
+                log.exception("purging the conversation store failed")
+            await asyncio.sleep(self.settings.store_purge_interval)
 
     async def _index(self) -> None:
         """Teach the router each catalog change as it happens, one at a time."""
@@ -235,7 +266,7 @@ class Runtime:
         """Answer one turn; failures are :class:`LmosError` with the LMOS code and HTTP status."""
         plan = await self._plan(request)
         reply = await self.forwarder.chat(plan.agent, plan.messages, request.conversation_id)
-        return self._done(request, plan, reply)
+        return await self._done(request, plan, reply)
 
     async def stream(self, request: TurnRequest) -> AsyncGenerator[str | Turn, None]:
         """Answer one turn in parts as the agent streams them (``chatStream``); the last item is
@@ -246,41 +277,65 @@ class Runtime:
             parts.append(part)
             yield part
         reply = ChatReply(messages=[ChatMessage(role="assistant", content="".join(parts))])
-        yield self._done(request, plan, reply)
+        yield await self._done(request, plan, reply)
 
     async def _plan(self, request: TurnRequest) -> _Plan:
         conversation = request.conversation
         channel = conversation.system_context.channel_id
         subset = self.subset_for(request.tenant, channel, request.conversation_id, request.subset)
         candidates = self.candidates(request.tenant, channel, subset)
-        agent, decision = await self._choose(conversation, candidates, request.tenant, channel, subset)
+        stored = await self.store.turns(
+            request.tenant, request.conversation_id, last=self.settings.history_turns
+        )
+        agent, decision = await self._choose(request, candidates, stored, channel, subset)
         messages = [
             ChatMessage(role=message.role, content=message.content, format=message.format)
             for message in conversation.input_context.messages
         ]
-        return _Plan(agent, decision, messages, subset)
+        return _Plan(agent, decision, messages, subset, channel)
 
-    def _done(self, request: TurnRequest, plan: _Plan, reply: ChatReply) -> Turn:
+    async def _done(self, request: TurnRequest, plan: _Plan, reply: ChatReply) -> Turn:
+        """Store the answered turn (before the client hears of it), log it, return it."""
+        decision = plan.decision
+        await self.store.append(
+            request.tenant,
+            request.conversation_id,
+            StoredTurn(
+                turn_id=request.turn_id,
+                query=request.conversation.query,
+                reply=reply.text,
+                agent_id=plan.agent.id or plan.agent.title,
+                agent_name=plan.agent.title,
+                method=decision.method,
+                score=decision.score,
+                subset=plan.subset,
+                channel=plan.channel,
+                messages=[
+                    m.to_dict() for m in request.conversation.input_context.messages if m.role == "user"
+                ][-1:],
+            ),
+        )
         log.info(
             "turn %s of %s/%s -> %s (%s %.3f)",
             request.turn_id,
             request.tenant,
             request.conversation_id,
             plan.agent.id,
-            plan.decision.method,
-            plan.decision.score,
+            decision.method,
+            decision.score,
         )
-        return Turn(plan.agent, plan.decision, reply, plan.subset)
+        return Turn(plan.agent, decision, reply, plan.subset)
 
     async def _choose(
         self,
-        conversation: Conversation,
+        request: TurnRequest,
         candidates: Sequence[AgentDescription],
-        tenant: str,
+        stored: Sequence[StoredTurn],
         channel: str,
         subset: str,
     ) -> tuple[AgentDescription, Decision]:
-        where = f"tenant {tenant!r}, channel {channel!r}, subset {subset!r}"
+        conversation = request.conversation
+        where = f"tenant {request.tenant!r}, channel {channel!r}, subset {subset!r}"
         explicit = conversation.input_context.explicit_agent
         if explicit:
             for agent in candidates:
@@ -293,23 +348,61 @@ class Runtime:
             raise LmosError(INVALID_REQUEST, "Explicit agent name is required", status=400)
         if not candidates:
             raise LmosError(AGENT_NOT_FOUND, f"No agent serves {where}", status=404)
-        messages = conversation.input_context.messages
-        last_user = max((i for i, m in enumerate(messages) if m.role == "user"), default=len(messages) - 1)
-        history = [ChatMessage(role=m.role, content=m.content) for m in messages[:last_user]]
+        history = _history(conversation, stored)
         try:
             async with self._gate.read():
                 decision = await self._router.route(conversation.query, history, candidates)
         except RoutingError as exc:
             raise LmosError(INTERNAL_SERVER_ERROR, f"routing failed: {exc}", status=500) from exc
+        by_id = {agent.id or agent.title: agent for agent in candidates}
+        previous = stored[-1].agent_id if stored and stored[-1].method != "clarification" else None
+        if (
+            self.settings.sticky
+            and previous is not None
+            and previous in by_id
+            and decision.agent_id != previous
+        ):
+            decision = _sticky(decision, previous, self.settings.switch_margin)
         if decision.agent_id is None:
             raise LmosError(
                 AGENT_NOT_FOUND,
                 f"No agent fits this turn among those serving {where}: {decision.reason}",
                 status=404,
             )
-        for agent in candidates:
-            if (agent.id or agent.title) == decision.agent_id:
-                return agent, decision
-        raise LmosError(
-            AGENT_NOT_FOUND, f"the router chose {decision.agent_id}, which left meanwhile", status=404
-        )
+        chosen = by_id.get(decision.agent_id)
+        if chosen is None:
+            raise LmosError(
+                AGENT_NOT_FOUND, f"the router chose {decision.agent_id}, which left meanwhile", status=404
+            )
+        return chosen, decision
+
+
+def _history(conversation: Conversation, stored: Sequence[StoredTurn]) -> list[ChatMessage]:
+    """The conversation before this turn: the client's earlier messages when it sent them (LMOS
+    clients usually send the whole conversation), else the turns the store remembers."""
+    messages = conversation.input_context.messages
+    last_user = max((i for i, m in enumerate(messages) if m.role == "user"), default=len(messages) - 1)
+    if last_user > 0:
+        return [ChatMessage(role=m.role, content=m.content) for m in messages[:last_user]]
+    history: list[ChatMessage] = []
+    for turn in stored:
+        history.append(ChatMessage(role="user", content=turn.query))
+        history.append(ChatMessage(role="assistant", content=turn.reply))
+    return history
+
+
+def _sticky(decision: Decision, previous: str, margin: float) -> Decision:
+    """Keep the conversation with its agent unless the router is clearly sure of another: it chose
+    one scoring at least ``margin`` above the conversation's agent (an abstention keeps it too:
+    a follow-up often fits no agent on its own)."""
+    kept = next((score for agent_id, score in decision.ranking if agent_id == previous), 0.0)
+    if decision.agent_id is not None and decision.score - kept >= margin:
+        return decision
+    why = (
+        "no agent fits the turn alone"
+        if decision.agent_id is None
+        else f"{decision.agent_id} scored only {decision.score - kept:.3f} above it"
+    )
+    return Decision(
+        previous, kept, f"kept the conversation's agent: {why}", "sticky", ranking=decision.ranking
+    )

@@ -21,7 +21,7 @@ async def test_the_command_serves_agent_files_and_stops_on_sigint(tmp_path: Path
         agents.write_text(json.dumps([running.description.to_dict()]))
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "wot_agents.cli", "runtime", "--agents", str(agents),
-            "--router", "explicit", "--port", "0",
+            "--router", "explicit", "--port", "0", "--memory",
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         )  # fmt: skip
         try:
@@ -53,7 +53,7 @@ async def test_the_command_serves_agent_files_and_stops_on_sigint(tmp_path: Path
 )
 async def test_bad_settings_exit_with_status_2(arguments: list[str], says: bytes) -> None:
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "wot_agents.cli", "runtime", "--router", "explicit", *arguments,
+        sys.executable, "-m", "wot_agents.cli", "runtime", "--router", "explicit", "--memory", *arguments,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     _, stderr = await asyncio.wait_for(process.communicate(), 60)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
 import sys
 from typing import Any
@@ -35,6 +36,11 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--embedder", help="embedder of the vector router (default minilm)")
     parser.add_argument("--llm-base-url", help="OpenAI-compatible endpoint of the LLM router")
     parser.add_argument("--llm-model", help="chat model of the LLM router")
+    store = parser.add_mutually_exclusive_group()
+    store.add_argument(
+        "--store", metavar="PATH", help="SQLite file of the conversations (default ./wot-runtime.db)"
+    )
+    store.add_argument("--memory", action="store_true", help="keep conversations in memory (lost on exit)")
     parser.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port (default 8080; 0 picks a free one)")
     parser.set_defaults(run=run)
@@ -49,6 +55,8 @@ async def run(args: argparse.Namespace) -> int:
     keys = ("directory", "directory_token", "agents", "channels", "router", "embedder", "llm_base_url")
     overrides: dict[str, Any] = {key: getattr(args, key) for key in (*keys, "llm_model", "host", "port")}
     overrides = {key: value for key, value in overrides.items() if value is not None}
+    if not args.memory:
+        overrides["store"] = args.store or os.environ.get("WOT_AGENTS_RUNTIME_STORE") or "wot-runtime.db"
     try:
         settings = RuntimeSettings(**overrides)
     except ValidationError as exc:

@@ -1,0 +1,273 @@
+"""The conversation store: each tenant's conversations, turn by turn, with the agent of each turn.
+
+Behind :class:`ConversationStore` (a protocol a second backend, e.g. PostgreSQL, implements);
+:class:`SQLiteConversationStore` is the embedded default. A turn is written before its answer
+goes to the client, and SQLite commits it to its write-ahead log first, so a restart, or a
+``kill -9`` of the runtime, loses no answered turn (a power cut may lose the last few: the log
+is not synced on every commit). The store is bounded: turns per conversation (the oldest go),
+conversations per tenant (the least recently active go) and age (conversations idle longer go),
+enforced on every write to a conversation and by :meth:`ConversationStore.purge`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Protocol, Self, TypeVar
+
+__all__ = ["ConversationStore", "SQLiteConversationStore", "StoredTurn"]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class StoredTurn:
+    """One answered turn: the user's messages of the turn, the reply, who answered and why."""
+
+    turn_id: str
+    query: str
+    reply: str
+    agent_id: str
+    agent_name: str
+    method: str
+    score: float
+    subset: str
+    channel: str
+    at: float = field(default_factory=time.time)
+    messages: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "turnId": self.turn_id,
+            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.at)),
+            "messages": self.messages,
+            "query": self.query,
+            "content": self.reply,
+            "agent": {"id": self.agent_id, "name": self.agent_name},
+            "routing": {"method": self.method, "score": round(self.score, 6), "subset": self.subset},
+            "channelId": self.channel,
+        }
+
+
+class ConversationStore(Protocol):
+    """Where conversations are kept; every method is safe to call concurrently."""
+
+    async def append(self, tenant: str, conversation_id: str, turn: StoredTurn) -> None:
+        """Add an answered turn; when this returns, the turn survives a crash of the process."""
+        ...
+
+    async def turns(self, tenant: str, conversation_id: str, *, last: int | None = None) -> list[StoredTurn]:
+        """The conversation's turns, oldest first (only the ``last`` ones if given); [] if unknown."""
+        ...
+
+    async def purge(self) -> int:
+        """Drop what the bounds no longer allow (age, conversations per tenant); how many went."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None: ...
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS conversations (
+    tenant TEXT NOT NULL, id TEXT NOT NULL, updated REAL NOT NULL, PRIMARY KEY (tenant, id)
+);
+CREATE INDEX IF NOT EXISTS conversations_by_age ON conversations (tenant, updated);
+CREATE INDEX IF NOT EXISTS conversations_updated ON conversations (updated);
+CREATE TABLE IF NOT EXISTS turns (
+    tenant TEXT NOT NULL, conversation TEXT NOT NULL, seq INTEGER NOT NULL, body TEXT NOT NULL,
+    PRIMARY KEY (tenant, conversation, seq)
+);
+"""
+
+
+class SQLiteConversationStore:
+    """The embedded store: one SQLite file (``path``; None keeps everything in memory).
+
+    All SQLite work runs on one worker thread, so the event loop never waits on the disk.
+    """
+
+    def __init__(
+        self,
+        path: str | Path | None = None,
+        *,
+        max_turns: int = 100,
+        max_conversations: int = 100_000,
+        max_age: float = 30 * 24 * 3600,
+    ) -> None:
+        self.path = str(path) if path is not None else ":memory:"
+        self.max_turns = max_turns
+        self.max_conversations = max_conversations
+        self.max_age = max_age
+        self._worker = ThreadPoolExecutor(1, "wot-runtime-store")
+        self._db: sqlite3.Connection | None = None
+        self._counts: dict[str, int] = {}
+
+    # --- lifecycle ---------------------------------------------------------------------------------
+
+    def _open(self) -> None:
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")  # committed = in the WAL: survives a process crash
+        db.executescript(_SCHEMA)
+        for tenant, count in db.execute("SELECT tenant, COUNT(*) FROM conversations GROUP BY tenant"):
+            self._counts[tenant] = count
+        self._db = db
+
+    async def _run(self, function: Callable[[], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._worker, function)
+
+    async def __aenter__(self) -> Self:
+        await self._run(self._open)
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the database and the worker thread; idempotent."""
+        db, self._db = self._db, None
+        if db is not None:
+            await self._run(db.close)
+        self._worker.shutdown(wait=False)
+
+    def _conn(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise RuntimeError("the conversation store is not open: use it inside 'async with'")
+        return self._db
+
+    # --- the protocol ------------------------------------------------------------------------------
+
+    async def append(self, tenant: str, conversation_id: str, turn: StoredTurn) -> None:
+        body = json.dumps(
+            {
+                "turnId": turn.turn_id, "query": turn.query, "reply": turn.reply, "agentId": turn.agent_id,
+                "agentName": turn.agent_name, "method": turn.method, "score": turn.score,
+                "subset": turn.subset, "channel": turn.channel, "at": turn.at, "messages": turn.messages,
+            },
+            ensure_ascii=False,
+        )  # fmt: skip
+
+        def write() -> None:
+            db = self._conn()
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                new = (
+                    db.execute(
+                        "INSERT OR IGNORE INTO conversations (tenant, id, updated) VALUES (?, ?, ?)",
+                        (tenant, conversation_id, turn.at),
+                    ).rowcount
+                    == 1
+                )
+                if not new:
+                    db.execute(
+                        "UPDATE conversations SET updated = ? WHERE tenant = ? AND id = ?",
+                        (turn.at, tenant, conversation_id),
+                    )
+                (seq,) = db.execute(
+                    "SELECT COALESCE(MAX(seq), 0) + 1 FROM turns WHERE tenant = ? AND conversation = ?",
+                    (tenant, conversation_id),
+                ).fetchone()
+                db.execute("INSERT INTO turns VALUES (?, ?, ?, ?)", (tenant, conversation_id, seq, body))
+                db.execute(
+                    "DELETE FROM turns WHERE tenant = ? AND conversation = ? AND seq <= ?",
+                    (tenant, conversation_id, seq - self.max_turns),
+                )
+                if new:
+                    self._counts[tenant] = self._counts.get(tenant, 0) + 1
+                    if self._counts[tenant] > self.max_conversations:
+                        self._evict(db, tenant, self._counts[tenant] - self.max_conversations)
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+
+        await self._run(write)
+
+    def _evict(self, db: sqlite3.Connection, tenant: str, count: int) -> int:
+        """Drop the ``count`` least recently active conversations of ``tenant`` (in a transaction)."""
+        victims = db.execute(
+            "SELECT id FROM conversations WHERE tenant = ? ORDER BY updated LIMIT ?", (tenant, count)
+        ).fetchall()
+        for (victim,) in victims:
+            db.execute("DELETE FROM turns WHERE tenant = ? AND conversation = ?", (tenant, victim))
+            db.execute("DELETE FROM conversations WHERE tenant = ? AND id = ?", (tenant, victim))
+        self._counts[tenant] = self._counts.get(tenant, 0) - len(victims)
+        return len(victims)
+
+    async def turns(self, tenant: str, conversation_id: str, *, last: int | None = None) -> list[StoredTurn]:
+        def read() -> list[StoredTurn]:
+            rows = (
+                self._conn()
+                .execute(
+                    "SELECT body FROM turns WHERE tenant = ? AND conversation = ? ORDER BY seq DESC LIMIT ?",
+                    (tenant, conversation_id, last if last is not None else -1),
+                )
+                .fetchall()
+            )
+            return [_turn(json.loads(body)) for (body,) in reversed(rows)]
+
+        return await self._run(read)
+
+    async def purge(self) -> int:
+        def purge() -> int:
+            db = self._conn()
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                cutoff = time.time() - self.max_age
+                old = db.execute(
+                    "SELECT tenant, id FROM conversations WHERE updated < ?", (cutoff,)
+                ).fetchall()
+                for tenant, conversation in old:
+                    db.execute(
+                        "DELETE FROM turns WHERE tenant = ? AND conversation = ?", (tenant, conversation)
+                    )
+                    self._counts[tenant] = self._counts.get(tenant, 0) - 1
+                db.execute("DELETE FROM conversations WHERE updated < ?", (cutoff,))
+                gone = len(old)
+                for tenant, count in list(self._counts.items()):
+                    if count > self.max_conversations:
+                        gone += self._evict(db, tenant, count - self.max_conversations)
+                db.execute("COMMIT")
+                return gone
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+
+        return await self._run(purge)
+
+    async def count(self, tenant: str) -> int:
+        """How many conversations ``tenant`` has (tests, metrics)."""
+        return self._counts.get(tenant, 0)
+
+
+def _turn(body: dict[str, Any]) -> StoredTurn:
+    return StoredTurn(
+        turn_id=body["turnId"],
+        query=body["query"],
+        reply=body["reply"],
+        agent_id=body["agentId"],
+        agent_name=body["agentName"],
+        method=body["method"],
+        score=body["score"],
+        subset=body["subset"],
+        channel=body["channel"],
+        at=body["at"],
+        messages=body.get("messages") or [],
+    )
