@@ -8,7 +8,6 @@ kept while its description stays the same.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from typing import Any, cast
 
@@ -16,27 +15,15 @@ from wot_agents import (
     AgentDescription,
     ChatMessage,
     ChatReply,
+    ClientPool,
     ConsumedThing,
     InteractionError,
     RequestTimeout,
 )
-from wot_agents.bindings._interfaces import ClientBinding
 
 from ._lmos import AGENT_CLIENT_EXCEPTION, LmosError
 
 __all__ = ["Forwarder"]
-
-
-def _shared_clients() -> list[ClientBinding]:
-    from wot_agents.bindings.http import HttpClient
-    from wot_agents.bindings.websocket import WebSocketClient
-
-    clients: list[ClientBinding] = [HttpClient(max_connections=256), WebSocketClient()]
-    with contextlib.suppress(ImportError):  # MQTT needs the mqtt extra
-        from wot_agents.bindings.mqtt import MqttClient
-
-        clients.append(MqttClient())
-    return clients
 
 
 class Forwarder:
@@ -44,7 +31,7 @@ class Forwarder:
 
     def __init__(self, *, timeout: float = 30.0) -> None:
         self.timeout = timeout
-        self._clients = _shared_clients()
+        self._clients = ClientPool(max_connections=256)
         self._things: dict[str, ConsumedThing] = {}
 
     def thing(self, agent: AgentDescription) -> ConsumedThing:
@@ -90,7 +77,7 @@ class Forwarder:
 
     async def aclose(self) -> None:
         self._things.clear()
-        await asyncio.gather(*(client.aclose() for client in self._clients))
+        await self._clients.aclose()
 
 
 def _failure(agent: AgentDescription, exc: BaseException) -> LmosError:

@@ -74,6 +74,7 @@ from ._model import (
     Vendor,
     VersionInfo,
 )
+from ._pool import ClientPool
 from ._problem import ERROR_STATUSES, PROBLEM_JSON, HTTPProblem, ProblemDetails, problem_middleware
 from ._sse import EVENT_STREAM, EventStream, EventStreamParser, ServerSentEvent, parse_events
 from ._validation import check, validate, validate_json
@@ -119,6 +120,7 @@ __all__ = [
     "ChatReply",
     "ChatRequest",
     "ChatStream",
+    "ClientPool",
     "ConnectError",
     "ConsumedThing",
     "ContextLoader",

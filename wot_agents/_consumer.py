@@ -22,6 +22,7 @@ from ._chat import CHAT_ACTION, CHAT_STREAM_EVENT, ChatChunk, ChatMessage, ChatR
 from ._errors import NoSuitableFormError, PayloadError, Problem
 from ._json import pointer_from_path
 from ._model import AgentDescription, DataSchema, InteractionAffordance
+from ._pool import ClientPool
 from .bindings._interfaces import ClientBinding, Interaction, Stream
 from .bindings._security import Credentials, apply_security
 from .bindings._vocabulary import MAX_REPLY, Kind, form_ops
@@ -50,6 +51,7 @@ def consume(
     trust: TrustPolicy | None = None,
     tls: TlsConfig | None = None,
     max_reply: int = MAX_REPLY,
+    clients: ClientPool | None = None,
 ) -> ConsumedThing:
     """A client for the thing ``td`` describes (a model, a parsed document or JSON text).
 
@@ -59,8 +61,11 @@ def consume(
     refused with a :class:`~wot_agents.TrustError` and nothing is sent. ``tls`` (a
     :class:`~wot_agents.trust.TlsConfig`) verifies https/wss/mqtts servers against its CA and
     presents its certificate (mutual TLS, the ``lmos:mtls`` scheme). ``max_reply`` bounds what is
-    read of one reply (bytes of a body, an event, a message): larger is a ``RemoteError``. Use the
-    result as an async context manager, or call :meth:`ConsumedThing.aclose` when done.
+    read of one reply (bytes of a body, an event, a message): larger is a ``RemoteError``.
+    ``clients`` (a :class:`~wot_agents.ClientPool`) shares sessions and connections with every other
+    thing consumed through the same pool (its ``max_reply`` and TLS apply then); without it the
+    thing has clients of its own. Use the result as an async context manager, or call
+    :meth:`ConsumedThing.aclose` when done.
     """
     if isinstance(td, AgentDescription):
         description = td
@@ -77,6 +82,7 @@ def consume(
         trust=trust,
         tls=tls,
         max_reply=max_reply,
+        clients=clients,
     )
 
 
@@ -91,12 +97,23 @@ class ConsumedThing:
         prefer: Sequence[str] = DEFAULT_PREFERENCE,
         timeout: float = 30.0,
         validate: bool = True,
-        clients: Sequence[ClientBinding] | None = None,
+        clients: ClientPool | Sequence[ClientBinding] | None = None,
         trust: TrustPolicy | None = None,
         tls: TlsConfig | None = None,
         max_reply: int = MAX_REPLY,
     ) -> None:
         self.description = description
+        if isinstance(clients, ClientPool):
+            # Shared: the pool's clients serve many things, and their TLS is the pool's.
+            if tls is not None and clients.tls is not None and tls is not clients.tls:
+                raise ValueError(
+                    "a ClientPool's clients use its own TLS config: give it to ClientPool(tls=...)"
+                )
+            tls = tls or clients.tls
+            self._pool, self._owns_pool = clients, False
+            max_reply = clients.max_reply
+        else:
+            self._pool, self._owns_pool = ClientPool(clients or (), tls=tls, max_reply=max_reply), True
         self.max_reply = max_reply
         self._tls = tls
         if tls is not None:  # the certificate satisfies lmos:mtls beside the other credentials
@@ -108,10 +125,7 @@ class ConsumedThing:
         self._credentials = credentials
         self._prefer = tuple(prefer)
         self._validate = validate
-        self._clients: dict[str, ClientBinding] = {}
-        for client in clients or ():
-            for scheme in client.schemes:
-                self._clients[scheme] = client
+        self._streams: set[Stream[Any]] = set()
         self._validators: dict[tuple[str, str, str], Any] = {}
         self._chosen: dict[tuple[str, str, str], tuple[Interaction, ClientBinding]] = {}
         self._closed = False
@@ -215,10 +229,13 @@ class ConsumedThing:
     # --- lifecycle -------------------------------------------------------------------------------
 
     async def aclose(self) -> None:
-        """Close every connection the bindings opened. This is idempotent."""
+        """Close this thing's open streams and, unless it came from a shared
+        :class:`~wot_agents.ClientPool`, its clients' connections. This is idempotent."""
         self._closed = True
-        clients = {id(client): client for client in self._clients.values()}
-        await asyncio.gather(*(client.aclose() for client in clients.values()))
+        streams, self._streams = list(self._streams), set()
+        await asyncio.gather(*(stream.aclose() for stream in streams), return_exceptions=True)
+        if self._owns_pool:
+            await self._pool.aclose()
 
     async def __aenter__(self) -> Self:
         return self
@@ -251,25 +268,20 @@ class ConsumedThing:
     def _client_for(self, scheme: str) -> ClientBinding | None:
         if self._closed:
             raise RuntimeError("this ConsumedThing is closed")
-        client = self._clients.get(scheme)
-        if client is None:
-            client = _default_client(scheme, self._tls, self.max_reply)
-            if client is not None:
-                for known in client.schemes:
-                    self._clients.setdefault(known, client)
-                client = self._clients[scheme]
-        return client
+        return self._pool.client_for(scheme)
 
     def _choose(
         self, kind: Kind, name: str, affordance: InteractionAffordance, op: str
     ) -> tuple[Interaction, ClientBinding]:
         """The form (and client) for ``op``; chosen once, the TD and credentials being fixed."""
+        if self._closed:
+            raise RuntimeError("this ConsumedThing is closed")
+        if self._pool.closed:
+            raise RuntimeError("the ClientPool of this ConsumedThing is closed")
         key = (kind, name, op)
         chosen = self._chosen.get(key)
         if chosen is None:
             chosen = self._chosen[key] = self._choose_form(kind, name, affordance, op)
-        if self._closed:
-            raise RuntimeError("this ConsumedThing is closed")
         return chosen
 
     def _choose_form(
@@ -328,16 +340,21 @@ class ConsumedThing:
     ) -> Stream[Any]:
         await self._check_trust()
         interaction, client = self._choose(kind, name, affordance, op)
-        stream = await client.stream(interaction)
-        if schema is None or not self._validate:
-            return stream
+        opened = await client.stream(interaction)
 
         async def checked() -> Any:
-            async for value in stream:
+            async for value in opened:
                 self._check(kind, name, part, schema, value, received=True)
                 yield value
 
-        return Stream(checked(), stream.aclose)
+        async def close() -> None:
+            self._streams.discard(stream)
+            await opened.aclose()
+
+        values = opened if schema is None or not self._validate else checked()
+        stream: Stream[Any] = Stream(values, close)
+        self._streams.add(stream)  # closed with the thing, even when its clients are shared
+        return stream
 
     # --- payload validation ----------------------------------------------------------------------
 
@@ -366,26 +383,6 @@ def _expects_reply(affordance: InteractionAffordance, op: str) -> bool:
     if op != "invokeaction":
         return op in ("readproperty", "readallproperties", "queryaction")
     return getattr(affordance, "output", None) is not None
-
-
-def _default_client(
-    scheme: str, tls: TlsConfig | None = None, max_reply: int = MAX_REPLY
-) -> ClientBinding | None:
-    """The built-in client for a URI scheme, created on first use (MQTT needs the extra)."""
-    context = tls.client_context() if tls is not None else None
-    if scheme in ("http", "https"):
-        from .bindings.http import HttpClient
-
-        return HttpClient(tls=context, max_reply=max_reply)
-    if scheme in ("ws", "wss"):
-        from .bindings.websocket import WebSocketClient
-
-        return WebSocketClient(tls=context, max_message=max_reply)
-    if scheme in ("mqtt", "mqtts"):
-        from .bindings.mqtt import MqttClient
-
-        return MqttClient(tls=context, max_reply=max_reply)
-    return None
 
 
 def _chat_request(

@@ -138,5 +138,5 @@ async def test_one_connection_carries_concurrent_requests(running: RunningAgent)
         assert fast == [i + 1 for i in range(20)]
         assert not slow.done()  # the slow one did not hold the others up
         assert await slow == "done"
-        client = thing._clients["ws"]
+        client = thing._pool.client_for("ws")
         assert len(client._connections) == 1  # type: ignore[attr-defined]
