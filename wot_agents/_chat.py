@@ -22,8 +22,8 @@ Declaring one::
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable
-from typing import Literal
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -137,6 +137,7 @@ def chat_handler(agent: Agent, *, description: str | None = None) -> Callable[[C
     return register
 
 
-def is_chat_agent(td: ThingDescription) -> bool:
-    """Whether a TD follows the chat convention (it has the ``chat`` action)."""
-    return CHAT_ACTION in (td.actions or {})
+def is_chat_agent(td: ThingDescription | Mapping[str, Any]) -> bool:
+    """Whether a TD (a model or a parsed document) follows the chat convention: a ``chat`` action."""
+    actions = td.get("actions") if isinstance(td, Mapping) else td.actions
+    return isinstance(actions, Mapping) and CHAT_ACTION in actions

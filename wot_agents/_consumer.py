@@ -373,7 +373,7 @@ class ConsumedThing:
         if problems:
             direction = "received" if received else "given"
             raise PayloadError(
-                f"the {part} {direction} for {kind} {name!r} does not match its schema: {problems[0]}",
+                f"the {part} {direction} for {kind} {name!r} does not match its schema",
                 problems=problems,
                 thing_id=self.id,
             )

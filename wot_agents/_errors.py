@@ -143,8 +143,17 @@ class PayloadError(InteractionError, ValueError):
     """A value sent or received does not match the affordance's data schema."""
 
     def __init__(self, message: str, *, problems: Sequence[Problem] = (), **kwargs: Any) -> None:
-        super().__init__(message, **kwargs)
         self.problems: tuple[Problem, ...] = tuple(problems)
+        super().__init__(_with_problems(message, self.problems), **kwargs)
+
+
+def _with_problems(message: str, problems: Sequence[Problem], shown: int = 3) -> str:
+    """``message: /a: ...; /b: ... (and N more)``: the problems belong in what ``str()`` shows."""
+    if not problems:
+        return message
+    listed = "; ".join(str(problem) for problem in problems[:shown])
+    more = f" (and {len(problems) - shown} more)" if len(problems) > shown else ""
+    return f"{message}: {listed}{more}"
 
 
 class NoSuitableFormError(InteractionError):

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import re
+import signal
+import threading
 from collections.abc import Awaitable, Callable, Generator, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from typing import Any
@@ -123,6 +125,16 @@ class RunningAgent:
         return description
 
 
+_RUNNING_MEMBERS = frozenset(name for name in vars(RunningAgent) if not name.startswith("_")) | {
+    "agent",
+    "servers",
+    "security",
+    "slug",
+    "context",
+    "td10_compatible",
+}
+
+
 class Serving:
     """What ``serve()`` returns: ``async with`` it to get a :class:`RunningAgent`, or ``await`` it
     to serve until cancelled (e.g. by Ctrl-C)."""
@@ -175,8 +187,31 @@ class Serving:
             await stack.aclose()
 
     async def _forever(self) -> None:
-        async with self:
-            await asyncio.Event().wait()
+        # Run as a process's main loop, SIGTERM (what Docker and Kubernetes send) stops the agent
+        # the way Ctrl-C does: goodbye, deregistration and closing happen, then ``await`` returns.
+        # A handler the application installed itself is left alone.
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        handled = threading.current_thread() is threading.main_thread() and signal.getsignal(
+            signal.SIGTERM
+        ) in (signal.SIG_DFL, None)
+        if handled:
+            loop.add_signal_handler(signal.SIGTERM, stop.set)
+        try:
+            async with self:
+                await stop.wait()
+        finally:
+            if handled:
+                loop.remove_signal_handler(signal.SIGTERM)
+
+    def __getattr__(self, name: str) -> Any:
+        # A common slip: `running = agent.serve(...)` then `running.base_urls`, without `async with`.
+        if name in _RUNNING_MEMBERS:
+            raise AttributeError(
+                f"{name!r} belongs to the running agent: use `async with agent.serve(...) as running:` "
+                f"and read `running.{name}` (or `await agent.serve(...)` to serve until stopped)"
+            )
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def __await__(self) -> Generator[Any, None, None]:
         return self._forever().__await__()
