@@ -16,7 +16,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.registry.conftest import running_directory
+from tests.servers import running_directory
 from wot_agents import Agent, PayloadError, is_chat_agent
 from wot_agents.cli import main
 
