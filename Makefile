@@ -16,3 +16,4 @@ test: bootstrap
 lint: bootstrap
 	.venv/bin/ruff check .
 	.venv/bin/mypy
+	.venv/bin/lint-imports
