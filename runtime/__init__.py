@@ -9,7 +9,7 @@ cascade) and forwards it over the chosen agent's binding (HTTP, WebSocket, MQTT)
 from ._app import PREFIXES, RUNTIME, create_app
 from ._catalog import AgentCatalog, CatalogSource, directory_source, file_source, mdns_source
 from ._config import ROUTING_METHODS, RuntimeSettings
-from ._forward import Forwarder
+from ._forward import Breaker, Forwarder
 from ._lmos import (
     AGENT_CLIENT_EXCEPTION,
     AGENT_NOT_FOUND,
@@ -43,6 +43,7 @@ __all__ = [
     "AnonymizationEntity",
     "AssistantMessage",
     "BinaryData",
+    "Breaker",
     "CatalogSource",
     "Conversation",
     "ConversationStore",

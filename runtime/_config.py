@@ -71,6 +71,11 @@ class RuntimeSettings(BaseSettings):
     #: Keep a conversation with its agent unless the router prefers another by ``switch_margin``.
     sticky: bool = True
     switch_margin: float = Field(default=0.25, ge=0)
+    #: Seconds per agent id, where one agent needs another time limit than ``agent_timeout``.
+    agent_timeouts: dict[str, float] = Field(default_factory=dict)
+    #: Failures in a row that take an agent out of routing, and for how many seconds.
+    breaker_threshold: int = Field(default=3, gt=0)
+    breaker_cooldown: float = Field(default=30.0, ge=0)
     #: Largest request body (bytes) and most messages in one turn.
     max_body: int = Field(default=1024 * 1024, gt=0)
     max_messages: int = Field(default=200, gt=0)

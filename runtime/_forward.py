@@ -8,7 +8,8 @@ kept while its description stays the same.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+import time
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from typing import Any, cast
 
 from wot_agents import (
@@ -23,22 +24,68 @@ from wot_agents import (
 
 from ._lmos import AGENT_CLIENT_EXCEPTION, LmosError
 
-__all__ = ["Forwarder"]
+__all__ = ["Breaker", "Forwarder"]
+
+
+class Breaker:
+    """A circuit breaker per agent: ``threshold`` failures in a row take the agent out of routing
+    for ``cooldown`` seconds; then it is tried again, and one more failure takes it out again at
+    once, while a success closes the breaker."""
+
+    def __init__(self, *, threshold: int = 3, cooldown: float = 30.0, clock: Any = time.monotonic) -> None:
+        self.threshold = threshold
+        self.cooldown = cooldown
+        self._clock = clock
+        self._failures: dict[str, int] = {}
+        self._open_until: dict[str, float] = {}
+
+    def available(self, agent_id: str) -> bool:
+        until = self._open_until.get(agent_id)
+        return until is None or self._clock() >= until
+
+    def failed(self, agent_id: str) -> None:
+        count = self._failures[agent_id] = self._failures.get(agent_id, 0) + 1
+        if count >= self.threshold:
+            self._open_until[agent_id] = self._clock() + self.cooldown
+
+    def succeeded(self, agent_id: str) -> None:
+        self._failures.pop(agent_id, None)
+        self._open_until.pop(agent_id, None)
+
+    @property
+    def open(self) -> list[str]:
+        """The agents out of routing right now."""
+        return [agent_id for agent_id in self._open_until if not self.available(agent_id)]
 
 
 class Forwarder:
-    """Talks to agents with the chat convention; failures become LMOS ``AGENT_CLIENT_EXCEPTION``."""
+    """Talks to agents with the chat convention; failures become LMOS ``AGENT_CLIENT_EXCEPTION``.
 
-    def __init__(self, *, timeout: float = 30.0) -> None:
+    ``timeouts`` overrides ``timeout`` per agent id. Every outcome feeds the :class:`Breaker`.
+    """
+
+    def __init__(
+        self,
+        *,
+        timeout: float = 30.0,
+        timeouts: Mapping[str, float] | None = None,
+        breaker: Breaker | None = None,
+    ) -> None:
         self.timeout = timeout
+        self.timeouts = dict(timeouts or {})
+        self.breaker = breaker or Breaker()
         self._clients = ClientPool(max_connections=256)
         self._things: dict[str, ConsumedThing] = {}
+
+    def timeout_of(self, agent: AgentDescription) -> float:
+        return self.timeouts.get(agent.id or agent.title, self.timeout)
 
     def thing(self, agent: AgentDescription) -> ConsumedThing:
         key = agent.id or agent.title
         thing = self._things.get(key)
         if thing is None or thing.description is not agent:
-            thing = self._things[key] = ConsumedThing(agent, timeout=self.timeout, clients=self._clients)
+            thing = ConsumedThing(agent, timeout=self.timeout_of(agent), clients=self._clients)
+            self._things[key] = thing
         return thing
 
     def forget(self, agent_id: str) -> None:
@@ -48,28 +95,35 @@ class Forwarder:
     async def chat(
         self, agent: AgentDescription, messages: Sequence[ChatMessage], conversation_id: str
     ) -> ChatReply:
+        key = agent.id or agent.title
         try:
-            async with asyncio.timeout(self.timeout):
-                return await self.thing(agent).chat(messages, conversation_id=conversation_id)
+            async with asyncio.timeout(self.timeout_of(agent)):
+                reply = await self.thing(agent).chat(messages, conversation_id=conversation_id)
         except (TimeoutError, InteractionError) as exc:
+            self.breaker.failed(key)
             raise _failure(agent, exc) from exc
+        self.breaker.succeeded(key)
+        return reply
 
     async def chat_stream(
         self, agent: AgentDescription, messages: Sequence[ChatMessage], conversation_id: str
-    ) -> AsyncIterator[str]:
+    ) -> AsyncGenerator[str, None]:
         """The reply's parts as the agent streams them (``chatStream``)."""
         parts = cast(
             AsyncGenerator[str, None],
             self.thing(agent).chat_stream(messages, conversation_id=conversation_id),
         )
+        key = agent.id or agent.title
         try:
             while True:
                 try:
-                    async with asyncio.timeout(self.timeout):
+                    async with asyncio.timeout(self.timeout_of(agent)):
                         part = await anext(parts)
                 except StopAsyncIteration:
+                    self.breaker.succeeded(key)
                     return
                 except (TimeoutError, InteractionError) as exc:
+                    self.breaker.failed(key)
                     raise _failure(agent, exc) from exc
                 yield part
         finally:

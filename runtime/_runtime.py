@@ -11,7 +11,7 @@ import contextlib
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import Any, Self
 
@@ -21,7 +21,7 @@ from wot_agents import AgentDescription, ChatMessage, ChatReply, RoutingError
 from ._catalog import AgentCatalog, CatalogSource, directory_source, file_source, mdns_source
 from ._channels import ChannelTable, load_channel_files
 from ._config import RuntimeSettings
-from ._forward import Forwarder
+from ._forward import Breaker, Forwarder
 from ._lmos import AGENT_NOT_FOUND, INTERNAL_SERVER_ERROR, INVALID_REQUEST, Conversation, LmosError
 from ._store import ConversationStore, SQLiteConversationStore, StoredTurn
 
@@ -106,6 +106,7 @@ class _Plan:
     messages: list[ChatMessage]
     subset: str
     channel: str
+    candidates: tuple[AgentDescription, ...] = ()
 
 
 def _default_source(settings: RuntimeSettings) -> CatalogSource:
@@ -150,7 +151,13 @@ class Runtime:
         self._source = source or _default_source(self.settings)
         self._router = router
         self._owns_router = router is None
-        self.forwarder = Forwarder(timeout=self.settings.agent_timeout)
+        self.forwarder = Forwarder(
+            timeout=self.settings.agent_timeout,
+            timeouts=self.settings.agent_timeouts,
+            breaker=Breaker(
+                threshold=self.settings.breaker_threshold, cooldown=self.settings.breaker_cooldown
+            ),
+        )
         self.channels = ChannelTable()
         self._owns_store = store is None
         self.store: ConversationStore = store or SQLiteConversationStore(
@@ -253,8 +260,11 @@ class Runtime:
         there is one, otherwise every agent whose tenants, channels and subset match."""
         wired = self.channels.candidate_ids(tenant, channel, subset)
         if wired is None:
-            return AgentFilter(tenant, channel, subset).apply(self.catalog.agents.values())
-        return [agent for agent_id in wired if (agent := self.catalog.get(agent_id)) is not None]
+            agents = AgentFilter(tenant, channel, subset).apply(self.catalog.agents.values())
+        else:
+            agents = [agent for agent_id in wired if (agent := self.catalog.get(agent_id)) is not None]
+        available = self.forwarder.breaker.available
+        return [agent for agent in agents if available(agent.id or agent.title)]
 
     def subset_for(self, tenant: str, channel: str, conversation_id: str, asked: str | None) -> str:
         """``x-subset`` when the client sent one; else the rollout's pick for the conversation."""
@@ -265,7 +275,15 @@ class Runtime:
     async def chat(self, request: TurnRequest) -> Turn:
         """Answer one turn; failures are :class:`LmosError` with the LMOS code and HTTP status."""
         plan = await self._plan(request)
-        reply = await self.forwarder.chat(plan.agent, plan.messages, request.conversation_id)
+        try:
+            reply = await self.forwarder.chat(plan.agent, plan.messages, request.conversation_id)
+        except LmosError:
+            other = self._other_instance(plan)
+            if other is None:
+                raise
+            log.warning("agent %s failed; retrying turn %s on %s", plan.agent.id, request.turn_id, other.id)
+            plan = replace(plan, agent=other)
+            reply = await self.forwarder.chat(other, plan.messages, request.conversation_id)
         return await self._done(request, plan, reply)
 
     async def stream(self, request: TurnRequest) -> AsyncGenerator[str | Turn, None]:
@@ -273,11 +291,45 @@ class Runtime:
         the :class:`Turn`. Failures before the first part and after it alike are :class:`LmosError`."""
         plan = await self._plan(request)
         parts: list[str] = []
-        async for part in self.forwarder.chat_stream(plan.agent, plan.messages, request.conversation_id):
-            parts.append(part)
-            yield part
+        stream = self.forwarder.chat_stream(plan.agent, plan.messages, request.conversation_id)
+        try:
+            try:
+                first = await anext(stream)
+            except LmosError:
+                other = self._other_instance(plan)
+                if other is None:
+                    raise
+                log.warning(
+                    "agent %s failed; retrying turn %s on %s", plan.agent.id, request.turn_id, other.id
+                )
+                await stream.aclose()
+                plan = replace(plan, agent=other)
+                stream = self.forwarder.chat_stream(other, plan.messages, request.conversation_id)
+                first = await anext(stream)
+            parts.append(first)
+            yield first
+            async for part in stream:
+                parts.append(part)
+                yield part
+        except StopAsyncIteration:
+            pass
+        finally:
+            await stream.aclose()
         reply = ChatReply(messages=[ChatMessage(role="assistant", content="".join(parts))])
         yield await self._done(request, plan, reply)
+
+    def _other_instance(self, plan: _Plan) -> AgentDescription | None:
+        """Another instance of the plan's agent: another id with the same capabilities, serving the
+        same tenant, channel and subset, not out of routing; the retry goes there."""
+        failed = plan.agent
+        wanted = {capability.id for capability in failed.capabilities or ()}
+        if not wanted:
+            return None
+        for agent in plan.candidates:
+            if agent.id != failed.id and {c.id for c in agent.capabilities or ()} == wanted:
+                if self.forwarder.breaker.available(agent.id or agent.title):
+                    return agent
+        return None
 
     async def _plan(self, request: TurnRequest) -> _Plan:
         conversation = request.conversation
@@ -292,7 +344,7 @@ class Runtime:
             ChatMessage(role=message.role, content=message.content, format=message.format)
             for message in conversation.input_context.messages
         ]
-        return _Plan(agent, decision, messages, subset, channel)
+        return _Plan(agent, decision, messages, subset, channel, tuple(candidates))
 
     async def _done(self, request: TurnRequest, plan: _Plan, reply: ChatReply) -> Turn:
         """Store the answered turn (before the client hears of it), log it, return it."""

@@ -105,10 +105,14 @@ class Deployment:
 
     async def add(self, agent: Agent, **serve: Any) -> RunningAgent:
         running = await self.stack.enter_async_context(agent.serve(**serve))
+        await self.register(running)
+        return running
+
+    async def register(self, running: RunningAgent) -> None:
+        """Register an agent served by the test itself (which may then stop it)."""
         async with DirectoryClient(self.directory) as client:
             await client.register(running.description.to_dict())
-        self.agents[agent.id] = running
-        return running
+        self.agents[running.description.id or ""] = running
 
     async def remove(self, agent_id: str) -> None:
         async with DirectoryClient(self.directory) as client:
