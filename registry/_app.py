@@ -341,6 +341,26 @@ async def search_filter(request: web.Request) -> web.Response:
     )
 
 
+async def list_groups(request: web.Request) -> web.Response:
+    return await _directory(request).groups.list(request)
+
+
+async def get_group(request: web.Request) -> web.Response:
+    return await _directory(request).groups.get(request)
+
+
+async def put_group(request: web.Request) -> web.Response:
+    return await _directory(request).groups.put(request)
+
+
+async def delete_group(request: web.Request) -> web.Response:
+    return await _directory(request).groups.delete(request)
+
+
+async def group_credential(request: web.Request) -> web.Response:
+    return await _directory(request).groups.credential(request)
+
+
 # -- the app ----------------------------------------------------------------------------------
 #: Every route: method, path, handler, and who may call it. GET routes answer HEAD too.
 _ROUTES: tuple[tuple[str, str, Handler, Access], ...] = (
@@ -360,6 +380,12 @@ _ROUTES: tuple[tuple[str, str, Handler, Access], ...] = (
     ("POST", "/search/sparql", search_sparql, "read"),
     ("GET", "/search/filter", search_filter, "read"),
     ("POST", "/search/filter", search_filter, "read"),
+    # Agent groups: every request also carries its caller's proof (registry/_groups.py).
+    ("GET", "/groups", list_groups, "read"),
+    ("GET", "/groups/{name}", get_group, "read"),
+    ("PUT", "/groups/{name}", put_group, "read"),
+    ("DELETE", "/groups/{name}", delete_group, "read"),
+    ("POST", "/groups/{name}/credentials", group_credential, "read"),
 )
 
 

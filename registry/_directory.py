@@ -29,6 +29,7 @@ from ._backend import Change, Record, Store
 from ._config import DirectorySettings
 from ._enrich import RegistrationError, anonymous_id, enrich, merge_diff, merge_patch, parse_time
 from ._events import EventHub
+from ._groups import Groups
 from ._index import SORT_KEYS, Expr, FieldIndex, parse_filter
 from ._json import dumps
 from ._jsonpath import JsonPathQuery
@@ -71,6 +72,8 @@ class Directory:
             write_timeout=settings.event_write_timeout,
         )
         self.signatures = SignatureCheck(settings)
+        #: Agent groups, with the directory as their authority (``/groups``).
+        self.groups = Groups(settings)
         self._purge_task: asyncio.Task[None] | None = None
         self._locks: dict[str, tuple[asyncio.Lock, int]] = {}  # per id being written: lock, users
 

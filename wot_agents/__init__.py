@@ -29,6 +29,7 @@ from ._chat import (
 from ._consumer import ConsumedThing, consume
 from ._directory_client import DirectoryClient, DirectoryEvent
 from ._errors import (
+    AccessDenied,
     AnnouncementError,
     ConnectError,
     DescriptionError,
@@ -80,7 +81,16 @@ from ._sse import EVENT_STREAM, EventStream, EventStreamParser, ServerSentEvent,
 from ._validation import check, validate, validate_json
 from .bindings import ApiKey, ApiKeyAuth, BasicAuth, BasicCredentials, BearerAuth, BearerToken
 from .jsonld import ContextLoader
-from .trust import AgentIdentity, DidResolver, TrustPolicy, sign, verify
+from .trust import (
+    AccessPolicy,
+    AgentIdentity,
+    DidResolver,
+    GroupClient,
+    Membership,
+    TrustPolicy,
+    sign,
+    verify,
+)
 
 __version__ = "0.1.0"
 
@@ -94,6 +104,8 @@ __all__ = [
     "PREFIXES",
     "PROBLEM_JSON",
     "TD_CONTEXT",
+    "AccessDenied",
+    "AccessPolicy",
     "Action",
     "ActionAffordance",
     "AdditionalExpectedResponse",
@@ -140,6 +152,7 @@ __all__ = [
     "ExpectedResponse",
     "Form",
     "FormProvider",
+    "GroupClient",
     "HTTPProblem",
     "InteractionAffordance",
     "InteractionError",
@@ -147,6 +160,7 @@ __all__ = [
     "KeyResolutionError",
     "LLMRoutingError",
     "Link",
+    "Membership",
     "NoSuitableFormError",
     "ObjectMeta",
     "PayloadError",

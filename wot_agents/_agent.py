@@ -40,6 +40,7 @@ from ._model import (
     VersionInfo,
 )
 from ._schema import Codec, codec, schema_of, signature_codec
+from .trust._groups import check_access
 
 if TYPE_CHECKING:
     from .bindings import Serving
@@ -136,6 +137,7 @@ class Action:
 
     async def invoke(self, raw_input: Any = None) -> Any:
         """Validate JSON input, run the function, return its JSON output (``PayloadError`` on bad input)."""
+        check_access("action", self.name)
         result = await _resolve(self._codec.call(self.function, raw_input))
         return self._codec.output.dump(result)
 
@@ -165,11 +167,13 @@ class Property:
 
     async def read(self) -> Any:
         """The current value as JSON data."""
+        check_access("property", self.name)
         value = await _resolve(self._getter()) if self._getter else self._value
         return self._codec.dump(value)
 
     async def write(self, raw: Any) -> None:
         """A write from a client: refused for read-only properties, validated, then observed."""
+        check_access("property", self.name)
         if not self.writable:
             raise PayloadError(f"property {self.name!r} is read-only")
         self.set(self._codec.load(raw))
@@ -190,6 +194,7 @@ class Property:
 
     def observe(self) -> Subscription:
         """Each new value, as JSON data, until the iterator is closed."""
+        check_access("property", self.name)
         return self._observers.listen()
 
 
@@ -212,6 +217,7 @@ class Event:
 
     def subscribe(self) -> Subscription:
         """Each event's data, as JSON data, until the iterator is closed."""
+        check_access("event", self.name)
         return self._subscribers.listen()
 
 

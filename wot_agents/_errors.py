@@ -19,6 +19,7 @@ describes the same failure, the child inherits it too, so ``except TimeoutError`
     ├── TrustError                           identity, signature or membership checks failed
     │   ├── SignatureError (ValueError)      a signed description does not verify (tampered, wrong key)
     │   ├── UntrustedIssuer                  it verifies, but no signer is one the caller trusts
+    │   ├── AccessDenied (PermissionError)   the caller may not use this affordance / group
     │   └── KeyResolutionError               a signer's key could not be found (DID unresolvable)
     ├── DiscoveryError                       mDNS / DNS-SD discovery failed
     │   ├── AnnouncementError (ValueError)   a DNS-SD announcement breaks the WoT Discovery rules
@@ -40,6 +41,7 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
+    "AccessDenied",
     "AnnouncementError",
     "ConnectError",
     "DescriptionError",
@@ -185,6 +187,11 @@ class SignatureError(TrustError, ValueError):
 
 class UntrustedIssuer(TrustError):
     """Every signature verifies, but none is by an issuer the caller accepts (or there is none)."""
+
+
+class AccessDenied(TrustError, PermissionError):
+    """The caller did not prove what the affordance (or the group API) requires: a membership,
+    an identity, a valid and unexpired credential with its proof."""
 
 
 class KeyResolutionError(TrustError):

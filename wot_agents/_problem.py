@@ -35,6 +35,7 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from ._errors import (
+    AccessDenied,
     AnnouncementError,
     ConnectError,
     DescriptionError,
@@ -70,6 +71,7 @@ _MAX_FOREIGN_DETAIL = 500
 #: Bad input is 4xx; a failure of something this server depends on (an agent, a directory, an
 #: LLM) is 502/503/504, so a caller can tell "you asked wrongly" from "retry later".
 ERROR_STATUSES: tuple[tuple[type[BaseException], int], ...] = (
+    (AccessDenied, 403),  # the caller may not use this affordance (wot_agents.trust)
     (PayloadError, 400),  # a payload that does not match its data schema
     (ValidationError, 400),  # a TD that breaks the schemas
     (DescriptionError, 400),  # not a usable TD

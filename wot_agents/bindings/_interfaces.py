@@ -22,6 +22,7 @@ from .._model import (
     PropertyAffordance,
     SecurityScheme,
 )
+from ..trust._groups import AccessPolicy
 from ._security import Applied, ServerSecurity
 from ._vocabulary import Kind
 
@@ -107,6 +108,8 @@ class ServeContext:
     security: Sequence[ServerSecurity] = ()
     #: The agent's did:web document, if it has one (the web server serves it where the DID says).
     did_document: Callable[[], Mapping[str, Any] | None] = lambda: None
+    #: Who may use which affordance (``serve(access=...)``); every server identifies the caller.
+    access: AccessPolicy | None = None
 
 
 @runtime_checkable

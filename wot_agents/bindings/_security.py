@@ -15,9 +15,9 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from .._model import SecurityScheme, ThingDescription
 from ..trust._tls import MTLS_SCHEME, TlsConfig
@@ -32,6 +32,7 @@ __all__ = [
     "BearerToken",
     "Credential",
     "Credentials",
+    "HeaderCredential",
     "Presented",
     "ServerSecurity",
     "apply_security",
@@ -63,18 +64,28 @@ class ApiKey:
     key: str = field(repr=False)
 
 
+@runtime_checkable
+class HeaderCredential(Protocol):
+    """A credential whose headers are made at each request for one audience (the TD's id), such
+    as a group membership (:class:`~wot_agents.trust.Membership`): refreshed while in use."""
+
+    def headers(self, audience: str) -> Mapping[str, str]: ...
+
+
 #: A :class:`~wot_agents.trust.TlsConfig` is the credential of the ``lmos:mtls`` scheme: its
-#: certificate is presented in the TLS handshake, not in a header.
-Credential = BasicCredentials | BearerToken | ApiKey | TlsConfig
+#: certificate is presented in the TLS handshake, not in a header. A group membership
+#: (:class:`HeaderCredential`) is the credential of a bearer scheme that names ``lmos:groups``.
+Credential = BasicCredentials | BearerToken | ApiKey | TlsConfig | HeaderCredential
 #: What a caller hands to ``consume``: one credential (used for every scheme of its kind), or
 #: credentials by security-definition name.
 Credentials = Credential | Mapping[str, Credential] | None
 
-_CREDENTIAL_OF_SCHEME: dict[str, type[Credential]] = {
+_CREDENTIAL_OF_SCHEME: dict[str, Any] = {
     "basic": BasicCredentials,
     "bearer": BearerToken,
     "apikey": ApiKey,
     MTLS_SCHEME: TlsConfig,
+    "lmos:groups": HeaderCredential,  # a bearer scheme naming groups: see _apply_one
 }
 
 
@@ -100,8 +111,30 @@ def _default_name(scheme: SecurityScheme) -> str:
     return "Authorization"
 
 
+class _LiveHeaders(Mapping[str, str]):
+    """Fixed headers plus those of :class:`HeaderCredential` objects, current whenever read."""
+
+    def __init__(self, fixed: Mapping[str, str], live: Sequence[HeaderCredential], audience: str) -> None:
+        self._fixed, self._live, self._audience = dict(fixed), tuple(live), audience
+
+    def _now(self) -> dict[str, str]:
+        merged = dict(self._fixed)
+        for credential in self._live:
+            merged.update(credential.headers(self._audience))
+        return merged
+
+    def __getitem__(self, key: str) -> str:
+        return self._now()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._now())
+
+    def __len__(self) -> int:
+        return len(self._now())
+
+
 def _credential_for(name: str, kind: str, credentials: Credentials) -> Credential | None:
-    wanted = _CREDENTIAL_OF_SCHEME.get(kind)
+    wanted: Any = _CREDENTIAL_OF_SCHEME.get(kind)
     if wanted is None or credentials is None:
         return None
     if isinstance(credentials, Mapping):
@@ -115,7 +148,7 @@ def _credential_for(name: str, kind: str, credentials: Credentials) -> Credentia
 
 
 def _apply_one(
-    name: str, td: ThingDescription, credentials: Credentials, into: dict[str, dict[str, str]], seen: set[str]
+    name: str, td: ThingDescription, credentials: Credentials, into: dict[str, dict[str, Any]], seen: set[str]
 ) -> bool:
     scheme = td.security_definitions.get(name)
     if scheme is None or name in seen:
@@ -128,11 +161,18 @@ def _apply_one(
         if scheme.all_of:
             return all(_apply_one(part, td, credentials, into, seen) for part in scheme.all_of)
         for part in scheme.one_of or ():
-            trial: dict[str, dict[str, str]] = {key: dict(value) for key, value in into.items()}
+            trial: dict[str, dict[str, Any]] = {key: dict(value) for key, value in into.items()}
             if _apply_one(part, td, credentials, trial, seen):
                 into.update(trial)
                 return True
         return False
+    if kind == "bearer" and (scheme.model_extra or {}).get("lmos:groups") is not None:
+        # A group's membership: a credential made fresh for each request (wot_agents.trust).
+        live = _credential_for(name, "lmos:groups", credentials)
+        if live is None:
+            return False
+        into["live"][name] = live
+        return True
     credential = _credential_for(name, kind, credentials)
     if credential is None:
         return False
@@ -148,8 +188,10 @@ def _apply_one(
         into["auth"].update(username=credential.username, password=credential.password)
     elif isinstance(credential, BearerToken):
         value = "Bearer " + credential.token
-    else:
+    elif isinstance(credential, ApiKey):
         value = credential.key
+    else:
+        return False
     into[where][param] = value
     return True
 
@@ -164,11 +206,12 @@ def apply_security(
     """
     required = td.security if names is None else names
     listed = [required] if isinstance(required, str) else list(required)
-    into: dict[str, dict[str, str]] = {"header": {}, "query": {}, "auth": {}}
+    into: dict[str, dict[str, Any]] = {"header": {}, "query": {}, "auth": {}, "live": {}}
     if not all(_apply_one(name, td, credentials, into, set()) for name in listed):
         return None
+    live = list(into["live"].values())
     return Applied(
-        headers=into["header"],
+        headers=_LiveHeaders(into["header"], live, td.id or td.title) if live else into["header"],
         query=into["query"],
         username=into["auth"].get("username"),
         password=into["auth"].get("password"),

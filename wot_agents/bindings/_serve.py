@@ -18,6 +18,7 @@ from typing import Any
 
 from .._model import AgentDescription
 from ..trust import AgentIdentity, sign
+from ..trust._groups import AccessPolicy, describe_access
 from ..trust._tls import TlsConfig
 from ._interfaces import BindingServer, ExposedAgent, ServeContext
 from ._security import ServerSecurity, security_definitions
@@ -49,8 +50,10 @@ class RunningAgent:
         *,
         td10_compatible: bool = False,
         identity: AgentIdentity | None = None,
+        access: AccessPolicy | None = None,
     ) -> None:
         self.agent = agent
+        self.access = access
         self.td10_compatible = td10_compatible
         #: Who signs the description (None: unsigned); ``serve(did_web=True)`` gives it a did:web.
         self.identity = identity
@@ -67,6 +70,7 @@ class RunningAgent:
             describe=lambda: self.description,
             security=self.security,
             did_document=self.did_document,
+            access=access,
         )
 
     @property
@@ -79,6 +83,8 @@ class RunningAgent:
             )
             if self.td10_compatible:
                 description = _for_td10_consumers(description)
+            if self.access is not None:
+                description = AgentDescription.from_dict(describe_access(description.to_dict(), self.access))
             if self.identity is not None:  # last: the signature covers everything above
                 description = AgentDescription.from_dict(sign(description, self.identity))
             self._description = description
@@ -149,12 +155,14 @@ class Serving:
         td10_compatible: bool = False,
         identity: AgentIdentity | None = None,
         did_web: bool = False,
+        access: AccessPolicy | None = None,
     ) -> None:
         self._agent, self._servers, self._security, self._services = agent, servers, security, services
         self._slug = slug
         self._td10_compatible = td10_compatible
         self._identity = identity
         self._did_web = did_web
+        self._access = access
         self._stack: AsyncExitStack | None = None
 
     async def __aenter__(self) -> RunningAgent:
@@ -167,6 +175,7 @@ class Serving:
             self._slug,
             td10_compatible=self._td10_compatible,
             identity=self._identity,
+            access=self._access,
         )
         async with AsyncExitStack() as stack:
             for server in self._servers:
@@ -245,6 +254,7 @@ def serve(
     identity: AgentIdentity | None = None,
     did_web: bool = False,
     tls: TlsConfig | None = None,
+    access: AccessPolicy | None = None,
 ) -> Serving:
     """Serve ``agent`` over the bindings asked for.
 
@@ -261,7 +271,9 @@ def serve(
     and serves that DID's document (``/{slug}/did.json``). ``tls`` (a
     :class:`~wot_agents.trust.TlsConfig`) serves HTTPS/WSS asking every caller for a certificate
     from its CA (mutual TLS; add ``CertificateAuth()`` to ``security`` to admit callers by the
-    DID it names) and connects to an ``mqtts://`` broker with the same certificate.
+    DID it names) and connects to an ``mqtts://`` broker with the same certificate. ``access``
+    (an :class:`~wot_agents.trust.AccessPolicy`) says which groups or identities may use which
+    affordance; every binding identifies the caller and the TD says what to present.
     """
     from .http import HttpBinding
     from .mqtt import MqttServer
@@ -296,7 +308,7 @@ def serve(
         servers.append(MqttServer(mqtt, tls=client_tls) if isinstance(mqtt, str) else mqtt)
     if announce or directory:
         services = [*services, *_discovery_services(announce, directory, directory_token, registration_ttl)]
-    return Serving(agent, servers, schemes, services, slug, td10_compatible, identity, did_web)
+    return Serving(agent, servers, schemes, services, slug, td10_compatible, identity, did_web, access)
 
 
 def _discovery_services(

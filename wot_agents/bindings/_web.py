@@ -20,6 +20,7 @@ from aiohttp import web
 
 from .._agent import FormProvider
 from .._app_server import local_host_name, serve_app, url_host
+from .._errors import TrustError
 from .._model import AgentDescription, Form
 from .._problem import HTTPProblem, ProblemDetails, problem_middleware
 from ..trust import did_web_url
@@ -208,7 +209,8 @@ class WebServer:
     @web.middleware
     async def _security(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         assert self._context is not None
-        if self._context.security and not self._is_public(request):
+        access = self._context.access
+        if (self._context.security or access is not None) and not self._is_public(request):
             peer = peer_identity(request.transport.get_extra_info("peercert") if request.transport else None)
             presented = Presented(headers=request.headers, query=request.query, peer=peer)
             for scheme in self._context.security:
@@ -219,4 +221,11 @@ class WebServer:
                         f"the {scheme.name} security scheme was not satisfied",
                         headers={"WWW-Authenticate": challenge} if challenge else None,
                     )
+            if access is not None:
+                try:
+                    caller = await access.identify(presented, self._context.thing_id)
+                except TrustError as exc:
+                    raise HTTPProblem(401, f"the caller's proof was refused: {exc}") from None
+                with access.acting(caller):  # the affordances check it (403 if not allowed)
+                    return await handler(request)
         return await handler(request)

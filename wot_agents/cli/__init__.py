@@ -18,7 +18,17 @@ from collections.abc import Sequence
 __all__ = ["main"]
 
 #: Subcommand modules, in the order ``--help`` lists them.
-COMMANDS: tuple[str, ...] = ("serve", "validate", "directory", "discover", "router", "route", "runtime", "ca")
+COMMANDS: tuple[str, ...] = (
+    "serve",
+    "validate",
+    "directory",
+    "discover",
+    "router",
+    "route",
+    "runtime",
+    "ca",
+    "group",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -25,7 +25,7 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
-from ..._errors import WotAgentsError
+from ..._errors import TrustError, WotAgentsError
 from ..._model import AgentDescription, Form
 from ..._problem import PROBLEM_JSON, HTTPProblem, ProblemDetails
 from .._interfaces import ServeContext
@@ -213,6 +213,22 @@ class MqttServer:
         name = topic.removeprefix(f"{self._root()}/properties/")
         return topic == self.td_topic or (name != topic and "/" not in name)
 
+    async def _dispatch(self, parts: list[str], value: Any) -> Any:
+        """Write the property or invoke the action a request topic names (the reply, or None)."""
+        assert self._context is not None
+        if parts[-1] == "writeproperty":
+            name = parts[-2]
+            prop = self._context.agent.properties.get(name)
+            if prop is None or prop.affordance.read_only:
+                raise HTTPProblem(404, f"no writable property {name!r}")
+            await prop.write(value)
+            return None
+        name = parts[-1]
+        action = self._context.agent.actions.get(name)
+        if action is None:
+            raise HTTPProblem(404, f"no action {name!r}")
+        return await action.invoke(value)
+
     async def _restore(self, topic: str, payload: bytes) -> None:
         """Someone published on a topic this agent retains: put the agent's own value back."""
         owned = self._retained.get(topic)
@@ -280,18 +296,16 @@ class MqttServer:
             if len(payload) > self.max_payload:
                 raise HTTPProblem(413, f"the payload is {len(payload)} bytes, over {self.max_payload}")
             value = decode_request(payload, getattr(properties, "ContentType", None))
-            if parts[-1] == "writeproperty":
-                name = parts[-2]
-                prop = self._context.agent.properties.get(name)
-                if prop is None or prop.affordance.read_only:
-                    raise HTTPProblem(404, f"no writable property {name!r}")
-                await prop.write(value)
+            access = self._context.access
+            if access is not None:  # the credential travels in the user properties (MQTT 5)
+                try:
+                    caller = await access.identify(presented, self._context.thing_id)
+                except TrustError as exc:
+                    raise HTTPProblem(401, f"the caller's proof was refused: {exc}") from None
+                with access.acting(caller):
+                    reply = await self._dispatch(parts, value)
             else:
-                name = parts[-1]
-                action = self._context.agent.actions.get(name)
-                if action is None:
-                    raise HTTPProblem(404, f"no action {name!r}")
-                reply = await action.invoke(value)
+                reply = await self._dispatch(parts, value)
         except Exception as exc:
             if not isinstance(exc, WotAgentsError):
                 log.exception("MQTT request on %s failed", message.topic)
