@@ -343,3 +343,28 @@ async def test_the_consumer_reads_replies_and_events_up_to_a_limit() -> None:
             async with await thing.observe_property("big") as values:
                 with pytest.raises(RemoteError, match="over 1048576"):
                     await anext(values)
+
+
+# --- limits --------------------------------------------------------------------------------------
+
+
+async def test_websocket_streams_per_connection_and_connections_are_capped(running: RunningAgent) -> None:
+    href = running.base_urls["ws"] + f"/{running.slug}/ws"
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+        async with session.ws_connect(href, protocols=["lmosprotocol"]) as ws:
+            for index in range(101):
+                request = {"messageType": "subscribeEvent", "event": "alert", "correlationID": f"s{index}"}
+                await ws.send_str(json.dumps(request))
+            reply = await ws.receive_json(timeout=5)
+            assert reply["messageType"] == "error" and reply["status"] == "429", reply
+            assert reply["correlationID"] == "s100"
+        sockets = [await session.ws_connect(href, protocols=["lmosprotocol"]) for _ in range(256)]
+        try:
+            with pytest.raises(aiohttp.WSServerHandshakeError) as caught:
+                await session.ws_connect(href, protocols=["lmosprotocol"])
+            assert caught.value.status == 503
+        finally:
+            for socket in sockets:
+                await socket.close()
+        async with session.ws_connect(href, protocols=["lmosprotocol"]):  # room again
+            pass

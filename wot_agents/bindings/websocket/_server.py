@@ -30,7 +30,10 @@ log = logging.getLogger("wot_agents.bindings")
 class _Connection:
     """One client connection: its in-flight requests and open streams, all cancelled at the end."""
 
-    def __init__(self, ws: web.WebSocketResponse, context: ServeContext, max_in_flight: int) -> None:
+    def __init__(
+        self, ws: web.WebSocketResponse, context: ServeContext, max_in_flight: int, max_streams: int = 100
+    ) -> None:
+        self.max_streams = max_streams
         self.ws = ws
         self.context = context
         self.thing_id = context.thing_id
@@ -185,6 +188,10 @@ class _Connection:
         make: Callable[[Any], dict[str, Any]],
     ) -> None:
         key = correlation or f"{kind}:{name}"
+        if key not in self.streams and len(self.streams) >= self.max_streams:
+            # Each stream is a task and a fan-out target: a cap keeps one socket from costing
+            # the agent memory and time for every event it emits.
+            raise HTTPProblem(429, f"{self.max_streams} streams are open on this connection: close one first")
 
         async def pump() -> None:
             try:
@@ -259,10 +266,20 @@ class WebSocketBinding:
     kind = "ws"
 
     def __init__(
-        self, *, max_message: int = 1024 * 1024, max_in_flight: int = 256, heartbeat: float = 30.0
+        self,
+        *,
+        max_message: int = 1024 * 1024,
+        max_in_flight: int = 256,
+        heartbeat: float = 30.0,
+        max_streams: int = 100,
+        max_connections: int = 256,
     ) -> None:
         self.max_message = max_message
         self.max_in_flight = max_in_flight
+        #: Open observations and subscriptions per connection (429 beyond).
+        self.max_streams = max_streams
+        #: Open WebSocket connections to this agent (503 beyond), fewer than the web server's requests.
+        self.max_connections = max_connections
         self.heartbeat = heartbeat
         self._context: ServeContext | None = None
         self._url: Callable[[str], str] | None = None
@@ -309,7 +326,8 @@ class WebSocketBinding:
 
     async def aclose(self) -> None:
         for ws in list(self._sockets):
-            await ws.close(code=1001, message=b"server shutdown")
+            if ws.prepared:  # a handshake still in progress has nothing to close yet
+                await ws.close(code=1001, message=b"server shutdown")
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         assert self._context is not None
@@ -321,10 +339,12 @@ class WebSocketBinding:
             raise HTTPProblem(426, "this endpoint speaks WebSocket (subprotocol lmosprotocol)")
         if ready.protocol != LMOS_SUBPROTOCOL:
             raise HTTPProblem(400, f"ask for the WebSocket subprotocol {LMOS_SUBPROTOCOL!r}")
-        await ws.prepare(request)
-        connection = _Connection(ws, self._context, self.max_in_flight)
-        self._sockets.add(ws)
+        if len(self._sockets) >= self.max_connections:
+            raise HTTPProblem(503, f"{self.max_connections} WebSocket connections are open: try again later")
+        self._sockets.add(ws)  # counted from now: concurrent handshakes cannot overshoot the cap
+        connection = _Connection(ws, self._context, self.max_in_flight, self.max_streams)
         try:
+            await ws.prepare(request)
             async for frame in ws:
                 if frame.type == WSMsgType.TEXT:
                     connection.spawn(connection.handle(frame.data))
