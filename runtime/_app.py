@@ -6,16 +6,27 @@ READMEs show. Errors on these paths are LMOS's ``{"errorCode", "message"}``.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
-from aiohttp import web
+from aiohttp import WSCloseCode, web
 from pydantic import ValidationError as PydanticValidationError
 
 from ._config import RuntimeSettings
-from ._lmos import CONVERSATION_NOT_FOUND, INTERNAL_SERVER_ERROR, INVALID_REQUEST, Conversation, LmosError
+from ._lmos import (
+    CONVERSATION_NOT_FOUND,
+    INTERNAL_SERVER_ERROR,
+    INVALID_REQUEST,
+    SERVICE_UNAVAILABLE,
+    Conversation,
+    LmosError,
+)
+from ._openapi import openapi_document
 from ._runtime import Runtime, TurnRequest
 from ._stream import stream_sse, stream_ws, wants_events
 
@@ -29,6 +40,7 @@ TURN_ID = "x-turn-id"
 SUBSET = "x-subset"
 
 RUNTIME = web.AppKey("runtime", Runtime)
+SOCKETS = web.AppKey("sockets", dict[web.WebSocketResponse, set[asyncio.Task[None]]])
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -92,9 +104,22 @@ async def chat(request: web.Request) -> web.StreamResponse:
         conversation,
         subset=request.headers.get(SUBSET) or None,
     )
-    if wants_events(request):
-        return await stream_sse(request, turn, runtime.stream(turn))
-    return web.json_response((await runtime.chat(turn)).to_dict(), dumps=_dumps)
+    streaming = wants_events(request)
+    started = time.perf_counter()
+    outcome = "ok"
+    try:
+        if streaming:
+            with open_stream(runtime):
+                return await stream_sse(request, turn, runtime.stream(turn))
+        return web.json_response((await runtime.chat(turn)).to_dict(), dumps=_dumps)
+    except LmosError as error:
+        outcome = error.code
+        raise
+    finally:
+        runtime.metrics.inc("runtime_turns_total", tenant=turn.tenant, outcome=outcome)
+        runtime.metrics.observe(
+            "runtime_turn_seconds", time.perf_counter() - started, transport="sse" if streaming else "json"
+        )
 
 
 async def conversation(request: web.Request) -> web.StreamResponse:
@@ -117,7 +142,49 @@ async def conversation(request: web.Request) -> web.StreamResponse:
 
 
 async def websocket(request: web.Request) -> web.StreamResponse:
-    return await stream_ws(request, request.app[RUNTIME], request.app[RUNTIME].settings.max_body)
+    runtime = request.app[RUNTIME]
+    with open_stream(runtime):
+        return await stream_ws(request, runtime, runtime.settings.max_body, request.app[SOCKETS])
+
+
+@contextlib.contextmanager
+def open_stream(runtime: Runtime) -> Iterator[None]:
+    """Count an SSE or WebSocket stream against ``max_streams`` (503 past it)."""
+    if runtime.open_streams >= runtime.settings.max_streams:
+        raise LmosError(
+            SERVICE_UNAVAILABLE,
+            f"the runtime serves at most {runtime.settings.max_streams} streams at once; retry shortly",
+            status=503,
+        )
+    runtime.open_streams += 1
+    try:
+        yield
+    finally:
+        runtime.open_streams -= 1
+
+
+async def metrics(request: web.Request) -> web.StreamResponse:
+    """Prometheus metrics (text exposition format 0.0.4)."""
+    text = request.app[RUNTIME].metrics.render()
+    response = web.Response(text=text, content_type="text/plain", charset="utf-8")
+    response.content_type = "text/plain"
+    response.headers["Content-Type"] = "text/plain; version=0.0.4; charset=utf-8"
+    return response
+
+
+async def liveness(request: web.Request) -> web.StreamResponse:
+    return web.json_response({"status": "UP"})
+
+
+async def readiness(request: web.Request) -> web.StreamResponse:
+    """Ready once the candidates are known; not ready while shutting down (Spring's names: LMOS's probes)."""
+    if request.app[RUNTIME].ready:
+        return web.json_response({"status": "UP"})
+    return web.json_response({"status": "OUT_OF_SERVICE"}, status=503)
+
+
+async def openapi(request: web.Request) -> web.StreamResponse:
+    return web.json_response(openapi_document(), dumps=_dumps)
 
 
 def _dumps(value: Any) -> str:
@@ -206,7 +273,28 @@ def create_app(
         async with app[RUNTIME]:
             yield
 
+    async def stop_accepting_turns(app: web.Application) -> None:
+        # Running turns finish (the server waits for them); new streams are refused, open
+        # WebSockets are told the runtime is going away once their turns are answered.
+        runtime = app[RUNTIME]
+        runtime.stopping = True
+
+        async def finish(ws: web.WebSocketResponse, running: set[asyncio.Task[None]]) -> None:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(runtime.settings.agent_timeout):
+                    await asyncio.gather(*running, return_exceptions=True)
+            await ws.close(code=WSCloseCode.GOING_AWAY, message=b"the runtime is shutting down")
+
+        await asyncio.gather(*(finish(ws, set(running)) for ws, running in list(app[SOCKETS].items())))
+
+    app[SOCKETS] = {}
     app.cleanup_ctx.append(lifespan)
+    app.on_shutdown.append(stop_accepting_turns)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/openapi.json", openapi)
+    app.router.add_get("/health", readiness)
+    app.router.add_get("/health/liveness", liveness)
+    app.router.add_get("/health/readiness", readiness)
     for prefix in PREFIXES:
         app.router.add_post(prefix + "/{tenantId}/chat/{conversationId}/message", chat)
         app.router.add_get(prefix + "/{tenantId}/chat/{conversationId}/ws", websocket)

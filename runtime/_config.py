@@ -79,6 +79,8 @@ class RuntimeSettings(BaseSettings):
     #: Largest request body (bytes) and most messages in one turn.
     max_body: int = Field(default=1024 * 1024, gt=0)
     max_messages: int = Field(default=200, gt=0)
+    #: Most SSE and WebSocket streams open at once (503 past it).
+    max_streams: int = Field(default=256, gt=0)
 
     @field_validator("router", mode="before")
     @classmethod

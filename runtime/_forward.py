@@ -23,6 +23,7 @@ from wot_agents import (
 )
 
 from ._lmos import AGENT_CLIENT_EXCEPTION, LmosError
+from ._metrics import Metrics
 
 __all__ = ["Breaker", "Forwarder"]
 
@@ -70,7 +71,9 @@ class Forwarder:
         timeout: float = 30.0,
         timeouts: Mapping[str, float] | None = None,
         breaker: Breaker | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
+        self.metrics = metrics
         self.timeout = timeout
         self.timeouts = dict(timeouts or {})
         self.breaker = breaker or Breaker()
@@ -100,8 +103,7 @@ class Forwarder:
             async with asyncio.timeout(self.timeout_of(agent)):
                 reply = await self.thing(agent).chat(messages, conversation_id=conversation_id)
         except (TimeoutError, InteractionError) as exc:
-            self.breaker.failed(key)
-            raise _failure(agent, exc) from exc
+            raise self._failed(agent, exc) from exc
         self.breaker.succeeded(key)
         return reply
 
@@ -123,11 +125,18 @@ class Forwarder:
                     self.breaker.succeeded(key)
                     return
                 except (TimeoutError, InteractionError) as exc:
-                    self.breaker.failed(key)
-                    raise _failure(agent, exc) from exc
+                    raise self._failed(agent, exc) from exc
                 yield part
         finally:
             await parts.aclose()
+
+    def _failed(self, agent: AgentDescription, exc: BaseException) -> LmosError:
+        key = agent.id or agent.title
+        self.breaker.failed(key)
+        error = _failure(agent, exc)
+        if self.metrics is not None:
+            self.metrics.inc("runtime_agent_errors_total", agent=key, status=str(error.status))
+        return error
 
     async def aclose(self) -> None:
         self._things.clear()

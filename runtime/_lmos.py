@@ -20,6 +20,7 @@ __all__ = [
     "CONVERSATION_NOT_FOUND",
     "INTERNAL_SERVER_ERROR",
     "INVALID_REQUEST",
+    "SERVICE_UNAVAILABLE",
     "AnonymizationEntity",
     "AssistantMessage",
     "BinaryData",
@@ -36,6 +37,8 @@ INVALID_REQUEST = "INVALID_REQUEST"
 AGENT_NOT_FOUND = "AGENT_NOT_FOUND"
 AGENT_CLIENT_EXCEPTION = "AGENT_CLIENT_EXCEPTION"
 INTERNAL_SERVER_ERROR = "INTERNAL_SERVER_ERROR"
+#: Not LMOS's: more streams are open than ``max_streams`` allows (503).
+SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"
 #: Not LMOS's (it keeps no conversations): ``GET .../chat/{conversationId}`` of an unknown one.
 CONVERSATION_NOT_FOUND = "CONVERSATION_NOT_FOUND"
 

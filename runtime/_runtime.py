@@ -23,6 +23,7 @@ from ._channels import ChannelTable, load_channel_files
 from ._config import RuntimeSettings
 from ._forward import Breaker, Forwarder
 from ._lmos import AGENT_NOT_FOUND, INTERNAL_SERVER_ERROR, INVALID_REQUEST, Conversation, LmosError
+from ._metrics import Metrics
 from ._store import ConversationStore, SQLiteConversationStore, StoredTurn
 
 __all__ = ["Runtime", "Turn", "TurnRequest"]
@@ -151,7 +152,12 @@ class Runtime:
         self._source = source or _default_source(self.settings)
         self._router = router
         self._owns_router = router is None
+        self.metrics = Metrics()
+        #: Open SSE and WebSocket streams (the app counts them against ``max_streams``).
+        self.open_streams = 0
+        self.stopping = False
         self.forwarder = Forwarder(
+            metrics=self.metrics,
             timeout=self.settings.agent_timeout,
             timeouts=self.settings.agent_timeouts,
             breaker=Breaker(
@@ -168,11 +174,27 @@ class Runtime:
         )
         self._stack: AsyncExitStack | None = None
         self._gate = _Gate()
+        self.metrics.gauge(
+            "runtime_catalog_agents", "Chat agents known to the runtime.", lambda: len(self.catalog)
+        )
+        self.metrics.gauge(
+            "runtime_agents_out_of_routing",
+            "Agents their circuit breaker took out of routing.",
+            lambda: len(self.forwarder.breaker.open),
+        )
+        self.metrics.gauge(
+            "runtime_open_streams", "Open SSE and WebSocket streams.", lambda: self.open_streams
+        )
         self._indexing: asyncio.Queue[tuple[Sequence[AgentDescription], Sequence[str]]] = asyncio.Queue()
 
     @property
     def router(self) -> Router | None:
         return self._router
+
+    @property
+    def ready(self) -> bool:
+        """Serving: the candidates' source delivered its first view, and no shutdown is under way."""
+        return self.catalog.ready.is_set() and self._stack is not None and not self.stopping
 
     # --- lifecycle ---------------------------------------------------------------------------------
 
@@ -392,6 +414,9 @@ class Runtime:
         if explicit:
             for agent in candidates:
                 if explicit in (agent.id, agent.title):
+                    self.metrics.inc(
+                        "runtime_routing_decisions_total", agent=agent.id or "", method="explicit"
+                    )
                     return agent, Decision(agent.id, 1.0, "named by explicitAgent", "explicit")
             raise LmosError(
                 AGENT_NOT_FOUND, f"No agent found with the name {explicit} for {where}", status=404
@@ -406,6 +431,8 @@ class Runtime:
                 decision = await self._router.route(conversation.query, history, candidates)
         except RoutingError as exc:
             raise LmosError(INTERNAL_SERVER_ERROR, f"routing failed: {exc}", status=500) from exc
+        if decision.agent_id is None:
+            self.metrics.inc("runtime_abstentions_total")
         by_id = {agent.id or agent.title: agent for agent in candidates}
         previous = stored[-1].agent_id if stored and stored[-1].method != "clarification" else None
         if (
@@ -426,6 +453,7 @@ class Runtime:
             raise LmosError(
                 AGENT_NOT_FOUND, f"the router chose {decision.agent_id}, which left meanwhile", status=404
             )
+        self.metrics.inc("runtime_routing_decisions_total", agent=decision.agent_id, method=decision.method)
         return chosen, decision
 
 

@@ -32,7 +32,7 @@ from pydantic import ValidationError as PydanticValidationError
 
 from wot_agents import EVENT_STREAM, EventStream, ServerSentEvent
 
-from ._lmos import INTERNAL_SERVER_ERROR, INVALID_REQUEST, Conversation, LmosError
+from ._lmos import INTERNAL_SERVER_ERROR, INVALID_REQUEST, SERVICE_UNAVAILABLE, Conversation, LmosError
 from ._runtime import Turn, TurnRequest
 
 __all__ = ["KEEPALIVE", "stream_sse", "stream_ws", "wants_events"]
@@ -90,7 +90,12 @@ def _json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-async def stream_ws(request: web.Request, runtime: Any, max_message: int) -> web.StreamResponse:
+async def stream_ws(
+    request: web.Request,
+    runtime: Any,
+    max_message: int,
+    sockets: dict[web.WebSocketResponse, set[asyncio.Task[None]]],
+) -> web.StreamResponse:
     """``GET .../chat/{conversationId}/ws``: each text frame is one turn, ``{"turnId", "subset"?,
     "inputContext", "systemContext", "userContext"}``; turns run concurrently, their frames
     tagged with their ``turnId``."""
@@ -98,6 +103,7 @@ async def stream_ws(request: web.Request, runtime: Any, max_message: int) -> web
     await ws.prepare(request)
     tenant, conversation_id = request.match_info["tenantId"], request.match_info["conversationId"]
     running: set[asyncio.Task[None]] = set()
+    sockets[ws] = running  # a graceful shutdown lets these finish, then closes the socket
 
     async def send(frame: dict[str, Any]) -> None:
         if not ws.closed:
@@ -125,6 +131,8 @@ async def stream_ws(request: web.Request, runtime: Any, max_message: int) -> web
             if message.type != WSMsgType.TEXT:
                 continue
             try:
+                if runtime.stopping:
+                    raise LmosError(SERVICE_UNAVAILABLE, "the runtime is shutting down", status=503)
                 turn = _turn(message.data, tenant, conversation_id, runtime.settings.max_messages)
             except LmosError as error:
                 await send({"type": "error", "turnId": None, **error.to_dict()})
@@ -133,7 +141,8 @@ async def stream_ws(request: web.Request, runtime: Any, max_message: int) -> web
             running.add(task)
             task.add_done_callback(running.discard)
     finally:
-        for task in running:
+        sockets.pop(ws, None)
+        for task in running:  # the client went away: its turns' answers have nowhere to go
             task.cancel()
         await asyncio.gather(*running, return_exceptions=True)
     return ws
