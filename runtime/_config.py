@@ -48,6 +48,8 @@ class RuntimeSettings(BaseSettings):
     #: How turns without ``explicitAgent`` are routed.
     router: RoutingMethod = _env("router", "ROUTER_TYPE", default="vector")
     embedder: str = "minilm"
+    #: Join the embeddings of concurrent turns into batches (runtime/_batch.py).
+    batch_embeddings: bool = True
     #: The accurate embedder of ``router=cascade``.
     cascade_embedder: str = "minilm+e5"
     llm_base_url: str | None = _env("llm_base_url", "OPENAI_API_URL", "LLM_BASE_URL")

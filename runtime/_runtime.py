@@ -15,9 +15,10 @@ from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import Any, Self
 
-from router import AgentFilter, Decision, Router, create_router
+from router import AgentFilter, Decision, Embedder, Router, create_router, get_embedder
 from wot_agents import AgentDescription, ChatMessage, ChatReply, RoutingError
 
+from ._batch import BatchingEmbedder
 from ._catalog import AgentCatalog, CatalogSource, directory_source, file_source, mdns_source
 from ._channels import ChannelTable, load_channel_files
 from ._config import RuntimeSettings
@@ -127,9 +128,18 @@ def _router(settings: RuntimeSettings) -> Router | None:
         "api_key": settings.llm_api_key,
         "response_format": settings.llm_response_format,
     }
+
+    def embedder(name: str) -> Embedder:
+        model = get_embedder(name)
+        return BatchingEmbedder(model) if settings.batch_embeddings else model
+
     if settings.router == "cascade":
-        return create_router("vector", embedder=settings.embedder, cascade=settings.cascade_embedder)
-    return create_router(settings.router, embedder=settings.embedder, llm=llm)
+        return create_router(
+            "vector", embedder=embedder(settings.embedder), cascade=embedder(settings.cascade_embedder)
+        )
+    if settings.router == "llm":
+        return create_router("llm", llm=llm)
+    return create_router(settings.router, embedder=embedder(settings.embedder), llm=llm)
 
 
 class Runtime:
@@ -156,6 +166,8 @@ class Runtime:
         #: Open SSE and WebSocket streams (the app counts them against ``max_streams``).
         self.open_streams = 0
         self.stopping = False
+        #: Set once the first view of the candidates is known and the router has learnt it.
+        self.warmed = asyncio.Event()
         self.forwarder = Forwarder(
             metrics=self.metrics,
             timeout=self.settings.agent_timeout,
@@ -193,8 +205,9 @@ class Runtime:
 
     @property
     def ready(self) -> bool:
-        """Serving: the candidates' source delivered its first view, and no shutdown is under way."""
-        return self.catalog.ready.is_set() and self._stack is not None and not self.stopping
+        """Serving: the candidates' source delivered its first view, the router learnt it, and no
+        shutdown is under way."""
+        return self.warmed.is_set() and self._stack is not None and not self.stopping
 
     # --- lifecycle ---------------------------------------------------------------------------------
 
@@ -228,6 +241,14 @@ class Runtime:
                     await indexer
 
             stack.push_async_callback(stop_indexer)
+            warm = asyncio.create_task(self._warm(), name="runtime warm-up")
+
+            async def stop_warming() -> None:
+                warm.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await warm
+
+            stack.push_async_callback(stop_warming)
             await stack.enter_async_context(self._source(self.catalog))
             self._stack = stack.pop_all()
         return self
@@ -264,16 +285,25 @@ class Runtime:
         """Teach the router each catalog change as it happens, one at a time."""
         while True:
             added, removed = await self._indexing.get()
-            if self._router is None:
-                continue
             try:
-                async with self._gate.write():
-                    if added:
-                        await self._router.add(list(added))
-                    for agent_id in removed:
-                        await self._router.remove(agent_id)
+                if self._router is not None:
+                    async with self._gate.write():
+                        if added:
+                            await self._router.add(list(added))
+                        for agent_id in removed:
+                            await self._router.remove(agent_id)
             except RoutingError as exc:
                 log.error("the router could not index the agents: %s", exc)
+            finally:
+                self._indexing.task_done()
+
+    async def _warm(self) -> None:
+        """Ready once the first view of the candidates is known and the router has learnt it."""
+        await self.catalog.ready.wait()
+        await self._indexing.join()
+        if self._router is not None:
+            await self._router.refitted()
+        self.warmed.set()
 
     # --- turns -------------------------------------------------------------------------------------
 

@@ -129,6 +129,8 @@ class Deployment:
             serve_app(create_app(runtime=self.runtime), shutdown_timeout=1)
         )
         await self.wait_for(len(self.agents))
+        async with asyncio.timeout(60):
+            await self.runtime.warmed.wait()
         return self.url
 
     async def wait_for(self, count: int) -> None:
