@@ -22,8 +22,9 @@ class CertificateAuth:
     """Require a client certificate naming a DID (any, or one of ``identities``).
 
     Serve with ``tls=`` (a :class:`~wot_agents.trust.TlsConfig`) so the handshake asks for and
-    verifies the certificate; over MQTT the broker checks certificates and this scheme admits
-    no one (the agent never sees the caller's certificate there).
+    verifies the certificate. Over MQTT the broker checks certificates (it must require them):
+    without ``identities`` the scheme is the broker's to enforce; with them it admits no MQTT
+    request, since the agent never sees the caller's certificate there.
     """
 
     identities: Collection[str] | None = None

@@ -116,15 +116,18 @@ class _LiveHeaders(Mapping[str, str]):
 
     def __init__(self, fixed: Mapping[str, str], live: Sequence[HeaderCredential], audience: str) -> None:
         self._fixed, self._live, self._audience = dict(fixed), tuple(live), audience
+        self._last: dict[str, str] = {}
 
     def _now(self) -> dict[str, str]:
         merged = dict(self._fixed)
         for credential in self._live:
             merged.update(credential.headers(self._audience))
+        self._last = merged
         return merged
 
     def __getitem__(self, key: str) -> str:
-        return self._now()[key]
+        # Read right after iterating (``{**headers}``): the values of that same moment.
+        return (self._last or self._now())[key]
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._now())

@@ -279,6 +279,7 @@ class AccessPolicy:
     authorities: Collection[str] = ()
     directory: str | None = None
     resolver: DidResolver = field(default_factory=DidResolver)
+    _verified: dict[tuple[str, str, str], Caller] = field(default_factory=dict, repr=False, compare=False)
 
     def groups(self) -> list[str]:
         return sorted(
@@ -296,17 +297,25 @@ class AccessPolicy:
         proof_token = presented.header(PROOF_HEADER)
         if not proof_token:
             raise AccessDenied(f"a membership credential needs a {PROOF_HEADER} signed by the member's key")
-        try:
-            member = await verify_membership(
-                credential,
-                proof_token,
-                authorities=self.authorities,
-                audience=audience,
-                resolver=self.resolver,
-            )
-        except TrustError as exc:
-            log.warning("refused a membership credential for %s: %s", audience, exc)
-            raise AccessDenied(str(exc)) from None
+        key = (credential, proof_token, audience)
+        member = self._verified.get(key)
+        if member is None or (member.expires or 0) + LEEWAY < time.time():
+            try:
+                member = await verify_membership(
+                    credential,
+                    proof_token,
+                    authorities=self.authorities,
+                    audience=audience,
+                    resolver=self.resolver,
+                )
+            except TrustError as exc:
+                self._verified.pop(key, None)
+                log.warning("refused a membership credential for %s: %s", audience, exc)
+                raise AccessDenied(str(exc)) from None
+            if len(self._verified) >= 10_000:
+                self._verified.clear()
+            # The same pair comes with every call of a member until it refreshes: verified once.
+            self._verified[key] = member
         if presented.peer and presented.peer != next(iter(member.identities)):
             raise AccessDenied(f"the certificate names {presented.peer} but the credential {member}")
         return Caller(member.identities | identities, member.groups, member.expires)

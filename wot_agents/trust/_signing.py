@@ -16,6 +16,7 @@ signature makes the whole description suspect.
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import logging
 import warnings
@@ -64,11 +65,10 @@ def signing_input(td: AgentDescription | Mapping[str, Any]) -> bytes:
         kept = [c for c in context if not (isinstance(c, str) and c in _DISCOVERY_CONTEXTS)]
         # A directory turns a lone context string into [string, discovery]: undo that too.
         payload["@context"] = kept[0] if len(kept) == 1 else kept
-    shape = _shape(payload)
-    if shape == _INTEGRAL_FLOATS:
-        payload = _integral_floats_as_ints(payload)
-    if shape != _OTHER:
-        return orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)
+    try:
+        return orjson.dumps(_for_orjson(payload), option=orjson.OPT_SORT_KEYS)
+    except (_Odd, RecursionError, orjson.JSONEncodeError):
+        pass  # rfc8785 writes it, or says why it cannot
     try:
         return rfc8785.dumps(payload)
     except rfc8785.CanonicalizationError as exc:
@@ -78,52 +78,70 @@ def signing_input(td: AgentDescription | Mapping[str, Any]) -> bytes:
 _SAFE_INTEGER = 2**53 - 1
 #: Below this magnitude ECMAScript writes a fraction in fixed notation, orjson in exponent notation.
 _SMALLEST_SAME_FRACTION = 1e-5
-_PLAIN, _INTEGRAL_FLOATS, _OTHER = 0, 1, 2
 
 
-def _shape(value: Any) -> int:
-    """Whether orjson with sorted keys writes exactly the RFC 8785 form of ``value``.
+class _Odd(Exception):
+    """A value orjson would not write as RFC 8785 does."""
 
-    It does (``_PLAIN``) when every key is ASCII (RFC 8785 sorts by UTF-16 code units, orjson by
-    code points; they agree on ASCII), every integer is exact in an IEEE double, and every float
-    is a fraction of magnitude >= 1e-5 (written alike by ECMAScript and orjson). Integral floats
-    (``100.0``: ECMAScript writes ``100``, orjson ``100.0``) are ``_INTEGRAL_FLOATS``: written
-    as integers they qualify. Strings are escaped alike (tests/trust/test_signing.py compares
-    both writers on random documents). Anything else is ``_OTHER``, for rfc8785's writer.
+
+def _number(value: Any, kind: type) -> Any:
+    if kind is int:
+        if -_SAFE_INTEGER <= value <= _SAFE_INTEGER:
+            return value
+    elif kind is float:
+        if value.is_integer():
+            if -_SAFE_INTEGER <= value <= _SAFE_INTEGER:
+                return int(value)  # ECMAScript writes 100.0 as 100 (and -0.0 as 0)
+        elif _SMALLEST_SAME_FRACTION <= abs(value):
+            return value
+    raise _Odd
+
+
+def _for_orjson(value: Any) -> Any:
+    """``value`` as orjson must see it to write its RFC 8785 form, or :class:`_Odd`.
+
+    orjson with sorted keys writes RFC 8785 when every key is ASCII (RFC 8785 sorts UTF-16 code
+    units, orjson code points: they agree on ASCII), every integer is exact in a double, every
+    fraction is >= 1e-5 (below, orjson uses an exponent, ECMAScript does not) and integral floats
+    are integers; strings are escaped alike (tests/trust/test_signing.py compares both writers on
+    random documents). Containers are copied only where a float becomes an integer.
     """
-    shape = _PLAIN
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        kind = type(item)
-        if kind is dict:
-            if not all(key.isascii() for key in item):
-                return _OTHER
-            stack.extend(item.values())
-        elif kind is list:
-            stack.extend(item)
-        elif kind is int:
-            if not -_SAFE_INTEGER <= item <= _SAFE_INTEGER:
-                return _OTHER
-        elif kind is float:
-            if item.is_integer() and -_SAFE_INTEGER <= item <= _SAFE_INTEGER:
-                shape = _INTEGRAL_FLOATS
-            elif not (_SMALLEST_SAME_FRACTION <= abs(item) < _SAFE_INTEGER):
-                return _OTHER
-        elif not (kind is str or kind is bool or item is None):
-            return _OTHER
-    return shape
-
-
-def _integral_floats_as_ints(value: Any) -> Any:
     kind = type(value)
     if kind is dict:
-        return {key: _integral_floats_as_ints(item) for key, item in value.items()}
+        if not "".join(value).isascii():
+            raise _Odd
+        changed: dict[str, Any] | None = None
+        for key, item in value.items():
+            item_kind = type(item)
+            if item_kind is str or item_kind is bool or item is None:
+                continue
+            new = _for_orjson(item) if item_kind is dict or item_kind is list else _number(item, item_kind)
+            if new is not item or type(new) is not item_kind:
+                if changed is None:
+                    changed = dict(value)
+                changed[key] = new
+        return value if changed is None else changed
     if kind is list:
-        return [_integral_floats_as_ints(item) for item in value]
-    if kind is float and value.is_integer():
-        return int(value)
-    return value
+        copied: list[Any] | None = None
+        for index, item in enumerate(value):
+            item_kind = type(item)
+            if item_kind is str or item_kind is bool or item is None:
+                continue
+            new = _for_orjson(item) if item_kind is dict or item_kind is list else _number(item, item_kind)
+            if new is not item or type(new) is not item_kind:
+                if copied is None:
+                    copied = list(value)
+                copied[index] = new
+        return value if copied is None else copied
+    if kind is str or kind is bool or value is None:
+        return value
+    return _number(value, kind)
+
+
+@functools.cache
+def _registry(algorithm: str) -> jws.JWSRegistry:
+    """One JWS registry per algorithm, made once (joserfc would make one per call)."""
+    return jws.JWSRegistry(algorithms=[algorithm])
 
 
 def _b64(data: bytes) -> str:
@@ -229,13 +247,15 @@ def verify(
         }
         if isinstance(entry.get("header"), Mapping):
             value["header"] = dict(entry["header"])
+        serialized = cast(jws.FlattenedJSONSerialization, value)
         try:
-            with warnings.catch_warnings():
-                # joserfc warns that the 'EdDSA' name is deprecated (RFC 9864); others still write it.
-                warnings.simplefilter("ignore")
-                jws.deserialize_json(
-                    cast(jws.FlattenedJSONSerialization, value), key, algorithms=[header["alg"]]
-                )
+            if header["alg"] == "EdDSA":
+                with warnings.catch_warnings():
+                    # joserfc warns that the name is deprecated (RFC 9864); others still write it.
+                    warnings.simplefilter("ignore")
+                    jws.deserialize_json(serialized, key, registry=_registry("EdDSA"))
+            else:
+                jws.deserialize_json(serialized, key, registry=_registry(header["alg"]))
         except JoseError as exc:
             raise SignatureError(
                 f"signature {index} by {issuer} does not verify: the description was changed after "

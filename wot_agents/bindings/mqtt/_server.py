@@ -28,8 +28,9 @@ from typing import Any
 from ..._errors import TrustError, WotAgentsError
 from ..._model import AgentDescription, Form
 from ..._problem import PROBLEM_JSON, HTTPProblem, ProblemDetails
+from ...trust._tls import MTLS_SCHEME
 from .._interfaces import ServeContext
-from .._security import Presented
+from .._security import Presented, ServerSecurity
 from .._vocabulary import CONTENT_TYPE, Kind, decode_request, encode_payload
 from ._topics import (
     MAX_PAYLOAD,
@@ -213,6 +214,19 @@ class MqttServer:
         name = topic.removeprefix(f"{self._root()}/properties/")
         return topic == self.td_topic or (name != topic and "/" not in name)
 
+    def _broker_verified(self, scheme: ServerSecurity) -> bool:
+        """Whether the broker already checked this scheme: a client certificate (``lmos:mtls``
+        admitting any DID of the CA), when this agent reaches an mqtts broker with its own
+        certificate; the broker must require certificates (mosquitto ``require_certificate true``).
+        The agent never sees the caller's certificate, so a scheme naming DIDs is not passed."""
+        definition = scheme.definition()
+        return (
+            definition.scheme == MTLS_SCHEME
+            and not (definition.model_extra or {}).get("lmos:identities")
+            and self.tls is not None
+            and self.broker.tls
+        )
+
     async def _dispatch(self, parts: list[str], value: Any) -> Any:
         """Write the property or invoke the action a request topic names (the reply, or None)."""
         assert self._context is not None
@@ -290,6 +304,8 @@ class MqttServer:
             headers = dict(getattr(properties, "UserProperty", None) or [])
             presented = Presented(headers=headers, query=headers)
             for scheme in self._context.security:
+                if self._broker_verified(scheme):
+                    continue
                 if not scheme.authenticate(presented):
                     raise HTTPProblem(401, f"the {scheme.name} security scheme was not satisfied")
             payload = bytes(message.payload or b"")
