@@ -11,18 +11,32 @@ The URL names the address the socket is bound to (``http://0.0.0.0:8080`` for ev
 It reads the bound port from aiohttp's public ``AppRunner.addresses`` (not a private attribute
 of the site), and on exit stops accepting, lets requests in flight finish for up to
 ``shutdown_timeout`` seconds and runs the app's cleanup, so nothing is left behind.
+
+Every server gets the same guards against slow clients: a request's headers must be complete
+within ``read_timeout`` of the connection opening (or of the previous response: the keep-alive
+timer), and its body within ``read_timeout`` of the handler asking for it (408 otherwise), so a
+half-sent request holds its connection for seconds, not forever. ``max_connections`` caps open
+connections, half-sent requests included: one more is closed as soon as it is accepted.
 """
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
-__all__ = ["bound_url", "local_host_name", "serve_app", "url_host"]
+__all__ = ["DEFAULT_READ_TIMEOUT", "bound_url", "local_host_name", "serve_app", "url_host"]
+
+#: Seconds a client has to send a request's headers, and then its body (a slow client's limit).
+DEFAULT_READ_TIMEOUT = 15.0
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 #: Hosts that bind every interface.
 _WILDCARDS = ("", "0.0.0.0", "::")
@@ -44,6 +58,9 @@ async def serve_app(
     access_log: bool = False,
     access_log_format: str | None = None,
     ssl_context: ssl.SSLContext | None = None,
+    read_timeout: float | None = DEFAULT_READ_TIMEOUT,
+    max_connections: int | None = None,
+    handler_cancellation: bool = False,
 ) -> AsyncIterator[str]:
     """Serve ``app`` on ``host:port`` and yield its base URL (``http://host:port``, no slash at the end).
 
@@ -57,14 +74,62 @@ async def serve_app(
         extra["access_log"] = None
     elif access_log_format is not None:
         extra["access_log_format"] = access_log_format
-    runner = web.AppRunner(app, shutdown_timeout=shutdown_timeout, **extra)  # type: ignore[arg-type]
+    if read_timeout is not None:
+        # aiohttp arms its keep-alive timer when a connection opens and only stops it once a
+        # request's headers are complete: it is the header read timeout.
+        extra["keepalive_timeout"] = read_timeout
+        app.middlewares.append(_body_timeout(read_timeout))
+    runner = web.AppRunner(
+        app,
+        shutdown_timeout=shutdown_timeout,
+        handler_cancellation=handler_cancellation,
+        **extra,  # type: ignore[arg-type]
+    )
     try:
         await runner.setup()
+        if max_connections is not None:
+            _cap_connections(runner, max_connections)
         site = web.TCPSite(runner, host or None, port, reuse_address=reuse_address, ssl_context=ssl_context)
         await site.start()
         yield bound_url(runner, "https" if ssl_context is not None else "http")
     finally:
         await runner.cleanup()
+
+
+def _body_timeout(limit: float) -> Middleware:
+    """Read a request's body within ``limit`` seconds before its handler runs (408 otherwise).
+
+    Innermost, so the app's own middlewares (problem details, security) see the 408 and a
+    request refused before it gets here is never read.
+    """
+
+    @web.middleware
+    async def body_timeout(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.body_exists:
+            try:
+                async with asyncio.timeout(limit):
+                    await request.read()  # kept by aiohttp: the handler's read() returns it
+            except TimeoutError:
+                detail = f"the request body did not arrive within {limit:g} s"
+                raise web.HTTPRequestTimeout(text=detail) from None
+        return await handler(request)
+
+    return body_timeout
+
+
+def _cap_connections(runner: web.AppRunner, limit: int) -> None:
+    """Close any connection accepted beyond ``limit`` open ones at once."""
+    server = runner.server
+    assert server is not None
+    accept = server.connection_made
+
+    def connection_made(handler: Any, transport: asyncio.Transport) -> None:
+        accept(handler, transport)
+        if len(server.connections) > limit:
+            # As aiohttp's own keep-alive timeout does, once the handler has finished starting.
+            asyncio.get_running_loop().call_soon(handler.force_close)
+
+    server.connection_made = connection_made  # type: ignore[method-assign]
 
 
 def bound_url(runner: web.BaseRunner, scheme: str = "http") -> str:

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from .._agent import FormProvider
-from .._app_server import local_host_name, serve_app, url_host
+from .._app_server import DEFAULT_READ_TIMEOUT, local_host_name, serve_app, url_host
 from .._errors import TrustError
 from .._model import AgentDescription, Form
 from .._problem import HTTPProblem, ProblemDetails, problem_middleware
@@ -68,7 +68,10 @@ class WebServer:
     """Runs the shared app; a :class:`~wot_agents.bindings.BindingServer` over its web bindings.
 
     ``cors`` is ``None`` (no CORS headers), ``"*"`` or a list of allowed origins. ``max_body``
-    bounds request bodies; ``max_connections`` bounds concurrent requests and streams (503 after).
+    bounds request bodies; ``max_connections`` bounds concurrent requests and streams (503 after)
+    and open connections (closed at once after), half-sent requests included, which
+    ``read_timeout`` closes (headers) or answers 408 (body). A client that goes away cancels its
+    request's handler at once: a stream or an action nobody waits for frees its slot.
     """
 
     def __init__(
@@ -83,7 +86,9 @@ class WebServer:
         max_connections: int = 1000,
         shutdown_timeout: float = 5.0,
         tls: ssl.SSLContext | None = None,
+        read_timeout: float = DEFAULT_READ_TIMEOUT,
     ) -> None:
+        self.read_timeout = read_timeout
         self.bindings = tuple(bindings)
         self.host = host
         self.port = port
@@ -139,7 +144,14 @@ class WebServer:
         for binding in self.bindings:
             binding.install(app, context, self.url)
         async with serve_app(
-            app, self.host, self.port, shutdown_timeout=self.shutdown_timeout, ssl_context=self.tls
+            app,
+            self.host,
+            self.port,
+            shutdown_timeout=self.shutdown_timeout,
+            ssl_context=self.tls,
+            read_timeout=self.read_timeout,
+            max_connections=self.max_connections,
+            handler_cancellation=True,
         ) as bound:
             try:
                 # Bound to every interface: forms name this host, which others can resolve (pass

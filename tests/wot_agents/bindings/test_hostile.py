@@ -11,14 +11,15 @@ import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import aiomqtt
 import pytest
 from aiohttp import web
 
-from wot_agents import AgentDescription, PayloadError, RemoteError, consume, serve_app
-from wot_agents.bindings import ApiKey, BearerToken, RunningAgent
+from wot_agents import Agent, AgentDescription, PayloadError, RemoteError, consume, serve_app
+from wot_agents.bindings import ApiKey, BearerToken, RunningAgent, Serving, WebServer
 from wot_agents.bindings.mqtt import Broker
 from wot_agents.bindings.mqtt._topics import MAX_PAYLOAD, REPLY_TOPIC_PREFIX, publish_properties
 
@@ -368,3 +369,55 @@ async def test_websocket_streams_per_connection_and_connections_are_capped(runni
                 await socket.close()
         async with session.ws_connect(href, protocols=["lmosprotocol"]):  # room again
             pass
+
+
+def _web_agent(agent: Agent, **limits: Any) -> Serving:
+    """The agent over HTTP only, on a web server with the given limits."""
+    from wot_agents.bindings.http import HttpBinding
+
+    return Serving(agent, [WebServer([HttpBinding()], **limits)], (), (), "test-weather")
+
+
+async def _closed_by_server(reader: asyncio.StreamReader) -> bytes:
+    """Everything the server sent until it closed the connection."""
+    async with asyncio.timeout(10):
+        return await reader.read()
+
+
+async def test_streams_free_their_slot_as_soon_as_the_client_goes(agent: Agent) -> None:
+    """Opened-and-dropped SSE streams must not hold request slots until the next heartbeat."""
+    async with _web_agent(agent, max_connections=3) as running:
+        href = running.base_urls["http"] + "/test-weather/events/alert"
+        async with aiohttp.ClientSession() as session:
+            for _ in range(10):  # each one is gone before the next: never more than one at a time
+                response = await session.get(href, headers={"Accept": "text/event-stream"})
+                assert response.status == 200
+                await response.content.readline()  # the stream is open
+                response.close()
+                async with session.get(running.base_urls["http"] + "/test-weather/properties/station") as ok:
+                    assert ok.status == 200, await ok.text()
+
+
+async def test_half_sent_requests_are_closed_and_counted(agent: Agent) -> None:
+    async with _web_agent(agent, read_timeout=0.5) as running:
+        port = urlsplit(running.base_urls["http"]).port
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"POST /test-weather/actions/add HTTP/1.1\r\nHost: x\r\n")  # headers never end
+        assert await _closed_by_server(reader) == b""
+        writer.close()
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(
+            b"POST /test-weather/actions/add HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b'Content-Length: 100\r\n\r\n{"a": '  # the body never ends
+        )
+        async with asyncio.timeout(10):
+            assert (await reader.readline()).startswith(b"HTTP/1.1 408")
+        writer.close()
+    async with _web_agent(agent, max_connections=2) as running:
+        port = urlsplit(running.base_urls["http"]).port
+        held = [await asyncio.open_connection("127.0.0.1", port) for _ in range(2)]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        assert await _closed_by_server(reader) == b""  # one too many: closed at once
+        writer.close()
+        for _, held_writer in held:
+            held_writer.close()
