@@ -15,6 +15,11 @@ trained once per dataset, then taken from ~/.cache/wot-agents/tuned/); like any 
 joined to others with ``+`` (``minilm-tuned+e5`` = ``router eval --embedder minilm+e5 --tune``).
 ``fast>accurate`` measures a cascade (``minilm>minilm+e5`` = ``router eval --embedder minilm
 --cascade minilm+e5``): the share of queries the accurate router settled is printed as "escalated".
+``--table`` prints the one table of docs/architecture.md instead (every dataset, with examples
+and zero-shot; ``--split val`` for choosing, test for reporting):
+
+    python bench/router_bench.py --table
+
 Skips with a message when ../shared/data/routing is absent.
 """
 
@@ -106,6 +111,71 @@ async def run_vector(
             f"  p50 {report.latency(50):6.2f} ms  p99 {report.latency(99):6.2f} ms  index {indexed:5.1f} s"
         )
         print(line, flush=True)
+
+
+#: The datasets of the one table (docs/architecture.md), each with examples and zero-shot (-zs).
+#: clinc-oos is CLINC150's 150 intent agents with its out-of-scope queries (clinc-intent + them).
+TABLE = "lmos,clinc-oos,clinc-domain,banking77,snips,banking77-oos,clinc-banking,clinc-credit-cards"
+
+
+def rates(router: VectorRouter, vectors, expected: list[str | None]) -> tuple[float, float]:
+    """Share routed right (abstaining counts wrong; for out-of-scope rows right = abstained) and
+    share abstained, deciding on already embedded queries."""
+    right = refused = 0
+    for vector, agent in zip(vectors, expected, strict=True):
+        chosen = router.route_vector(vector).agent_id
+        right += chosen == agent
+        refused += chosen is None
+    return right / len(expected), refused / len(expected)
+
+
+async def run_table(files, names: list[str], split: str, minilm, cache) -> None:
+    """Per dataset, with examples and zero-shot: in-scope accuracy with the default gates, without
+    gates, and of plain MiniLM nearest neighbour (its cosine to the closest text: for zero-shot,
+    to the descriptions); the in-scope share the default gates refuse; in-domain and out-of-domain
+    out-of-scope recall with the default gates. Queries are embedded once, through the embedding
+    cache."""
+    from router import with_cache
+
+    embed = with_cache(minilm, cache)
+    print(f"{split} split, MiniLM (all-MiniLM-L6-v2), classifier rule; in-scope accuracy (abstained = wrong)")
+    print(
+        f"{'dataset':<22} {'default':>8} {'no gates':>8} {'MiniLM NN':>9} {'refused':>8}"
+        f" {'id-oos':>7} {'ood-oos':>7}"
+    )
+    for base in names:
+        for name in (base, f"{base}-zs"):
+            paths = files.get(name)
+            if paths is None:
+                continue
+            parts = {}
+            for part in ("in", "id-oos", "ood-oos"):
+                if f"{split}-{part}" in paths:
+                    queries = load_queries(paths[f"{split}-{part}"])
+                    parts[part] = (embed.embed([q.text for q in queries]), [q.agent for q in queries])
+            agents = load_agents(paths["agents"])
+            async with (
+                VectorRouter(minilm, cache=cache) as router,
+                VectorRouter(minilm, rule="nearest", threshold=0.0, cache=cache) as baseline,
+            ):
+                await asyncio.gather(router.add(agents), baseline.add(agents))
+                await router.refitted()
+                per_agent, described_only = router.held_out_gates()
+                accuracy, refused = rates(router, *parts["in"])
+                recall = {
+                    part: rates(router, *parts[part])[0] for part in ("id-oos", "ood-oos") if part in parts
+                }
+                router.threshold, router.gate_quantile = 0.0, None
+                ungated, _ = rates(router, *parts["in"])
+                nearest, _ = rates(baseline, *parts["in"])
+            line = f"{name:<22} {accuracy:8.2%} {ungated:8.2%} {nearest:9.2%} {refused:8.2%}"
+            line += "".join(
+                f" {recall[p]:7.2%}" if p in recall else f" {'-':>7}" for p in ("id-oos", "ood-oos")
+            )
+            if per_agent:
+                line += f"   gates {min(per_agent.values()):.3f}-{max(per_agent.values()):.3f}"
+            line += f"   described-only gate {described_only}"
+            print(line, flush=True)
 
 
 async def run_scale(stages, cache, rules) -> None:
@@ -263,6 +333,15 @@ async def main() -> int:
         action="store_true",
         help="clinc-oos: teach the router CLINC's out-of-scope train queries (router eval --out-of-scope)",
     )
+    parser.add_argument(
+        "--table",
+        nargs="?",
+        const=TABLE,
+        metavar="DATASETS",
+        help="the one table of docs/architecture.md (default gates, no gates, MiniLM nearest "
+        "neighbour; with examples and zero-shot; out-of-scope recall) instead of the per-rule runs",
+    )
+    parser.add_argument("--split", default="test", choices=("val", "test"), help="--table's split")
     args = parser.parse_args()
     if router_datasets.missing():
         return 0
@@ -279,6 +358,12 @@ async def main() -> int:
         for spec in args.embedders.split(",")
     }
     targets = [float(target) for target in args.oos_recall.split(",")]
+    if args.table:
+        try:
+            await run_table(files, args.table.split(","), args.split, get_embedder("minilm"), cache)
+        finally:
+            cache.close()
+        return 0
     try:
         for name in [name for name in args.datasets.split(",") if name]:
             for spec, stages in embedders.items():

@@ -14,6 +14,17 @@ and a ``*-test.csv`` that nothing is tuned on:
                  ``clinc-oos-negatives.csv`` holds CLINC's 100 out-of-scope TRAIN queries, for
                  ``router eval --out-of-scope``
 - banking77:     77 agents, one per intent, 10 examples each; val = 20 other train rows per intent
+- snips:         7 agents, one per intent, 10 examples each; val = its valid split
+- banking77-oos: 50 in-scope intent agents, 10 examples each; val/test add the held-out banking
+                 intents (in-domain out-of-scope) and out-of-domain queries (Zhang et al. 2021)
+- clinc-banking, clinc-credit-cards: CLINC-Single-Domain-OOS, 10 intent agents of one domain each,
+                 with the same two kinds of out-of-scope queries
+
+Every dataset also has a zero-shot variant, ``NAME-zs``: the same agents with their examples
+removed (only names and descriptions), as most real agents are registered. Besides ``*-val.csv``
+and ``*-test.csv`` (everything), ``*-{val,test}-in.csv``, ``-id-oos.csv`` and ``-ood-oos.csv`` hold
+the in-scope, in-domain and out-of-domain out-of-scope rows apart (CLINC150's out-of-scope queries
+count as out of domain: no intent of any of its domains covers them).
 """
 
 from __future__ import annotations
@@ -24,6 +35,7 @@ import json
 import os
 import platform
 import random
+import re
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -62,9 +74,14 @@ CLINC_DOMAINS: dict[str, list[str]] = {
 
 Row = tuple[str, str | None]
 
+#: The agent of an in-domain out-of-scope row until it is written (then empty, like any other).
+ID_OOS = "(in-domain out-of-scope)"
+
 
 def humanise(label: str) -> str:
-    return label.replace("_", " ").replace("-", " ")
+    """``pay_bill`` and ``AddToPlaylist`` as words: "pay bill", "add to playlist"."""
+    spaced = re.sub(r"(?<=[a-z])(?=[A-Z])", " ", label)
+    return spaced.replace("_", " ").replace("-", " ").lower()
 
 
 def agent(agent_id: str, title: str, description: str, capabilities: list[dict[str, Any]]) -> dict[str, Any]:
@@ -189,6 +206,58 @@ def banking77() -> tuple[list[dict[str, Any]], list[Row], list[Row]]:
     return [intent_agent(intent, examples) for intent, examples in seeds.items()], val, test
 
 
+def _seq(folder: Path) -> list[tuple[str, str]]:
+    """A ``seq.in`` / ``label`` folder (jianguoz/Few-Shot-Intent-Detection) as (text, label) rows."""
+    texts = (folder / "seq.in").read_text(encoding="utf-8").splitlines()
+    labels = (folder / "label").read_text(encoding="utf-8").splitlines()
+    return [(text.strip(), label.strip()) for text, label in zip(texts, labels, strict=True) if text.strip()]
+
+
+def _intent_set(folder: Path, rng: random.Random) -> tuple[list[dict[str, Any]], list[Row], list[Row]]:
+    """Intent agents seeded from ``train``; val/test from ``valid``/``test`` plus, where the folder
+    has them, its in-domain (``id-oos``) and out-of-domain (``ood-oos``) out-of-scope queries."""
+    by_intent: dict[str, list[str]] = defaultdict(list)
+    for text, label in _seq(folder / "train"):
+        by_intent[label].append(text)
+    seeds = few_shot(by_intent, rng)
+
+    def rows(split: str) -> list[Row]:
+        found: list[Row] = [(t, f"urn:bench:agent:{label}") for t, label in _seq(folder / split)]
+        if (folder / "id-oos" / split).is_dir():
+            found += [(t, ID_OOS) for t, _ in _seq(folder / "id-oos" / split)]
+        if (folder / "ood-oos" / split).is_dir():
+            found += [(t, None) for t, _ in _seq(folder / "ood-oos" / split)]
+        return found
+
+    agents = [intent_agent(intent, examples) for intent, examples in seeds.items()]
+    return agents, rows("valid"), rows("test")
+
+
+def snips() -> tuple[list[dict[str, Any]], list[Row], list[Row]]:
+    return _intent_set(DATA / "snips", random.Random(SEED))
+
+
+def banking77_oos() -> tuple[list[dict[str, Any]], list[Row], list[Row]]:
+    return _intent_set(DATA / "banking77-oos", random.Random(SEED))
+
+
+def clinc_single_domain(domain: str) -> tuple[list[dict[str, Any]], list[Row], list[Row]]:
+    return _intent_set(DATA / "clinc-single-domain-oos" / domain, random.Random(SEED))
+
+
+def zero_shot(agents: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The agents without their example utterances: only names and descriptions are left."""
+    return [
+        {
+            **a,
+            "lmos:capabilities": [
+                {k: v for k, v in c.items() if k != "examples"} for c in a["lmos:capabilities"]
+            ],
+        }
+        for a in agents
+    ]
+
+
 def scale_agents(count: int = 1000) -> tuple[list[dict[str, Any]], list[str]]:
     """``count`` agents of one capability with 10 CLINC train utterances each (intents repeat past
     150 with other samples), and the first 300 CLINC test queries: the 1k-agent latency workload."""
@@ -216,7 +285,17 @@ def datasets() -> dict[str, tuple[list[dict[str, Any]], list[Row], list[Row]]]:
     """Every dataset as (agents, val rows, test rows); empty when the data folder is absent."""
     if not DATA.is_dir():
         return {}
-    return {"lmos": lmos(), **clinc(), "banking77": banking77()}
+    found = {"lmos": lmos(), **clinc(), "banking77": banking77()}
+    if (DATA / "snips").is_dir():
+        found["snips"] = snips()
+    if (DATA / "banking77-oos").is_dir():
+        found["banking77-oos"] = banking77_oos()
+    for domain in ("banking", "credit_cards"):
+        if (DATA / "clinc-single-domain-oos" / domain).is_dir():
+            found[f"clinc-{domain.replace('_', '-')}"] = clinc_single_domain(domain)
+    for name, (agents, val, test) in list(found.items()):
+        found[f"{name}-zs"] = (zero_shot(agents), val, test)
+    return found
 
 
 def write(out: Path) -> dict[str, dict[str, Path]]:
@@ -229,10 +308,19 @@ def write(out: Path) -> dict[str, dict[str, Path]]:
             "test": out / f"{name}-test.csv",
         }
         paths["agents"].write_text(json.dumps(agents, indent=1))
-        write_rows(paths["val"], val)
-        write_rows(paths["test"], test)
-        if name == "clinc-oos":
-            paths["negatives"] = out / "clinc-oos-negatives.csv"
+        for split, rows in (("val", val), ("test", test)):
+            write_rows(paths[split], [(text, None if a == ID_OOS else a) for text, a in rows])
+            parts = {
+                "in": [row for row in rows if row[1] not in (None, ID_OOS)],
+                "id-oos": [(text, None) for text, a in rows if a == ID_OOS],
+                "ood-oos": [row for row in rows if row[1] is None],
+            }
+            for part, chosen in parts.items():
+                if chosen:
+                    paths[f"{split}-{part}"] = out / f"{name}-{split}-{part}.csv"
+                    write_rows(paths[f"{split}-{part}"], chosen)
+        if name in ("clinc-oos", "clinc-oos-zs"):
+            paths["negatives"] = out / f"{name}-negatives.csv"
             write_rows(paths["negatives"], clinc_negatives())
         files[name] = paths
     return files

@@ -33,6 +33,7 @@ from ._tuning import TunedMiniLMEmbedder, TuningSettings, tune_minilm
 from ._vector import (
     DEFAULT_SIMILARITY,
     DEFAULT_THRESHOLDS,
+    DESCRIBED_ONLY_FLOOR,
     OUT_OF_SCOPE,
     RULES,
     VectorRouter,
@@ -42,6 +43,7 @@ from ._vector import (
 __all__ = [
     "DEFAULT_SIMILARITY",
     "DEFAULT_THRESHOLDS",
+    "DESCRIBED_ONLY_FLOOR",
     "EMBEDDERS",
     "METHODS",
     "MODES",

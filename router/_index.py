@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -49,6 +49,8 @@ class IndexedAgent:
     capabilities: tuple[IndexedCapability, ...]
     description_model: AgentDescription
     fingerprint: str
+    #: How many example utterances it has (0: described only, by names and descriptions).
+    examples: int = 0
 
 
 #: A routable text: (kind, capability number or -1 for the agent itself, text).
@@ -183,6 +185,8 @@ class _Entry:
     agent: IndexedAgent
     rows: list[int]
     centroid_rows: list[int]
+    #: Per row of ``rows``: is it an example utterance (else a name, description or action)?
+    example_rows: npt.NDArray[np.bool_] = field(default_factory=lambda: np.zeros(0, dtype=bool))
 
 
 class CapabilityIndex:
@@ -299,11 +303,13 @@ class CapabilityIndex:
                 capabilities=tuple(capabilities),
                 description_model=agent,
                 fingerprint=fingerprint,
+                examples=sum(kind == "example" for kind, _, _ in texts),
             )
             entry = _Entry(
                 indexed,
                 self.table("texts").add(slot, labels, vectors),
                 self.table("centroids").add(slot, centroid_labels, centroids),
+                np.asarray([kind == "example" for kind, _, _ in texts], dtype=bool),
             )
             self._entries[key] = entry
             self._slots[slot] = entry
@@ -379,6 +385,33 @@ class CapabilityIndex:
             if entry is None:
                 return -1.0
             return float((self.table("texts").vectors[entry.rows] @ query).max())
+
+    def held_out_similarities(
+        self, skip: int | None = None
+    ) -> tuple[dict[int, npt.NDArray[np.float64]], npt.NDArray[np.float64]]:
+        """What an in-scope query's similarity to its agent looks like, from the agents themselves.
+
+        Leave-one-out over every example utterance: its highest cosine to the other texts of its
+        own agent (as a new query is compared with all of them), and its highest cosine to its
+        agent's names and descriptions alone (as a query is compared with an agent that has no
+        examples). The first per agent slot, the second for all agents together. ``skip``: a slot
+        left out (the out-of-scope pseudo-agent).
+        """
+        with self._lock:
+            vectors = self.table("texts").vectors if self._tables else np.zeros((0, 0), dtype=np.float32)
+            held_out: dict[int, npt.NDArray[np.float64]] = {}
+            described: list[npt.NDArray[np.float32]] = []
+            for entry in self._entries.values():
+                if entry.agent.slot == skip or not entry.example_rows.any():
+                    continue
+                own = vectors[entry.rows]
+                sims = own[entry.example_rows] @ own.T
+                sims[np.arange(len(sims)), np.flatnonzero(entry.example_rows)] = -np.inf  # not itself
+                held_out[entry.agent.slot] = sims.max(axis=1).astype(np.float64)
+                if (~entry.example_rows).any():
+                    described.append(sims[:, ~entry.example_rows].max(axis=1))
+
+        return held_out, np.concatenate(described).astype(np.float64) if described else np.zeros(0)
 
     def search(
         self, table: str, query: Floats, k: int, allowed: npt.NDArray[np.bool_] | None = None

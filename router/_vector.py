@@ -41,6 +41,7 @@ from ._index import CapabilityIndex, IndexedAgent
 __all__ = [
     "DEFAULT_SIMILARITY",
     "DEFAULT_THRESHOLDS",
+    "DESCRIBED_ONLY_FLOOR",
     "OUT_OF_SCOPE",
     "RULES",
     "Ranked",
@@ -50,10 +51,11 @@ __all__ = [
 
 RULES = ("classifier", "centroid", "nearest", "vote")
 
-#: Abstention thresholds calibrated on CLINC150's validation split (150 intent agents, 10 examples
-#: each; its out-of-scope val queries) to refuse 90% of them (MiniLM + classifier: together with
-#: its DEFAULT_SIMILARITY gate). Scores depend on the agent set: calibrate for yours with
-#: ``calibrate_threshold`` or ``router eval --calibrate``.
+#: Not a default any more (the gates come from the agents served: ``VectorRouter.held_out_gates``);
+#: kept to reproduce earlier figures. Abstention thresholds calibrated on CLINC150's validation
+#: split (150 intent agents, 10 examples each; its out-of-scope val queries) to refuse 90% of
+#: them (MiniLM + classifier: together with its DEFAULT_SIMILARITY gate). Scores depend on the
+#: agent set: calibrate for yours with ``calibrate_threshold`` or ``router eval --calibrate``.
 DEFAULT_THRESHOLDS: dict[tuple[str, str], float] = {
     ("all-MiniLM-L6-v2", "classifier"): 0.2629,
     ("all-MiniLM-L6-v2", "centroid"): 0.4135,
@@ -65,7 +67,8 @@ DEFAULT_THRESHOLDS: dict[tuple[str, str], float] = {
 
 log = logging.getLogger(__name__)
 
-#: The other abstention gate: the chosen agent's closest text must have at least this
+#: Not a default any more either (see above). The other abstention gate: the chosen agent's closest
+#: text must have at least this
 #: cosine similarity to the query. A probability threshold does not transfer across agent-set sizes
 #: (with 3 agents the best never scores under 1/3, so the one above never abstains), a similarity
 #: does. Calibrated on CLINC150 val with the classifier's threshold above so that together they
@@ -83,6 +86,16 @@ DEFAULT_SIMILARITY: dict[tuple[str, str], float] = {
     ("multilingual-e5-small-q4", "classifier"): 0.8707,
     ("all-MiniLM-L6-v2+multilingual-e5-small-q4", "classifier"): 0.6311,
 }
+
+#: How many held-out similarities an agent's own mean counts against all agents' mean, for its
+#: similarity gate (:meth:`VectorRouter.held_out_gates`).
+SHRINK = 5.0
+
+#: The similarity gate of agents described only by names and descriptions when no agent has examples
+#: to measure one on: a floor that refuses only queries unrelated to every description. Chosen on
+#: the zero-shot val splits (bench/router_bench.py --table --split val): it refused at most 0.1% of
+#: their in-scope queries.
+DESCRIBED_ONLY_FLOOR: dict[str, float] = {"all-MiniLM-L6-v2": 0.15}
 
 #: An agent in a ranking: the agent, its score and its best capability's number (-1: the agent itself).
 Ranked = tuple[IndexedAgent, float, int]
@@ -114,11 +127,15 @@ def _background_priority() -> None:
 class VectorRouter(RouterBase):
     """Routes by semantic similarity between the query and the agents' indexed texts.
 
-    ``threshold``: an agent scoring below it is not chosen (abstention); ``None`` takes the
-    calibrated default for the embedder and rule, or never abstains when there is none.
-    ``similarity``: nor is an agent whose closest text is less similar to the query than this;
-    ``None`` takes :data:`DEFAULT_SIMILARITY` when ``threshold`` is left to its default too (the two
-    are calibrated together), otherwise no similarity gate.
+    Abstention, by default: the chosen agent's closest text must be about as similar to the query
+    as the agents' own held-out examples are to them (:meth:`held_out_gates`, ``gate_quantile``
+    of them refused), or, for an agent described only by names and descriptions, as examples are to
+    their descriptions. The gates come from the agents served, not from a benchmark, so they hold
+    on agent sets never tuned on. ``threshold``: instead, an agent scoring below it is not chosen
+    (in the rule's units); ``similarity``: nor one whose closest text is less similar to the query
+    than this. Giving either turns the held-out gates off; ``threshold=0`` never abstains.
+    :data:`DEFAULT_THRESHOLDS` / :data:`DEFAULT_SIMILARITY` are the gates calibrated on CLINC150
+    that earlier releases applied by default.
 
     History: a short query (at most ``follow_up_words`` words) after a user turn is often a
     follow-up that means little alone ("how long will that take?"), so its embedding is mixed
@@ -152,6 +169,7 @@ class VectorRouter(RouterBase):
         history_weight: float = 0.5,
         follow_up_words: int = 6,
         top: int = 5,
+        gate_quantile: float = 0.005,
     ) -> None:
         if rule not in RULES:
             raise ValueError(f"unknown rule {rule!r}; choose one of {', '.join(RULES)}")
@@ -159,12 +177,12 @@ class VectorRouter(RouterBase):
         indexed = with_cache(self.embedder, cache) if cache is not None else self.embedder
         self.index = CapabilityIndex(indexed, ann_threshold=ann_threshold)
         self.rule = rule
-        self.threshold = (
-            threshold if threshold is not None else DEFAULT_THRESHOLDS.get((self.embedder.name, rule))
-        )
-        if similarity is None and threshold is None:
-            similarity = DEFAULT_SIMILARITY.get((self.embedder.name, rule))
+        #: With neither gate given, the similarity gate is set from the agents served: the
+        #: ``gate_quantile`` of their held-out similarities (see :meth:`held_out_gates`).
+        self.gate_quantile = gate_quantile if threshold is None and similarity is None else None
+        self.threshold = threshold
         self.similarity = similarity
+        self._held_out: tuple[int, dict[int, float], float | None] = (-1, {}, None)
         self.where = where or AgentFilter()
         self.history_weight = history_weight
         self.follow_up_words = follow_up_words
@@ -429,7 +447,11 @@ class VectorRouter(RouterBase):
         return [(self.index.agent_at(slot), entry[1] / entry[0], int(entry[3])) for slot, entry in ranked]
 
     def decide(
-        self, ranked: tuple[Sequence[Ranked], str], method: str | None = None, similarity: float = 1.0
+        self,
+        ranked: tuple[Sequence[Ranked], str],
+        method: str | None = None,
+        similarity: float = 1.0,
+        gate: float | None = None,
     ) -> Decision:
         """The best agent of a ranking, or none when its score is under the threshold or its
         ``similarity`` to the query under the similarity gate.
@@ -452,10 +474,11 @@ class VectorRouter(RouterBase):
         if self.threshold is not None and rule == self.rule and score < self.threshold:
             reason = f"best match {what} scored {score:.3f}, below the threshold {self.threshold:.3f}"
             return Decision(None, float(score), reason, method, ranking=summary)
-        if self.similarity is not None and similarity < self.similarity:
+        gate = self.similarity if gate is None else gate
+        if gate is not None and similarity < gate:
             reason = (
                 f"best match {what}, but its closest example is only {similarity:.3f} similar to the"
-                f" query, below {self.similarity:.3f}"
+                f" query, below {gate:.3f}"
             )
             return Decision(None, float(score), reason, method, ranking=summary)
         reason = f"best match {what} by {rule} (score {score:.3f})"
@@ -473,11 +496,59 @@ class VectorRouter(RouterBase):
         """The blocking body of :meth:`route` (benchmarks call it directly)."""
         check_query(query)
         allowed = self.index.allowed_mask(self._candidates(candidates), where or self.where)
-        vector = self.embed_query(query, history)
+        return self.route_vector(self.embed_query(query, history), allowed)
+
+    def route_vector(
+        self, vector: npt.NDArray[np.float32], allowed: npt.NDArray[np.bool_] | None = None
+    ) -> Decision:
+        """Decide for a query already embedded (:meth:`embed_query`) among the ``allowed`` slots
+        (``index.allowed_mask``; ``None``: every agent); benchmarks embed queries once this way."""
         ranked = self.rank(vector, allowed)
-        if self.similarity is None or not ranked[0]:
+        if not ranked[0]:
             return self.decide(ranked)
-        return self.decide(ranked, similarity=self.index.similarity(ranked[0][0][0].slot, vector))
+        best = ranked[0][0][0]
+        gate = self.similarity
+        if gate is None and self.gate_quantile is not None:
+            per_agent, described_only = self.held_out_gates()
+            gate = per_agent.get(best.slot, described_only) if best.examples else described_only
+        if gate is None:
+            return self.decide(ranked)
+        return self.decide(ranked, similarity=self.index.similarity(best.slot, vector), gate=gate)
+
+    def held_out_gates(self) -> tuple[dict[int, float], float | None]:
+        """The similarity gates set from the agents served: one per agent with examples (by slot),
+        and one for agents described only by names and descriptions (``None``: no gate).
+
+        What an in-scope query's similarity to its agent looks like is measured on these very
+        agents, leave-one-out: every example utterance compared with the rest of its agent, or with
+        its agent's names and descriptions alone. An agent's gate is its typical similarity (the
+        mean of its held-out similarities, shrunk towards all agents' mean, as ten examples say
+        little) less the ``gate_quantile`` of every agent's deviations from its own mean: each gate
+        refuses about that share of the agent's in-scope queries, a tight agent's gate sits higher
+        than a loose one's, and nothing comes from a dataset the router was not given (a constant
+        from CLINC150 refused 37% of a described-only set's in-scope queries). Recomputed when
+        agents change.
+        """
+        version, per_agent, described_only = self._held_out
+        if version == self.index.version or self.gate_quantile is None:
+            return per_agent, described_only
+        version = self.index.version
+        by_slot, described = self.index.held_out_similarities(self._out_of_scope_slot())
+        per_agent = {}
+        if by_slot:
+            overall = float(np.mean(np.concatenate(list(by_slot.values()))))
+            typical = {
+                slot: (float(sims.sum()) + SHRINK * overall) / (len(sims) + SHRINK)
+                for slot, sims in by_slot.items()
+            }
+            deviations = np.concatenate([sims - typical[slot] for slot, sims in by_slot.items()])
+            offset = float(np.quantile(deviations, self.gate_quantile))
+            per_agent = {slot: mean + offset for slot, mean in typical.items()}
+        described_only = float(np.quantile(described, self.gate_quantile)) if len(described) else None
+        if described_only is None:
+            described_only = DESCRIBED_ONLY_FLOOR.get(self.embedder.name)
+        self._held_out = version, per_agent, described_only
+        return per_agent, described_only
 
     def gate_scores(self, query: str) -> tuple[float, float]:
         """The best agent's score and its closest text's similarity to ``query``: what the two
@@ -503,7 +574,7 @@ class VectorRouter(RouterBase):
         scores = [self.gate_scores(text)[similarity] for text in out_of_scope]
         calibrated = calibrate_threshold(scores, recall)
         if similarity:
-            self.threshold, self.similarity = None, calibrated
+            self.threshold, self.similarity, self.gate_quantile = None, calibrated, None
         else:
             self.threshold = calibrated
         return calibrated

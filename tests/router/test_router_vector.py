@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from router import RULES, AgentFilter, VectorRouter, calibrate_threshold
+from router import DESCRIBED_ONLY_FLOOR, RULES, AgentFilter, VectorRouter, calibrate_threshold
 from wot_agents import ChatMessage, RoutingError
+
+from .conftest import make_agent
 
 QUERIES = [
     ("is it going to snow in Oslo on Friday", "urn:test:weather"),
@@ -129,16 +131,44 @@ async def test_calibrate_gate_sets_the_gate_it_is_asked_for(minilm, agents) -> N
             router.calibrate_gate(out_of_scope, gate="margin")
 
 
-def test_default_threshold_is_the_calibrated_one(minilm) -> None:
-    from router import DEFAULT_SIMILARITY, DEFAULT_THRESHOLDS
-
+def test_default_gates_come_from_the_agents_not_from_constants(minilm) -> None:
     default = VectorRouter(minilm)
-    assert default.threshold == DEFAULT_THRESHOLDS["all-MiniLM-L6-v2", "classifier"]
-    assert default.similarity == DEFAULT_SIMILARITY["all-MiniLM-L6-v2", "classifier"]
-    never = VectorRouter(minilm, rule="nearest")  # never calibrated: never abstains
-    assert never.threshold is None and never.similarity is None
-    own = VectorRouter(minilm, threshold=0.7)  # a threshold of one's own: no default similarity gate
-    assert own.threshold == 0.7 and own.similarity is None
+    assert default.threshold is None and default.similarity is None and default.gate_quantile == 0.005
+    own = VectorRouter(minilm, threshold=0.7)  # a gate of one's own: no held-out gates
+    assert own.threshold == 0.7 and own.similarity is None and own.gate_quantile is None
+    assert VectorRouter(minilm, similarity=0.3).gate_quantile is None
+
+
+async def test_held_out_gates_follow_the_agents_served(minilm, agents) -> None:
+    """A gate per agent with examples, below nearly all of its held-out examples' similarities;
+    one for agents without examples, lower (a query resembles a description less than an example)."""
+    async with VectorRouter(minilm) as router:
+        await router.add(agents)
+        per_agent, described_only = router.held_out_gates()
+        assert sorted(per_agent) == sorted(router.index.get(a.id).slot for a in agents)
+        assert described_only is not None and described_only < min(per_agent.values())
+        by_slot, _ = router.index.held_out_similarities()
+        below = sum(int((sims < per_agent[slot]).sum()) for slot, sims in by_slot.items())
+        assert below <= max(1, 0.05 * sum(len(sims) for sims in by_slot.values()))
+        router.gate_quantile = 0.5  # a stricter quantile: higher gates, recomputed on the next change
+        await router.remove(agents[0].id)
+        assert all(gate > per_agent[slot] for slot, gate in router.held_out_gates()[0].items())
+
+
+async def test_agents_without_examples_are_not_refused(minilm, agents) -> None:
+    """Described only by names and descriptions, as most agents are registered: the default gates
+    must not refuse their in-scope queries (CLINC150's constants refused 37% of such a set's)."""
+    described = [
+        make_agent(
+            a.id, a.title, a.description or "", [(c.name, c.description or "", []) for c in a.capabilities]
+        )
+        for a in agents
+    ]
+    async with VectorRouter(minilm) as router:
+        await router.add(described)
+        assert router.held_out_gates() == ({}, DESCRIBED_ONLY_FLOOR["all-MiniLM-L6-v2"])
+        decisions = [await router.route(query) for query, _ in QUERIES]
+        assert all(decision.agent_id is not None for decision in decisions), decisions
 
 
 async def test_default_gates_abstain_with_a_handful_of_agents(minilm, agents) -> None:
@@ -149,7 +179,7 @@ async def test_default_gates_abstain_with_a_handful_of_agents(minilm, agents) ->
         for text in ("what is the capital of Peru", "how many legs does a spider have", "who wrote Hamlet"):
             decision = await router.route(text)
             assert decision.agent_id is None and "similar to the query" in decision.reason, decision
-            assert decision.score > router.threshold  # the probability alone would have answered
+            assert decision.score > 0.25  # a probability threshold alone would have answered
         assert [(await router.route(query)).agent_id for query, _ in QUERIES] == [e for _, e in QUERIES]
 
 

@@ -241,7 +241,11 @@ async def run_eval(args: argparse.Namespace) -> int:
     if args.json:
         out = report.to_dict()
         settings = [gates_of(vector) for vector in vectors]
-        out.update(settings[0] if settings else {"threshold": None, "similarity": None, "embedder": None})
+        out.update(
+            settings[0]
+            if settings
+            else {"threshold": None, "similarity": None, "heldOutGates": None, "embedder": None}
+        )
         if len(settings) > 1:
             out["cascade"] = settings[1]
         print(json.dumps(out, indent=2))
@@ -255,6 +259,13 @@ async def run_eval(args: argparse.Namespace) -> int:
                 )
             if vector.similarity is not None:
                 print(f"similarity      {vector.similarity:.4f} (closest example, {vector.embedder.name})")
+            held_out = gates_of(vector)["heldOutGates"]
+            if held_out is not None:
+                print(
+                    f"similarity      set from the agents' held-out examples: {held_out['agents']}"
+                    f" with examples, {held_out['describedOnly']} described only"
+                    f" ({vector.embedder.name})"
+                )
     return 0
 
 
@@ -270,5 +281,20 @@ def vector_routers(router: Any) -> list[Any]:
 
 
 def gates_of(vector: Any) -> dict[str, Any]:
-    """A vector router's abstention gates and embedder, as ``router eval --json`` reports them."""
-    return {"threshold": vector.threshold, "similarity": vector.similarity, "embedder": vector.embedder.name}
+    """A vector router's abstention gates and embedder, as ``router eval --json`` reports them;
+    ``heldOutGates``: the similarity gates it set from its agents (the range of the per-agent
+    ones, and the one for agents without examples), ``None`` when a gate was given instead."""
+    held_out = None
+    if vector.gate_quantile is not None:
+        per_agent, described_only = vector.held_out_gates()
+        held_out = {
+            "quantile": vector.gate_quantile,
+            "agents": f"{min(per_agent.values()):.4f}-{max(per_agent.values()):.4f}" if per_agent else None,
+            "describedOnly": None if described_only is None else round(described_only, 4),
+        }
+    return {
+        "threshold": vector.threshold,
+        "similarity": vector.similarity,
+        "heldOutGates": held_out,
+        "embedder": vector.embedder.name,
+    }
