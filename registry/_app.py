@@ -22,6 +22,7 @@ from ._backend import Store
 from ._config import DirectorySettings
 from ._directory import Directory
 from ._enrich import DISCOVERY_CONTEXT, retrieved_tail
+from ._explorer import EXPLORER_ROUTES, negotiated_root
 from ._index import filter_from_query, parse_filter
 from ._json import dumps, loads
 from ._language import localize
@@ -364,7 +365,7 @@ async def group_credential(request: web.Request) -> web.Response:
 # -- the app ----------------------------------------------------------------------------------
 #: Every route: method, path, handler, and who may call it. GET routes answer HEAD too.
 _ROUTES: tuple[tuple[str, str, Handler, Access], ...] = (
-    ("GET", "/", own_td, "open"),
+    ("GET", "/", negotiated_root(own_td), "open"),  # a browser asking for HTML gets the explorer
     ("GET", "/.well-known/wot", own_td, "open"),
     ("GET", "/openapi.json", openapi, "read"),
     ("GET", "/things", list_things, "read"),
@@ -386,6 +387,7 @@ _ROUTES: tuple[tuple[str, str, Handler, Access], ...] = (
     ("PUT", "/groups/{name}", put_group, "read"),
     ("DELETE", "/groups/{name}", delete_group, "read"),
     ("POST", "/groups/{name}/credentials", group_credential, "read"),
+    *EXPLORER_ROUTES,
 )
 
 

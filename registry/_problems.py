@@ -9,6 +9,8 @@ reason phrase (7.3.2). Only the ``validationErrors`` member of a refused TD is t
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from typing import Any
 
 from wot_agents import Problem
 from wot_agents._problem import Handler, HTTPProblem
@@ -31,9 +33,16 @@ def _field(pointer: str) -> str:
     return ".".join(token.replace("~1", "/").replace("~0", "~") for token in pointer[1:].split("/"))
 
 
-def validation_problem(problems: list[Problem]) -> HTTPProblem:
-    return HTTPProblem(
-        400,
-        "The input did not pass the JSON Schema validation",
-        validationErrors=[{"field": _field(p.pointer), "description": p.message} for p in problems],
-    )
+def validation_problem(
+    problems: list[Problem], positions: Callable[[str], tuple[int, int]] | None = None
+) -> HTTPProblem:
+    """The 400 of a refused TD; with ``positions`` (pointer -> line, column in the text sent) each
+    error also carries its ``pointer``, ``line`` and ``column``, for people editing the text."""
+    errors: list[dict[str, Any]] = []
+    for p in problems:
+        error: dict[str, Any] = {"field": _field(p.pointer), "description": p.message}
+        if positions is not None:
+            error["pointer"] = p.pointer
+            error["line"], error["column"] = positions(p.pointer)
+        errors.append(error)
+    return HTTPProblem(400, "The input did not pass the JSON Schema validation", validationErrors=errors)

@@ -18,8 +18,9 @@ log() { printf '[bootstrap] %s\n' "$*" >&2; }
 # --- Debian packages -------------------------------------------------------------------------
 # mosquitto: the real MQTT broker of the tests; iproute2: network namespaces for mDNS tests;
 # Node.js and npm: Eclipse Thingweb node-wot, the other WoT implementation of the interop tests
-# (Debian's packages only where the machine has no node and npm of its own).
-APT_PACKAGES=(mosquitto iproute2)
+# (Debian's packages only where the machine has no node and npm of its own); chromium: the real
+# browser the page tests drive through Playwright (no browser is ever downloaded).
+APT_PACKAGES=(mosquitto iproute2 chromium)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
