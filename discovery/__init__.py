@@ -5,12 +5,13 @@ Follows the W3C WoT Discovery introduction by DNS-SD (section 6.3): agents annou
 ``_directory._sub._wot._tcp.local.``.
 """
 
+from wot_agents._fetch import fetch_description
+
 from ._announce import Announcer
 from ._bridge import DirectoryBridge
 from ._browse import Browser, DiscoveredAgent, DiscoveryEvent
 from ._directory import directory_url, find_directory
 from ._dnssd import DIRECTORY_SUBTYPE, WOT_SERVICE, Announcement, Kind
-from ._fetch import fetch_description
 from ._registration import Registration
 from ._services import announcement, registration
 

@@ -1,7 +1,7 @@
 """A live view of the WoT agents on the LAN, kept from mDNS / DNS-SD announcements.
 
 :class:`Browser` watches ``_wot._tcp.local.`` (or only directories, ``_directory._sub``), fetches
-each announced TD with the safeguards of :mod:`._fetch`, and yields ``added`` / ``updated`` /
+each announced TD with the safeguards of :mod:`wot_agents._fetch`, and yields ``added`` / ``updated`` /
 ``removed`` events while keeping :attr:`Browser.agents` current. Work per service is one task, the
 latest announcement winning; fetches share a bounded pool; the view has a size cap: a flood of
 announcements costs bounded memory and never blocks the loop.
@@ -28,6 +28,12 @@ from zeroconf import IPVersion, ServiceStateChange, Zeroconf
 from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
 
 from wot_agents import AgentDescription, AnnouncementError, ConnectError, RequestTimeout, WotAgentsError
+from wot_agents._fetch import (
+    DEFAULT_FETCH_TIMEOUT,
+    DEFAULT_MAX_TD_BYTES,
+    fetch_description,
+    open_fetch_session,
+)
 
 from ._dnssd import (
     DIRECTORY_SUBTYPE,
@@ -37,7 +43,6 @@ from ._dnssd import (
     parse_txt,
     sort_addresses,
 )
-from ._fetch import DEFAULT_FETCH_TIMEOUT, DEFAULT_MAX_TD_BYTES, fetch_description, open_fetch_session
 from ._lifecycle import Lifecycle
 from ._net import open_zeroconf
 

@@ -53,6 +53,7 @@ from ._errors import (
     ValidationError,
     WotAgentsError,
 )
+from ._fetch import request_description
 from ._model import (
     LMOS_CONTEXT,
     LMOS_NAMESPACE,
@@ -194,6 +195,7 @@ __all__ = [
     "load_channel_resources",
     "parse_events",
     "problem_middleware",
+    "request_description",
     "resolve_channel",
     "serve_app",
     "sign",

@@ -19,7 +19,8 @@ from urllib.parse import urljoin, urlsplit
 import jsonschema_rs
 
 from ._chat import CHAT_ACTION, CHAT_STREAM_EVENT, ChatChunk, ChatMessage, ChatReply
-from ._errors import NoSuitableFormError, PayloadError, Problem
+from ._errors import DescriptionError, NoSuitableFormError, PayloadError, Problem
+from ._fetch import request_description
 from ._json import pointer_from_path
 from ._model import AgentDescription, DataSchema, InteractionAffordance
 from ._pool import ClientPool
@@ -53,7 +54,10 @@ def consume(
     max_reply: int = MAX_REPLY,
     clients: ClientPool | None = None,
 ) -> ConsumedThing:
-    """A client for the thing ``td`` describes (a model, a parsed document or JSON text).
+    """A client for the thing ``td`` describes (a model, a parsed document, JSON text, or a URL).
+
+    Given an ``http(s)://`` URL, the TD is fetched from it when the thing is first used (``async
+    with`` or the first interaction), with the limits of :func:`~wot_agents.request_description`.
 
     ``credentials`` are the caller's secrets for the TD's security schemes: one credential, or a
     mapping from security-definition name to credential. ``trust`` (a :class:`TrustPolicy`) is
@@ -67,14 +71,28 @@ def consume(
     thing has clients of its own. Use the result as an async context manager, or call
     :meth:`ConsumedThing.aclose` when done.
     """
+    url: str | None = None
+    description: AgentDescription | None
     if isinstance(td, AgentDescription):
         description = td
+    elif isinstance(td, str) and _is_url(td):
+        description, url = None, td.strip()
     elif isinstance(td, str | bytes):
-        description = AgentDescription.from_json(td)
+        try:
+            description = AgentDescription.from_json(td)
+        except DescriptionError as exc:
+            text = td.lstrip()[:1]
+            if text in ("{", b"{"):
+                raise
+            raise DescriptionError(
+                f"{exc}: consume() takes a TD (an AgentDescription, a dict or JSON text) or the "
+                "http(s):// URL where one is served"
+            ) from None
     else:
         description = AgentDescription.from_dict(td)
     return ConsumedThing(
         description,
+        url=url,
         credentials=credentials,
         prefer=prefer,
         timeout=timeout,
@@ -91,8 +109,9 @@ class ConsumedThing:
 
     def __init__(
         self,
-        description: AgentDescription,
+        description: AgentDescription | None,
         *,
+        url: str | None = None,
         credentials: Credentials = None,
         prefer: Sequence[str] = DEFAULT_PREFERENCE,
         timeout: float = 30.0,
@@ -102,7 +121,11 @@ class ConsumedThing:
         tls: TlsConfig | None = None,
         max_reply: int = MAX_REPLY,
     ) -> None:
-        self.description = description
+        if description is None and url is None:
+            raise ValueError("ConsumedThing needs a description or the URL to fetch it from")
+        self._description = description
+        self.url = url
+        self._fetching = asyncio.Lock()
         if isinstance(clients, ClientPool):
             # Shared: the pool's clients serve many things, and their TLS is the pool's.
             if tls is not None and clients.tls is not None and tls is not clients.tls:
@@ -131,13 +154,23 @@ class ConsumedThing:
         self._closed = False
 
     @property
+    def description(self) -> AgentDescription:
+        """The TD this thing is consumed through (fetched first when consumed by URL)."""
+        if self._description is None:
+            raise RuntimeError(
+                f"the TD at {self.url} is not fetched yet: use `async with consume(url) as thing:` "
+                "(or await one interaction) before reading thing.description"
+            )
+        return self._description
+
+    @property
     def id(self) -> str | None:
         return self.description.id
 
     # --- the interactions ------------------------------------------------------------------------
 
     async def read_property(self, name: str) -> Any:
-        await self._check_trust()
+        await self._ready()
         affordance = self._affordance("property", name)
         interaction, client = self._choose("property", name, affordance, "readproperty")
         value = await client.request(interaction)
@@ -145,7 +178,7 @@ class ConsumedThing:
         return value
 
     async def write_property(self, name: str, value: Any) -> None:
-        await self._check_trust()
+        await self._ready()
         affordance = self._affordance("property", name)
         if getattr(affordance, "read_only", None):
             raise PayloadError(f"property {name!r} is read-only", thing_id=self.id)
@@ -154,7 +187,7 @@ class ConsumedThing:
         await client.request(interaction, value)
 
     async def invoke_action(self, name: str, input: Any = None) -> Any:
-        await self._check_trust()
+        await self._ready()
         affordance = self._affordance("action", name)
         schema = getattr(affordance, "input", None)
         if schema is not None or input is not None:
@@ -168,11 +201,13 @@ class ConsumedThing:
 
     async def observe_property(self, name: str) -> Stream[Any]:
         """The property's values as they change: ``async with await thing.observe_property(n) as s``."""
+        await self._ready()
         affordance = self._affordance("property", name)
         return await self._open_stream("property", name, affordance, "observeproperty", "value", affordance)
 
     async def subscribe_event(self, name: str) -> Stream[Any]:
         """The event's data as it occurs: ``async with await thing.subscribe_event(n) as events``."""
+        await self._ready()
         affordance = self._affordance("event", name)
         return await self._open_stream("event", name, affordance, "subscribeevent", "data", affordance.data)  # type: ignore[attr-defined]
 
@@ -193,6 +228,7 @@ class ConsumedThing:
         An agent without the stream event gives its whole reply as one part. Iterate to the end
         (or ``aclose()`` the iterator) so the subscription is released at once.
         """
+        await self._ready()
         if CHAT_STREAM_EVENT not in (self.description.events or {}):
             yield (await self.chat(messages, conversation_id=conversation_id)).text
             return
@@ -238,12 +274,28 @@ class ConsumedThing:
             await self._pool.aclose()
 
     async def __aenter__(self) -> Self:
+        await self._fetch()
         return self
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.aclose()
+
+    async def _fetch(self) -> None:
+        """Fetch the TD once when consumed by URL; concurrent first calls share one fetch."""
+        if self._description is not None:
+            return
+        assert self.url is not None
+        async with self._fetching:
+            if self._description is None:
+                ssl = self._tls.client_context() if self._tls is not None else None
+                self._description = await request_description(self.url, ssl=ssl)
+
+    async def _ready(self) -> None:
+        """The TD at hand (fetched if need be) and the trust policy applied, once."""
+        await self._fetch()
+        await self._check_trust()
 
     async def _check_trust(self) -> None:
         """Apply the trust policy once: the description is fixed for this object's life."""
@@ -338,7 +390,7 @@ class ConsumedThing:
         part: str,
         schema: DataSchema | InteractionAffordance | None,
     ) -> Stream[Any]:
-        await self._check_trust()
+        await self._ready()
         interaction, client = self._choose(kind, name, affordance, op)
         opened = await client.stream(interaction)
 
@@ -377,6 +429,11 @@ class ConsumedThing:
                 problems=problems,
                 thing_id=self.id,
             )
+
+
+def _is_url(text: str) -> bool:
+    candidate = text.strip()
+    return " " not in candidate and urlsplit(candidate).scheme.lower() in ("http", "https")
 
 
 def _expects_reply(affordance: InteractionAffordance, op: str) -> bool:

@@ -157,7 +157,9 @@ class WebServer:
                 # Bound to every interface: forms name this host, which others can resolve (pass
                 # public_url for anything else, e.g. behind a proxy).
                 port = urlsplit(bound).port
-                self._base = f"{'https' if self.tls else 'http'}://{url_host(local_host_name(self.host))}:{port}"
+                self._base = (
+                    f"{'https' if self.tls else 'http'}://{url_host(local_host_name(self.host))}:{port}"
+                )
                 yield
             finally:
                 # Close the streams first, or the runner would wait for SSE responses that never end.

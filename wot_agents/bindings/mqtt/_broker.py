@@ -65,10 +65,9 @@ class LocalBroker:
             # set_tcp_nodelay: without it every QoS 1 exchange waits ~40 ms for a delayed ACK.
             tls = (
                 f"cafile {self._tls.ca}\ncertfile {self._tls.cert}\nkeyfile {self._tls.key}\n"
-                "require_certificate true\n"
+                "require_certificate true\n" + ("user root\n" if os.geteuid() == 0 else "")
                 # Started by root, mosquitto would become the user 'mosquitto', who cannot read
                 # the caller's 0600 key: this throw-away broker stays who started it.
-                + ("user root\n" if os.geteuid() == 0 else "")
                 if self._tls is not None
                 else ""
             )
