@@ -24,7 +24,7 @@ from ._directory import Directory
 from ._enrich import DISCOVERY_CONTEXT, retrieved_tail
 from ._explorer import EXPLORER_ROUTES, negotiated_root
 from ._index import filter_from_query, parse_filter
-from ._json import dumps, loads
+from ._json import MAX_DEPTH, JSONLimitError, dumps, loads
 from ._language import localize
 from ._problems import Handler, HTTPProblem, problem_middleware
 from ._td import directory_td
@@ -66,8 +66,11 @@ async def _auth_middleware(request: web.Request, handler: Handler) -> web.Stream
     if token is not None:
         access = request.app[_ACCESS].get(request.match_info.handler, "read")
         if access == "write" or (access == "read" and settings.protect_reads):
-            given = request.headers.get("Authorization", "")
-            if not (given.startswith("Bearer ") and hmac.compare_digest(given[7:].encode(), token.encode())):
+            # RFC 9110 11.1: the scheme is case-insensitive (and one or more spaces may follow it).
+            scheme, _, given = request.headers.get("Authorization", "").strip().partition(" ")
+            if not (
+                scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())
+            ):
                 raise HTTPProblem(
                     401,
                     f"{'writing to' if access == 'write' else 'reading'} this directory needs a bearer "
@@ -92,11 +95,11 @@ async def _read_json(request: web.Request, types: tuple[str, ...]) -> Any:
         raise HTTPProblem(415, f"Content-Type {content_type} is not accepted here; use {types[0]}")
     body = await request.read()
     try:
-        document = loads(body)
+        document = loads(body, max_depth=MAX_DEPTH)
+    except JSONLimitError as exc:
+        raise HTTPProblem(400, f"the body is not accepted: {exc}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise HTTPProblem(400, f"the body is not valid JSON: {exc}") from None
-    except RecursionError:
-        raise HTTPProblem(400, "the body nests too deeply") from None
     if not isinstance(document, dict):
         raise HTTPProblem(400, f"the body must be a JSON object, not {type(document).__name__}")
     return document

@@ -37,7 +37,9 @@ class DirectorySettings(BaseSettings):
     result_cap: int = 10_000
     #: Largest page of the listing and of the filter search.
     max_page: int = 10_000
-    allow_federation: bool = False
+    #: SPARQL endpoints a query may call with SERVICE (SPARQL 1.1 Federated Query); none: off.
+    #: Only these exact IRIs: the directory is not a proxy to wherever a client points it.
+    sparql_services: list[str] = Field(default_factory=list)
     #: Events a slow SSE consumer may fall behind before it is disconnected (it can resume).
     event_queue: int = 1000
     #: Seconds a blocked write to an SSE consumer may take before its stream is ended.

@@ -43,8 +43,6 @@ __all__ = ["Directory"]
 logger = logging.getLogger("registry")
 
 _ID = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*:[^\s<>\"{}|\\^`\x00-\x1f\x7f]*$")
-#: From this many candidates on, a JSONPath query runs on a thread (within the time limit).
-_JSONPATH_SCAN = 64
 
 
 class Directory:
@@ -63,7 +61,7 @@ class Directory:
             self.store,
             query_timeout=settings.query_timeout,
             result_cap=settings.result_cap,
-            allow_federation=settings.allow_federation,
+            services=settings.sparql_services,
         )
         self.events = EventHub(
             self.store,
@@ -256,15 +254,7 @@ class Directory:
         if compiled.terms is not None:
             candidates = set.intersection(*(self.fields.with_member(k, v) for k, v in compiled.terms))
             ids = sorted(candidates)
-        loaders = [record.document for record in self.records(ids)]
-        if len(loaders) <= _JSONPATH_SCAN:
-            return compiled.evaluate(loaders)
-        try:  # a scan: off the event loop, within the time limit
-            return await asyncio.wait_for(
-                asyncio.to_thread(compiled.evaluate, loaders), settings.query_timeout
-            )
-        except TimeoutError:
-            raise compiled.too_slow() from None
+        return await compiled.run([record.document for record in self.records(ids)])
 
     async def search_sparql(self, query: str, accept: str = "") -> tuple[bytes, str]:
         """A SPARQL query's answer (body, content type) in the format ``accept`` asks for."""

@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ._backend import Change, Record
+from ._json import MAX_DEPTH, JSONLimitError, loads
 from ._problems import HTTPProblem
 
 __all__ = ["EXACT_FIELDS", "SORT_KEYS", "TEXT_FIELDS", "FieldIndex", "parse_filter"]
@@ -273,7 +274,10 @@ def filter_from_query(query: Mapping[str, Any]) -> Expr | None:
             expr[key] = values if len(values) > 1 else values[0]
     if "filter" in query:
         try:
-            expr = {"and": [expr, json.loads(query["filter"])]} if expr else json.loads(query["filter"])
+            given = loads(query["filter"], max_depth=MAX_DEPTH)
+        except JSONLimitError as exc:
+            raise HTTPProblem(400, f"filter is not accepted: {exc}") from None
         except json.JSONDecodeError as exc:
             raise HTTPProblem(400, f"filter is not valid JSON: {exc.msg}") from None
+        expr = {"and": [expr, given]} if expr else given
     return parse_filter(expr) if expr else None

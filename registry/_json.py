@@ -6,16 +6,34 @@ integers beyond 64 bits, which JSON allows: those documents take the standard li
 Parsing stays with the standard library, because orjson turns such integers into floats
 silently; it refuses ``NaN`` and ``Infinity``, which are not JSON (RFC 8259) and which orjson
 would write back as ``null``.
+
+What the directory accepts it must store unchanged and be able to work on, so parsing refuses,
+with a :class:`JSONLimitError` saying why, what it could not keep or handle: numbers a 64-bit
+float cannot hold (``1e400`` would become infinity and then ``null``; ``1e-400`` zero), integers
+of more than 4300 digits (Python's guard against quadratic conversions), and, for request
+bodies, nesting deeper than :data:`MAX_DEPTH` (both indexes and the JSON Schema validation
+recurse over the document).
 """
 
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 import orjson
 
-__all__ = ["dumps", "loads"]
+__all__ = ["MAX_DEPTH", "JSONLimitError", "depth", "dumps", "loads"]
+
+#: Deepest nesting of objects and arrays a stored description (or a filter) may have. Real TDs
+#: stay under 10 (the W3C TD 1.1 examples: 6; our agents: 7); 32 leaves room for deep data
+#: schemas while every recursive consumer (JSON-LD -> RDF, JSONPath, validation) stays far from
+#: Python's recursion limit.
+MAX_DEPTH = 32
+
+
+class JSONLimitError(ValueError):
+    """JSON that is well-formed but that the directory will not accept (the message says why)."""
 
 
 def dumps(value: Any) -> bytes:
@@ -26,9 +44,49 @@ def dumps(value: Any) -> bytes:
         return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
 
 
-def loads(data: bytes | str) -> Any:
-    """Parse JSON; raises :class:`json.JSONDecodeError` (a ValueError) for text that is not JSON."""
-    return json.loads(data, parse_constant=_refuse)
+def loads(data: bytes | str, *, max_depth: int | None = None) -> Any:
+    """Parse JSON; raises :class:`json.JSONDecodeError` (a ValueError) for text that is not JSON
+    and :class:`JSONLimitError` (a ValueError) for JSON beyond the limits above."""
+    try:
+        value = json.loads(data, parse_constant=_refuse, parse_float=_float)
+    except (json.JSONDecodeError, JSONLimitError, UnicodeDecodeError):
+        raise
+    except RecursionError:
+        limit = max_depth or MAX_DEPTH
+        raise JSONLimitError(f"the JSON nests too deeply (the limit is {limit} levels)") from None
+    except ValueError as exc:  # int(): "Exceeds the limit (4300 digits) for integer string conversion..."
+        raise JSONLimitError(f"a number cannot be read: {str(exc).split(';')[0]}") from None
+    if max_depth is not None and depth(value, max_depth) > max_depth:
+        raise JSONLimitError(f"the JSON nests objects and arrays deeper than the limit of {max_depth} levels")
+    return value
+
+
+def depth(value: Any, stop: int | None = None) -> int:
+    """Nesting levels of objects and arrays (a scalar: 0), counted without recursion; stops
+    counting once past ``stop``."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, level = stack.pop()
+        if isinstance(node, dict):
+            children: Any = node.values()
+        elif isinstance(node, list):
+            children = node
+        else:
+            continue
+        deepest = max(deepest, level)
+        if stop is not None and deepest > stop:
+            return deepest
+        stack.extend((child, level + 1) for child in children if isinstance(child, dict | list))
+    return deepest
+
+
+def _float(text: str) -> float:
+    value = float(text)
+    mantissa = text.lower().split("e")[0]
+    if math.isinf(value) or (value == 0.0 and any(c in "123456789" for c in mantissa)):
+        raise JSONLimitError(f"the number {text[:40]} is out of a 64-bit float's range; it would not be kept")
+    return value
 
 
 def _refuse(name: str) -> Any:

@@ -4,14 +4,22 @@ The library is jsonpath-rfc9535: it implements RFC 9535 exactly (it passes the J
 Compliance Test Suite) and has no dialect extensions, so a query behaves here as in any other
 conforming implementation. To stay fast on large directories, a query of the common form
 ``$[?@.member == 'value' && ...]...`` is evaluated only on the descriptions whose top-level
-member has that value (from the field index); every other query scans, within the time limit.
+member has that value (from the field index); every other query scans, within the time limit,
+on a thread that is stopped when the time is up (one scan at a time: see :class:`_Evaluation`).
+``$`` inside a filter is the whole array of descriptions (RFC 9535 2.3.5: the root node), so
+such queries are evaluated on the whole array.
 """
 
 from __future__ import annotations
 
+import asyncio
+import ctypes
 import re
+import sys
+import threading
 import time
-from collections.abc import Callable, Iterable
+import weakref
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +27,7 @@ import jsonpath_rfc9535
 
 from ._problems import HTTPProblem
 
-__all__ = ["JsonPathQuery", "preselect_terms"]
+__all__ = ["JsonPathQuery", "preselect_terms", "uses_root_inside"]
 
 _NAME = r"@(?:\.([A-Za-z_\u0080-\uffff][\w\u0080-\uffff]*)|\[\s*'([^'\\]*)'\s*\]|\[\s*\"([^\"\\]*)\"\s*\])"
 _LITERAL = r"(?:'([^'\\]*)'|\"([^\"\\]*)\")"
@@ -114,6 +122,128 @@ def _streamable(query: str) -> bool:
     return segment is not None and not segment.several_selectors
 
 
+_STRINGS = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"")
+
+
+def uses_root_inside(query: str) -> bool:
+    """Whether ``$`` appears past the query's start (outside string literals): then filters
+    look at the whole array of descriptions, and neither pre-selection nor evaluating the
+    descriptions one by one gives the same result."""
+    return "$" in _STRINGS.sub("", query.strip())[1:]
+
+
+class _Cancelled(BaseException):
+    """Raised inside an evaluation thread whose time is up (a BaseException: nothing catches it)."""
+
+
+#: Seconds between two attempts to stop an evaluation thread.
+_RESEND = 0.01
+#: Scans at a time, per event loop: each holds the GIL while it runs, so more of them would
+#: only take turns with each other and with the event loop; the others wait (within their time).
+_SLOTS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = weakref.WeakKeyDictionary()
+
+
+def _slot() -> asyncio.Semaphore:
+    loop = asyncio.get_running_loop()
+    if loop not in _SLOTS:
+        _SLOTS[loop] = asyncio.Semaphore(1)
+    return _SLOTS[loop]
+
+
+def _quiet_unraisable() -> None:
+    """Keep :class:`_Cancelled` swallowed by a callback out of the log (others are reported)."""
+    report = sys.unraisablehook
+    if getattr(report, "_drops_cancelled", False):
+        return
+
+    def hook(unraisable: Any) -> None:
+        if not isinstance(unraisable.exc_value, _Cancelled):
+            report(unraisable)
+
+    hook._drops_cancelled = True  # type: ignore[attr-defined]
+    sys.unraisablehook = hook
+
+
+def _retrieved(outcome: asyncio.Future[Any]) -> None:
+    if not outcome.cancelled():
+        outcome.exception()
+
+
+def _checkpoint() -> None:
+    """A call: a pending asynchronous exception is raised at it."""
+
+
+class _Evaluation(threading.Thread):
+    """One evaluation on its own thread, stoppable at its deadline.
+
+    The JSONPath library is pure Python, so an exception raised asynchronously in the thread
+    (``PyThreadState_SetAsyncExc``) stops it at its next bytecode: the time limit ends the work,
+    not only the wait for it. The scan slot is given back on the event loop, once the work is
+    done or stopped, never from the thread (where the exception could cut that short).
+    """
+
+    def __init__(self, work: Callable[[], list[Any]], slot: asyncio.Semaphore) -> None:
+        super().__init__(name="wot-directory-jsonpath", daemon=True)
+        self._work = work
+        self._slot: asyncio.Semaphore | None = slot
+        self._lock = threading.Lock()
+        self._finished = False
+        self._loop = asyncio.get_running_loop()
+        self.outcome: asyncio.Future[list[Any]] = self._loop.create_future()
+
+    def run(self) -> None:
+        try:
+            result: tuple[bool, Any]
+            try:
+                result = True, self._work()
+            except _Cancelled:
+                raise
+            except Exception as exc:
+                result = False, exc
+            with self._lock:
+                self._finished = True  # from here on nothing is sent to this thread
+            self._loop.call_soon_threadsafe(self._settle, result)
+        except _Cancelled:
+            pass  # stopped: nobody waits for the result any more
+        try:
+            _checkpoint()  # one sent just before _finished was set lands here
+        except _Cancelled:
+            pass
+
+    def _settle(self, result: tuple[bool, Any]) -> None:
+        self._free()
+        if not self.outcome.done():
+            if result[0]:
+                self.outcome.set_result(result[1])
+            else:
+                self.outcome.set_exception(result[1])
+
+    def _free(self) -> None:
+        if self._slot is not None:
+            self._slot.release()
+            self._slot = None
+
+    def cancel(self) -> None:
+        """Stop the work; on the event loop (no-op once it has finished).
+
+        An exception that lands in a weakref callback or a finalizer the thread runs (the
+        garbage collector runs them wherever it is triggered) is swallowed there: so it is sent
+        again until the thread ends, and not reported (:func:`_quiet_unraisable`).
+        """
+        with self._lock:
+            if self._finished or self.ident is None:
+                return
+            # The next scan may start: this one stops within milliseconds, at its next bytecode.
+            self._free()
+            if not self.is_alive():
+                return
+            _quiet_unraisable()
+            ctypes.pythonapi.PyThreadState_SetAsyncExc(
+                ctypes.c_ulong(self.ident), ctypes.py_object(_Cancelled)
+            )
+        self._loop.call_later(_RESEND, self.cancel)
+
+
 class JsonPathQuery:
     """A compiled query with the directory's limits."""
 
@@ -124,25 +254,59 @@ class JsonPathQuery:
             self.compiled = jsonpath_rfc9535.compile(text)
         except jsonpath_rfc9535.JSONPathError as exc:
             raise HTTPProblem(400, f"not a valid RFC 9535 JSONPath query: {exc}") from None
+        except RecursionError:
+            raise HTTPProblem(400, "the JSONPath query nests too deeply to be parsed") from None
         self.text = text
         self.result_cap = result_cap
         self.timeout = timeout
-        self.terms = preselect_terms(text)
+        self.whole = uses_root_inside(text)
+        self.terms = None if self.whole else preselect_terms(text)
 
-    def evaluate(self, documents: Iterable[Callable[[], Any]]) -> list[Any]:
-        """The values of the nodes found; ``documents`` yields loaders, in listing order."""
+    async def run(self, documents: Sequence[Callable[[], Any]]) -> list[Any]:
+        """:meth:`evaluate` within the time limit: a few documents on the event loop, a scan on
+        a thread of its own that is stopped when the time is up."""
+        if len(documents) <= 64:
+            return self.evaluate(documents)
+        slot = _slot()
+        try:
+            async with asyncio.timeout(self.timeout):
+                await slot.acquire()
+        except TimeoutError:
+            raise HTTPProblem(
+                503, "the directory is busy with other scans; retry shortly", headers={"Retry-After": "1"}
+            ) from None
+        # Like a SPARQL query, the evaluation has the whole time limit once it may start.
         deadline = time.monotonic() + self.timeout
-        if not _streamable(self.text):
-            values = self.compiled.find([load() for load in documents]).values()
-            self._check(len(values), deadline)
-            return values
-        out: list[Any] = []
-        for count, load in enumerate(documents):
-            out += self.compiled.find([load()]).values()
-            if count % 64 == 0:
-                self._check(len(out), deadline)
-        self._check(len(out), deadline)
-        return out
+        evaluation = _Evaluation(lambda: self.evaluate(documents, deadline), slot)
+        evaluation.start()
+        try:
+            return await asyncio.wait_for(asyncio.shield(evaluation.outcome), deadline - time.monotonic())
+        except TimeoutError:
+            raise self.too_slow() from None
+        finally:
+            evaluation.outcome.add_done_callback(_retrieved)  # an answer nobody waits for any more
+            evaluation.cancel()
+
+    def evaluate(self, documents: Iterable[Callable[[], Any]], deadline: float | None = None) -> list[Any]:
+        """The values of the nodes found; ``documents`` yields loaders, in listing order."""
+        if deadline is None:
+            deadline = time.monotonic() + self.timeout
+        try:
+            if self.whole or not _streamable(self.text):
+                values = self.compiled.find([load() for load in documents]).values()
+                self._check(len(values), deadline)
+                return values
+            out: list[Any] = []
+            for count, load in enumerate(documents):
+                out += self.compiled.find([load()]).values()
+                if count % 64 == 0:
+                    self._check(len(out), deadline)
+            self._check(len(out), deadline)
+            return out
+        except jsonpath_rfc9535.JSONPathError as exc:
+            raise HTTPProblem(400, f"the query cannot be evaluated: {exc}") from None
+        except RecursionError:
+            raise HTTPProblem(400, "the query nests too deeply to be evaluated") from None
 
     def _check(self, found: int, deadline: float) -> None:
         if found > self.result_cap:

@@ -7,16 +7,26 @@ owns the Oxigraph store; the server (:class:`registry._rdf.RdfIndex`) sends it t
 changes and the queries over two pipes and never touches the store itself.
 
 Messages, server -> worker: ``("index", [(id, seq, stored JSON or None), ...])`` in commit
-order, ``("flush",)`` when a query waits for them, ``("query", qid, text, accept, timeout)``.
+order, ``("flush",)`` when a query waits for them, ``("query", qid, text, accept, timeout, union)``
+(``union``: the default graph is the union of the named graphs; False when the query names its
+dataset with FROM).
 Worker -> server: ``("indexed", seq, done, failures)`` once every change up to ``seq`` is in the
 store (``done``: the ``(id, seq)`` pairs whose pending mark may be dropped; ``failures``:
 ``(id, reason)`` of descriptions left out), and ``("answer", qid, body, content_type)`` or
-``("problem", qid, detail)``. End of input (the server closed its end, or died) ends the worker
-after the batch at hand.
+``("problem", qid, detail)``. End of input (the server closed its end, or died: nothing else
+holds that pipe) ends the worker after the batch at hand, without waiting for running queries,
+so no process outlives the server. SIGINT and SIGTERM, which a terminal or a supervisor send to
+the whole process group, are the server's to act on: it then stops the worker through the pipe.
+
+One description never costs the others their place in the index: each is converted on its own
+(one that cannot be is reported and left out), deeper ones than the directory accepts are not
+even tried (an old database may hold some), and a batch the store refuses is loaded again
+description by description.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import json
@@ -26,6 +36,7 @@ import signal
 import sys
 import threading
 import time
+import traceback
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.connection import Connection
@@ -35,6 +46,7 @@ import pyoxigraph as ox
 
 import td_schemas
 
+from ._json import MAX_DEPTH, depth
 from ._sparql_results import binding, encode_boolean, encode_graph, encode_solutions
 from ._templates import TemplateConverter
 
@@ -99,21 +111,32 @@ class Indexer:
         """Replace the graphs of ``changes`` (None: remove it); returns ``(id, reason)`` left out."""
         latest = dict(changes)  # a later change of the same description wins
         failures: list[tuple[str, str]] = []
-        parts = []
+        parts: list[tuple[str, str]] = []
         for n, (thing_id, data) in enumerate(latest.items()):
             if data is None:
                 continue
             try:
                 ox.NamedNode(thing_id)  # the graph name must be an IRI
-                parts.append(self.templates.nquads(json.loads(data), thing_id, f"x{n}"))
-            except (SyntaxError, ValueError) as exc:
-                failures.append((thing_id, str(exc)))
+                document = json.loads(data)
+                if depth(document, MAX_DEPTH) > MAX_DEPTH:
+                    raise ValueError(f"it nests deeper than {MAX_DEPTH} levels")
+                parts.append((thing_id, self.templates.nquads(document, thing_id, f"x{n}")))
+            except Exception as exc:  # this description only (RecursionError included)
+                failures.append((thing_id, f"{type(exc).__name__}: {exc}"))
         for thing_id in latest:
             if self._has_graph(thing_id):
                 self.store.remove_graph(ox.NamedNode(thing_id))
         if parts:
             load = self.store.bulk_load if len(latest) >= _BULK else self.store.load
-            load("".join(parts), format=ox.RdfFormat.N_QUADS)
+            try:
+                load("".join(text for _, text in parts), format=ox.RdfFormat.N_QUADS)
+            except Exception:  # one bad description: the others are loaded without it
+                for thing_id, text in parts:
+                    try:
+                        self.store.remove_graph(ox.NamedNode(thing_id))
+                        self.store.load(text, format=ox.RdfFormat.N_QUADS)
+                    except Exception as exc:
+                        failures.append((thing_id, f"{type(exc).__name__}: {exc}"))
         self.converted += len(latest)
         if self.converted - self._flushed >= _FLUSH_EVERY:
             self._flushed = self.converted
@@ -139,12 +162,14 @@ class QueryProblem(Exception):
     """A query the directory answers with 400; the message says why."""
 
 
-def evaluate(store: ox.Store, text: str, accept: str, timeout: float, result_cap: int) -> tuple[bytes, str]:
+def evaluate(
+    store: ox.Store, text: str, accept: str, timeout: float, result_cap: int, union: bool = True
+) -> tuple[bytes, str]:
     """SELECT/ASK -> SPARQL JSON results, CONSTRUCT/DESCRIBE -> JSON-LD (other formats by
     ``accept``: :mod:`._sparql_results`), within the limits."""
     deadline = time.monotonic() + timeout
     try:
-        result = store.query(text, use_default_graph_as_union=True)
+        result = store.query(text, use_default_graph_as_union=union)
     except SyntaxError as exc:
         raise QueryProblem(f"not a valid SPARQL query: {exc}") from None
     if isinstance(result, ox.QueryBoolean):
@@ -184,7 +209,8 @@ def _check(count: int, deadline: float, timeout: float, cap: int) -> None:
 # -- the process ----------------------------------------------------------------------------------
 def serve(tasks: Connection, results: Connection, path: str | None, result_cap: int) -> None:
     """The worker process's main: index what arrives, answer queries, until ``tasks`` ends."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the server decides
+    for signum in (signal.SIGINT, signal.SIGTERM):  # sent to the whole group: the server decides
+        signal.signal(signum, signal.SIG_IGN)
     sys.setswitchinterval(0.001)  # a query thread waits less for the GIL held by the converter
     os.nice(_NICE)
     store = ox.Store(path) if path is not None else ox.Store()
@@ -193,12 +219,12 @@ def serve(tasks: Connection, results: Connection, path: str | None, result_cap: 
     work: queue.SimpleQueue[list[tuple[str, int, bytes | None]] | None] = queue.SimpleQueue()
 
     def send(message: tuple[Any, ...]) -> None:
-        with lock:
+        with lock, contextlib.suppress(OSError):  # the server is gone: the input ends too
             results.send(message)
 
-    def answer(qid: int, text: str, accept: str, timeout: float) -> None:
+    def answer(qid: int, text: str, accept: str, timeout: float, union: bool) -> None:
         try:
-            body, content_type = evaluate(store, text, accept, timeout, result_cap)
+            body, content_type = evaluate(store, text, accept, timeout, result_cap, union)
             send(("answer", qid, body, content_type))
         except QueryProblem as exc:
             send(("problem", qid, str(exc)))
@@ -206,45 +232,49 @@ def serve(tasks: Connection, results: Connection, path: str | None, result_cap: 
             send(("problem", qid, f"the query failed: {exc}"))
 
     # Queries run on their own threads, so they are not queued behind a batch being indexed.
-    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="wot-directory-sparql") as queries:
+    queries = ThreadPoolExecutor(max_workers=2, thread_name_prefix="wot-directory-sparql")
 
-        def read() -> None:
-            try:
-                while True:
-                    message = tasks.recv()
-                    if message[0] == "query":
-                        queries.submit(answer, *message[1:])
-                    else:
-                        work.put(message[1] if message[0] == "index" else [])  # flush: an empty batch
-            except (EOFError, OSError):
-                pass
-            finally:
-                work.put(None)
+    def read() -> None:
+        try:
+            while True:
+                message = tasks.recv()
+                if message[0] == "query":
+                    queries.submit(answer, *message[1:])
+                else:
+                    work.put(message[1] if message[0] == "index" else [])  # flush: an empty batch
+        except (EOFError, OSError):
+            pass
+        finally:
+            work.put(None)
 
-        reader = threading.Thread(target=read, name="wot-directory-rdf-reader", daemon=True)
-        reader.start()
-        batch: list[tuple[str, int, bytes | None]] = []
-        running = True
-        while running:
-            # Changes gather until the input pauses, a query asks for them (flush) or the batch is
-            # full: bigger batches cost less CPU per description (the bulk loader).
-            try:
-                more = work.get(timeout=_QUIET if batch else None)
-            except queue.Empty:
-                more = []
-            if more is None:
-                running = False
-            elif more:
-                batch += more
-                if len(batch) < _BATCH:
-                    continue
-            if not batch:
+    reader = threading.Thread(target=read, name="wot-directory-rdf-reader", daemon=True)
+    reader.start()
+    batch: list[tuple[str, int, bytes | None]] = []
+    running = True
+    while running:
+        # Changes gather until the input pauses, a query asks for them (flush) or the batch is
+        # full: bigger batches cost less CPU per description (the bulk loader).
+        try:
+            more = work.get(timeout=_QUIET if batch else None)
+        except queue.Empty:
+            more = []
+        if more is None:
+            running = False
+        elif more:
+            batch += more
+            if len(batch) < _BATCH:
                 continue
-            try:
-                failures = indexer.index((thing_id, data) for thing_id, _, data in batch)
-                done = [(thing_id, seq) for thing_id, seq, _ in batch]
-            except Exception as exc:  # kept pending: the next start retries them
-                failures, done = [(thing_id, f"indexing failed: {exc}") for thing_id, _, _ in batch], []
-            send(("indexed", max(seq for _, seq, _ in batch), done, failures))
-            batch = []
+        if not batch:
+            continue
+        try:
+            failures = indexer.index((thing_id, data) for thing_id, _, data in batch)
+        except Exception:  # the store failed (not a description): a new process retries the batch
+            traceback.print_exc()
+            os._exit(3)
+        send(("indexed", max(seq for _, seq, _ in batch), [(i, seq) for i, seq, _ in batch], failures))
+        batch = []
+    # The input ended: the server stopped us or died. A running query may take long (the server
+    # replaces a process whose query overruns, not one it has stopped): it is not waited for.
+    queries.shutdown(wait=False, cancel_futures=True)
     store.flush()
+    os._exit(0)

@@ -254,7 +254,10 @@ async def test_write_without_credentials_is_401_with_a_bearer_challenge(make_td:
 async def test_sparql_federation_when_enabled(make_td: Any) -> None:
     # [tdd-search-sparql-federation] [tdd-search-sparql-federation-version]: SPARQL 1.1 SERVICE to
     # another directory's SPARQL endpoint (off by default: tests/registry/test_search.py)
-    async with running_directory() as remote, running_directory(allow_federation=True) as local:
+    async with (
+        running_directory() as remote,
+        running_directory(sparql_services=[f"{remote}/search/sparql"]) as local,
+    ):
         async with DirectoryClient(remote) as client:
             await client.register(make_td(id="urn:remote:1", title="Far away"))
         async with DirectoryClient(local) as client:
