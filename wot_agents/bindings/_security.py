@@ -101,6 +101,10 @@ class Applied:
     query: Mapping[str, str] = field(default_factory=dict)
     username: str | None = None
     password: str | None = field(default=None, repr=False)
+    #: Names of the headers and query parameters whose value is a reusable secret (a Basic
+    #: password, a bearer token, an API key): a binding whose messages others may read (MQTT)
+    #: sends a per-request proof of it instead.
+    reusable: frozenset[str] = frozenset()
 
 
 def _default_name(scheme: SecurityScheme) -> str:
@@ -218,6 +222,7 @@ def apply_security(
         query=into["query"],
         username=into["auth"].get("username"),
         password=into["auth"].get("password"),
+        reusable=frozenset(into["header"]) | frozenset(into["query"]),
     )
 
 

@@ -19,7 +19,7 @@ import pytest
 from aiohttp import web
 
 from wot_agents import Agent, AgentDescription, PayloadError, RemoteError, consume, serve_app
-from wot_agents.bindings import ApiKey, BearerToken, RunningAgent, Serving, WebServer
+from wot_agents.bindings import ApiKey, BearerAuth, BearerToken, RunningAgent, Serving, WebServer
 from wot_agents.bindings.mqtt import Broker
 from wot_agents.bindings.mqtt._topics import MAX_PAYLOAD, REPLY_TOPIC_PREFIX, publish_properties
 
@@ -421,3 +421,26 @@ async def test_half_sent_requests_are_closed_and_counted(agent: Agent) -> None:
         writer.close()
         for _, held_writer in held:
             held_writer.close()
+
+
+async def test_mqtt_requests_carry_a_proof_not_the_token(agent: Agent, mosquitto: str) -> None:
+    """Any subscriber to the agent's topics sees a request's user properties: they must hold no
+    reusable secret, and what they hold must not work again (replay) or elsewhere."""
+    async with (
+        agent.serve(mqtt=mosquitto, security=BearerAuth({"s3cret"})) as running,
+        mqtt_client(mosquitto) as sniffer,
+    ):
+        await sniffer.subscribe("test-weather/actions/#", qos=1)
+        async with consume(running.description, credentials=BearerToken("s3cret")) as thing:
+            assert await thing.invoke_action("add", {"a": 1}) == 2
+        (captured,) = await _until(sniffer, lambda m: True)
+        properties = dict(captured.properties.UserProperty)  # type: ignore[union-attr]
+        assert "s3cret" not in json.dumps(properties) and properties["Authorization"].startswith("WoT-Proof ")
+        reply = REPLY_TOPIC_PREFIX + "replay"
+        await sniffer.subscribe(reply, qos=1)
+        replayed = publish_properties(
+            ResponseTopic=reply, CorrelationData=b"r", UserProperty=list(properties.items())
+        )
+        await sniffer.publish("test-weather/actions/add", captured.payload, qos=1, properties=replayed)
+        answer = await _until(sniffer, lambda m: str(m.topic) == reply)
+        assert dict(answer[-1].properties.UserProperty)["status"] == "401"  # type: ignore[union-attr]

@@ -21,6 +21,7 @@ from ..._model import Form
 from ..._problem import ProblemDetails
 from .._interfaces import Interaction, Stream
 from .._vocabulary import MAX_REPLY, MQTT_CONTROL_PACKETS, decode_payload, mqtt_control_packet, mqtt_qos
+from ._proof import prove
 from ._topics import REPLY_TOPIC_PREFIX, Broker, form_topic, publish_properties
 
 __all__ = ["MqttClient"]
@@ -160,8 +161,16 @@ class MqttClient:
                 self._connections[key] = connection
             return connection
 
-    def _userpublish_properties(self, interaction: Interaction) -> list[tuple[str, str]]:
-        return [*interaction.auth.headers.items(), *interaction.auth.query.items()]
+    def _user_properties(self, interaction: Interaction, topic: str, body: bytes) -> list[tuple[str, str]]:
+        """The credentials as MQTT 5 user properties: a proof for this request in place of a secret.
+
+        Anyone subscribed to the topic reads them (see ``_proof``).
+        """
+        auth = interaction.auth
+        return [
+            (name, prove(value, topic, body) if name in auth.reusable else value)
+            for name, value in [*auth.headers.items(), *auth.query.items()]
+        ]
 
     async def request(self, interaction: Interaction, payload: Any = None) -> Any:
         connection = await self._connection(interaction)
@@ -184,8 +193,9 @@ class MqttClient:
         topic = form_topic(form, subscribe=False)
         body = b"" if payload is None and interaction.op == "invokeaction" else json.dumps(payload).encode()
         members: dict[str, Any] = {"ContentType": form.content_type or "application/json"}
-        if self._userpublish_properties(interaction):
-            members["UserProperty"] = self._userpublish_properties(interaction)
+        user_properties = self._user_properties(interaction, topic, body)
+        if user_properties:
+            members["UserProperty"] = user_properties
         if not interaction.expects_reply:
             await connection.client.publish(
                 topic, body, qos=qos, retain=bool(form.mqtt_retain), properties=publish_properties(**members)

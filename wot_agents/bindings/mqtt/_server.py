@@ -32,6 +32,7 @@ from ...trust._tls import MTLS_SCHEME
 from .._interfaces import ServeContext
 from .._security import Presented, ServerSecurity
 from .._vocabulary import CONTENT_TYPE, Kind, decode_request, encode_payload
+from ._proof import ProofChecker
 from ._topics import (
     MAX_PAYLOAD,
     REPLY_TOPIC_PREFIX,
@@ -75,6 +76,7 @@ class MqttServer:
         self.tls = tls
         #: What this agent last retained, by topic: restored when someone else overwrites it.
         self._retained: dict[str, bytes] = {}
+        self._proofs: ProofChecker | None = None
         self.public_url = (public_url or self.broker.url).rstrip("/")
         self.root = root
         self.qos = qos
@@ -143,6 +145,7 @@ class MqttServer:
     @asynccontextmanager
     async def run(self, context: ServeContext) -> AsyncIterator[None]:
         self._context = context
+        self._proofs = ProofChecker(context.security)
         async with AsyncExitStack() as stack:
             client = await self.broker.connect(
                 stack,
@@ -301,14 +304,17 @@ class MqttServer:
         reply: Any = None
         error: ProblemDetails | None = None
         try:
-            headers = dict(getattr(properties, "UserProperty", None) or [])
+            payload = bytes(message.payload or b"")
+            assert self._proofs is not None
+            headers = self._proofs.resolve(
+                dict(getattr(properties, "UserProperty", None) or []), topic, payload
+            )
             presented = Presented(headers=headers, query=headers)
             for scheme in self._context.security:
                 if self._broker_verified(scheme):
                     continue
                 if not scheme.authenticate(presented):
                     raise HTTPProblem(401, f"the {scheme.name} security scheme was not satisfied")
-            payload = bytes(message.payload or b"")
             if len(payload) > self.max_payload:
                 raise HTTPProblem(413, f"the payload is {len(payload)} bytes, over {self.max_payload}")
             value = decode_request(payload, getattr(properties, "ContentType", None))
