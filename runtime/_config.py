@@ -78,6 +78,17 @@ class RuntimeSettings(BaseSettings):
     #: Failures in a row that take an agent out of routing, and for how many seconds.
     breaker_threshold: int = Field(default=3, gt=0)
     breaker_cooldown: float = Field(default=30.0, ge=0)
+    #: Trust (wot_agents.trust). The runtime's own key file (made on first run): its DID.
+    identity: str | None = None
+    #: A group the runtime is a member of: its credential (from ``directory``) goes with every turn.
+    group: str | None = None
+    #: Forward only to agents whose TD is signed, by one of ``trusted_issuers`` when given.
+    require_signatures: bool = False
+    trusted_issuers: list[str] | None = None
+    #: Mutual TLS to agents: a certificate naming the runtime's DID, its key, the CA (``wot-agents ca``).
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    tls_ca: str | None = None
     #: Largest request body (bytes) and most messages in one turn.
     max_body: int = Field(default=1024 * 1024, gt=0)
     max_messages: int = Field(default=200, gt=0)

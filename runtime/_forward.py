@@ -20,7 +20,10 @@ from wot_agents import (
     ConsumedThing,
     InteractionError,
     RequestTimeout,
+    TrustError,
 )
+from wot_agents.bindings import Credentials
+from wot_agents.trust import TlsConfig, TrustPolicy
 
 from ._lmos import AGENT_CLIENT_EXCEPTION, LmosError
 from ._metrics import Metrics
@@ -72,12 +75,18 @@ class Forwarder:
         timeouts: Mapping[str, float] | None = None,
         breaker: Breaker | None = None,
         metrics: Metrics | None = None,
+        trust: TrustPolicy | None = None,
+        credentials: Credentials = None,
+        tls: TlsConfig | None = None,
     ) -> None:
         self.metrics = metrics
+        #: Checked once per agent description before its first turn (refused: AGENT_CLIENT_EXCEPTION).
+        self.trust = trust
+        self.credentials = credentials
         self.timeout = timeout
         self.timeouts = dict(timeouts or {})
         self.breaker = breaker or Breaker()
-        self._clients = ClientPool(max_connections=256)
+        self._clients = ClientPool(max_connections=256, tls=tls)
         self._things: dict[str, ConsumedThing] = {}
 
     def timeout_of(self, agent: AgentDescription) -> float:
@@ -87,7 +96,13 @@ class Forwarder:
         key = agent.id or agent.title
         thing = self._things.get(key)
         if thing is None or thing.description is not agent:
-            thing = ConsumedThing(agent, timeout=self.timeout_of(agent), clients=self._clients)
+            thing = ConsumedThing(
+                agent,
+                timeout=self.timeout_of(agent),
+                clients=self._clients,
+                trust=self.trust,
+                credentials=self.credentials,
+            )
             self._things[key] = thing
         return thing
 
@@ -102,7 +117,7 @@ class Forwarder:
         try:
             async with asyncio.timeout(self.timeout_of(agent)):
                 reply = await self.thing(agent).chat(messages, conversation_id=conversation_id)
-        except (TimeoutError, InteractionError) as exc:
+        except (TimeoutError, InteractionError, TrustError) as exc:
             raise self._failed(agent, exc) from exc
         self.breaker.succeeded(key)
         return reply
@@ -124,7 +139,7 @@ class Forwarder:
                 except StopAsyncIteration:
                     self.breaker.succeeded(key)
                     return
-                except (TimeoutError, InteractionError) as exc:
+                except (TimeoutError, InteractionError, TrustError) as exc:
                     raise self._failed(agent, exc) from exc
                 yield part
         finally:

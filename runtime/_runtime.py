@@ -12,11 +12,21 @@ import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, replace
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
 from router import AgentFilter, Decision, Embedder, Router, create_router, get_embedder
-from wot_agents import AgentDescription, ChatMessage, ChatReply, RoutingError
+from wot_agents import (
+    AgentDescription,
+    AgentIdentity,
+    ChatMessage,
+    ChatReply,
+    Membership,
+    RoutingError,
+    TrustPolicy,
+)
+from wot_agents.trust import TlsConfig
 
 from ._batch import BatchingEmbedder
 from ._catalog import AgentCatalog, CatalogSource, directory_source, file_source, mdns_source
@@ -175,6 +185,7 @@ class Runtime:
             breaker=Breaker(
                 threshold=self.settings.breaker_threshold, cooldown=self.settings.breaker_cooldown
             ),
+            **_trust_options(self.settings),
         )
         self.channels = ChannelTable()
         self._owns_store = store is None
@@ -222,6 +233,8 @@ class Runtime:
             if self._router is not None and self._owns_router:
                 stack.push_async_callback(self._router.aclose)
             stack.push_async_callback(self.forwarder.aclose)
+            if isinstance(self.forwarder.credentials, Membership):  # the runtime's group credential
+                await stack.enter_async_context(self.forwarder.credentials)
             if self._owns_store:
                 await stack.enter_async_context(self.store)
             purge = asyncio.create_task(self._purge(), name="runtime store purge")
@@ -516,3 +529,24 @@ def _sticky(decision: Decision, previous: str, margin: float) -> Decision:
     return Decision(
         previous, kept, f"kept the conversation's agent: {why}", "sticky", ranking=decision.ranking
     )
+
+
+def _trust_options(settings: RuntimeSettings) -> dict[str, Any]:
+    """The Forwarder's trust: a signature policy, the runtime's group membership, its certificate."""
+    options: dict[str, Any] = {}
+    if settings.require_signatures or settings.trusted_issuers is not None:
+        options["trust"] = TrustPolicy(
+            require_signature=True,
+            trusted=None if settings.trusted_issuers is None else frozenset(settings.trusted_issuers),
+        )
+    if settings.group is not None:
+        if settings.identity is None or settings.directory is None:
+            raise ValueError("group= needs identity= (the runtime's key file) and directory= (its authority)")
+        identity = AgentIdentity.load_or_create(settings.identity)
+        options["credentials"] = Membership(settings.directory, identity, settings.group)
+    cert, key, ca = settings.tls_cert, settings.tls_key, settings.tls_ca
+    if cert or key or ca:
+        if not (cert and key and ca):
+            raise ValueError("mutual TLS needs tls_cert, tls_key and tls_ca")
+        options["tls"] = TlsConfig(Path(cert), Path(key), Path(ca))
+    return options
