@@ -1,0 +1,328 @@
+"""Turns per second and latency (p50/p99) through the runtime, against calling the agent directly.
+
+Three echo agents, one per binding (HTTP, the LMOS WebSocket binding, MQTT through a mosquitto
+started here), each with its own topic (weather, billing, travel) so that vector routing can
+reach each binding on purpose, run in one child process; ``wot-agents runtime`` runs in another,
+with 100 and then 1,000 agents (the three echo agents and synthetic ones on other topics, from an
+agent file) and an SQLite conversation store. Per binding, this process measures:
+
+- ``direct``: ``consume(td).chat(...)`` of the echo agent, no runtime (the baseline);
+- ``explicit``: ``POST .../chat/{conversation}/message`` naming the agent (``explicitAgent``);
+- ``vector``: the same, routed by the MiniLM vector router (micro-batched embeddings);
+
+with 1 and 64 concurrent clients (each client its own conversation). Last, it stores 10,000
+conversations through the runtime and reads the runtime's resident memory.
+
+    .venv/bin/python bench/runtime.py [--turns N] [--agents 100,1000]
+
+Targets (2-core machine): runtime overhead p50 <= 3 ms over the direct call with explicit
+routing; >= 500 turns/s vector-routed with 100 agents and 64 clients; <= 300 MB with 10,000
+stored conversations.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import re
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from sigterm import unwind_on_sigterm
+
+from wot_agents import Agent, Capability, ChatRequest, ChatStream, ConsumedThing, chat_handler, consume
+from wot_agents.bindings.mqtt import LocalBroker
+
+CONCURRENCY = (1, 64)
+BINDINGS = ("http", "ws", "mqtt")
+TOPICS = {
+    "http": ("weather", ["will it rain tomorrow?", "weather forecast for the weekend", "is it sunny today"]),
+    "ws": ("billing", ["where is my invoice", "I was charged twice", "how much do I owe"]),
+    "mqtt": ("travel", ["book a flight to Rome", "I need a hotel in Berlin", "reserve a train ticket"]),
+}
+QUERIES = {
+    "http": "will it rain in Paris on Sunday?",
+    "ws": "my last invoice shows a wrong amount",
+    "mqtt": "find me a flight to Lisbon next week",
+}
+SUBJECTS = (
+    "gardening", "chess", "knitting", "astronomy", "pottery", "beekeeping", "origami", "calligraphy",
+    "sailing", "fencing", "archery", "birdwatching", "woodworking", "photography", "baking", "cycling",
+    "genealogy", "poetry", "juggling", "skiing",
+)  # fmt: skip
+ASPECTS = (
+    "basics",
+    "tools",
+    "history",
+    "clubs",
+    "competitions",
+    "safety",
+    "books",
+    "courses",
+    "prices",
+    "tips",
+)
+
+
+# --- the agents' process ---------------------------------------------------------------------------
+
+
+def echo_agent(binding: str) -> Agent:
+    topic, examples = TOPICS[binding]
+    agent = Agent(
+        f"Echo{binding.upper()}",
+        id=f"urn:bench:echo:{binding}",
+        description=f"Answers {topic} questions.",
+        capabilities=[Capability(id=f"urn:bench:capability:{topic}", name=topic, examples=examples)],
+        tenants=["acme"],
+        channels=["web"],
+    )
+
+    async def reply(request: ChatRequest, stream: ChatStream) -> str:
+        return request.messages[-1].content
+
+    chat_handler(agent)(reply)
+    return agent
+
+
+async def serve_agents(broker: str) -> None:
+    from contextlib import AsyncExitStack
+
+    async with AsyncExitStack() as stack:
+        tds = {}
+        for binding in BINDINGS:
+            options: dict[str, Any] = {"mqtt": broker} if binding == "mqtt" else {binding: True}
+            running = await stack.enter_async_context(echo_agent(binding).serve(**options))
+            tds[binding] = running.description.to_dict()
+        print(json.dumps(tds), flush=True)
+        await asyncio.Event().wait()
+
+
+# --- the runtime's process -------------------------------------------------------------------------
+
+
+def synthetic(n: int) -> dict[str, Any]:
+    subject, aspect = SUBJECTS[n % len(SUBJECTS)], ASPECTS[(n // len(SUBJECTS)) % len(ASPECTS)]
+    return {
+        "@context": ["https://www.w3.org/2022/wot/td/v1.1", {"lmos": "https://eclipse.dev/lmos/protocol/v1"}],
+        "@type": "lmos:Agent",
+        "id": f"urn:bench:synthetic:{n}",
+        "title": f"{subject} {aspect} agent {n}",
+        "lmos:capabilities": [
+            {
+                "id": f"urn:bench:capability:{subject}:{aspect}:{n}",
+                "name": f"{subject} {aspect}",
+                "examples": [f"tell me about {subject} {aspect}", f"{subject} {aspect} for beginners"],
+            }
+        ],
+        "securityDefinitions": {"nosec_sc": {"scheme": "nosec"}},
+        "security": "nosec_sc",
+        "actions": {
+            "chat": {"input": {"type": "object"}, "forms": [{"href": f"http://127.0.0.1:9/{n}/actions/chat"}]}
+        },
+    }
+
+
+async def start_runtime(agents: Path, store: Path) -> tuple[asyncio.subprocess.Process, str]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "wot_agents.cli", "runtime", "--agents", str(agents),
+        "--router", "vector", "--port", "0", "--store", str(store),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+        cwd=store.parent,  # not bench/, whose runtime.py would shadow the runtime package
+    )  # fmt: skip
+    assert process.stdout is not None
+    line = (await asyncio.wait_for(process.stdout.readline(), 120)).decode()
+    match = re.search(r"listening on (http://\S+?)/apis/v1/", line)
+    if not match:
+        process.kill()
+        raise RuntimeError(f"the runtime did not start: {line!r}")
+    return process, match.group(1)
+
+
+async def wait_ready(http: aiohttp.ClientSession, url: str) -> float:
+    started = time.perf_counter()
+    while True:
+        async with http.get(f"{url}/health/readiness") as answer:
+            if answer.status == 200:
+                return time.perf_counter() - started
+        await asyncio.sleep(0.2)
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of the process, from /proc."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+# --- measuring -------------------------------------------------------------------------------------
+
+
+def percentile(samples: list[float], fraction: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+Call = Callable[[int, int], Awaitable[str]]
+
+
+async def measure(call: Call, turns: int, clients: int) -> tuple[float, float, float]:
+    """(turns/s, p50 ms, p99 ms) of ``turns`` turns spread over ``clients`` concurrent clients."""
+    for i in range(min(50, turns)):
+        await call(10_000 + i, i)
+    latencies: list[float] = []
+    per_client = max(1, turns // clients)
+
+    async def client(number: int) -> None:
+        for i in range(per_client):
+            start = time.perf_counter()
+            await call(number, i)
+            latencies.append(time.perf_counter() - start)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(client(n) for n in range(clients)))
+    elapsed = time.perf_counter() - started
+    return len(latencies) / elapsed, percentile(latencies, 0.5) * 1000, percentile(latencies, 0.99) * 1000
+
+
+def runtime_call(http: aiohttp.ClientSession, url: str, binding: str, explicit: bool, tag: str) -> Call:
+    async def call(client: int, i: int) -> str:
+        query = f"{QUERIES[binding]} ({i})"
+        context: dict[str, Any] = {"messages": [{"role": "user", "content": query}]}
+        if explicit:
+            context["explicitAgent"] = f"urn:bench:echo:{binding}"
+        body = {
+            "inputContext": context,
+            "systemContext": {"channelId": "web"},
+            "userContext": {"userId": "u"},
+        }
+        async with http.post(
+            f"{url}/apis/v1/acme/chat/{tag}-{binding}-{client}/message",
+            json=body,
+            headers={"x-turn-id": f"t{i}"},
+        ) as answer:
+            reply = await answer.json()
+        if answer.status != 200 or reply["agent"]["id"] != f"urn:bench:echo:{binding}":
+            raise RuntimeError(f"turn went wrong: {answer.status} {reply}")
+        return str(reply["content"])
+
+    return call
+
+
+def direct_call(thing: ConsumedThing, binding: str) -> Call:
+    async def call(client: int, i: int) -> str:
+        reply = await thing.chat(
+            [{"role": "user", "content": f"{QUERIES[binding]} ({i})"}], conversation_id="d"
+        )
+        return reply.text
+
+    return call
+
+
+async def run(turns: int, sizes: list[int], broker: str) -> None:
+    agents_process = await asyncio.create_subprocess_exec(
+        sys.executable, __file__, "--serve", broker, stdout=asyncio.subprocess.PIPE
+    )
+    rows: list[tuple[str, str, int, int, float, float, float]] = []
+    notes: list[str] = []
+    try:
+        assert agents_process.stdout is not None
+        tds = json.loads(await agents_process.stdout.readline())
+        connector = aiohttp.TCPConnector(limit=200)
+        async with aiohttp.ClientSession(connector=connector) as http:
+            things = {binding: consume(tds[binding]) for binding in BINDINGS}
+            try:
+                for binding in BINDINGS:
+                    for clients in CONCURRENCY:
+                        rate, p50, p99 = await measure(direct_call(things[binding], binding), turns, clients)
+                        rows.append(("direct", binding, 0, clients, rate, p50, p99))
+            finally:
+                for thing in things.values():
+                    await thing.aclose()
+            with tempfile.TemporaryDirectory() as scratch:
+                for size in sizes:
+                    documents = [tds[b] for b in BINDINGS] + [
+                        synthetic(n) for n in range(size - len(BINDINGS))
+                    ]
+                    agents_file = Path(scratch) / f"agents-{size}.json"
+                    agents_file.write_text(json.dumps(documents))
+                    runtime, url = await start_runtime(agents_file, Path(scratch) / f"store-{size}.db")
+                    try:
+                        warm = await wait_ready(http, url)
+                        notes.append(f"{size} agents: ready (indexed, classifier fitted) in {warm:.1f} s")
+                        for binding in BINDINGS:
+                            for method in ("explicit", "vector"):
+                                for clients in CONCURRENCY:
+                                    call = runtime_call(
+                                        http, url, binding, method == "explicit", f"{size}{method}"
+                                    )
+                                    rate, p50, p99 = await measure(call, turns, clients)
+                                    rows.append((method, binding, size, clients, rate, p50, p99))
+                        if size == sizes[0]:
+                            before = rss_mb(runtime.pid)
+                            fill = runtime_call(http, url, "http", True, "stored")
+                            started = time.perf_counter()
+
+                            async def filler(worker: int, fill: Call = fill) -> None:
+                                for n in range(worker, 10_000, 64):  # one turn per conversation
+                                    await fill(100_000 + n, 0)
+
+                            await asyncio.gather(*(filler(worker) for worker in range(64)))
+                            notes.append(
+                                f"{size} agents: 10,000 more conversations stored in "
+                                f"{time.perf_counter() - started:.1f} s; runtime RSS {before:.0f} MB before, "
+                                f"{rss_mb(runtime.pid):.0f} MB after (target <= 300 MB)"
+                            )
+                    finally:
+                        runtime.terminate()
+                        await runtime.wait()
+    finally:
+        agents_process.terminate()
+        await agents_process.wait()
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
+        f"{turns} turns per row; agents, runtime and clients in three processes"
+    )
+    print(f"{'path':9} {'binding':7} {'agents':>6} {'clients':>7} {'turns/s':>8} {'p50 ms':>7} {'p99 ms':>8}")
+    for path, binding, size, clients, rate, p50, p99 in rows:
+        print(f"{path:9} {binding:7} {size or '-':>6} {clients:>7} {rate:>8.0f} {p50:>7.2f} {p99:>8.2f}")
+    direct = {(b, c): p50 for path, b, _, c, _, p50, _ in rows if path == "direct"}
+    for path, binding, size, clients, rate, p50, _ in rows:
+        if path == "explicit" and clients == 1:
+            overhead = p50 - direct[(binding, 1)]
+            notes.append(
+                f"{binding} {size} agents: explicit overhead p50 {overhead:+.2f} ms (target <= 3 ms)"
+            )
+        if path == "vector" and clients == 64 and size == 100:
+            notes.append(
+                f"{binding} 100 agents, 64 clients: vector-routed {rate:.0f} turns/s (target >= 500)"
+            )
+    for note in notes:
+        print(note)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--turns", type=int, default=1000, help="turns per row (default 1000)")
+    parser.add_argument("--agents", default="100,1000", help="agent counts (default 100,1000)")
+    parser.add_argument("--serve", metavar="BROKER", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        asyncio.run(serve_agents(args.serve))
+        return
+    with LocalBroker() as broker:
+        asyncio.run(run(args.turns, [int(n) for n in args.agents.split(",")], broker.url))
+
+
+if __name__ == "__main__":
+    unwind_on_sigterm()
+    main()
