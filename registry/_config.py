@@ -44,6 +44,9 @@ class DirectorySettings(BaseSettings):
     event_queue: int = 1000
     #: Seconds a blocked write to an SSE consumer may take before its stream is ended.
     event_write_timeout: float = 10.0
+    #: Seconds of silence on an SSE stream before a keep-alive comment. Long: some clients (the Go
+    #: r3labs/sse) turn every comment into an empty event; proxies rarely cut under a minute.
+    event_keepalive: float = Field(default=50.0, gt=0)
     #: Events kept for Last-Event-ID replay.
     journal_size: int = Field(default=100_000, ge=1)
     #: Refuse unsigned descriptions (a signed one is always verified, whatever this says).

@@ -68,6 +68,7 @@ class Directory:
             self.store,
             queue_size=settings.event_queue,
             write_timeout=settings.event_write_timeout,
+            keepalive=settings.event_keepalive,
         )
         self.signatures = SignatureCheck(settings)
         #: Agent groups, with the directory as their authority (``/groups``).

@@ -5,6 +5,11 @@ to it blocks longer than ``write_timeout``) is disconnected instead of slowing t
 growing memory: it reconnects with ``Last-Event-ID`` and the missed events
 are replayed from the store's journal, so nothing is lost (as long as the journal still holds
 them). Event ids are the journal's own (opaque here); the hub orders changes by their ``seq``.
+
+Each live event is encoded once, whatever the number of subscribers (one encoding per payload
+form: the whole diff, or the id only), not once per subscriber on the event loop. Nothing but
+the headers precedes the first event (some clients, such as the Go r3labs/sse, turn a comment
+into an empty event), and keep-alive comments come only after ``keepalive`` seconds of silence.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from typing import Any
 
 from aiohttp import web
 
-from wot_agents._sse import EventStream, ServerSentEvent, stream_headers
+from wot_agents._sse import EventStream, encode_event, stream_headers
 
 from ._backend import Change, ChangeFeed, ChangeJournal, JournalEntry
 from ._problems import HTTPProblem
@@ -27,6 +32,30 @@ __all__ = ["EVENT_TYPES", "EventHub"]
 EVENT_TYPES = ("thing_created", "thing_updated", "thing_deleted")
 logger = logging.getLogger("registry.events")
 _CLOSE = object()
+
+
+class _Outgoing:
+    """A change on its way to the subscribers, encoded (at most) once per payload form."""
+
+    __slots__ = ("_frames", "change")
+
+    def __init__(self, change: Change) -> None:
+        self.change = change
+        self._frames: dict[bool, bytes] = {}
+
+    def frame(self, diff: bool) -> bytes:
+        change = self.change
+        full = diff and change.kind != "thing_deleted"
+        frame = self._frames.get(full)
+        if frame is None:
+            data = json.dumps(_payload(full, change.id, change.diff), ensure_ascii=False)
+            frame = self._frames[full] = encode_event(data, event=change.kind, id=change.event_id)
+        return frame
+
+
+def _payload(full: bool, thing_id: str, diff: dict[str, Any]) -> dict[str, Any]:
+    # diff=true: full TD on create, merge patch (always with the id) on update; id only on delete.
+    return diff if full else {"id": thing_id}
 
 
 class _Subscriber:
@@ -39,8 +68,7 @@ class _Subscriber:
         return self.kind is None or self.kind == kind
 
     def payload(self, kind: str, thing_id: str, diff: dict[str, Any]) -> dict[str, Any]:
-        # diff=true: full TD on create, merge patch (always with the id) on update; id only on delete.
-        return diff if self.diff and kind != "thing_deleted" else {"id": thing_id}
+        return _payload(self.diff and kind != "thing_deleted", thing_id, diff)
 
 
 class EventHub:
@@ -62,12 +90,18 @@ class EventHub:
         self._subscribers: set[_Subscriber] = set()
         feed.subscribe(self.publish)
 
+    @property
+    def subscribers(self) -> int:
+        """Streams open now."""
+        return len(self._subscribers)
+
     def publish(self, change: Change) -> None:
+        outgoing = _Outgoing(change)
         for sub in list(self._subscribers):
             if not sub.wants(change.kind):
                 continue
             try:
-                sub.queue.put_nowait(change)
+                sub.queue.put_nowait(outgoing)
             except asyncio.QueueFull:
                 # Too slow: drop it; it resumes from its Last-Event-ID without losing events.
                 self._subscribers.discard(sub)
@@ -98,9 +132,8 @@ class EventHub:
         sub = _Subscriber(kind, diff_arg == "true", self.queue_size)
         self._subscribers.add(sub)  # before the replay, so nothing falls between the two
         try:
-            await stream.open(comment=None)
+            await stream.open(comment=None)  # headers only: the first frame is an event
             sent = await self._replay(stream, sub, last) if last else None
-            await stream.comment("stream open")
             await stream.pipe(self._live(sub, sent))
         except ConnectionResetError:
             pass  # the client went away (or stopped reading) during the replay
@@ -124,14 +157,14 @@ class EventHub:
             if len(entries) < 500:
                 return sent
 
-    async def _live(self, sub: _Subscriber, sent: int | None) -> AsyncIterator[ServerSentEvent]:
-        """The subscriber's changes as events, until it is closed; keep-alives are the writer's."""
+    async def _live(self, sub: _Subscriber, sent: int | None) -> AsyncIterator[bytes]:
+        """The subscriber's changes as encoded events, until it is closed; keep-alives are the
+        writer's."""
         while True:
             item = await sub.queue.get()
             if item is _CLOSE:
                 return
-            change: Change = item
-            if sent is not None and change.seq <= sent:
+            outgoing: _Outgoing = item
+            if sent is not None and outgoing.change.seq <= sent:
                 continue  # already replayed from the journal
-            payload = sub.payload(change.kind, change.id, change.diff)
-            yield ServerSentEvent(json.dumps(payload, ensure_ascii=False), change.kind, change.event_id)
+            yield outgoing.frame(sub.diff)

@@ -151,10 +151,15 @@ class EventStream:
     async def send(
         self, data: Any, *, event: str | None = None, id: str | None = None, retry: int | None = None
     ) -> None:
-        """Write one event (see :func:`encode_event`); a ``ServerSentEvent`` is written as it is.
+        """Write one event (see :func:`encode_event`); a ``ServerSentEvent`` is written as it is,
+        and ``bytes`` are an event already encoded by :func:`encode_event` (one encoding for the
+        many streams an event goes to).
 
         Raises ``ConnectionResetError`` when the client went away or did not read for ``write_timeout``.
         """
+        if isinstance(data, bytes):
+            await self._write(data)
+            return
         if isinstance(data, ServerSentEvent):
             event, id, retry, data = data.event, data.id, data.retry, data.data
         await self._write(encode_event(data, event=event, id=id, retry=retry))

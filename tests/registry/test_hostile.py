@@ -378,3 +378,68 @@ async def test_sparql_service_is_limited_to_the_allowed_endpoints(make_td: Any, 
             with pytest.raises(DirectoryError) as caught:
                 await client.sparql(f"SELECT * WHERE {{ SERVICE {service} {{ ?s ?p ?o }} }}")
     assert caught.value.status == 400 and "<http://127.0.0.1:1/sparql>" in caught.value.problem["detail"]
+
+
+# -- event streams ---------------------------------------------------------------------------------
+async def test_the_first_frame_of_an_event_stream_is_an_event(
+    directory: str, http: aiohttp.ClientSession, make_td: Any
+) -> None:
+    # A comment before it became an empty event (no id, type or data) in the Go r3labs/sse client.
+    async with http.get(f"{directory}/events") as stream:
+        assert stream.status == 200  # subscribed once the headers are there
+        async with DirectoryClient(directory) as client:
+            await client.register(make_td(id="urn:example:first"))
+        first = await asyncio.wait_for(stream.content.readuntil(b"\n\n"), 10)
+    assert first.startswith(b"event: thing_created\n"), first
+
+
+async def test_an_event_is_encoded_once_for_every_subscriber(
+    make_td: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import registry._events as events
+
+    encoded = 0
+    real = events.json
+
+    class Counting:
+        @staticmethod
+        def dumps(value: Any, **options: Any) -> str:
+            nonlocal encoded
+            encoded += 1
+            return real.dumps(value, **options)
+
+        loads = staticmethod(real.loads)
+
+    monkeypatch.setattr(events, "json", Counting)
+    async with running_directory() as url, aiohttp.ClientSession() as http:
+        streams = [await http.get(f"{url}/events/thing_created") for _ in range(5)]
+        async with DirectoryClient(url) as client:
+            await client.register(make_td(id="urn:example:once"))
+        frames = [await asyncio.wait_for(s.content.readuntil(b"\n\n"), 10) for s in streams]
+        for s in streams:
+            s.close()
+    assert len(set(frames)) == 1 and b"urn:example:once" in frames[0]
+    assert encoded == 1
+
+
+async def test_a_reader_that_stops_reading_is_disconnected(make_td: Any) -> None:
+    # Only the write timeout can end it here: its queue is far larger than what is sent.
+    async with running_app(event_write_timeout=0.5, event_queue=100_000) as (url, app):
+        directory: Directory = app[DIRECTORY]
+        host, port = url.removeprefix("http://").split(":")
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(f"GET /events?diff=true HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+        await writer.drain()
+        await reader.readuntil(b"\r\n\r\n")  # subscribed; from now on it reads nothing
+        big = "x" * 50_000
+        async with DirectoryClient(url) as client:
+            for i in range(400):  # 20 MB of events: more than the sockets buffer
+                await client.register(make_td(id=f"urn:example:{i}", description=big))
+                if not directory.events.subscribers:
+                    break
+        for _ in range(200):
+            if not directory.events.subscribers:
+                break
+            await asyncio.sleep(0.05)
+        assert directory.events.subscribers == 0
+        writer.close()
