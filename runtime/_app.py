@@ -17,6 +17,7 @@ from typing import Any
 from aiohttp import WSCloseCode, web
 from pydantic import ValidationError as PydanticValidationError
 
+from ._chat_page import add_chat_page
 from ._config import RuntimeSettings
 from ._lmos import (
     CONVERSATION_NOT_FOUND,
@@ -295,6 +296,7 @@ def create_app(
     app.router.add_get("/health", readiness)
     app.router.add_get("/health/liveness", liveness)
     app.router.add_get("/health/readiness", readiness)
+    add_chat_page(app, lambda app: app[RUNTIME])  # the browser page at /chat (runtime/chat/)
     for prefix in PREFIXES:
         app.router.add_post(prefix + "/{tenantId}/chat/{conversationId}/message", chat)
         app.router.add_get(prefix + "/{tenantId}/chat/{conversationId}/ws", websocket)

@@ -68,7 +68,7 @@ def openapi_document() -> dict[str, Any]:
     reply["properties"]["routing"] = {
         "type": "object",
         "description": "How the agent was chosen: method (explicit, vector, llm, hybrid:..., cascade:..., "
-        "sticky), score, reason, capabilityId, subset.",
+        "sticky), score, reason, capabilityId, subset, ranking (the runner-ups: agentId, score, best first).",
     }
     schemas["Conversation"] = request
     schemas["AssistantMessage"] = reply
@@ -163,6 +163,13 @@ def openapi_document() -> dict[str, Any]:
                     "200": _json({"type": "object"}),
                     "503": _json({"type": "object"}, "not ready"),
                 },
+            }
+        },
+        "/chat": {"get": {"summary": "The chat page (HTML)", "responses": {"200": {"description": "HTML"}}}},
+        "/chat/config.json": {
+            "get": {
+                "summary": "What the chat page offers: tenants and their channels, subsets, the explorer",
+                "responses": {"200": _json({"type": "object"})},
             }
         },
         "/openapi.json": {

@@ -63,6 +63,10 @@ class Turn:
                 "reason": self.decision.reason,
                 "capabilityId": self.decision.capability_id,
                 "subset": self.subset,
+                # The runner-ups the router weighed (best first), for people asking "why this one?"
+                "ranking": [
+                    {"agentId": agent, "score": round(score, 6)} for agent, score in self.decision.ranking
+                ],
             },
         }
 
