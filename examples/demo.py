@@ -141,7 +141,13 @@ def translator_agent() -> Agent:
 
 @contextlib.asynccontextmanager
 async def directory(settings: DirectorySettings) -> AsyncIterator[str]:
-    async with serve_app(create_app(settings), settings.host, settings.port) as url:
+    async with serve_app(
+        create_app(settings),
+        settings.host,
+        settings.port,
+        read_timeout=settings.read_timeout,
+        max_connections=settings.max_connections,
+    ) as url:
         yield url
 
 

@@ -29,6 +29,12 @@ class DirectorySettings(BaseSettings):
     max_ttl: float | None = 30 * 24 * 3600
     #: How often expired registrations are purged (s).
     purge_interval: float = 10.0
+    #: Seconds a client has to send a request's headers (from connecting, or from the previous
+    #: answer on a kept-alive connection) and then its body: idle and half-sent connections end.
+    read_timeout: float = Field(default=15.0, gt=0)
+    #: Open connections at most (event streams included); one more is closed at once. Each is a
+    #: file descriptor: ~1,100 idle sockets exhausted them before this limit.
+    max_connections: int = Field(default=512, ge=1)
     #: Largest request body (bytes): larger ones get 413.
     max_body: int = 4 * 1024 * 1024
     max_id_length: int = 1024

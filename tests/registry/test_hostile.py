@@ -443,3 +443,23 @@ async def test_a_reader_that_stops_reading_is_disconnected(make_td: Any) -> None
             await asyncio.sleep(0.05)
         assert directory.events.subscribers == 0
         writer.close()
+
+
+# -- connections -----------------------------------------------------------------------------------
+async def test_the_served_directory_limits_idle_and_surplus_connections(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("WOT_AGENTS_DIRECTORY_READ_TIMEOUT", "1")
+    monkeypatch.setenv("WOT_AGENTS_DIRECTORY_MAX_CONNECTIONS", "4")
+    async with cli_directory(tmp_path / "d.db") as (url, _):
+        host, port = url.removeprefix("http://").split(":")
+        idle = [await asyncio.open_connection(host, int(port)) for _ in range(4)]
+        surplus_reader, surplus_writer = await asyncio.open_connection(host, int(port))
+        # One connection too many is closed at once; idle ones when the read timeout is up.
+        assert await asyncio.wait_for(surplus_reader.read(), 10) == b""
+        for reader, writer in idle:
+            assert await asyncio.wait_for(reader.read(), 10) == b""
+            writer.close()
+        surplus_writer.close()
+        async with DirectoryClient(url) as client:  # and the directory still answers
+            assert await client.count() == 0

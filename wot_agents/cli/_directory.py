@@ -77,7 +77,13 @@ async def run(args: argparse.Namespace) -> int:
     app = create_app(settings)
     async with AsyncExitStack() as stack:
         serving = serve_app(
-            app, settings.host, settings.port, access_log=True, access_log_format='%a "%r" %s %b %Tfs'
+            app,
+            settings.host,
+            settings.port,
+            access_log=True,
+            access_log_format='%a "%r" %s %b %Tfs',
+            read_timeout=settings.read_timeout,
+            max_connections=settings.max_connections,
         )
         url = await stack.enter_async_context(serving)
         print(f"directory listening on {url}/ (store: {settings.db or 'memory'})", flush=True)
