@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import logging
 import ssl
 import stat
 from collections.abc import AsyncIterator
@@ -16,9 +17,11 @@ from wot_agents import (
     AgentIdentity,
     ConnectError,
     ConsumedThing,
+    DidResolver,
     RemoteError,
     RequestTimeout,
     TrustError,
+    TrustPolicy,
     consume,
 )
 from wot_agents.bindings import CertificateAuth
@@ -107,7 +110,11 @@ def _raw_client(config: TlsConfig) -> ssl.SSLContext:
 
 @pytest.mark.parametrize("scheme", ["https", "wss"])
 async def test_expired_and_foreign_certificates_are_refused(
-    lab: dict[str, object], served: dict[str, object], tmp_path: Path, scheme: str
+    lab: dict[str, object],
+    served: dict[str, object],
+    tmp_path: Path,
+    scheme: str,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     ca = lab["ca"]
     assert isinstance(ca, LocalCA)
@@ -121,6 +128,7 @@ async def test_expired_and_foreign_certificates_are_refused(
         async with consume(served, tls=expired, prefer=[scheme]) as thing:
             await thing.invoke_action("add", {"a": 1})
     client = HttpClient if scheme == "https" else WebSocketClient
+    caplog.set_level(logging.WARNING, logger="wot_agents.trust")
     for bad in (expired, foreign):
         async with ConsumedThing(
             AgentDescription.from_dict(served),
@@ -131,6 +139,8 @@ async def test_expired_and_foreign_certificates_are_refused(
         ) as thing:
             with pytest.raises(ConnectError):  # the server ended the handshake
                 await thing.invoke_action("add", {"a": 1})
+    assert "refused a TLS client: certificate has expired" in caplog.text
+    assert "refused a TLS client: unable to get local issuer certificate" in caplog.text
 
 
 async def test_mqtt_over_tls_to_a_broker_that_requires_certificates(lab: dict[str, object]) -> None:
@@ -157,3 +167,16 @@ async def test_the_broker_refuses_a_foreign_ca_certificate(lab: dict[str, object
                 # TLS 1.3: the broker drops the connection after the handshake, before CONNACK.
                 with pytest.raises((ConnectError, RequestTimeout), match="MQTT broker"):
                     await thing.invoke_action("add", {"a": 1})
+
+
+async def test_did_web_over_https_with_the_lab_ca(lab: dict[str, object]) -> None:
+    agent_tls, caller_tls = lab["agent"], lab["caller"]
+    assert isinstance(agent_tls, TlsConfig) and isinstance(caller_tls, TlsConfig)
+    identity = AgentIdentity.generate()
+    agent = make_agent()
+    async with agent.serve(http=True, tls=agent_tls, identity=identity, did_web=True) as running:
+        assert running.identity is not None
+        did = running.identity.did
+        # The agent asks every caller for a certificate: the resolver presents the caller's.
+        policy = TrustPolicy(trusted={did}, resolver=DidResolver(ssl=caller_tls.client_context()))
+        assert await policy.check(running.description) == [did]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import logging
 import os
 import ssl
 from collections.abc import Mapping, Sequence
@@ -25,6 +26,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from .._errors import TrustError
+
+log = logging.getLogger("wot_agents.trust")
 
 __all__ = ["MTLS_SCHEME", "LocalCA", "TlsConfig", "peer_identity"]
 
@@ -78,6 +81,7 @@ class TlsConfig:
             context.minimum_version = ssl.TLSVersion.TLSv1_2
             context.verify_mode = ssl.CERT_REQUIRED
             context.load_cert_chain(self.cert, self.key)
+            context.sslobject_class = _LoggedHandshakes
             self._contexts["server"] = context
         return context
 
@@ -100,6 +104,21 @@ class TlsConfig:
             context.load_cert_chain(self.cert, self.key)
             self._contexts["client"] = context
         return context
+
+
+class _LoggedHandshakes(ssl.SSLObject):
+    """Server-side TLS that logs why a client was refused (asyncio only does so in debug mode)."""
+
+    def do_handshake(self) -> None:
+        try:
+            super().do_handshake()
+        except ssl.SSLCertVerificationError as exc:
+            log.warning("refused a TLS client: %s", exc.verify_message or exc.reason)
+            raise
+        except ssl.SSLError as exc:
+            if exc.reason in ("PEER_DID_NOT_RETURN_A_CERTIFICATE", "CERTIFICATE_VERIFY_FAILED"):
+                log.warning("refused a TLS client: %s", exc.reason.lower().replace("_", " "))
+            raise
 
 
 def peer_identity(peercert: Mapping[str, Any] | None) -> str | None:
