@@ -20,7 +20,7 @@ from aiohttp import web
 
 from wot_agents import Agent, AgentDescription, PayloadError, RemoteError, consume, serve_app
 from wot_agents.bindings import ApiKey, BearerAuth, BearerToken, RunningAgent, Serving, WebServer
-from wot_agents.bindings.mqtt import Broker
+from wot_agents.bindings.mqtt import Broker, LocalBroker
 from wot_agents.bindings.mqtt._topics import MAX_PAYLOAD, REPLY_TOPIC_PREFIX, publish_properties
 
 Routes = Callable[[web.Application, str], None]
@@ -148,9 +148,11 @@ async def test_websocket_handshakes_are_not_redirected() -> None:
 
 
 @asynccontextmanager
-async def mqtt_client(url: str) -> AsyncIterator[aiomqtt.Client]:
+async def mqtt_client(url: str, identifier: str | None = None) -> AsyncIterator[aiomqtt.Client]:
     broker = Broker.parse(url)
-    async with aiomqtt.Client(broker.host, broker.port, protocol=aiomqtt.ProtocolVersion.V5) as client:
+    async with aiomqtt.Client(
+        broker.host, broker.port, identifier=identifier, protocol=aiomqtt.ProtocolVersion.V5
+    ) as client:
         yield client
 
 
@@ -444,3 +446,22 @@ async def test_mqtt_requests_carry_a_proof_not_the_token(agent: Agent, mosquitto
         await sniffer.publish("test-weather/actions/add", captured.payload, qos=1, properties=replayed)
         answer = await _until(sniffer, lambda m: str(m.topic) == reply)
         assert dict(answer[-1].properties.UserProperty)["status"] == "401"  # type: ignore[union-attr]
+
+
+async def test_the_readme_broker_acls_keep_replies_private(agent: Agent, tmp_path: Any) -> None:
+    """The README's ACL rule for replies works with the reply namespace: each caller reads its
+    own replies, nobody else's (``%c``: the client id ends the reply topic)."""
+    acl = (
+        "topic readwrite test-weather/#\ntopic readwrite wot/td/#\ntopic write wot-agents/replies/#\n"
+        "pattern read wot-agents/replies/%c\n"
+    )
+    async with LocalBroker(acl=acl, log=tmp_path / "mosquitto.log") as broker:
+        async with agent.serve(mqtt=broker.url) as running, consume(running.description) as thing:
+            assert await thing.invoke_action("add", {"a": 1}) == 2
+            async with mqtt_client(broker.url, identifier="snooper") as snooper:
+                await snooper.subscribe("wot-agents/replies/#", qos=1)  # granted, but read-filtered
+                assert await thing.invoke_action("add", {"a": 2}) == 3  # someone else's reply
+                own = REPLY_TOPIC_PREFIX + "snooper"
+                await _request(snooper, "test-weather/actions/add", b'{"a": 40}', own)
+                seen = await _until(snooper, lambda m: str(m.topic) == own)
+                assert [json.loads(m.payload) for m in seen] == [41]  # type: ignore[arg-type]

@@ -39,13 +39,21 @@ class LocalBroker:
     ``log``: a file for the broker's log (default: discarded). Starting retries on a fresh port,
     since another process may take the probed one before mosquitto binds it. ``tls``: a TLS
     listener (``mqtts://``) that requires client certificates from the same CA (mutual TLS).
+    ``acl``: the text of an ACL file the broker enforces.
     """
 
     def __init__(
-        self, *, log: Path | None = None, start_timeout: float = 10.0, tls: TlsConfig | None = None
+        self,
+        *,
+        log: Path | None = None,
+        start_timeout: float = 10.0,
+        tls: TlsConfig | None = None,
+        acl: str | None = None,
     ) -> None:
         self._log = log
         self._tls = tls
+        #: The text of a mosquitto ACL file (``topic``/``pattern`` lines), to try deployments' rules.
+        self._acl = acl
         self._start_timeout = start_timeout
         self._process: subprocess.Popen[bytes] | None = None
         self._folder: tempfile.TemporaryDirectory[str] | None = None
@@ -71,8 +79,15 @@ class LocalBroker:
                 if self._tls is not None
                 else ""
             )
+            acl = ""
+            if self._acl is not None:
+                acl_file = Path(self._folder.name) / "acl"
+                acl_file.write_text(self._acl)
+                acl = f"acl_file {acl_file}\n"
+                if self._tls is None and os.geteuid() == 0:
+                    acl += "user root\n"  # as for TLS: mosquitto's own user cannot read our folder
             config.write_text(
-                f"listener {port} 127.0.0.1\n{tls}allow_anonymous true\npersistence false\n"
+                f"listener {port} 127.0.0.1\n{tls}{acl}allow_anonymous true\npersistence false\n"
                 "log_dest stderr\nset_tcp_nodelay true\n"
             )
             with open(self._log or os.devnull, "ab") as log:

@@ -41,7 +41,10 @@ class _Connection:
         self.max_reply = max_reply
         self.username, self.password = username, password
         self.client: Any = None
-        self.reply_topic = REPLY_TOPIC_PREFIX + uuid.uuid4().hex
+        #: The client identifier names the reply topic, so a broker ACL can give each client its
+        #: own replies only (mosquitto: ``pattern read wot-agents/replies/%c``).
+        self.identifier = f"wot-agents-{uuid.uuid4().hex}"
+        self.reply_topic = REPLY_TOPIC_PREFIX + self.identifier
         self.replies: dict[bytes, asyncio.Future[Any]] = {}
         self.subscribers: dict[str, list[asyncio.Queue[Any]]] = {}
         self._stack = AsyncExitStack()
@@ -58,6 +61,7 @@ class _Connection:
             username=self.username,
             password=self.password,
             timeout=timeout,
+            identifier=self.identifier,
             tls_context=self.tls,
             # The broker drops larger messages rather than sending them (MQTT 5, 3.1.2.11.4).
             max_packet_size=self.max_reply + 64 * 1024,
