@@ -34,7 +34,9 @@ from aiohttp.typedefs import Middleware
 __all__ = ["DEFAULT_READ_TIMEOUT", "bound_url", "local_host_name", "serve_app", "url_host"]
 
 #: Seconds a client has to send a request's headers, and then its body (a slow client's limit).
-DEFAULT_READ_TIMEOUT = 15.0
+#: Also how long an idle keep-alive connection stays open: longer than aiohttp clients keep one
+#: (15 s), so a client never reuses a connection the server is closing at that moment.
+DEFAULT_READ_TIMEOUT = 20.0
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
