@@ -547,7 +547,9 @@ def _trust_options(settings: RuntimeSettings) -> dict[str, Any]:
         if settings.identity is None or settings.directory is None:
             raise ValueError("group= needs identity= (the runtime's key file) and directory= (its authority)")
         identity = AgentIdentity.load_or_create(settings.identity)
-        options["credentials"] = Membership(settings.directory, identity, settings.group)
+        options["credentials"] = Membership(
+            settings.directory, identity, settings.group, token=settings.directory_token
+        )
     cert, key, ca = settings.tls_cert, settings.tls_key, settings.tls_ca
     if cert or key or ca:
         if not (cert and key and ca):

@@ -26,6 +26,7 @@ from wot_agents import (
 )
 from wot_agents.cli import main
 
+from ..registry.conftest import running_directory
 from .conftest import make_agent
 
 OWNER, MEMBER, OUTSIDER = (AgentIdentity.generate() for _ in range(3))
@@ -176,3 +177,14 @@ def test_the_group_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     finally:
         process.terminate()
         process.communicate(timeout=10)
+
+
+async def test_groups_of_a_directory_that_protects_reads() -> None:
+    async with running_directory(token="s3cret", protect_reads=True) as directory:
+        async with GroupClient(directory, OWNER) as anonymous:
+            with pytest.raises(AccessDenied, match="401"):
+                await anonymous.create("ops", [MEMBER.did])
+        async with GroupClient(directory, OWNER, token="s3cret") as owner:
+            await owner.create("ops", [MEMBER.did])
+        async with Membership(directory, MEMBER, "ops", token="s3cret") as ops:
+            assert ops.credential.count(".") == 2

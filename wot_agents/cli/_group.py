@@ -24,6 +24,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--identity", default="agent.key", metavar="KEYFILE", help="your key file (default ./agent.key)"
     )
+    parser.add_argument("--token", default=None, help="the directory's bearer token, if it protects reads")
     actions = parser.add_subparsers(dest="group_command", metavar="ACTION", required=True)
     for action, text in (("create", "create a group you own"), ("update", "replace the members")):
         sub = actions.add_parser(action, help=text)
@@ -46,7 +47,7 @@ async def run(args: argparse.Namespace) -> int:
 
     try:
         identity = AgentIdentity.load_or_create(args.identity)
-        async with GroupClient(args.directory, identity) as groups:
+        async with GroupClient(args.directory, identity, token=args.token) as groups:
             command = args.group_command
             if command in ("create", "update"):
                 policy = {"credentialTtl": args.ttl} if args.ttl is not None else None

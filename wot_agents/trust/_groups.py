@@ -364,14 +364,22 @@ class GroupClient:
     """The directory's group API, with requests proved by ``identity``'s key.
 
     ``create``/``update`` (owner: the caller), ``dissolve``, ``get`` and ``credential`` (a
-    member asks for its membership credential). ``ssl`` for an https directory with a lab CA.
+    member asks for its membership credential). ``ssl`` for an https directory with a lab CA;
+    ``token`` for a directory that protects reads (``Authorization: Bearer``).
     """
 
     def __init__(
-        self, directory: str, identity: AgentIdentity, *, timeout: float = 10.0, ssl: Any = True
+        self,
+        directory: str,
+        identity: AgentIdentity,
+        *,
+        timeout: float = 10.0,
+        ssl: Any = True,
+        token: str | None = None,
     ) -> None:
         self.directory = directory.rstrip("/")
         self.identity = identity
+        self._token = token
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._ssl = ssl
         self._session: aiohttp.ClientSession | None = None
@@ -395,6 +403,8 @@ class GroupClient:
         data = b"" if body is None else json.dumps(body).encode()
         token = proof(self.identity, f"{self.directory}/groups/{name}", request=(method, data))
         headers = {PROOF_HEADER: token, "Content-Type": "application/json"}
+        if self._token is not None:
+            headers["Authorization"] = f"Bearer {self._token}"
         async with self._session.request(method, url, data=data, headers=headers, ssl=self._ssl) as response:
             answer = await response.read()
             if response.status >= 400:
@@ -436,10 +446,18 @@ class Membership:
     was removed, the group dissolved) the old one is kept until it expires, then calls fail.
     """
 
-    def __init__(self, directory: str, identity: AgentIdentity, group: str, *, ssl: Any = True) -> None:
+    def __init__(
+        self,
+        directory: str,
+        identity: AgentIdentity,
+        group: str,
+        *,
+        ssl: Any = True,
+        token: str | None = None,
+    ) -> None:
         self.group = group
         self.identity = identity
-        self._client = GroupClient(directory, identity, ssl=ssl)
+        self._client = GroupClient(directory, identity, ssl=ssl, token=token)
         self._credential: tuple[str, float] | None = None
         self._proofs: dict[tuple[str, str], str] = {}
         self._task: asyncio.Task[None] | None = None
