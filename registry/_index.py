@@ -8,6 +8,7 @@ field, so a selective filter costs set intersections, not a scan of every descri
 
 from __future__ import annotations
 
+import difflib
 import json
 import sys
 from collections.abc import Iterable, Mapping
@@ -29,6 +30,8 @@ EXACT_FIELDS = (
 #: Substring fields (case-insensitive, every word must occur): ``q`` is title, description and capabilities.
 TEXT_FIELDS = ("q", "title")
 SORT_KEYS = ("id", "title", "created", "modified")
+#: The other parameters of ``GET /search/filter``: the filter as JSON, sorting and paging.
+_QUERY_OPTIONS = ("filter", "sort", "limit", "offset", "format")
 #: Top-level string members kept for JSONPath pre-selection (short values only).
 _TOP_MAX = 256
 
@@ -131,12 +134,19 @@ def parse_filter(expr: Any, where: str = "filter") -> Expr:
             if not values or not all(isinstance(v, str) for v in values):
                 raise HTTPProblem(400, f"{where}.{key} must be a string or a non-empty array of strings")
         else:
+            fields = (*EXACT_FIELDS, *TEXT_FIELDS, "and", "or", "not")
             raise HTTPProblem(
                 400,
-                f"unknown filter field {where}.{key}; the fields are "
-                + ", ".join((*EXACT_FIELDS, *TEXT_FIELDS, "and", "or", "not")),
+                f"unknown filter field {where}.{key}{_suggest(key, fields)}; "
+                f"the fields are {', '.join(fields)}",
             )
     return expr
+
+
+def _suggest(name: str, known: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for the closest known name, if any: typos are the usual cause."""
+    close = difflib.get_close_matches(name, list(known), 1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 Postings = dict[Any, "str | set[str]"]
@@ -266,7 +276,16 @@ class FieldIndex:
 
 
 def filter_from_query(query: Mapping[str, Any]) -> Expr | None:
-    """The filter of a GET request: each parameter one condition (AND), repeated values any-of (OR)."""
+    """The filter of a GET request: each parameter one condition (AND), repeated values any-of (OR).
+
+    An unknown parameter is refused (400), as the POST form refuses unknown members: a typo such as
+    ``capabilty=`` must not silently widen the answer to every description.
+    """
+    known = (*EXACT_FIELDS, *TEXT_FIELDS, *_QUERY_OPTIONS)
+    unknown = sorted(set(query) - set(known))
+    if unknown:
+        hints = ", ".join(f"{name!r}{_suggest(name, known)}" for name in unknown)
+        raise HTTPProblem(400, f"unknown query parameter {hints}; filter parameters are: {', '.join(known)}")
     expr: dict[str, Any] = {}
     for key in (*EXACT_FIELDS, *TEXT_FIELDS):
         values = query.getall(key, []) if hasattr(query, "getall") else []

@@ -32,6 +32,7 @@ import ctypes.util
 import json
 import os
 import queue
+import re
 import signal
 import sys
 import threading
@@ -120,7 +121,10 @@ class Indexer:
                 document = json.loads(data)
                 if depth(document, MAX_DEPTH) > MAX_DEPTH:
                     raise ValueError(f"it nests deeper than {MAX_DEPTH} levels")
-                parts.append((thing_id, self.templates.nquads(document, thing_id, f"x{n}")))
+                # Every description is a td:Thing too (agents are typed only lmos:Agent otherwise),
+                # so `?s a td:Thing` finds agents and things alike.
+                typed = f"<{thing_id}> <{_RDF_TYPE}> <{_TD_THING}> <{thing_id}> .\n"
+                parts.append((thing_id, self.templates.nquads(document, thing_id, f"x{n}") + typed))
             except Exception as exc:  # this description only (RecursionError included)
                 failures.append((thing_id, f"{type(exc).__name__}: {exc}"))
         for thing_id in latest:
@@ -158,8 +162,54 @@ class Indexer:
 
 
 # -- SPARQL ---------------------------------------------------------------------------------------
+#: Prefixes every query may use without declaring them: the TD vocabularies, and ``lmos:`` bound to
+#: what Agent Descriptions really expand to. Their context maps ``lmos`` to an IRI that ends in
+#: neither ``/`` nor ``#``, so JSON-LD 1.1 does not use it as a prefix and ``lmos:capabilities``
+#: stays the absolute IRI ``<lmos:capabilities>``; binding ``lmos:`` to ``lmos:`` makes
+#: ``?a a lmos:Agent`` match as written. A query's own PREFIX declarations win.
+SPARQL_PREFIXES: dict[str, str] = {
+    "td": "https://www.w3.org/2019/wot/td#",
+    "hctl": "https://www.w3.org/2019/wot/hypermedia#",
+    "wotsec": "https://www.w3.org/2019/wot/security#",
+    "jsonschema": "https://www.w3.org/2019/wot/json-schema#",
+    "tm": "https://www.w3.org/2019/wot/tm#",
+    "discovery": "https://www.w3.org/2022/wot/discovery-ontology#",
+    "dct": "http://purl.org/dc/terms/",
+    "htv": "http://www.w3.org/2011/http#",
+    "mqv": "http://www.w3.org/2018/wot/mqtt#",
+    "lmos": "lmos:",
+    "rdf": "http://www.w3.org/1999/02/22-rdf-syntax-ns#",
+    "rdfs": "http://www.w3.org/2000/01/rdf-schema#",
+    "xsd": "http://www.w3.org/2001/XMLSchema#",
+}
+_RDF_TYPE = "http://www.w3.org/1999/02/22-rdf-syntax-ns#type"
+_TD_THING = "https://www.w3.org/2019/wot/td#Thing"
+
+
 class QueryProblem(Exception):
     """A query the directory answers with 400; the message says why."""
+
+
+def readable_syntax_error(text: str, message: str) -> str:
+    """Oxigraph's parse error in a sentence: an unknown prefix by name, other errors without the
+    Unicode character classes the parser lists as "expected"."""
+    match = re.match(r"error at (\d+):(\d+): (.*)", message, re.S)
+    if match is None:
+        return f"not a valid SPARQL query: {message}"
+    line, column, detail = int(match[1]), int(match[2]), match[3]
+    where = f"line {line}, column {column}"
+    if "Prefix not found" in detail:
+        lines = text.splitlines() or [""]
+        before = lines[min(line, len(lines)) - 1][: max(column - 1, 0)]
+        name = re.search(r"([A-Za-z][\w.-]*)?:[\w.-]*$", before)
+        prefix = (name[1] or "") if name else "?"
+        known = ", ".join(SPARQL_PREFIXES)
+        return (
+            f"unknown prefix '{prefix}:' at {where}; declare it with PREFIX {prefix}: <...> "
+            f"(predeclared: {known})"
+        )
+    brief = re.sub(r",?\s*\[[^\]]*\]", "", detail.replace("\n", " ")).strip(" ,")
+    return f"not a valid SPARQL query at {where}: {brief or detail}"
 
 
 def evaluate(
@@ -169,9 +219,9 @@ def evaluate(
     ``accept``: :mod:`._sparql_results`), within the limits."""
     deadline = time.monotonic() + timeout
     try:
-        result = store.query(text, use_default_graph_as_union=union)
+        result = store.query(text, use_default_graph_as_union=union, prefixes=SPARQL_PREFIXES)
     except SyntaxError as exc:
-        raise QueryProblem(f"not a valid SPARQL query: {exc}") from None
+        raise QueryProblem(readable_syntax_error(text, str(exc))) from None
     if isinstance(result, ox.QueryBoolean):
         return encode_boolean(bool(result), accept)
     if isinstance(result, ox.QuerySolutions):

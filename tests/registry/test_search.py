@@ -189,6 +189,16 @@ async def test_json_filter(filled: str, http: aiohttp.ClientSession) -> None:
             assert r.content_type == "application/problem+json"
 
 
+async def test_json_filter_refuses_unknown_query_parameters(filled: str, http: aiohttp.ClientSession) -> None:
+    # A typo must not widen the answer to every description (it did: 200 with all of them).
+    async with http.get(f"{filled}/search/filter", params={"capabilty": "forecast"}) as r:
+        assert r.status == 400 and r.content_type == "application/problem+json"
+        detail = (await r.json())["detail"]
+    assert "'capabilty' (did you mean 'capability'?)" in detail
+    async with http.get(f"{filled}/search/filter", params={"capability": "forecast", "colour": "red"}) as r:
+        assert r.status == 400 and "'colour'" in (await r.json())["detail"]
+
+
 async def test_own_td_and_openapi(directory: str, http: aiohttp.ClientSession) -> None:
     # [introduction-well-known-uri] [introduction-well-known-path] [introduction-well-known-thing-description]
     # [introduction-direct-directory-description] [exploration-directory-description-type]

@@ -22,6 +22,7 @@ COMMANDS: tuple[str, ...] = (
     "serve",
     "validate",
     "directory",
+    "search",
     "discover",
     "router",
     "route",
