@@ -44,6 +44,17 @@ async def http_server(
         yield url, seen
 
 
+def _open_td(properties: dict[str, Any]) -> dict[str, Any]:
+    """A hostile agent's TD (nosec) with these properties."""
+    return {
+        "@context": "https://www.w3.org/2022/wot/td/v1.1",
+        "title": "Hostile",
+        "securityDefinitions": {"nosec": {"scheme": "nosec"}},
+        "security": "nosec",
+        "properties": properties,
+    }
+
+
 def _td(base: str) -> dict[str, Any]:
     return {
         "@context": "https://www.w3.org/2022/wot/td/v1.1",
@@ -291,13 +302,7 @@ async def test_the_consumer_turns_hostile_replies_into_documented_errors() -> No
         app.router.add_get("/deep", deep)
 
     async with http_server(routes) as (base, _):
-        td = {
-            "@context": "https://www.w3.org/2022/wot/td/v1.1",
-            "title": "Hostile",
-            "securityDefinitions": {"nosec": {"scheme": "nosec"}},
-            "security": "nosec",
-            "properties": {"deep": {"forms": [{"href": f"{base}/deep"}]}},
-        }
+        td = _open_td({"deep": {"forms": [{"href": f"{base}/deep"}]}})
         async with consume(td, timeout=5) as thing:
             with pytest.raises(PayloadError, match="nests deeper"):
                 await thing.read_property("deep")
@@ -325,12 +330,8 @@ async def test_the_consumer_reads_replies_and_events_up_to_a_limit() -> None:
         app.router.add_get("/sse", sse)
 
     async with http_server(routes) as (base, _):
-        td = {
-            "@context": "https://www.w3.org/2022/wot/td/v1.1",
-            "title": "Hostile",
-            "securityDefinitions": {"nosec": {"scheme": "nosec"}},
-            "security": "nosec",
-            "properties": {
+        td = _open_td(
+            {
                 "big": {
                     "observable": True,
                     "forms": [
@@ -338,8 +339,8 @@ async def test_the_consumer_reads_replies_and_events_up_to_a_limit() -> None:
                         {"href": f"{base}/sse", "op": ["observeproperty"], "subprotocol": "sse"},
                     ],
                 }
-            },
-        }
+            }
+        )
         async with consume(td, timeout=30, max_reply=1024 * 1024) as thing:
             with pytest.raises(RemoteError, match="larger than the limit"):
                 await thing.read_property("big")
