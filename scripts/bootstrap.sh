@@ -19,8 +19,9 @@ log() { printf '[bootstrap] %s\n' "$*" >&2; }
 # mosquitto: the real MQTT broker of the tests; iproute2: network namespaces for mDNS tests;
 # Node.js and npm: Eclipse Thingweb node-wot, the other WoT implementation of the interop tests
 # (Debian's packages only where the machine has no node and npm of its own); chromium: the real
-# browser the page tests drive through Playwright (no browser is ever downloaded).
-APT_PACKAGES=(mosquitto iproute2 chromium)
+# browser the page tests drive through Playwright (no browser is ever downloaded); etcd-server
+# and openssl: the etcd and the certificates of the Kubernetes API server of tests/kubernetes.
+APT_PACKAGES=(mosquitto iproute2 chromium etcd-server openssl)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
@@ -70,5 +71,12 @@ if [ ! -f "$npm_stamp" ]; then
   log "installing node-wot into $INTEROP/node_modules"
   (cd "$INTEROP" && npm ci --no-audit --no-fund --loglevel=error >&2)
   touch "$npm_stamp"
+fi
+# --- the real Kubernetes API server of tests/kubernetes -----------------------------------------
+# The upstream apiextensions-apiserver, built from Debian sid's Go source packages (~4 min, once;
+# cached by package versions). A failed build stops here, loudly: those tests must not skip.
+if ! bash scripts/k8s-apiserver.sh >/dev/null; then
+  log "building the Kubernetes test API server failed (see above)"
+  exit 1
 fi
 log "ready"
