@@ -24,6 +24,7 @@ describes the same failure, the child inherits it too, so ``except TimeoutError`
     ├── DiscoveryError                       mDNS / DNS-SD discovery failed
     │   ├── AnnouncementError (ValueError)   a DNS-SD announcement breaks the WoT Discovery rules
     │   └── DirectoryNotFound (LookupError)  no directory announced itself in time
+    ├── KubernetesError                      the Kubernetes API refused a request or could not be reached
     └── RoutingError                         the router could not decide (not the same as "no agent fits")
         ├── EmbedderError                    an embedding model could not load or embed
         └── LLMRoutingError                  the LLM gave no usable answer within the bounded retries
@@ -52,6 +53,7 @@ __all__ = [
     "InteractionError",
     "JsonLdError",
     "KeyResolutionError",
+    "KubernetesError",
     "LLMRoutingError",
     "NoSuitableFormError",
     "PayloadError",
@@ -209,6 +211,19 @@ class AnnouncementError(DiscoveryError, ValueError):
 
 class DirectoryNotFound(DiscoveryError, LookupError):
     """No Thing Description Directory announced itself by DNS-SD within the timeout."""
+
+
+class KubernetesError(WotAgentsError):
+    """The Kubernetes API answered with an error (``status``, ``reason``) or could not be reached.
+
+    ``status`` is None when no answer came; ``reason`` is the API's Status reason (``Conflict``,
+    ``Expired``, ``NotFound``...), which callers branch on rather than on the message.
+    """
+
+    def __init__(self, message: str, *, status: int | None = None, reason: str = "") -> None:
+        super().__init__(message)
+        self.status = status
+        self.reason = reason
 
 
 class RoutingError(WotAgentsError):
