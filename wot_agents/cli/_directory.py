@@ -10,7 +10,9 @@ from contextlib import AsyncExitStack
 from typing import Any
 from urllib.parse import urlsplit
 
-from .._app_server import serve_app
+from wot_agents import WotAgentsError
+
+from .._app_server import serve_app, url_host
 
 
 def register(subparsers: Any) -> None:
@@ -28,6 +30,28 @@ def register(subparsers: Any) -> None:
         "--db", default=None, metavar="PATH", help="SQLite database file (default wot-directory.db)"
     )
     store.add_argument("--memory", action="store_true", help="keep everything in memory (lost on exit)")
+    parser.add_argument(
+        "--backend",
+        choices=("embedded", "kubernetes"),
+        default="embedded",
+        help="embedded: SQLite (--db) or memory (--memory); kubernetes: ThingDescription objects in the "
+        "cluster (kubectl apply -k deploy/base first), so several replicas serve the same descriptions",
+    )
+    kube = parser.add_argument_group("kubernetes")
+    kube.add_argument(
+        "--namespace", default=None, help="namespace of the descriptions (default: the context's)"
+    )
+    kube.add_argument("--kubeconfig", default=None, help="kubeconfig file (default: $KUBECONFIG, in-cluster)")
+    kube.add_argument(
+        "--watch-services",
+        action="store_true",
+        help="mirror agent Services (label wot-agents.io/agent=true or lmos-agent=true) into the directory",
+    )
+    kube.add_argument(
+        "--lmos-channels",
+        action="store_true",
+        help="resolve LMOS Channel resources against the agents; write ChannelRoutings and Channel status",
+    )
     parser.add_argument("--token", default=None, help="require 'Authorization: Bearer TOKEN' for writes")
     parser.add_argument(
         "--protect-reads",
@@ -73,20 +97,46 @@ async def run(args: argparse.Namespace) -> int:
         settings.db = None
     elif args.db is not None or settings.db is None:
         settings.db = args.db or "wot-directory.db"  # type: ignore[assignment]
+    if args.backend == "kubernetes" and (args.db is not None or args.memory):
+        print("wot-agents directory: --db and --memory are for --backend embedded", file=sys.stderr)
+        return 2
     logging.getLogger("aiohttp.access").setLevel(logging.INFO)  # one line per request, whatever -v says
-    app = create_app(settings)
     async with AsyncExitStack() as stack:
-        serving = serve_app(
-            app,
-            settings.host,
-            settings.port,
-            access_log=True,
-            access_log_format='%a "%r" %s %b %Tfs',
-            read_timeout=settings.read_timeout,
-            max_connections=settings.max_connections,
-        )
-        url = await stack.enter_async_context(serving)
-        print(f"directory listening on {url}/ (store: {settings.db or 'memory'})", flush=True)
+        try:
+            kube, namespace, store = await _kubernetes(args, stack)
+            app = create_app(settings, store=store)
+            serving = serve_app(
+                app,
+                settings.host,
+                settings.port,
+                access_log=True,
+                access_log_format='%a "%r" %s %b %Tfs',
+                read_timeout=settings.read_timeout,
+                max_connections=settings.max_connections,
+            )
+            url = await stack.enter_async_context(serving)
+        except WotAgentsError as exc:  # no Kubernetes configuration, no CRD, API server unreachable
+            print(f"wot-agents directory: {exc}", file=sys.stderr)
+            return 1
+        stored = f"kubernetes, namespace {namespace}" if store is not None else settings.db or "memory"
+        print(f"directory listening on {url}/ (store: {stored})", flush=True)
+        if kube is not None and (args.watch_services or args.lmos_channels):
+            from registry import DIRECTORY
+            from registry._cluster import ClusterDuties
+
+            port = urlsplit(url).port or settings.port
+            host = "127.0.0.1" if settings.host in ("", "0.0.0.0", "::") else url_host(settings.host)
+            duties = ClusterDuties(
+                kube,
+                app[DIRECTORY],
+                f"http://{host}:{port}",
+                namespace=namespace,
+                services=args.watch_services,
+                channels=args.lmos_channels,
+                token=settings.token,
+            )
+            # Closed before the directory: mirrored Services are deregistered while it answers.
+            await stack.enter_async_context(duties)
         if args.announce:
             from discovery import Announcer
 
@@ -106,3 +156,17 @@ async def run(args: argparse.Namespace) -> int:
         await stop.wait()
         print("directory stopping", flush=True)
     return 0
+
+
+async def _kubernetes(args: argparse.Namespace, stack: AsyncExitStack) -> tuple[Any, str, Any]:
+    """The Kubernetes client, namespace and store the options ask for (None where they ask none)."""
+    if args.backend != "kubernetes" and not (args.watch_services or args.lmos_channels):
+        return None, "", None
+    from discovery._kube import KubeClient
+    from registry._kubernetes import KubernetesStore
+
+    kube = await KubeClient.connect(kubeconfig=args.kubeconfig)
+    stack.push_async_callback(kube.aclose)
+    namespace = args.namespace or kube.default_namespace
+    store = KubernetesStore(namespace=namespace, client=kube) if args.backend == "kubernetes" else None
+    return kube, namespace, store
