@@ -272,7 +272,8 @@ class KubeClient:
     ) -> AsyncIterator[Obj]:
         """The raw watch events after ``resource_version`` (bookmarks included) until the server
         ends the watch; an ``ERROR`` event or a failed request raises :class:`KubernetesError`
-        (status 410 when the version is too old)."""
+        (status 410 when the version is too old). Iterate it inside ``contextlib.aclosing``, so
+        leaving the loop early closes the connection at once."""
         query: dict[str, Any] = {
             "watch": True,
             "allowWatchBookmarks": True,
@@ -487,15 +488,18 @@ class Informer:
                     await self._relist()
                     need_list = False
                 self.watches += 1
-                async for raw in self.client.watch(
+                stream = self.client.watch(
                     self.kind,
                     self.namespace,
                     self.resource_version,
                     label_selector=self.label_selector,
                     timeout_seconds=self.watch_timeout,
-                ):
-                    delay = self.backoff
-                    await self._apply(raw)
+                )
+                # aclosing: a cancel while a change is being applied closes the stream at once.
+                async with contextlib.aclosing(stream):
+                    async for raw in stream:
+                        delay = self.backoff
+                        await self._apply(raw)
             except KubernetesError as exc:
                 if exc.status == 410:
                     logger.info("watch of %s expired (410 Gone): listing again", self.kind.plural)

@@ -432,8 +432,9 @@ class KubernetesStore:
         try:
             # The API server sends what it has after ``after`` at once; a watch of one second
             # ends on its own (nothing marks "caught up" when no change of ours followed).
-            async with asyncio.timeout(self.ack_timeout):
-                async for raw in self.client.watch(self.kind, self.namespace, str(after), timeout_seconds=1):
+            stream = self.client.watch(self.kind, self.namespace, str(after), timeout_seconds=1)
+            async with asyncio.timeout(self.ack_timeout), contextlib.aclosing(stream):
+                async for raw in stream:
                     obj = raw.get("object") or {}
                     version = str(obj.get("metadata", {}).get("resourceVersion", ""))
                     if (_version(version) or 0) > stop:

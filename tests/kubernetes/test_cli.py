@@ -22,31 +22,34 @@ from ._apiserver import KubeApiServer
 REPO = Path(__file__).parents[2]
 
 
-async def run_cli(*args: str) -> asyncio.subprocess.Process:
+async def run_cli(*args: str, stderr: Any = asyncio.subprocess.PIPE) -> asyncio.subprocess.Process:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     return await asyncio.create_subprocess_exec(
         sys.executable, "-m", "wot_agents.cli", "directory", *args,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=stderr, env=env,
     )  # fmt: skip
 
 
 @asynccontextmanager
 async def directory_process(kube: KubeApiServer, namespace: str) -> AsyncIterator[tuple[str, Any]]:
-    proc = await run_cli(
-        "--backend", "kubernetes", "--kubeconfig", str(kube.kubeconfig),
-        "--namespace", namespace, "--port", "0",
-    )  # fmt: skip
+    """The directory CLI on the kubernetes backend; its log (the access log) goes to a file."""
+    log = kube.folder / f"directory-{namespace}.log"
+    with log.open("wb") as stderr:
+        proc = await run_cli(
+            "--backend", "kubernetes", "--kubeconfig", str(kube.kubeconfig),
+            "--namespace", namespace, "--port", "0", stderr=stderr,
+        )  # fmt: skip
     try:
         assert proc.stdout is not None
         line = (await asyncio.wait_for(proc.stdout.readline(), 60)).decode()
         found = re.search(r"listening on (http://\S+?)/? \(store: kubernetes, namespace (\S+)\)", line)
-        assert found, line + (await proc.stderr.read()).decode()  # type: ignore[union-attr]
+        assert found, line + log.read_text()
         assert found.group(2) == namespace
         yield found.group(1), proc
     finally:
         if proc.returncode is None:
             proc.send_signal(signal.SIGTERM)
-        await proc.wait()
+        await proc.communicate()  # reaps it and closes its pipes
 
 
 async def test_a_bad_configuration_is_a_clear_error(tmp_path: Path) -> None:
