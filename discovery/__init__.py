@@ -12,6 +12,7 @@ from ._bridge import DirectoryBridge
 from ._browse import Browser, DiscoveredAgent, DiscoveryEvent
 from ._directory import directory_url, find_directory
 from ._dnssd import DIRECTORY_SUBTYPE, WOT_SERVICE, Announcement, Kind
+from ._kubernetes import ServiceWatcher, service_td_url
 from ._registration import Registration
 from ._services import announcement, registration
 
@@ -26,9 +27,11 @@ __all__ = [
     "DiscoveryEvent",
     "Kind",
     "Registration",
+    "ServiceWatcher",
     "announcement",
     "directory_url",
     "fetch_description",
     "find_directory",
     "registration",
+    "service_td_url",
 ]

@@ -12,7 +12,7 @@ Annotations say where the TD is:
   the first);
 - ``wot-agents.io/scheme``: ``http`` or ``https`` (default: from the port's name or appProtocol).
 
-It is written over a generic :class:`ResourceKind` (core ``v1/services`` by default) so the tests
+It is written over a generic :class:`KubeResource` (core ``v1/services`` by default) so the tests
 can run it against a Service-shaped custom resource on a CRD-only API server.
 """
 
@@ -27,10 +27,23 @@ from typing import Any
 
 import aiohttp
 
-from wot_agents import DirectoryClient, InteractionError, WotAgentsError
+from wot_agents import (
+    KUBE_SERVICES,
+    DirectoryClient,
+    InteractionError,
+    KubeClient,
+    KubeInformer,
+    KubeResource,
+    KubeWatchEvent,
+    WotAgentsError,
+)
+from wot_agents._fetch import (
+    DEFAULT_FETCH_TIMEOUT,
+    DEFAULT_MAX_TD_BYTES,
+    fetch_description,
+    open_fetch_session,
+)
 
-from ._fetch import DEFAULT_FETCH_TIMEOUT, DEFAULT_MAX_TD_BYTES, fetch_description, open_fetch_session
-from ._kube import SERVICES, Informer, KubeClient, ResourceKind, WatchEvent
 from ._lifecycle import Lifecycle
 from ._registration import Registration
 
@@ -113,7 +126,7 @@ class ServiceWatcher(Lifecycle):
         directory: DirectoryClient,
         *,
         namespace: str | None = None,
-        kind: ResourceKind = SERVICES,
+        kind: KubeResource = KUBE_SERVICES,
         ttl: float = 60.0,
         fetch_timeout: float = DEFAULT_FETCH_TIMEOUT,
         max_td_bytes: int = DEFAULT_MAX_TD_BYTES,
@@ -130,7 +143,7 @@ class ServiceWatcher(Lifecycle):
         self.retry_initial = retry_initial
         self.retry_max = retry_max
         self._informers = [
-            Informer(client, kind, namespace, self._changed, label_selector=f"{label}=true")
+            KubeInformer(client, kind, namespace, self._changed, label_selector=f"{label}=true")
             for label in (AGENT_LABEL, LMOS_AGENT_LABEL)
         ]
         self._agents: dict[tuple[str, str], _Agent] = {}
@@ -170,7 +183,7 @@ class ServiceWatcher(Lifecycle):
                 return obj
         return None
 
-    async def _changed(self, event: WatchEvent) -> None:
+    async def _changed(self, event: KubeWatchEvent) -> None:
         key = (event.namespace, event.name)
         service = self._current(key)  # a Service carrying both labels is one agent
         agent = self._agents.get(key)

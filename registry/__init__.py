@@ -18,22 +18,33 @@ from ._backend import (
     Record,
     Store,
 )
+from ._channel_operator import CHANNEL_ROLLOUTS, CHANNEL_ROUTINGS, CHANNELS, ChannelOperator
+from ._cluster import LEADER_LEASE, ClusterDuties
 from ._config import DirectorySettings
 from ._directory import Directory
+from ._kubernetes import THING_DESCRIPTIONS, KubernetesStore
 from ._memory import MemoryStore
 from ._store import SQLiteStore
 
 __all__ = [
+    "CHANNELS",
+    "CHANNEL_ROLLOUTS",
+    "CHANNEL_ROUTINGS",
     "DIRECTORY",
+    "LEADER_LEASE",
+    "THING_DESCRIPTIONS",
     "Change",
     "ChangeFeed",
     "ChangeJournal",
     "ChangeKind",
+    "ChannelOperator",
+    "ClusterDuties",
     "Directory",
     "DirectorySettings",
     "DocumentStore",
     "IndexBacklog",
     "JournalEntry",
+    "KubernetesStore",
     "MemoryStore",
     "Record",
     "SQLiteStore",

@@ -10,7 +10,8 @@ the ChannelRouting it had: changes that cannot be served are not activated. A ``
 gets a status saying whether both channels it splits between are resolved.
 
 Channels are re-resolved whenever a Channel, a ChannelRollout or an agent changes (coalesced:
-one pass for a burst). Only one replica writes: run it under :class:`discovery.LeaderElection`.
+one pass for a burst). Only one replica writes: run it under :class:`wot_agents.LeaderElection`
+(as ``ClusterDuties`` does).
 """
 
 from __future__ import annotations
@@ -21,16 +22,25 @@ import logging
 from collections.abc import Callable, Iterable
 from typing import Any, Self
 
-from discovery._kube import Informer, KubeClient, ResourceKind, WatchEvent
-from wot_agents import AgentDescription, Channel, ChannelRollout, KubernetesError, resolve_channel
+from wot_agents import (
+    AgentDescription,
+    Channel,
+    ChannelRollout,
+    KubeClient,
+    KubeInformer,
+    KubeResource,
+    KubernetesError,
+    KubeWatchEvent,
+    resolve_channel,
+)
 
 __all__ = ["CHANNELS", "CHANNEL_ROLLOUTS", "CHANNEL_ROUTINGS", "ChannelOperator", "serves"]
 
 logger = logging.getLogger("registry.channels")
 
-CHANNELS = ResourceKind("lmos.eclipse", "v1", "channels", "Channel")
-CHANNEL_ROLLOUTS = ResourceKind("lmos.eclipse", "v1", "channelrollouts", "ChannelRollout")
-CHANNEL_ROUTINGS = ResourceKind("lmos.eclipse", "v1", "channelroutings", "ChannelRouting")
+CHANNELS = KubeResource("lmos.eclipse", "v1", "channels", "Channel")
+CHANNEL_ROLLOUTS = KubeResource("lmos.eclipse", "v1", "channelrollouts", "ChannelRollout")
+CHANNEL_ROUTINGS = KubeResource("lmos.eclipse", "v1", "channelroutings", "ChannelRouting")
 
 
 def serves(agent: AgentDescription, tenant: str | None, channel: str | None, subset: str) -> bool:
@@ -56,16 +66,16 @@ class ChannelOperator:
         namespace: str,
         agents: Callable[[], Iterable[AgentDescription]],
         *,
-        channels: ResourceKind = CHANNELS,
-        rollouts: ResourceKind = CHANNEL_ROLLOUTS,
-        routings: ResourceKind = CHANNEL_ROUTINGS,
+        channels: KubeResource = CHANNELS,
+        rollouts: KubeResource = CHANNEL_ROLLOUTS,
+        routings: KubeResource = CHANNEL_ROUTINGS,
     ) -> None:
         self.client = client
         self.namespace = namespace
         self._agents = agents
         self.routings = routings
-        self.channels = Informer(client, channels, namespace, self._changed)
-        self.rollouts = Informer(client, rollouts, namespace, self._changed)
+        self.channels = KubeInformer(client, channels, namespace, self._changed)
+        self.rollouts = KubeInformer(client, rollouts, namespace, self._changed)
         self._channels_kind = channels
         self._rollouts_kind = rollouts
         self._dirty = asyncio.Event()
@@ -97,7 +107,7 @@ class ChannelOperator:
     def agents_changed(self, *_: object) -> None:
         self._dirty.set()
 
-    async def _changed(self, event: WatchEvent) -> None:
+    async def _changed(self, event: KubeWatchEvent) -> None:
         if event.type == "DELETED" and event.obj.get("kind") == "Channel":
             # The ChannelRouting belongs to the Channel (ownerReference: a cluster's garbage
             # collector would remove it too); deleted here as well, so it goes at once.
@@ -175,7 +185,7 @@ class ChannelOperator:
             body["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
             await self.client.replace(self.routings, self.namespace, body)
 
-    async def _set_status(self, kind: ResourceKind, obj: dict[str, Any], status: dict[str, Any]) -> None:
+    async def _set_status(self, kind: KubeResource, obj: dict[str, Any], status: dict[str, Any]) -> None:
         """Patch the status subresource when it differs (the watch then shows the new status)."""
         wanted = {k: v for k, v in status.items() if v is not None}
         if (obj.get("status") or {}) != wanted:

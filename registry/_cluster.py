@@ -12,12 +12,9 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Iterator
-from typing import Self
+from typing import Any, Self
 
-from discovery._kube import KubeClient
-from discovery._kubernetes import ServiceWatcher
-from discovery._lease import LeaderElection
-from wot_agents import AgentDescription, DescriptionError, DirectoryClient
+from wot_agents import AgentDescription, DescriptionError, DirectoryClient, KubeClient, LeaderElection
 
 from ._channel_operator import ChannelOperator
 from ._directory import Directory
@@ -56,7 +53,7 @@ class ClusterDuties:
             client, namespace, LEADER_LEASE, self._lead, lease_seconds=lease_seconds, renew_every=renew_every
         )
         self.operator: ChannelOperator | None = None
-        self.watcher: ServiceWatcher | None = None
+        self.watcher: Any = None  # the discovery.ServiceWatcher while leading
 
     async def __aenter__(self) -> Self:
         await self.election.start()
@@ -78,6 +75,8 @@ class ClusterDuties:
                 self.directory.store.subscribe(self.operator.agents_changed)
                 await stack.enter_async_context(self.operator)
             if self.services:
+                from discovery import ServiceWatcher  # mDNS's zeroconf comes with it: only when asked
+
                 directory = await stack.enter_async_context(DirectoryClient(self.url, token=self.token))
                 self.watcher = ServiceWatcher(self.client, directory, namespace=self.namespace)
                 await stack.enter_async_context(self.watcher)

@@ -6,7 +6,7 @@ object name); ``spec.document`` holds the stored TD text verbatim, so every repl
 same bytes; labels (type, tenant, channel, subset, in label-safe form) let the API server and
 ``kubectl`` filter.
 
-Every replica follows the resource with list + watch (:class:`discovery.Informer`: bookmarks,
+Every replica follows the resource with list + watch (:class:`wot_agents.KubeInformer`: bookmarks,
 re-list on 410 Gone, reconnect with backoff) and keeps the descriptions in memory, so reads never
 wait for the API server and the indexes follow the same changes on every replica. Writes go to the
 API server and are acknowledged once it has stored them in etcd (so a replica killed with
@@ -37,8 +37,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Self
 
-from discovery._kube import Informer, KubeClient, ResourceKind, WatchEvent
-from wot_agents import KubernetesError
+from wot_agents import KubeClient, KubeInformer, KubeResource, KubernetesError, KubeWatchEvent
 
 from ._backend import Change, ChangeKind, JournalEntry, Record, decimal_event_id
 from ._enrich import merge_diff
@@ -49,7 +48,7 @@ __all__ = ["THING_DESCRIPTIONS", "KubernetesStore", "label_safe", "object_name",
 
 logger = logging.getLogger("registry.kubernetes")
 
-THING_DESCRIPTIONS = ResourceKind("wot-agents.io", "v1alpha1", "thingdescriptions", "ThingDescription")
+THING_DESCRIPTIONS = KubeResource("wot-agents.io", "v1alpha1", "thingdescriptions", "ThingDescription")
 #: Below etcd's default 1.5 MiB request limit, with room for metadata and managedFields.
 DEFAULT_MAX_OBJECT_BYTES = 1024 * 1024
 _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
@@ -132,7 +131,7 @@ class KubernetesStore:
         journal_size: int = 100_000,
         max_object_bytes: int = DEFAULT_MAX_OBJECT_BYTES,
         ack_timeout: float = 10.0,
-        kind: ResourceKind = THING_DESCRIPTIONS,
+        kind: KubeResource = THING_DESCRIPTIONS,
     ) -> None:
         if journal_size < 1:
             raise ValueError(f"journal_size must be at least 1, not {journal_size}")
@@ -153,7 +152,7 @@ class KubernetesStore:
         self._recent: dict[str, Change] = {}
         self._pending: dict[str, int] = {}
         self._seq = 0
-        self._informer: Informer | None = None
+        self._informer: KubeInformer | None = None
         self._opened = False
         self.revision = 0
 
@@ -170,7 +169,7 @@ class KubernetesStore:
         self._opened = True
         if self._client is None:
             self._client = await KubeClient.connect(kubeconfig=self._kubeconfig, context=self._context)
-        self._informer = Informer(self._client, self.kind, self.namespace, self._on_event)
+        self._informer = KubeInformer(self._client, self.kind, self.namespace, self._on_event)
         host = self._client.host
         try:
             await self._informer.start()
@@ -198,7 +197,7 @@ class KubernetesStore:
             await client.aclose()
 
     # -- the watch ---------------------------------------------------------------------------
-    def _on_event(self, event: WatchEvent) -> None:
+    def _on_event(self, event: KubeWatchEvent) -> None:
         record = _record(event.obj)
         if record is None:
             logger.warning(

@@ -54,7 +54,12 @@ from ._errors import (
     ValidationError,
     WotAgentsError,
 )
+<<<<<<< HEAD
 from ._fetch import request_description
+=======
+from ._kubernetes import KUBE_LEASES, KUBE_SERVICES, KubeClient, KubeInformer, KubeResource, KubeWatchEvent
+from ._lease import LeaderElection
+>>>>>>> 39e8a1d (wot_agents: the generic Kubernetes client, KubeInformer and LeaderElection move into the SDK, so registry needs no discovery (zeroconf) import; public exports in wot_agents, registry, discovery)
 from ._model import (
     LMOS_CONTEXT,
     LMOS_NAMESPACE,
@@ -101,6 +106,8 @@ __all__ = [
     "CHAT_STREAM_EVENT",
     "ERROR_STATUSES",
     "EVENT_STREAM",
+    "KUBE_LEASES",
+    "KUBE_SERVICES",
     "LMOS_CONTEXT",
     "LMOS_NAMESPACE",
     "PREFIXES",
@@ -160,8 +167,13 @@ __all__ = [
     "InteractionError",
     "JsonLdError",
     "KeyResolutionError",
+    "KubeClient",
+    "KubeInformer",
+    "KubeResource",
+    "KubeWatchEvent",
     "KubernetesError",
     "LLMRoutingError",
+    "LeaderElection",
     "Link",
     "Membership",
     "NoSuitableFormError",

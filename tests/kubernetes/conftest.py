@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 import yaml
 
-from discovery._kube import KubeClient
 from tests.registry.conftest import http, make_td  # noqa: F401 - the same fixtures as the registry tests
+from wot_agents import KubeClient
 
 from ._apiserver import KubeApiServer, build_apiserver
 

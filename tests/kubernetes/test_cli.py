@@ -13,9 +13,8 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from discovery._kube import KubeClient
 from registry._kubernetes import THING_DESCRIPTIONS
-from wot_agents import DirectoryClient, DirectoryError
+from wot_agents import DirectoryClient, DirectoryError, KubeClient
 
 from ._apiserver import KubeApiServer
 

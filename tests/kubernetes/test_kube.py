@@ -8,13 +8,12 @@ from typing import Any
 
 import pytest
 
-from discovery._kube import Informer, KubeClient, ResourceKind, WatchEvent
-from wot_agents import KubernetesError
+from wot_agents import KubeClient, KubeInformer, KubeResource, KubernetesError, KubeWatchEvent
 
 from ._apiserver import KubeApiServer
 from .conftest import SERVICE_GROUP
 
-SERVICES = ResourceKind(SERVICE_GROUP, "v1", "services", "Service")
+SERVICES = KubeResource(SERVICE_GROUP, "v1", "services", "Service")
 
 
 def service(name: str, **labels: str) -> dict[str, Any]:
@@ -30,10 +29,10 @@ class Recorder:
     """The events an informer reported, and a way to wait for a condition on them."""
 
     def __init__(self) -> None:
-        self.events: list[WatchEvent] = []
+        self.events: list[KubeWatchEvent] = []
         self._changed = asyncio.Condition()
 
-    async def __call__(self, event: WatchEvent) -> None:
+    async def __call__(self, event: KubeWatchEvent) -> None:
         async with self._changed:
             self.events.append(event)
             self._changed.notify_all()
@@ -54,7 +53,7 @@ async def wait_until(condition: Callable[[], bool], within: float = 20) -> None:
 
 
 def test_resource_paths() -> None:
-    core = ResourceKind("", "v1", "services")
+    core = KubeResource("", "v1", "services")
     assert core.path("ns", "a b") == "/api/v1/namespaces/ns/services/a%20b"
     assert core.path(None) == "/api/v1/services"
     assert SERVICES.path("x", "y", "status") == f"/apis/{SERVICE_GROUP}/v1/namespaces/x/services/y/status"
@@ -96,7 +95,7 @@ async def test_unreachable_server_is_a_kubernetes_error(kube: KubeApiServer, tmp
 async def test_informer_reports_every_change_in_order(kube_client: KubeClient, namespace: str) -> None:
     await kube_client.create(SERVICES, namespace, service("before"))
     recorder = Recorder()
-    async with Informer(kube_client, SERVICES, namespace, recorder, watch_timeout=2) as informer:
+    async with KubeInformer(kube_client, SERVICES, namespace, recorder, watch_timeout=2) as informer:
         assert recorder.seen() == [("ADDED", "before")]
         await kube_client.create(SERVICES, namespace, service("new"))
         await kube_client.merge_patch(SERVICES, namespace, "before", {"spec": {"ports": [{"port": 81}]}})
@@ -117,7 +116,7 @@ async def test_informer_keeps_its_version_fresh_with_bookmarks(
     kube_client: KubeClient, namespace: str
 ) -> None:
     recorder = Recorder()
-    async with Informer(kube_client, SERVICES, namespace, recorder, watch_timeout=3) as informer:
+    async with KubeInformer(kube_client, SERVICES, namespace, recorder, watch_timeout=3) as informer:
         start = int(informer.resource_version)
         # Changes elsewhere advance the cluster's version; bookmarks carry it to this watch.
         for i in range(3):
@@ -136,7 +135,7 @@ async def test_expired_watch_relists_without_losing_or_repeating(
     for name in ("kept", "changed", "removed"):
         await kube_client.create(SERVICES, namespace, service(name))
     recorder = Recorder()
-    informer = Informer(kube_client, SERVICES, namespace, recorder, backoff=0.05, max_backoff=0.5)
+    informer = KubeInformer(kube_client, SERVICES, namespace, recorder, backoff=0.05, max_backoff=0.5)
     await informer.start()
     await recorder.wait_for(3)
     await informer.aclose()
@@ -168,7 +167,7 @@ async def test_informer_survives_api_server_and_etcd_restarts(
     kube: KubeApiServer, kube_client: KubeClient, namespace: str
 ) -> None:
     recorder = Recorder()
-    async with Informer(kube_client, SERVICES, namespace, recorder, backoff=0.05, max_backoff=0.5):
+    async with KubeInformer(kube_client, SERVICES, namespace, recorder, backoff=0.05, max_backoff=0.5):
         await asyncio.to_thread(kube.restart_apiserver)
         await kube_client.create(SERVICES, namespace, service("one"))
         await recorder.wait_for(1)

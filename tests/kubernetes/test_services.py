@@ -16,14 +16,13 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from discovery._kube import KubeClient, ResourceKind
 from discovery._kubernetes import ServiceWatcher, service_td_url
 from tests.registry.conftest import running_directory
-from wot_agents import DirectoryClient
+from wot_agents import DirectoryClient, KubeClient, KubeResource
 
 from .conftest import SERVICE_GROUP
 
-SERVICES = ResourceKind(SERVICE_GROUP, "v1", "services", "Service")
+SERVICES = KubeResource(SERVICE_GROUP, "v1", "services", "Service")
 EXAMPLE = json.loads((Path(__file__).parents[2] / "examples" / "weather-agent.json").read_text())
 
 

@@ -17,10 +17,9 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from discovery._kube import KubeClient
 from registry import DIRECTORY, DirectorySettings, create_app
 from registry._kubernetes import THING_DESCRIPTIONS, KubernetesStore, label_safe, object_name, td_labels
-from wot_agents import DirectoryClient, DirectoryEvent
+from wot_agents import DirectoryClient, DirectoryEvent, KubeClient
 
 from ._apiserver import KubeApiServer
 

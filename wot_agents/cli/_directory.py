@@ -121,8 +121,7 @@ async def run(args: argparse.Namespace) -> int:
         stored = f"kubernetes, namespace {namespace}" if store is not None else settings.db or "memory"
         print(f"directory listening on {url}/ (store: {stored})", flush=True)
         if kube is not None and (args.watch_services or args.lmos_channels):
-            from registry import DIRECTORY
-            from registry._cluster import ClusterDuties
+            from registry import DIRECTORY, ClusterDuties
 
             port = urlsplit(url).port or settings.port
             host = "127.0.0.1" if settings.host in ("", "0.0.0.0", "::") else url_host(settings.host)
@@ -162,8 +161,8 @@ async def _kubernetes(args: argparse.Namespace, stack: AsyncExitStack) -> tuple[
     """The Kubernetes client, namespace and store the options ask for (None where they ask none)."""
     if args.backend != "kubernetes" and not (args.watch_services or args.lmos_channels):
         return None, "", None
-    from discovery._kube import KubeClient
-    from registry._kubernetes import KubernetesStore
+    from registry import KubernetesStore
+    from wot_agents import KubeClient
 
     kube = await KubeClient.connect(kubeconfig=args.kubeconfig)
     stack.push_async_callback(kube.aclose)

@@ -1,13 +1,13 @@
 """A small asyncio client for any Kubernetes resource, and the list + watch loop that follows one.
 
-Written over a generic (group, version, plural) :class:`ResourceKind`, so the same code reads core
+Written over a generic (group, version, plural) :class:`KubeResource`, so the same code reads core
 ``v1/services`` in a cluster and a Service-shaped custom resource on a CRD-only test API server.
 Authentication and TLS come from kubernetes-asyncio's configuration loaders (kubeconfig, exec
 plugins, in-cluster service account with token refresh); requests go through its aiohttp session,
 but the paths and the watch protocol are ours: the generated API classes cannot address a
 resource chosen at run time, and their watch helper hides bookmarks and 410 Gone.
 
-:class:`Informer` is the list + watch loop: a paged list gives a consistent snapshot and its
+:class:`KubeInformer` is the list + watch loop: a paged list gives a consistent snapshot and its
 ``resourceVersion``; a watch from there (with bookmarks, so the version stays fresh even when
 nothing changes) delivers every later change. On 410 Gone (the version was compacted away) it
 lists again and reports the difference as changes, so nothing is lost or reported twice; on a
@@ -21,7 +21,7 @@ import contextlib
 import json
 import logging
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Self
@@ -29,24 +29,24 @@ from urllib.parse import quote
 
 import aiohttp
 
-from wot_agents import KubernetesError
+from ._errors import KubernetesError
 
 __all__ = [
-    "LEASES",
-    "SERVICES",
-    "Informer",
+    "KUBE_LEASES",
+    "KUBE_SERVICES",
     "KubeClient",
-    "ResourceKind",
-    "WatchEvent",
+    "KubeInformer",
+    "KubeResource",
+    "KubeWatchEvent",
 ]
 
-logger = logging.getLogger("discovery.kubernetes")
+logger = logging.getLogger("wot_agents.kubernetes")
 Obj = dict[str, Any]
 EventType = Literal["ADDED", "MODIFIED", "DELETED"]
 
 
 @dataclass(frozen=True, slots=True)
-class ResourceKind:
+class KubeResource:
     """A resource type by group, version and plural; ``group=""`` is the core API (``/api/v1``)."""
 
     group: str
@@ -70,8 +70,8 @@ class ResourceKind:
         return path
 
 
-SERVICES = ResourceKind("", "v1", "services", "Service")
-LEASES = ResourceKind("coordination.k8s.io", "v1", "leases", "Lease")
+KUBE_SERVICES = KubeResource("", "v1", "services", "Service")
+KUBE_LEASES = KubeResource("coordination.k8s.io", "v1", "leases", "Lease")
 
 
 def _error(status: int | None, body: bytes | str, what: str) -> KubernetesError:
@@ -194,7 +194,7 @@ class KubeClient:
             raise _error(response.status, data, f"{method} {path}")
         return json.loads(data)  # type: ignore[no-any-return]
 
-    async def get(self, kind: ResourceKind, namespace: str | None, name: str) -> Obj | None:
+    async def get(self, kind: KubeResource, namespace: str | None, name: str) -> Obj | None:
         """The object, or None when there is none."""
         try:
             return await self.request("GET", kind.path(namespace, name))
@@ -205,7 +205,7 @@ class KubeClient:
 
     async def list(
         self,
-        kind: ResourceKind,
+        kind: KubeResource,
         namespace: str | None,
         *,
         label_selector: str | None = None,
@@ -224,16 +224,16 @@ class KubeClient:
                 return items, str(meta.get("resourceVersion", ""))
             query["continue"] = meta["continue"]
 
-    async def create(self, kind: ResourceKind, namespace: str | None, obj: Obj) -> Obj:
+    async def create(self, kind: KubeResource, namespace: str | None, obj: Obj) -> Obj:
         return await self.request("POST", kind.path(namespace), body=obj)
 
-    async def replace(self, kind: ResourceKind, namespace: str | None, obj: Obj) -> Obj:
+    async def replace(self, kind: KubeResource, namespace: str | None, obj: Obj) -> Obj:
         """PUT: fails with 409 Conflict when ``metadata.resourceVersion`` is not the current one."""
         return await self.request("PUT", kind.path(namespace, obj["metadata"]["name"]), body=obj)
 
     async def merge_patch(
         self,
-        kind: ResourceKind,
+        kind: KubeResource,
         namespace: str | None,
         name: str,
         patch: Obj,
@@ -248,7 +248,7 @@ class KubeClient:
         )
 
     async def delete(
-        self, kind: ResourceKind, namespace: str | None, name: str, *, resource_version: str | None = None
+        self, kind: KubeResource, namespace: str | None, name: str, *, resource_version: str | None = None
     ) -> Obj | None:
         """Delete (only that version, when given); None when it was already gone."""
         body: Obj = {"apiVersion": "v1", "kind": "DeleteOptions"}
@@ -263,13 +263,13 @@ class KubeClient:
 
     async def watch(
         self,
-        kind: ResourceKind,
+        kind: KubeResource,
         namespace: str | None,
         resource_version: str,
         *,
         label_selector: str | None = None,
         timeout_seconds: int = 300,
-    ) -> AsyncIterator[Obj]:
+    ) -> AsyncGenerator[Obj, None]:
         """The raw watch events after ``resource_version`` (bookmarks included) until the server
         ends the watch; an ``ERROR`` event or a failed request raises :class:`KubernetesError`
         (status 410 when the version is too old). Iterate it inside ``contextlib.aclosing``, so
@@ -344,7 +344,7 @@ def _default_namespace(kubeconfig: str | Path | None, context: str | None) -> st
 
 
 @dataclass(frozen=True, slots=True)
-class WatchEvent:
+class KubeWatchEvent:
     """One change of a watched object: its type, the object after it (before, for DELETED)."""
 
     type: EventType
@@ -365,7 +365,7 @@ def object_key(obj: Obj) -> tuple[str, str]:
     return str(meta.get("namespace", "")), str(meta["name"])
 
 
-class Informer:
+class KubeInformer:
     """Keeps ``objects`` equal to the server's objects of one kind, and calls ``handler`` per change.
 
     ``handler`` gets every change in the server's order: first the initial list as ``ADDED``
@@ -378,9 +378,9 @@ class Informer:
     def __init__(
         self,
         client: KubeClient,
-        kind: ResourceKind,
+        kind: KubeResource,
         namespace: str | None,
-        handler: Callable[[WatchEvent], Awaitable[None] | None],
+        handler: Callable[[KubeWatchEvent], Awaitable[None] | None],
         *,
         label_selector: str | None = None,
         watch_timeout: int = 300,
@@ -454,7 +454,7 @@ class Informer:
         async with self._seen:
             self._seen.notify_all()
 
-    async def _emit(self, event: WatchEvent) -> None:
+    async def _emit(self, event: KubeWatchEvent) -> None:
         result = self.handler(event)
         if result is not None:
             await result
@@ -462,16 +462,18 @@ class Informer:
     async def _relist(self) -> None:
         items, version = await self.client.list(self.kind, self.namespace, label_selector=self.label_selector)
         fresh = {object_key(obj): obj for obj in items}
-        changes: list[WatchEvent] = []
+        changes: list[KubeWatchEvent] = []
         for key, obj in fresh.items():
             old = self.objects.get(key)
             if old is None:
-                changes.append(WatchEvent("ADDED", obj, obj["metadata"].get("resourceVersion", version)))
+                changes.append(KubeWatchEvent("ADDED", obj, obj["metadata"].get("resourceVersion", version)))
             elif old["metadata"].get("resourceVersion") != obj["metadata"].get("resourceVersion"):
-                changes.append(WatchEvent("MODIFIED", obj, obj["metadata"].get("resourceVersion", version)))
+                changes.append(
+                    KubeWatchEvent("MODIFIED", obj, obj["metadata"].get("resourceVersion", version))
+                )
         for key, old in self.objects.items():
             if key not in fresh:
-                changes.append(WatchEvent("DELETED", old, version))
+                changes.append(KubeWatchEvent("DELETED", old, version))
         changes.sort(key=lambda e: _version_number(e.resource_version) or 0)
         self.objects = fresh
         for change in changes:
@@ -527,7 +529,7 @@ class Informer:
             self.objects.pop(key, None)
         else:
             self.objects[key] = obj
-        await self._emit(WatchEvent(kind, obj, version))
+        await self._emit(KubeWatchEvent(kind, obj, version))
         await self._advance(version)
 
 

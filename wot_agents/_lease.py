@@ -20,13 +20,12 @@ from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime, timedelta
 from typing import Any, Self
 
-from wot_agents import KubernetesError
-
-from ._kube import LEASES, KubeClient, ResourceKind
+from ._errors import KubernetesError
+from ._kubernetes import KUBE_LEASES, KubeClient, KubeResource
 
 __all__ = ["LeaderElection"]
 
-log = logging.getLogger("discovery.kubernetes")
+log = logging.getLogger("wot_agents.kubernetes")
 
 
 def _now() -> datetime:
@@ -65,7 +64,7 @@ class LeaderElection:
         identity: str | None = None,
         lease_seconds: float = 15.0,
         renew_every: float = 5.0,
-        kind: ResourceKind = LEASES,
+        kind: KubeResource = KUBE_LEASES,
     ) -> None:
         if renew_every >= lease_seconds:
             raise ValueError("renew_every must be shorter than lease_seconds")
