@@ -54,12 +54,9 @@ from ._errors import (
     ValidationError,
     WotAgentsError,
 )
-<<<<<<< HEAD
 from ._fetch import request_description
-=======
 from ._kubernetes import KUBE_LEASES, KUBE_SERVICES, KubeClient, KubeInformer, KubeResource, KubeWatchEvent
 from ._lease import LeaderElection
->>>>>>> 39e8a1d (wot_agents: the generic Kubernetes client, KubeInformer and LeaderElection move into the SDK, so registry needs no discovery (zeroconf) import; public exports in wot_agents, registry, discovery)
 from ._model import (
     LMOS_CONTEXT,
     LMOS_NAMESPACE,
