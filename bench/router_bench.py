@@ -16,7 +16,8 @@ joined to others with ``+`` (``minilm-tuned+e5`` = ``router eval --embedder mini
 ``fast>accurate`` measures a cascade (``minilm>minilm+e5`` = ``router eval --embedder minilm
 --cascade minilm+e5``): the share of queries the accurate router settled is printed as "escalated".
 ``--table`` prints the one table of docs/architecture.md instead (every dataset, with examples
-and zero-shot; ``--split val`` for choosing, test for reporting):
+and zero-shot; ``--split val`` for choosing, test for reporting; ``--table snips-zs,...`` for
+some rows):
 
     python bench/router_bench.py --table
 
@@ -144,7 +145,7 @@ async def run_table(files, names: list[str], split: str, minilm, cache) -> None:
         f" {'id-oos':>7} {'ood-oos':>7}"
     )
     for base in names:
-        for name in (base, f"{base}-zs"):
+        for name in (base,) if base.endswith("-zs") else (base, f"{base}-zs"):
             paths = files.get(name)
             if paths is None:
                 continue
