@@ -17,6 +17,8 @@ from typing import Any
 from aiohttp import WSCloseCode, web
 from pydantic import ValidationError as PydanticValidationError
 
+from wot_agents import TraceContext, use_trace
+
 from ._chat_page import add_chat_page
 from ._config import RuntimeSettings
 from ._lmos import (
@@ -98,21 +100,25 @@ async def chat(request: web.Request) -> web.StreamResponse:
     if not turn_id:
         raise LmosError(INVALID_REQUEST, f"Required header '{TURN_ID}' is not present", status=400)
     conversation = await parse_conversation(request, runtime.settings.max_messages)
+    trace = TraceContext.parse(request.headers.get("traceparent"), request.headers.get("tracestate"))
     turn = TurnRequest(
         request.match_info["tenantId"],
         request.match_info["conversationId"],
         turn_id,
         conversation,
         subset=request.headers.get(SUBSET) or None,
+        trace=(trace or TraceContext.new()).child(),
     )
     streaming = wants_events(request)
     started = time.perf_counter()
     outcome = "ok"
     try:
-        if streaming:
-            with open_stream(runtime):
-                return await stream_sse(request, turn, runtime.stream(turn))
-        return web.json_response((await runtime.chat(turn)).to_dict(), dumps=_dumps)
+        with use_trace(turn.trace):
+            if streaming:
+                with open_stream(runtime):
+                    return await stream_sse(request, turn, runtime.stream(turn))
+            answer = (await runtime.chat(turn)).to_dict()
+        return web.json_response(answer, dumps=_dumps, headers=turn.trace.headers() if turn.trace else None)
     except LmosError as error:
         outcome = error.code
         raise

@@ -24,6 +24,7 @@ from wot_agents import (
     ChatReply,
     Membership,
     RoutingError,
+    TraceContext,
     TrustPolicy,
 )
 from wot_agents.trust import TlsConfig
@@ -113,6 +114,8 @@ class TurnRequest:
     conversation: Conversation
     #: ``x-subset``: None lets a ChannelRollout (or the default subset) decide.
     subset: str | None = None
+    #: The runtime's span of the client's trace: carried to the agent (see wot_agents.use_trace).
+    trace: TraceContext | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -437,13 +440,14 @@ class Runtime:
             ),
         )
         log.info(
-            "turn %s of %s/%s -> %s (%s %.3f)",
+            "turn %s of %s/%s -> %s (%s %.3f) trace %s",
             request.turn_id,
             request.tenant,
             request.conversation_id,
             plan.agent.id,
             decision.method,
             decision.score,
+            request.trace.trace_id if request.trace else "-",
         )
         return Turn(plan.agent, decision, reply, plan.subset)
 

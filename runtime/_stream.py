@@ -30,7 +30,7 @@ from typing import Any
 from aiohttp import WSMsgType, web
 from pydantic import ValidationError as PydanticValidationError
 
-from wot_agents import EVENT_STREAM, EventStream, ServerSentEvent
+from wot_agents import EVENT_STREAM, EventStream, ServerSentEvent, TraceContext, use_trace
 
 from ._lmos import INTERNAL_SERVER_ERROR, INVALID_REQUEST, SERVICE_UNAVAILABLE, Conversation, LmosError
 from ._runtime import Turn, TurnRequest
@@ -110,6 +110,7 @@ async def stream_ws(
             await ws.send_str(_json(frame))
 
     async def answer(turn: TurnRequest) -> None:
+        use_trace(turn.trace).__enter__()  # this task's own context: nothing to restore after it
         items = runtime.stream(turn)
         try:
             async for item in items:
@@ -163,4 +164,10 @@ def _turn(text: str, tenant: str, conversation_id: str, max_messages: int) -> Tu
     if len(conversation.input_context.messages) > max_messages:
         raise LmosError(INVALID_REQUEST, f"a turn may carry at most {max_messages} messages", status=400)
     subset = frame.get("subset") if isinstance(frame.get("subset"), str) else None
-    return TurnRequest(tenant, conversation_id, frame["turnId"], conversation, subset=subset)
+    parent = TraceContext.parse(_text(frame.get("traceparent")), _text(frame.get("tracestate")))
+    trace = (parent or TraceContext.new()).child()
+    return TurnRequest(tenant, conversation_id, frame["turnId"], conversation, subset=subset, trace=trace)
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None

@@ -82,6 +82,7 @@ from ._model import (
 from ._pool import ClientPool
 from ._problem import ERROR_STATUSES, PROBLEM_JSON, HTTPProblem, ProblemDetails, problem_middleware
 from ._sse import EVENT_STREAM, EventStream, EventStreamParser, ServerSentEvent, parse_events
+from ._trace import TraceContext, current_trace, trace_headers, use_trace
 from ._validation import check, validate, validate_json
 from .bindings import ApiKey, ApiKeyAuth, BasicAuth, BasicCredentials, BearerAuth, BearerToken
 from .jsonld import ContextLoader
@@ -189,6 +190,7 @@ __all__ = [
     "SignatureError",
     "Subscription",
     "ThingDescription",
+    "TraceContext",
     "TrustError",
     "TrustPolicy",
     "UntrustedIssuer",
@@ -202,6 +204,7 @@ __all__ = [
     "chat_handler",
     "check",
     "consume",
+    "current_trace",
     "is_chat_agent",
     "load_channel_resources",
     "parse_events",
@@ -210,6 +213,8 @@ __all__ = [
     "resolve_channel",
     "serve_app",
     "sign",
+    "trace_headers",
+    "use_trace",
     "validate",
     "validate_json",
     "verify",

@@ -25,6 +25,7 @@ from ..._errors import PayloadError
 from ..._model import Form
 from ..._problem import ProblemDetails
 from ..._sse import EVENT_STREAM, EventStreamParser, parse_events
+from ..._trace import trace_headers
 from .._interfaces import Interaction, Stream
 from .._vocabulary import (
     CONTENT_TYPE,
@@ -78,7 +79,7 @@ class HttpClient:
             self._session = None
 
     def _headers(self, interaction: Interaction, *, accept: str, body: bool) -> dict[str, str]:
-        headers = {"Accept": accept, **interaction.auth.headers}
+        headers = {"Accept": accept, **trace_headers(), **interaction.auth.headers}
         for header in interaction.form.headers or ():
             name, value = header.get("htv:fieldName"), header.get("htv:fieldValue")
             if isinstance(name, str) and isinstance(value, str):

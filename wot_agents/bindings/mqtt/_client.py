@@ -19,6 +19,7 @@ from typing import Any
 from ..._errors import ConnectError
 from ..._model import Form
 from ..._problem import ProblemDetails
+from ..._trace import trace_headers
 from .._interfaces import Interaction, Stream
 from .._vocabulary import MAX_REPLY, MQTT_CONTROL_PACKETS, decode_payload, mqtt_control_packet, mqtt_qos
 from ._proof import prove
@@ -197,7 +198,7 @@ class MqttClient:
         topic = form_topic(form, subscribe=False)
         body = b"" if payload is None and interaction.op == "invokeaction" else json.dumps(payload).encode()
         members: dict[str, Any] = {"ContentType": form.content_type or "application/json"}
-        user_properties = self._user_properties(interaction, topic, body)
+        user_properties = [*self._user_properties(interaction, topic, body), *trace_headers().items()]
         if user_properties:
             members["UserProperty"] = user_properties
         if not interaction.expects_reply:

@@ -23,6 +23,7 @@ import aiohttp
 from ..._errors import ConnectError
 from ..._model import Form
 from ..._problem import ProblemDetails
+from ..._trace import trace_headers
 from .._interfaces import Interaction, Stream
 from .._vocabulary import LMOS_SUBPROTOCOL
 from ._messages import ENVELOPE, decode, encode, member, message
@@ -177,7 +178,13 @@ class WebSocketClient:
             body["data"] = payload
         elif interaction.op == "invokeaction" and payload is not None:
             body["input"] = payload
-        return message(message_type, interaction.thing_id or "", correlation_id=correlation, **body)
+        return message(
+            message_type,
+            interaction.thing_id or "",
+            correlation_id=correlation,
+            trace=trace_headers(),
+            **body,
+        )
 
     async def request(self, interaction: Interaction, payload: Any = None) -> Any:
         connection = await self._connection(interaction)
