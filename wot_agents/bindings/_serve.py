@@ -9,10 +9,11 @@ listeners when the description changes (the MQTT server republishes it; discover
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 import signal
 import threading
-from collections.abc import Awaitable, Callable, Generator, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from typing import Any
 
@@ -141,9 +142,9 @@ _RUNNING_MEMBERS = frozenset(name for name in vars(RunningAgent) if not name.sta
 }
 
 
-class Serving:
+class Serving(Coroutine[Any, Any, None]):
     """What ``serve()`` returns: ``async with`` it to get a :class:`RunningAgent`, or ``await`` it
-    to serve until cancelled (e.g. by Ctrl-C)."""
+    (or ``asyncio.run`` it) to serve until Ctrl-C, SIGTERM or cancellation."""
 
     def __init__(
         self,
@@ -164,6 +165,7 @@ class Serving:
         self._did_web = did_web
         self._access = access
         self._stack: AsyncExitStack | None = None
+        self._coroutine: Coroutine[Any, Any, None] | None = None
 
     async def __aenter__(self) -> RunningAgent:
         if self._stack is not None:
@@ -196,22 +198,39 @@ class Serving:
             await stack.aclose()
 
     async def _forever(self) -> None:
-        # Run as a process's main loop, SIGTERM (what Docker and Kubernetes send) stops the agent
-        # the way Ctrl-C does: goodbye, deregistration and closing happen, then ``await`` returns.
-        # A handler the application installed itself is left alone.
+        # Run as a process's main loop, Ctrl-C and SIGTERM (what Docker and Kubernetes send) stop
+        # the agent alike: goodbye, deregistration and closing happen, then ``await`` returns, with
+        # no KeyboardInterrupt traceback. A handler the application installed itself is left alone.
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
-        handled = threading.current_thread() is threading.main_thread() and signal.getsignal(
-            signal.SIGTERM
-        ) in (signal.SIG_DFL, None)
-        if handled:
-            loop.add_signal_handler(signal.SIGTERM, stop.set)
+        taken = [sig for sig in (signal.SIGINT, signal.SIGTERM) if _may_take(sig)]
+        for sig in taken:
+            loop.add_signal_handler(sig, stop.set)
         try:
             async with self:
                 await stop.wait()
         finally:
-            if handled:
-                loop.remove_signal_handler(signal.SIGTERM)
+            for sig in taken:
+                loop.remove_signal_handler(sig)
+
+    # ``Serving`` is also a coroutine, so ``asyncio.run(agent.serve(...))`` works as people write it.
+    def _main(self) -> Coroutine[Any, Any, None]:
+        if self._coroutine is None:
+            self._coroutine = self._forever()
+        return self._coroutine
+
+    def __await__(self) -> Generator[Any, None, None]:
+        return self._main().__await__()
+
+    def send(self, value: Any) -> Any:
+        return self._main().send(value)
+
+    def throw(self, typ: Any, val: Any = None, tb: Any = None, /) -> Any:
+        return self._main().throw(typ, val, tb)
+
+    def close(self) -> None:
+        if self._coroutine is not None:
+            self._coroutine.close()
 
     def __getattr__(self, name: str) -> Any:
         # A common slip: `running = agent.serve(...)` then `running.base_urls`, without `async with`.
@@ -222,8 +241,17 @@ class Serving:
             )
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
-    def __await__(self) -> Generator[Any, None, None]:
-        return self._forever().__await__()
+
+def _may_take(sig: signal.Signals) -> bool:
+    """Whether ``serve()`` may handle ``sig``: in the main thread, and only where nobody but Python
+    or ``asyncio.run`` (its Ctrl-C handler) has claimed the signal."""
+    if threading.current_thread() is not threading.main_thread():
+        return False
+    handler = signal.getsignal(sig)
+    if handler in (signal.SIG_DFL, signal.default_int_handler, None):
+        return True
+    owner = getattr(getattr(handler, "func", None), "__self__", None)
+    return isinstance(handler, functools.partial) and isinstance(owner, asyncio.Runner)
 
 
 def _web_address(value: bool | int | str, host: str) -> tuple[str, int]:
