@@ -349,6 +349,10 @@ async def list_groups(request: web.Request) -> web.Response:
     return await _directory(request).groups.list(request)
 
 
+async def group_events(request: web.Request) -> web.StreamResponse:
+    return await _directory(request).groups.events(request)
+
+
 async def get_group(request: web.Request) -> web.Response:
     return await _directory(request).groups.get(request)
 
@@ -386,6 +390,7 @@ _ROUTES: tuple[tuple[str, str, Handler, Access], ...] = (
     ("POST", "/search/filter", search_filter, "read"),
     # Agent groups: every request also carries its caller's proof (registry/_groups.py).
     ("GET", "/groups", list_groups, "read"),
+    ("GET", "/groups/events", group_events, "read"),
     ("GET", "/groups/{name}", get_group, "read"),
     ("PUT", "/groups/{name}", put_group, "read"),
     ("DELETE", "/groups/{name}", delete_group, "read"),
@@ -423,6 +428,7 @@ def create_app(
 
     async def end_streams(app: web.Application) -> None:
         app[DIRECTORY].events.close()
+        app[DIRECTORY].groups.close()
 
     app.cleanup_ctx.append(lifespan)
     app.on_shutdown.append(end_streams)

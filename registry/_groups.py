@@ -11,17 +11,19 @@ db), the authority's key in ``<db>.authority.key`` (0600; a fresh one per run wi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
 import re
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
-from wot_agents import AgentIdentity, DidResolver, TrustError
+from wot_agents import AgentIdentity, DidResolver, EventStream, ServerSentEvent, TrustError
 from wot_agents.trust._groups import MEMBERSHIP_TTL, PROOF_HEADER, GroupAuthority, verify_proof
 
 from ._config import DirectorySettings
@@ -51,6 +53,43 @@ class Groups:
         if self._file is not None and self._file.exists():
             self._groups = json.loads(self._file.read_text(encoding="utf-8"))
         self._lock = asyncio.Lock()
+        #: The queues of the clients of ``/groups/events`` (None ends a stream).
+        self._listeners: set[asyncio.Queue[dict[str, Any] | None]] = set()
+
+    def _publish(self, name: str, members: list[str], *, dissolved: bool = False) -> None:
+        """Tell every ``/groups/events`` client: agents drop a removed member's credentials at once."""
+        event = {"group": name, "members": members, "dissolved": dissolved, "at": time.time()}
+        for queue in list(self._listeners):
+            try:
+                queue.put_nowait(event)
+            except asyncio.QueueFull:  # a client that does not read: its stream ends, it reconnects
+                self._listeners.discard(queue)
+                queue.get_nowait()
+                queue.put_nowait(None)
+
+    def close(self) -> None:
+        """End every ``/groups/events`` stream (the app is shutting down)."""
+        for queue in self._listeners:
+            with contextlib.suppress(asyncio.QueueFull):
+                queue.put_nowait(None)
+        self._listeners.clear()
+
+    async def events(self, request: web.Request) -> web.StreamResponse:
+        """Server-Sent Events: one ``group`` event per change (members after it, or dissolved)."""
+        stream = EventStream(request, keepalive=15.0)
+        queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(maxsize=100)
+        self._listeners.add(queue)
+
+        async def changes() -> AsyncIterator[ServerSentEvent]:
+            while (event := await queue.get()) is not None:
+                yield ServerSentEvent(data=json.dumps(event), event="group")
+
+        try:
+            await stream.open()
+            await stream.pipe(changes())
+        finally:
+            self._listeners.discard(queue)
+        return stream.response
 
     async def _save(self) -> None:
         if self._file is None:
@@ -82,7 +121,7 @@ class Groups:
     @staticmethod
     def _name(request: web.Request) -> str:
         name = request.match_info["name"]
-        if not _NAME.match(name):
+        if not _NAME.match(name) or name == "events":
             raise HTTPProblem(
                 400, f"{name!r} is not a group name (letters, digits, '.', '_', '-'; 128 at most)"
             )
@@ -148,6 +187,7 @@ class Groups:
             }
             self._groups[name] = group
             await self._save()
+            self._publish(name, sorted(set(members)))
         logger.info(
             "group %s %s by %s (%d members)", name, "changed" if old else "created", caller, len(members)
         )
@@ -162,6 +202,7 @@ class Groups:
                 raise HTTPProblem(403, f"only the owner of {name!r} ({group['owner']}) may dissolve it")
             del self._groups[name]
             await self._save()
+            self._publish(name, [], dissolved=True)
         logger.info("group %s dissolved by %s", name, caller)
         return web.Response(status=204)
 

@@ -7,6 +7,7 @@ import json
 import logging
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -188,3 +189,27 @@ async def test_groups_of_a_directory_that_protects_reads() -> None:
             await owner.create("ops", [MEMBER.did])
         async with Membership(directory, MEMBER, "ops", token="s3cret") as ops:
             assert ops.credential.count(".") == 2
+
+
+async def test_a_removed_member_is_refused_at_once_through_the_directory_events(directory: str) -> None:
+    async with GroupClient(directory, OWNER) as owner:
+        await owner.create("ops", [MEMBER.did])  # credentials of the default 60 s
+        policy = AccessPolicy(
+            rules={"add": {"group:ops"}}, authorities={await _authority(directory)}, directory=directory
+        )
+        async with make_agent().serve(http=True, access=policy) as running:
+            async with Membership(directory, MEMBER, "ops") as ops:
+                assert ops.expires - time.time() > 30
+                async with consume(running.description, credentials=ops) as thing:
+                    assert await thing.invoke_action("add", {"a": 1}) == 2
+                    await owner.update("ops", [])
+                    refused = await _refused_within(thing, 10)  # well inside the credential's life
+                    assert refused.status == 403 and "only for group:ops" in str(refused)
+                    await owner.update("ops", [MEMBER.did])  # back in: its credential counts again
+                    async with asyncio.timeout(10):
+                        while True:
+                            try:
+                                assert await thing.invoke_action("add", {"a": 1}) == 2
+                                break
+                            except RemoteError:
+                                await asyncio.sleep(0.05)

@@ -336,6 +336,9 @@ def serve(
         servers.append(MqttServer(mqtt, tls=client_tls) if isinstance(mqtt, str) else mqtt)
     if announce or directory:
         services = [*services, *_discovery_services(announce, directory, directory_token, registration_ttl)]
+    if access is not None and access.directory is not None:  # group changes apply at once
+        watched = access
+        services = [lambda running: watched.watch(), *services]
     return Serving(agent, servers, schemes, services, slug, td10_compatible, identity, did_web, access)
 
 

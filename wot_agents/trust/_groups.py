@@ -21,15 +21,16 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import contextvars
 import hashlib
 import json
 import logging
 import time
 import uuid
-from collections.abc import Collection, Iterator, Mapping
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Collection, Iterator, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
+from dataclasses import dataclass, field, replace
 from types import TracebackType
 from typing import Any, Protocol, Self
 
@@ -209,6 +210,8 @@ class Caller:
     identities: frozenset[str] = frozenset()
     groups: frozenset[str] = frozenset()
     expires: float | None = None
+    #: When the membership credential was issued (the authority's clock).
+    issued: float | None = None
 
     def principals(self) -> frozenset[str]:
         return self.identities | {f"group:{group}" for group in self.groups}
@@ -248,7 +251,10 @@ async def verify_membership(
             f"the proof is signed by {proof_kid}, not by the credential's key {confirmation.get('kid')}"
         )
     return Caller(
-        frozenset({member}), frozenset(g for g in groups if isinstance(g, str)), float(claims["exp"])
+        frozenset({member}),
+        frozenset(g for g in groups if isinstance(g, str)),
+        float(claims["exp"]),
+        float(claims["iat"]),
     )
 
 
@@ -280,6 +286,8 @@ class AccessPolicy:
     directory: str | None = None
     resolver: DidResolver = field(default_factory=DidResolver)
     _verified: dict[tuple[str, str, str], Caller] = field(default_factory=dict, repr=False, compare=False)
+    #: Group -> (members, since when), from the directory's events (``watch()``).
+    _members: dict[str, tuple[frozenset[str], float]] = field(default_factory=dict, repr=False, compare=False)
 
     def groups(self) -> list[str]:
         return sorted(
@@ -318,7 +326,7 @@ class AccessPolicy:
             self._verified[key] = member
         if presented.peer and presented.peer != next(iter(member.identities)):
             raise AccessDenied(f"the certificate names {presented.peer} but the credential {member}")
-        return Caller(member.identities | identities, member.groups, member.expires)
+        return Caller(member.identities | identities, member.groups, member.expires, member.issued)
 
     def allows(self, caller: Caller, name: str, now: float | None = None) -> bool:
         rule = self.rules.get(name)
@@ -326,7 +334,68 @@ class AccessPolicy:
             return True
         if caller.expires is not None and caller.expires + LEEWAY < (time.time() if now is None else now):
             return False
-        return bool(caller.principals() & set(rule))
+        return bool(self._current(caller).principals() & set(rule))
+
+    def _current(self, caller: Caller) -> Caller:
+        """``caller`` without the groups it left after its credential was issued (``watch()``)."""
+        left = set()
+        for group in caller.groups:
+            known = self._members.get(group)
+            if known is not None and caller.issued is not None and caller.issued <= known[1]:
+                if not caller.identities & known[0]:
+                    left.add(group)
+        return caller if not left else replace(caller, groups=caller.groups - left)
+
+    def watch(self, *, token: str | None = None, ssl: Any = True) -> AbstractAsyncContextManager[None]:
+        """Follow ``directory``'s group changes: a removed member is refused at once, not when its
+        credential lapses. ``serve(access=...)`` runs it when the policy names a directory."""
+        return self._watching(token, ssl)
+
+    @asynccontextmanager
+    async def _watching(self, token: str | None, ssl: Any) -> AsyncIterator[None]:
+        if self.directory is None:
+            yield
+            return
+        task = asyncio.get_running_loop().create_task(self._follow(token, ssl), name="group-events")
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _follow(self, token: str | None, ssl: Any) -> None:
+        from .._sse import parse_events
+
+        assert self.directory is not None
+        url = self.directory.rstrip("/") + "/groups/events"
+        headers = {"Accept": "text/event-stream", **({"Authorization": f"Bearer {token}"} if token else {})}
+        delay = 1.0
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=60)
+        while True:
+            try:
+                async with (
+                    aiohttp.ClientSession(timeout=timeout) as session,
+                    session.get(url, headers=headers, ssl=ssl) as response,
+                ):
+                    response.raise_for_status()
+                    delay = 1.0
+                    async for event in parse_events(response.content.iter_any()):
+                        if event.event == "group":
+                            self._changed(event.json())
+            except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+                log.warning("following the groups of %s failed (%s); again in %.0f s", url, exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30.0)
+
+    def _changed(self, event: Any) -> None:
+        if not isinstance(event, dict) or not isinstance(event.get("group"), str):
+            return
+        members = event.get("members")
+        at = event.get("at")
+        listed = members if isinstance(members, list) else []
+        when = float(at) if isinstance(at, int | float) else time.time()
+        self._members[event["group"]] = (frozenset(m for m in listed if isinstance(m, str)), when)
 
     @contextmanager
     def acting(self, caller: Caller) -> Iterator[None]:
