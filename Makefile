@@ -4,8 +4,9 @@
 bootstrap:
 	@bash scripts/bootstrap.sh
 
-# The demo (examples/demo.py): the directory on its embedded defaults (./wot-directory.db, port 8081),
-# three agents on HTTP, WebSocket and MQTT registered in it, and a router asking the right one.
+# The demo (examples/demo.py): the directory (./wot-directory.db, port 8081, explorer at /explorer),
+# a private mosquitto, four agents on HTTP, WebSocket and MQTT (announced over mDNS, registered), and
+# the runtime (port 8080, chat page at /chat) with LMOS channels and a 90/10 canary; Ctrl-C stops all.
 demo: bootstrap
 	.venv/bin/python examples/demo.py
 
