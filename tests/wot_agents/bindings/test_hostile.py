@@ -466,3 +466,24 @@ async def test_the_readme_broker_acls_keep_replies_private(agent: Agent, tmp_pat
                 await _request(snooper, "test-weather/actions/add", b'{"a": 40}', own)
                 seen = await _until(snooper, lambda m: str(m.topic) == own)
                 assert [json.loads(m.payload) for m in seen] == [41]  # type: ignore[arg-type]
+
+
+async def test_a_broken_http_answer_is_a_remote_error() -> None:
+    """A reply whose header line never ends is the agent's fault, not 'cannot reach'."""
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nX-Big: " + b"a" * 100_000 + b"\r\nContent-Length: 2\r\n\r\n42")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        td = _open_td({"p": {"forms": [{"href": f"http://127.0.0.1:{port}/p"}]}})
+        async with consume(td, timeout=5) as thing:
+            with pytest.raises(RemoteError, match="broken HTTP answer"):
+                await thing.read_property("p")
+    finally:
+        server.close()
+        await server.wait_closed()

@@ -107,8 +107,10 @@ class HttpClient:
                     return value
         except TimeoutError:
             raise interaction.timed_out() from None
-        except aiohttp.ClientError as exc:
+        except aiohttp.ClientConnectionError as exc:
             raise interaction.unreachable(exc) from exc
+        except aiohttp.ClientError as exc:  # an answer that is not HTTP: a header too long, a bad chunk
+            raise interaction.refused(None, f"a broken HTTP answer: {exc}") from exc
 
     async def _await_invocation(self, interaction: Interaction, url: str) -> Any:
         """Poll an action status resource (inside the caller's timeout) until the action is done."""
@@ -140,8 +142,10 @@ class HttpClient:
                 )
         except TimeoutError:
             raise interaction.timed_out() from None
-        except aiohttp.ClientError as exc:
+        except aiohttp.ClientConnectionError as exc:
             raise interaction.unreachable(exc) from exc
+        except aiohttp.ClientError as exc:  # an answer that is not HTTP: a header too long, a bad chunk
+            raise interaction.refused(None, f"a broken HTTP answer: {exc}") from exc
         if response.status >= 300:
             try:
                 await _reply(response, interaction, self.max_reply)
