@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -19,8 +20,9 @@ import pytest
 from aiohttp import web
 
 from wot_agents import Agent, AgentDescription, PayloadError, RemoteError, consume, serve_app
-from wot_agents.bindings import ApiKey, BearerAuth, BearerToken, RunningAgent, Serving, WebServer
+from wot_agents.bindings import ApiKey, ApiKeyAuth, BearerAuth, BearerToken, RunningAgent, Serving, WebServer
 from wot_agents.bindings.mqtt import Broker, LocalBroker
+from wot_agents.bindings.mqtt._proof import ProofChecker, prove
 from wot_agents.bindings.mqtt._topics import MAX_PAYLOAD, REPLY_TOPIC_PREFIX, publish_properties
 
 Routes = Callable[[web.Application, str], None]
@@ -487,3 +489,16 @@ async def test_a_broken_http_answer_is_a_remote_error() -> None:
     finally:
         server.close()
         await server.wait_closed()
+
+
+def test_a_proof_is_bound_to_its_request() -> None:
+    checker = ProofChecker([BearerAuth({"t"}), ApiKeyAuth({"k"})])
+    proof = prove("Bearer t", "a/actions/x", b"{}")
+    assert checker.resolve({"Authorization": proof}, "a/actions/y", b"{}") == {"Authorization": proof}
+    assert checker.resolve({"Authorization": proof}, "a/actions/x", b"[]") == {"Authorization": proof}
+    stale = prove("Bearer t", "a/actions/x", b"{}", now=time.time() - 600)
+    assert checker.resolve({"Authorization": stale}, "a/actions/x", b"{}") == {"Authorization": stale}
+    assert checker.resolve({"Authorization": proof}, "a/actions/x", b"{}") == {"Authorization": "Bearer t"}
+    assert checker.resolve({"Authorization": proof}, "a/actions/x", b"{}") == {"Authorization": proof}  # once
+    key = prove("k", "a/actions/x", b"")
+    assert checker.resolve({"X-API-Key": key}, "a/actions/x", b"") == {"X-API-Key": "k"}

@@ -68,7 +68,7 @@ class ProofChecker:
     """Turns verified proofs back into the values they prove, for the schemes to check as usual."""
 
     def __init__(self, schemes: Sequence[ServerSecurity], *, window: float = WINDOW) -> None:
-        self._candidates = [value for scheme in schemes for value in _accepted(scheme)]
+        self._schemes = tuple(schemes)  # read at each check: a set of tokens may change while serving
         self.window = window
         self._nonces: OrderedDict[str, float] = OrderedDict()
 
@@ -98,7 +98,8 @@ class ProofChecker:
         # Every candidate is tried, so the time taken does not tell which one nearly matched.
         matches = [
             candidate
-            for candidate in self._candidates
+            for scheme in self._schemes
+            for candidate in _accepted(scheme)
             if hmac.compare_digest(_signature(candidate, topic, stamp, nonce, body), signature)
         ]
         if not matches:
