@@ -2,8 +2,9 @@
 other routers (the hybrid, the cascade) passes agent changes, refits and closing on to its parts.
 
 A router implements :class:`~router.Router` by subclassing :class:`RouterBase` (a router that keeps
-agents itself: vector, LLM) or :class:`CompositeRouter` (one that delegates to inner routers), so
-the lifecycle is written once, not once per method.
+agents itself: vector, LLM) or :class:`CompositeRouter` (one that delegates to inner routers) and
+writing ``_route``, so the public call, its checks and the lifecycle are written once, not once
+per method.
 """
 
 from __future__ import annotations
@@ -58,7 +59,6 @@ class RouterBase(ABC):
     async def remove(self, agent_id: str) -> bool:
         """Forget an agent; whether it was known."""
 
-    @abstractmethod
     async def route(
         self,
         query: str,
@@ -69,6 +69,18 @@ class RouterBase(ABC):
     ) -> Decision:
         """Choose among ``candidates`` (default: every agent added) passing ``where`` (default: the
         router's own filter); ``history`` is the conversation before ``query``, oldest first."""
+        check_query(query)
+        return await self._route(query, history, candidates, where)
+
+    @abstractmethod
+    async def _route(
+        self,
+        query: str,
+        history: Sequence[ChatMessage],
+        candidates: Sequence[AgentDescription] | None,
+        where: AgentFilter | None,
+    ) -> Decision:
+        """The method's own decision for a query already checked (see :meth:`route`)."""
 
     async def refitted(self) -> None:
         """Wait until decisions reflect every agent change so far."""

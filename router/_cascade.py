@@ -58,13 +58,12 @@ class CascadeRouter(CompositeRouter):
         """Teach both routers the queries no agent should take (see ``VectorRouter``)."""
         await asyncio.gather(*(router.set_out_of_scope(examples) for router in self.routers))
 
-    async def route(
+    async def _route(
         self,
         query: str,
-        history: Sequence[ChatMessage] = (),
-        candidates: Sequence[AgentDescription] | None = None,
-        *,
-        where: AgentFilter | None = None,
+        history: Sequence[ChatMessage],
+        candidates: Sequence[AgentDescription] | None,
+        where: AgentFilter | None,
     ) -> Decision:
         decision = await self.fast.route(query, history, candidates, where=where)
         if decision.ranking and not uncertain(decision, self.confident, self.margin):

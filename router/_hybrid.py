@@ -19,7 +19,7 @@ from typing import Any
 
 from wot_agents import AgentDescription, ChatMessage, LLMRoutingError
 
-from ._base import CompositeRouter, check_query
+from ._base import CompositeRouter
 from ._decision import AgentFilter, Decision, uncertain
 from ._llm import LLMClient, LLMRouter, chat_history
 from ._vector import VectorRouter
@@ -63,15 +63,13 @@ class HybridRouter(CompositeRouter):
         vector.top = max(vector.top, shortlist)
         self.parts = (vector, self.llm)
 
-    async def route(
+    async def _route(
         self,
         query: str,
-        history: Sequence[ChatMessage] = (),
-        candidates: Sequence[AgentDescription] | None = None,
-        *,
-        where: AgentFilter | None = None,
+        history: Sequence[ChatMessage],
+        candidates: Sequence[AgentDescription] | None,
+        where: AgentFilter | None,
     ) -> Decision:
-        check_query(query)
         if self.mode == "requirements":
             return await self._requirements(query, history, candidates, where)
         return await self._fast(query, history, candidates, where)

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 from wot_agents import AgentDescription, ChatMessage, LLMRoutingError
 
-from ._base import RouterBase, check_query, conversation
+from ._base import RouterBase, conversation
 from ._decision import AgentFilter, Decision, agent_key
 
 __all__ = ["LLMClient", "LLMRouter", "render_agents"]
@@ -222,16 +222,14 @@ class LLMRouter(RouterBase):
         ]
         return await self.llm.ask(messages, name="route", schema=schema, accept=accept)
 
-    async def route(
+    async def _route(
         self,
         query: str,
-        history: Sequence[ChatMessage] = (),
-        candidates: Sequence[AgentDescription] | None = None,
-        *,
-        where: AgentFilter | None = None,
+        history: Sequence[ChatMessage],
+        candidates: Sequence[AgentDescription] | None,
+        where: AgentFilter | None,
     ) -> Decision:
         """Choose among ``candidates`` (default: the agents added) passing ``where``."""
-        check_query(query)
         pool = list(self._agents.values()) if candidates is None else list(candidates)
         return await self.choose(query, history, (where or self.where).apply(pool))
 

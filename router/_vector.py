@@ -579,13 +579,12 @@ class VectorRouter(RouterBase):
             self.threshold = calibrated
         return calibrated
 
-    async def route(
+    async def _route(
         self,
         query: str,
-        history: Sequence[ChatMessage] = (),
-        candidates: Sequence[AgentDescription] | None = None,
-        *,
-        where: AgentFilter | None = None,
+        history: Sequence[ChatMessage],
+        candidates: Sequence[AgentDescription] | None,
+        where: AgentFilter | None,
     ) -> Decision:
         """Choose among ``candidates`` (default: every indexed agent) passing ``where``.
 
