@@ -519,7 +519,8 @@ async function validateText() {
     updateGutter();
     fill(result, el("p", { class: "ok", role: "status" }, "Valid: this description can be registered."));
   } catch (error) {
-    const problems = (error.problem && error.problem.validationErrors) || [];
+    const problems = [...((error.problem && error.problem.validationErrors) || [])]
+      .sort((a, b) => a.line - b.line || a.column - b.column); // in reading order
     if (!problems.length) {
       fill(result, el("p", { class: "error", role: "alert" }, `Validation failed: ${error.message}`));
       return;
