@@ -55,6 +55,9 @@ class RuntimeSettings(BaseSettings):
     llm_base_url: str | None = _env("llm_base_url", "OPENAI_API_URL", "LLM_BASE_URL")
     llm_model: str | None = _env("llm_model", "OPENAI_API_MODEL", "LLM_MODEL_NAME")
     llm_api_key: str | None = _env("llm_api_key", "OPENAI_API_KEY", "LLM_API_KEY")
+    #: When no agent fits a turn and an LLM is configured, answer with a clarifying question
+    #: (LMOS's disambiguation) instead of AGENT_NOT_FOUND.
+    clarify: bool = True
     #: ``json_schema`` (OpenAI), ``json_object`` or ``json_object+schema`` (llama.cpp).
     llm_response_format: str = _env("llm_response_format", "LLM_FORMAT", default="json_schema")
     #: The subset of turns without ``x-subset`` (LMOS: ``stable``).

@@ -16,12 +16,22 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-from router import AgentFilter, Decision, Embedder, Router, create_router, get_embedder
+from router import (
+    AgentFilter,
+    Decision,
+    Embedder,
+    LLMClient,
+    Router,
+    create_router,
+    get_embedder,
+    render_agents,
+)
 from wot_agents import (
     AgentDescription,
     AgentIdentity,
     ChatMessage,
     ChatReply,
+    LLMRoutingError,
     Membership,
     RoutingError,
     TraceContext,
@@ -47,7 +57,8 @@ log = logging.getLogger("runtime")
 class Turn:
     """One answered turn: who answered, why that agent, and the reply."""
 
-    agent: AgentDescription
+    #: None when the runtime answered itself with a clarifying question.
+    agent: AgentDescription | None
     decision: Decision
     reply: ChatReply
     subset: str
@@ -57,7 +68,7 @@ class Turn:
         return {
             "content": self.reply.text,
             "anonymizationEntities": [],
-            "agent": {"id": self.agent.id, "name": self.agent.title},
+            "agent": {"id": self.agent.id, "name": self.agent.title} if self.agent is not None else None,
             "routing": {
                 "method": self.decision.method,
                 "score": round(self.decision.score, 6),
@@ -126,6 +137,57 @@ class _Plan:
     subset: str
     channel: str
     candidates: tuple[AgentDescription, ...] = ()
+
+
+CLARIFY_PROMPT = """You are the front desk of a team of assistants. The user's last message does \
+not clearly belong to any of them. Ask the user ONE short clarifying question (one sentence) whose \
+answer tells which assistant they need. Answer only with JSON: {{"question": "..."}}.
+
+The assistants:
+{agents}"""
+
+_QUESTION = {
+    "type": "object",
+    "properties": {"question": {"type": "string"}},
+    "required": ["question"],
+    "additionalProperties": False,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class _Answered:
+    """A turn the runtime answered itself (a clarifying question): no agent."""
+
+    agent: None
+    decision: Decision
+    subset: str
+    channel: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Asked:
+    """An accepted question (``LLMClient.ask`` takes a plain string from ``accept`` as "retry")."""
+
+    text: str
+
+
+class _Unclear(Exception):
+    """No agent fits the turn: the runtime may ask the user instead of answering AGENT_NOT_FOUND."""
+
+    def __init__(
+        self,
+        error: LmosError,
+        candidates: list[AgentDescription],
+        history: list[ChatMessage],
+        channel: str,
+        subset: str,
+    ) -> None:
+        super().__init__(error.message)
+        self.error = error
+        self.candidates = candidates
+        self.history = history
+        self.channel = channel
+        self.subset = subset
 
 
 def _default_source(settings: RuntimeSettings) -> CatalogSource:
@@ -204,6 +266,7 @@ class Runtime:
         )
         self._stack: AsyncExitStack | None = None
         self._gate = _Gate()
+        self._clarifier: LLMClient | None = None
         self.metrics.gauge(
             "runtime_catalog_agents", "Chat agents known to the runtime.", lambda: len(self.catalog)
         )
@@ -237,6 +300,15 @@ class Runtime:
                 )
             if self._router is None:
                 self._router = await asyncio.to_thread(_router, self.settings)
+            settings = self.settings
+            if settings.clarify and (settings.llm_base_url or settings.router in ("llm", "hybrid")):
+                self._clarifier = LLMClient(
+                    base_url=settings.llm_base_url,
+                    model=settings.llm_model,
+                    api_key=settings.llm_api_key,
+                    response_format=settings.llm_response_format,
+                )
+                stack.push_async_callback(self._clarifier.aclose)
             if self._router is not None and self._owns_router:
                 stack.push_async_callback(self._router.aclose)
             stack.push_async_callback(self.forwarder.aclose)
@@ -346,7 +418,10 @@ class Runtime:
 
     async def chat(self, request: TurnRequest) -> Turn:
         """Answer one turn; failures are :class:`LmosError` with the LMOS code and HTTP status."""
-        plan = await self._plan(request)
+        try:
+            plan = await self._plan(request)
+        except _Unclear as unclear:
+            return await self._clarify(request, unclear)
         try:
             reply = await self.forwarder.chat(plan.agent, plan.messages, request.conversation_id)
         except LmosError:
@@ -361,7 +436,13 @@ class Runtime:
     async def stream(self, request: TurnRequest) -> AsyncGenerator[str | Turn, None]:
         """Answer one turn in parts as the agent streams them (``chatStream``); the last item is
         the :class:`Turn`. Failures before the first part and after it alike are :class:`LmosError`."""
-        plan = await self._plan(request)
+        try:
+            plan = await self._plan(request)
+        except _Unclear as unclear:
+            turn = await self._clarify(request, unclear)
+            yield turn.reply.text
+            yield turn
+            return
         parts: list[str] = []
         stream = self.forwarder.chat_stream(plan.agent, plan.messages, request.conversation_id)
         try:
@@ -418,7 +499,34 @@ class Runtime:
         ]
         return _Plan(agent, decision, messages, subset, channel, tuple(candidates))
 
-    async def _done(self, request: TurnRequest, plan: _Plan, reply: ChatReply) -> Turn:
+    async def _clarify(self, request: TurnRequest, unclear: _Unclear) -> Turn:
+        """No agent fits and an LLM is configured: ask the user which capability they mean (LMOS's
+        disambiguation). When the LLM fails too, the turn is AGENT_NOT_FOUND after all."""
+        assert self._clarifier is not None
+
+        def accept(reply: dict[str, Any]) -> _Asked | str:
+            question = reply.get("question")
+            if not isinstance(question, str) or not question.strip():
+                return 'the object needs a non-empty string "question"'
+            return _Asked(question.strip()[:500])
+
+        messages = [
+            {"role": "system", "content": CLARIFY_PROMPT.format(agents=render_agents(unclear.candidates))},
+            *({"role": m.role, "content": m.content} for m in unclear.history[-6:]),
+            {"role": "user", "content": request.conversation.query},
+        ]
+        try:
+            question = await self._clarifier.ask(messages, name="clarify", schema=_QUESTION, accept=accept)
+        except LLMRoutingError as exc:
+            log.warning("no clarifying question for turn %s: %s", request.turn_id, exc)
+            raise unclear.error from exc
+        decision = Decision(None, 0.0, "no agent fits the turn; asked the user to clarify", "clarification")
+        self.metrics.inc("runtime_routing_decisions_total", agent="", method="clarification")
+        plan = _Answered(None, decision, unclear.subset, unclear.channel)
+        reply = ChatReply(messages=[ChatMessage(role="assistant", content=question.text)])
+        return await self._done(request, plan, reply)
+
+    async def _done(self, request: TurnRequest, plan: _Plan | _Answered, reply: ChatReply) -> Turn:
         """Store the answered turn (before the client hears of it), log it, return it."""
         decision = plan.decision
         await self.store.append(
@@ -428,8 +536,8 @@ class Runtime:
                 turn_id=request.turn_id,
                 query=request.conversation.query,
                 reply=reply.text,
-                agent_id=plan.agent.id or plan.agent.title,
-                agent_name=plan.agent.title,
+                agent_id=(plan.agent.id or plan.agent.title) if plan.agent is not None else "",
+                agent_name=plan.agent.title if plan.agent is not None else "",
                 method=decision.method,
                 score=decision.score,
                 subset=plan.subset,
@@ -444,7 +552,7 @@ class Runtime:
             request.turn_id,
             request.tenant,
             request.conversation_id,
-            plan.agent.id,
+            plan.agent.id if plan.agent is not None else "(the runtime)",
             decision.method,
             decision.score,
             request.trace.trace_id if request.trace else "-",
@@ -494,11 +602,14 @@ class Runtime:
         ):
             decision = _sticky(decision, previous, self.settings.switch_margin)
         if decision.agent_id is None:
-            raise LmosError(
+            error = LmosError(
                 AGENT_NOT_FOUND,
                 f"No agent fits this turn among those serving {where}: {decision.reason}",
                 status=404,
             )
+            if self._clarifier is not None:
+                raise _Unclear(error, list(candidates), history, channel, subset)
+            raise error
         chosen = by_id.get(decision.agent_id)
         if chosen is None:
             raise LmosError(

@@ -163,3 +163,6 @@ def body(query: str, *, channel: str = "web", explicit: str | None = None, **ext
         "userContext": {"userId": "user456"},
         **extra,
     }
+
+
+from tests.router.conftest import llama_server  # noqa: E402, F401  (the real llama.cpp server, SmolLM2)
