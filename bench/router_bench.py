@@ -45,6 +45,7 @@ import router_datasets
 from sigterm import unwind_on_sigterm
 
 from router import (
+    DEFAULT_SIMILARITY,
     CascadeRouter,
     ConcatEmbedder,
     EmbeddingCache,
@@ -58,8 +59,16 @@ from router import (
 
 
 def build(stages, rule: str, threshold: float | None, cache) -> VectorRouter | CascadeRouter:
-    """One vector router per stage: alone, or a cascade of the first (fast) into the second."""
-    routers = [VectorRouter(embedder, rule=rule, threshold=threshold, cache=cache) for embedder in stages]
+    """One vector router per stage: alone, or a cascade of the first (fast) into the second.
+
+    ``threshold=None`` (clinc-oos, whose threshold is then calibrated on val): beside it the
+    CLINC150-calibrated similarity gate (``DEFAULT_SIMILARITY``), as in the figures of
+    docs/architecture.md, not the held-out gates of the default router (``--table``)."""
+    routers = []
+    for embedder in stages:
+        legacy = DEFAULT_SIMILARITY.get((embedder.name, rule)) if threshold is None else None
+        gate = threshold if threshold is not None or legacy is not None else 0.0  # calibrated later
+        routers.append(VectorRouter(embedder, rule=rule, threshold=gate, similarity=legacy, cache=cache))
     return routers[0] if len(routers) == 1 else CascadeRouter(*routers)
 
 
