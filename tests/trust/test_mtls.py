@@ -13,6 +13,7 @@ import pytest
 from cryptography import x509
 
 from wot_agents import (
+    AccessPolicy,
     AgentDescription,
     AgentIdentity,
     ConnectError,
@@ -180,3 +181,22 @@ async def test_did_web_over_https_with_the_lab_ca(lab: dict[str, object]) -> Non
         # The agent asks every caller for a certificate: the resolver presents the caller's.
         policy = TrustPolicy(trusted={did}, resolver=DidResolver(ssl=caller_tls.client_context()))
         assert await policy.check(running.description) == [did]
+
+
+async def test_an_affordance_only_for_one_identity_proven_by_its_certificate(lab: dict[str, object]) -> None:
+    agent_tls, caller, stranger = lab["agent"], lab["caller"], lab["stranger"]
+    assert (
+        isinstance(agent_tls, TlsConfig) and isinstance(caller, TlsConfig) and isinstance(stranger, TlsConfig)
+    )
+    access = AccessPolicy(rules={"add": {str(lab["caller_did"])}})
+    async with make_agent().serve(http=True, ws=True, tls=agent_tls, access=access) as running:
+        td = running.description.to_dict()
+        assert td["actions"]["add"]["lmos:allow"] == [lab["caller_did"]]
+        for scheme in ("https", "wss"):
+            async with consume(td, tls=caller, prefer=[scheme]) as thing:
+                assert await thing.invoke_action("add", {"a": 1}) == 2
+            async with consume(td, tls=stranger, prefer=[scheme]) as thing:
+                assert await thing.read_property("station") == "Berlin"  # no rule: open
+                with pytest.raises(RemoteError) as refused:
+                    await thing.invoke_action("add", {"a": 1})
+                assert refused.value.status == 403
