@@ -44,9 +44,12 @@ from wot_agents.bindings.mqtt import LocalBroker
 CONCURRENCY = (1, 64)
 BINDINGS = ("http", "ws", "mqtt")
 TOPICS = {
-    "http": ("weather", ["will it rain tomorrow?", "weather forecast for the weekend", "is it sunny today"]),
-    "ws": ("billing", ["where is my invoice", "I was charged twice", "how much do I owe"]),
-    "mqtt": ("travel", ["book a flight to Rome", "I need a hotel in Berlin", "reserve a train ticket"]),
+    "http": (
+        "weather",
+        ["will it rain in Paris on Sunday?", "weather forecast for the weekend", "is it sunny"],
+    ),
+    "ws": ("billing", ["my last invoice shows a wrong amount", "I was charged twice", "how much do I owe"]),
+    "mqtt": ("travel", ["find me a flight to Lisbon next week", "I need a hotel in Berlin", "book a train"]),
 }
 QUERIES = {
     "http": "will it rain in Paris on Sunday?",
@@ -196,7 +199,7 @@ async def measure(call: Call, turns: int, clients: int) -> tuple[float, float, f
 
 def runtime_call(http: aiohttp.ClientSession, url: str, binding: str, explicit: bool, tag: str) -> Call:
     async def call(client: int, i: int) -> str:
-        query = f"{QUERIES[binding]} ({i})"
+        query = QUERIES[binding]  # an example of the agent's: routed above any abstention gate
         context: dict[str, Any] = {"messages": [{"role": "user", "content": query}]}
         if explicit:
             context["explicitAgent"] = f"urn:bench:echo:{binding}"

@@ -47,6 +47,9 @@ class RuntimeSettings(BaseSettings):
     channels: list[str] = Field(default_factory=list)
     #: How turns without ``explicitAgent`` are routed.
     router: RoutingMethod = _env("router", "ROUTER_TYPE", default="vector")
+    #: Another method for some channels: ``{"acme/web": "llm", "acme/*": "vector", "*/ivr": "explicit"}``
+    #: (the most specific key wins; every method used is loaded at start).
+    routes: dict[str, RoutingMethod] = Field(default_factory=dict)
     embedder: str = "minilm"
     #: Join the embeddings of concurrent turns into batches (runtime/_batch.py).
     batch_embeddings: bool = True

@@ -198,8 +198,9 @@ def _default_source(settings: RuntimeSettings) -> CatalogSource:
     return mdns_source()
 
 
-def _router(settings: RuntimeSettings) -> Router | None:
-    if settings.router == "explicit":
+def _router(settings: RuntimeSettings, method: str | None = None) -> Router | None:
+    method = method or settings.router
+    if method == "explicit":
         return None
     llm = {
         "base_url": settings.llm_base_url,
@@ -212,13 +213,13 @@ def _router(settings: RuntimeSettings) -> Router | None:
         model = get_embedder(name)
         return BatchingEmbedder(model) if settings.batch_embeddings else model
 
-    if settings.router == "cascade":
+    if method == "cascade":
         return create_router(
             "vector", embedder=embedder(settings.embedder), cascade=embedder(settings.cascade_embedder)
         )
-    if settings.router == "llm":
+    if method == "llm":
         return create_router("llm", llm=llm)
-    return create_router(settings.router, embedder=embedder(settings.embedder), llm=llm)
+    return create_router(method, embedder=embedder(settings.embedder), llm=llm)
 
 
 class Runtime:
@@ -240,6 +241,8 @@ class Runtime:
         self.catalog = AgentCatalog()
         self._source = source or _default_source(self.settings)
         self._router = router
+        #: The router of each method the settings use (the default and the per-channel ones).
+        self._routers: dict[str, Router] = {}
         self._owns_router = router is None
         self.metrics = Metrics()
         #: Open SSE and WebSocket streams (the app counts them against ``max_streams``).
@@ -284,6 +287,18 @@ class Runtime:
     def router(self) -> Router | None:
         return self._router
 
+    def router_for(self, tenant: str, channel: str) -> Router | None:
+        """The router of this tenant's channel: ``routes`` by ``tenant/channel``, ``tenant/*``,
+        ``*/channel``, else the default; None routes explicit agents only."""
+        routes = self.settings.routes
+        method = (
+            routes.get(f"{tenant}/{channel}")
+            or routes.get(f"{tenant}/*")
+            or routes.get(f"*/{channel}")
+            or self.settings.router
+        )
+        return self._routers.get(method)
+
     @property
     def ready(self) -> bool:
         """Serving: the candidates' source delivered its first view, the router learnt it, and no
@@ -300,6 +315,13 @@ class Runtime:
                 )
             if self._router is None:
                 self._router = await asyncio.to_thread(_router, self.settings)
+            if self._router is not None:
+                self._routers[self.settings.router] = self._router
+            for method in sorted(set(self.settings.routes.values()) - {self.settings.router, "explicit"}):
+                extra = await asyncio.to_thread(_router, self.settings, method)
+                assert extra is not None
+                self._routers[method] = extra
+                stack.push_async_callback(extra.aclose)
             settings = self.settings
             if settings.clarify and (settings.llm_base_url or settings.router in ("llm", "hybrid")):
                 self._clarifier = LLMClient(
@@ -378,12 +400,12 @@ class Runtime:
         while True:
             added, removed = await self._indexing.get()
             try:
-                if self._router is not None:
-                    async with self._gate.write():
+                async with self._gate.write():
+                    for router in self._routers.values():
                         if added:
-                            await self._router.add(list(added))
+                            await router.add(list(added))
                         for agent_id in removed:
-                            await self._router.remove(agent_id)
+                            await router.remove(agent_id)
             except RoutingError as exc:
                 log.error("the router could not index the agents: %s", exc)
             finally:
@@ -393,8 +415,8 @@ class Runtime:
         """Ready once the first view of the candidates is known and the router has learnt it."""
         await self.catalog.ready.wait()
         await self._indexing.join()
-        if self._router is not None:
-            await self._router.refitted()
+        for router in self._routers.values():
+            await router.refitted()
         self.warmed.set()
 
     # --- turns -------------------------------------------------------------------------------------
@@ -580,14 +602,15 @@ class Runtime:
             raise LmosError(
                 AGENT_NOT_FOUND, f"No agent found with the name {explicit} for {where}", status=404
             )
-        if self._router is None:
+        router = self.router_for(request.tenant, channel)
+        if router is None:
             raise LmosError(INVALID_REQUEST, "Explicit agent name is required", status=400)
         if not candidates:
             raise LmosError(AGENT_NOT_FOUND, f"No agent serves {where}", status=404)
         history = _history(conversation, stored)
         try:
             async with self._gate.read():
-                decision = await self._router.route(conversation.query, history, candidates)
+                decision = await router.route(conversation.query, history, candidates)
         except RoutingError as exc:
             raise LmosError(INTERNAL_SERVER_ERROR, f"routing failed: {exc}", status=500) from exc
         if decision.agent_id is None:

@@ -224,3 +224,20 @@ def test_settings_accept_lmos_variable_names(monkeypatch: pytest.MonkeyPatch) ->
     assert RuntimeSettings(directory="http://explicit").directory == "http://explicit"
     with pytest.raises(ValueError):
         RuntimeSettings(router="telepathy")
+
+
+async def test_the_routing_method_per_tenant_and_channel(
+    deployment: Deployment, http: aiohttp.ClientSession
+) -> None:
+    await deployment.add(chat_agent("weather", channels=None), http=True)
+    await deployment.add(chat_agent("billing", channels=None), http=True)
+    url = await deployment.start(routes={"acme/ivr": "explicit", "globex/*": "explicit"})
+    status, reply = await post(http, url, body("will it rain tomorrow?"))
+    assert (status, reply["routing"]["method"]) == (200, "vector")
+    status, reply = await post(http, url, body("will it rain tomorrow?", channel="ivr"))
+    assert (status, reply["errorCode"]) == (400, "INVALID_REQUEST")  # explicit routing there
+    status, reply = await post(http, url, body("rain?", channel="ivr", explicit="WeatherAgent"))
+    assert (status, reply["agent"]["name"]) == (200, "WeatherAgent")
+    assert deployment.runtime is not None
+    assert deployment.runtime.router_for("globex", "web") is None
+    assert deployment.runtime.router_for("globex", "web") is not deployment.runtime.router_for("acme", "web")
