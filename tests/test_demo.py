@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import select
 import signal
 import socket
 import subprocess
@@ -114,3 +115,47 @@ def test_ctrl_c_stops_everything_the_demo_started(tmp_path: Path) -> None:
     assert not left, {pid: _command(pid) for pid in left}
     assert not [port for port in ports if _listening(port)]
     assert (tmp_path / "directory.db").exists() and (tmp_path / "runtime.db").exists()
+
+
+def test_a_question_typed_in_a_terminal_then_ctrl_c(tmp_path: Path) -> None:
+    """As a person runs it: in a terminal (a pty), a typed question, then Ctrl-C from the keyboard,
+    which the terminal sends to the whole foreground process group, not just the demo."""
+    master, slave = os.openpty()
+    demo = subprocess.Popen(
+        ["setsid", "--ctty", *DEMO, "--memory"],  # its own session, with the pty as its terminal
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        env=ENV,
+        close_fds=True,
+    )
+    os.close(slave)
+    seen = b""
+
+    def read_until(token: bytes, within: float) -> None:
+        nonlocal seen
+        deadline = time.monotonic() + within
+        while token not in seen:
+            assert time.monotonic() < deadline, seen.decode(errors="replace")[-3000:]
+            ready, _, _ = select.select([master], [], [], 0.5)
+            if ready:
+                try:
+                    seen += os.read(master, 65536)
+                except OSError:  # the demo closed the terminal
+                    break
+
+    try:
+        read_until(b"you> ", 240)
+        os.write(master, b"how much do I owe?\n")
+        read_until(b"owe?\r\n    -> Billing (score", 60)
+        read_until(b"France.\r\n\r\nyou> ", 30)
+        os.write(master, b"\x03")  # Ctrl-C on the keyboard
+        read_until(b"Stopped: the agents, the broker, the runtime and the directory are down.", 60)
+        assert demo.wait(timeout=60) == 0
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+            demo.wait()
+        os.close(master)
+    tail = seen.split(b"you> ^C", 1)[-1].decode(errors="replace")
+    assert "Traceback" not in tail and "Error" not in tail and "exception" not in tail, tail

@@ -91,7 +91,11 @@ class LocalBroker:
                 "log_dest stderr\nset_tcp_nodelay true\n"
             )
             with open(self._log or os.devnull, "ab") as log:
-                self._process = subprocess.Popen([binary, "-c", str(config)], stdout=log, stderr=log)
+                # Its own session: a Ctrl-C typed in the terminal (SIGINT to the whole foreground
+                # group) reaches the program, which stops the broker after what uses it, not before.
+                self._process = subprocess.Popen(
+                    [binary, "-c", str(config)], stdout=log, stderr=log, start_new_session=True
+                )
             if self._wait_until_listening(port):
                 self.url = f"{'mqtts' if self._tls else 'mqtt'}://127.0.0.1:{port}"
                 return self.url
