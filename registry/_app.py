@@ -18,15 +18,17 @@ from urllib.parse import quote, urlencode
 
 from aiohttp import web
 
+from wot_agents import Problem
+
 from ._backend import Store
 from ._config import DirectorySettings
 from ._directory import Directory
 from ._enrich import DISCOVERY_CONTEXT, retrieved_tail
 from ._explorer import EXPLORER_ROUTES, negotiated_root
 from ._index import filter_from_query, parse_filter
-from ._json import MAX_DEPTH, JSONLimitError, dumps, loads
+from ._json import MAX_DEPTH, DuplicateMembers, JSONLimitError, dumps, loads
 from ._language import localize
-from ._problems import Handler, HTTPProblem, problem_middleware
+from ._problems import Handler, HTTPProblem, problem_middleware, validation_problem
 from ._td import directory_td
 
 __all__ = ["DIRECTORY", "create_app"]
@@ -37,6 +39,8 @@ TD_JSON = "application/td+json"
 LD_JSON = "application/ld+json"
 EMPTY = "application/x-empty"
 _WRITE_TYPES = (TD_JSON, "application/json", LD_JSON)
+
+_REPEATED = "this member name appears more than once in its object (RFC 8259 4); only one would be kept"
 
 DIRECTORY: web.AppKey[Directory] = web.AppKey("directory", Directory)
 
@@ -96,6 +100,8 @@ async def _read_json(request: web.Request, types: tuple[str, ...]) -> Any:
     body = await request.read()
     try:
         document = loads(body, max_depth=MAX_DEPTH)
+    except DuplicateMembers as exc:
+        raise validation_problem([Problem(pointer, _REPEATED) for pointer in exc.pointers]) from None
     except JSONLimitError as exc:
         raise HTTPProblem(400, f"the body is not accepted: {exc}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:

@@ -12,7 +12,8 @@ with a :class:`JSONLimitError` saying why, what it could not keep or handle: num
 float cannot hold (``1e400`` would become infinity and then ``null``; ``1e-400`` zero), integers
 of more than 4300 digits (Python's guard against quadratic conversions), and, for request
 bodies, nesting deeper than :data:`MAX_DEPTH` (both indexes and the JSON Schema validation
-recurse over the document).
+recurse over the document) and objects that repeat a member name (:class:`DuplicateMembers`:
+one of them would be dropped without a word).
 """
 
 from __future__ import annotations
@@ -23,7 +24,9 @@ from typing import Any
 
 import orjson
 
-__all__ = ["MAX_DEPTH", "JSONLimitError", "depth", "dumps", "loads"]
+from wot_agents._json import duplicate_members
+
+__all__ = ["MAX_DEPTH", "DuplicateMembers", "JSONLimitError", "depth", "dumps", "loads"]
 
 #: Deepest nesting of objects and arrays a stored description (or a filter) may have. Real TDs
 #: stay under 10 (the W3C TD 1.1 examples: 6; our agents: 7); 32 leaves room for deep data
@@ -36,6 +39,25 @@ class JSONLimitError(ValueError):
     """JSON that is well-formed but that the directory will not accept (the message says why)."""
 
 
+class DuplicateMembers(JSONLimitError):
+    """Objects that repeat a member name; ``pointers`` name each repetition."""
+
+    def __init__(self, pointers: list[str]) -> None:
+        super().__init__("member names repeated in one object: " + ", ".join(pointers or ["(unknown)"]))
+        self.pointers = pointers
+
+
+class _Repeated(Exception):
+    pass
+
+
+def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    members = dict(pairs)
+    if len(members) != len(pairs):
+        raise _Repeated
+    return members
+
+
 def dumps(value: Any) -> bytes:
     """Compact UTF-8 JSON, members in insertion order."""
     try:
@@ -46,9 +68,13 @@ def dumps(value: Any) -> bytes:
 
 def loads(data: bytes | str, *, max_depth: int | None = None) -> Any:
     """Parse JSON; raises :class:`json.JSONDecodeError` (a ValueError) for text that is not JSON
-    and :class:`JSONLimitError` (a ValueError) for JSON beyond the limits above."""
+    and :class:`JSONLimitError` (a ValueError) for JSON beyond the limits above; ``max_depth``
+    (for request bodies) also refuses repeated member names."""
+    hook = _unique if max_depth is not None else None
     try:
-        value = json.loads(data, parse_constant=_refuse, parse_float=_float)
+        value = json.loads(data, parse_constant=_refuse, parse_float=_float, object_pairs_hook=hook)
+    except _Repeated:
+        raise DuplicateMembers(duplicate_members(data)) from None
     except (json.JSONDecodeError, JSONLimitError, UnicodeDecodeError):
         raise
     except RecursionError:

@@ -17,6 +17,7 @@ from ._errors import DescriptionError
 __all__ = [
     "DEFAULT_MAX_BYTES",
     "MAX_DEPTH",
+    "duplicate_members",
     "escape_pointer_token",
     "loads_document",
     "loads_json",
@@ -72,6 +73,34 @@ def _depth_exceeds(value: Any, limit: int) -> bool:
         elif isinstance(item, list):
             stack.extend((child, depth + 1) for child in item)
     return False
+
+
+class _Members(list[tuple[str, Any]]):
+    """An object's members as written, duplicates included."""
+
+
+def duplicate_members(data: str | bytes) -> list[str]:
+    """JSON Pointers of the members whose name appears again in the same object.
+
+    RFC 8259 4: names SHOULD be unique, and parsers keep one of them (Python: the last), so the
+    others would be lost without a word; a TD's maps (properties, forms' members...) are
+    ambiguous with them. The text must be JSON (see :func:`loads_json`).
+    """
+    root = json.loads(data, object_pairs_hook=_Members)
+    found: list[str] = []
+    stack: list[tuple[Any, tuple[str | int, ...]]] = [(root, ())]
+    while stack:
+        node, path = stack.pop()
+        if isinstance(node, _Members):
+            seen: set[str] = set()
+            for name, value in node:
+                if name in seen:
+                    found.append(pointer_from_path((*path, name)))
+                seen.add(name)
+                stack.append((value, (*path, name)))
+        elif isinstance(node, list):
+            stack.extend((item, (*path, i)) for i, item in enumerate(node))
+    return sorted(set(found))
 
 
 def escape_pointer_token(token: str | int) -> str:

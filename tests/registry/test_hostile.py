@@ -463,3 +463,23 @@ async def test_the_served_directory_limits_idle_and_surplus_connections(
         surplus_writer.close()
         async with DirectoryClient(url) as client:  # and the directory still answers
             assert await client.count() == 0
+
+
+# -- validation beyond the schema ------------------------------------------------------------------
+async def test_writes_breaking_td_rules_the_schema_cannot_express_are_400(
+    directory: str, http: aiohttp.ClientSession, make_td: Any
+) -> None:
+    td = make_td(id="urn:example:rules", security=["nosec_sc", "missing_sc"])
+    async with http.put(f"{directory}/things/urn:example:rules", json=td) as r:
+        assert r.status == 400
+        errors = (await r.json(content_type=None))["validationErrors"]
+    assert {
+        "field": "security.1",
+        "description": "'missing_sc' is not defined in securityDefinitions",
+    } in errors
+    text = json.dumps(make_td(id="urn:example:rules")).replace('"title": ', '"title": "A", "title": ', 1)
+    async with http.put(
+        f"{directory}/things/urn:example:rules", data=text, headers={"Content-Type": "application/td+json"}
+    ) as r:
+        assert r.status == 400
+        assert [e["field"] for e in (await r.json(content_type=None))["validationErrors"]] == ["title"]

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 import pytest
@@ -137,3 +138,66 @@ def test_validate_json_refuses_huge_documents() -> None:
 def test_pointers_escape_slashes_and_tildes(weather_agent: dict[str, Any]) -> None:
     weather_agent["actions"]["a/b~c"] = {"forms": "nope"}
     assert any(problem.pointer == "/actions/a~1b~0c/forms" for problem in validate(weather_agent))
+
+
+# -- TD 1.1 rules beyond the JSON Schema (issue 15; the Thingweb playground checks them too) --------
+def _first_action(td: dict[str, Any]) -> str:
+    return next(iter(td["actions"]))
+
+
+RULES: list[tuple[str, Any, list[str]]] = [
+    ("thing security not defined", lambda d: d.update(security=["nosec_sc", "oauth"]), ["/security/1"]),
+    ("thing security string", lambda d: d.update(security="basic"), ["/security"]),
+    (
+        "form security not defined",
+        lambda d: d["actions"][_first_action(d)]["forms"][0].update(security="psk"),
+        ["/actions/{action}/forms/0/security"],
+    ),
+    (
+        "combo names not defined",
+        lambda d: d["securityDefinitions"].update(both={"scheme": "combo", "allOf": ["nosec_sc", "x"]}),
+        ["/securityDefinitions/both/allOf/1"],
+    ),
+    (
+        "two type links",
+        lambda d: d.update(
+            links=[
+                {"rel": "type", "href": "https://example.com/a.tm.json"},
+                {"rel": "type", "href": "b.tm.json"},
+            ]
+        ),
+        ["/links/1/rel"],
+    ),
+]
+
+
+@pytest.mark.parametrize(("mutate", "pointers"), [c[1:] for c in RULES], ids=[c[0] for c in RULES])
+def test_rules_the_schema_cannot_express(
+    weather_agent: dict[str, Any], mutate: Any, pointers: list[str]
+) -> None:
+    broken = _broken(weather_agent, mutate)
+    action = _first_action(weather_agent)
+    found = [p for p in validate(broken) if "securityDefinitions" in p.message or "rel" in p.message]
+    assert [p.pointer for p in found] == [p.format(action=action) for p in pointers]
+
+
+def test_defined_security_names_pass(weather_agent: dict[str, Any]) -> None:
+    td = copy.deepcopy(weather_agent)
+    td["securityDefinitions"]["bearer_sc"] = {"scheme": "bearer"}
+    td["securityDefinitions"]["either"] = {"scheme": "combo", "oneOf": ["nosec_sc", "bearer_sc"]}
+    td["security"] = ["either"]
+    td["actions"][_first_action(td)]["forms"][0]["security"] = ["bearer_sc"]
+    td["links"] = [{"rel": "type", "href": "https://example.com/a.tm.json"}]
+    assert validate(td) == []
+
+
+def test_repeated_member_names_are_reported_with_pointers(weather_agent: dict[str, Any]) -> None:
+    text = json.dumps(weather_agent)
+    action = _first_action(weather_agent)
+    text = text.replace('"title": ', '"title": "Twice", "title": ', 1)  # the Thing's own title first
+    text = text.replace(f'"{action}": {{', f'"{action}": {{"title": "a", "title": "b", ', 1)
+    problems = validate_json(text)
+    assert [p.pointer for p in problems if "more than once" in p.message] == sorted(
+        ["/title", f"/actions/{action}/title"]
+    )
+    assert validate_json(json.dumps(weather_agent)) == []
