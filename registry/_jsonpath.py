@@ -24,14 +24,19 @@ from dataclasses import dataclass
 from typing import Any
 
 import jsonpath_rfc9535
+import orjson
 
 from ._problems import HTTPProblem
 
-__all__ = ["JsonPathQuery", "preselect_terms", "uses_root_inside"]
+__all__ = ["JsonPathQuery", "preselect_needles", "preselect_terms", "uses_root_inside"]
 
 _NAME = r"@(?:\.([A-Za-z_\u0080-\uffff][\w\u0080-\uffff]*)|\[\s*'([^'\\]*)'\s*\]|\[\s*\"([^\"\\]*)\"\s*\])"
 _LITERAL = r"(?:'([^'\\]*)'|\"([^\"\\]*)\")"
 _EQ = re.compile(rf"^\s*{_NAME}\s*==\s*{_LITERAL}\s*$")
+# Any singular path from @ (names and indexes): only the literal is captured.
+_PATH = r"@(?:\.[A-Za-z_\u0080-\uffff][\w\u0080-\uffff]*|\[\s*(?:'[^'\\]*'|\"[^\"\\]*\"|-?\d+)\s*\])+"
+_PATH_EQ = re.compile(rf"^\s*{_PATH}\s*==\s*{_LITERAL}\s*$")
+_PATH_EQ_REVERSED = re.compile(rf"^\s*{_LITERAL}\s*==\s*{_PATH}\s*$")
 _EQ_REVERSED = re.compile(rf"^\s*{_LITERAL}\s*==\s*{_NAME}\s*$")
 _LITERAL_MAX = 256  # the field index keeps top-level strings up to this length
 
@@ -82,23 +87,64 @@ def _scan(text: str) -> _Segment | None:
     return None
 
 
-def preselect_terms(query: str) -> list[tuple[str, str]] | None:
-    """``(member, value)`` equalities every result's description must satisfy, if the query allows.
+def _matching(text: str) -> int:
+    """Where the bracket opening ``text`` closes (outside string literals); -1 if it does not."""
+    depth, quote, i = 0, "", 0
+    while i < len(text):
+        char = text[i]
+        if quote:
+            if char == "\\":
+                i += 1
+            elif char == quote:
+                quote = ""
+        elif char in "'\"":
+            quote = char
+        elif char in "([":
+            depth += 1
+        elif char in ")]":
+            depth -= 1
+            if depth == 0:
+                return i
+        i += 1
+    return -1
 
-    None when the query is not ``$[?filter]...`` with at least one top-level string equality in
-    a pure conjunction.
-    """
+
+def _unwrap(text: str) -> str:
+    """``text`` without the parentheses around all of it (``(a) && (b)`` keeps its own)."""
+    while text.startswith("(") and _matching(text) == len(text) - 1:
+        text = text[1:-1].strip()
+    return text
+
+
+def _conjuncts(query: str) -> list[str] | None:
+    """The conditions of ``$[?filter]...`` when the filter is a pure conjunction (parentheses
+    flattened); None when the query is not of that form."""
     stripped = query.strip()
     if not stripped.startswith("$[?"):
         return None
     segment = _scan(stripped[3:])
     if segment is None or segment.several_selectors or segment.or_or_not:
         return None  # no safe pre-selection; later segments only narrow what the filter selected
+    found = []
+    parts = list(segment.conjuncts)
+    while parts:
+        inner = _unwrap(parts.pop(0).strip())
+        nested = _scan(inner + ")")  # a parenthesised conjunction, ``(@.a=='x' && @.b=='y')``
+        if nested is not None and len(nested.conjuncts) > 1:
+            parts += nested.conjuncts
+        else:
+            found.append(inner)
+    return found
+
+
+def preselect_terms(query: str) -> list[tuple[str, str]] | None:
+    """``(member, value)`` equalities every result's description must satisfy, if the query allows.
+
+    None when the query is not ``$[?filter]...`` with at least one top-level string equality in
+    a pure conjunction.
+    """
     terms = []
-    for part in segment.conjuncts:
-        inner = part.strip()
-        while inner.startswith("(") and inner.endswith(")"):
-            inner = inner[1:-1].strip()
+    for inner in _conjuncts(query) or ():
         if (match := _EQ.match(inner)) is not None:
             key, value = _first_group(match, (1, 2, 3)), _first_group(match, (4, 5))
         elif (match := _EQ_REVERSED.match(inner)) is not None:
@@ -108,6 +154,20 @@ def preselect_terms(query: str) -> list[tuple[str, str]] | None:
         if len(value) <= _LITERAL_MAX:
             terms.append((key, value))
     return terms or None
+
+
+def preselect_needles(query: str) -> list[bytes]:
+    """The stored text every result's description must contain: the JSON string of each
+    ``@.any.path == 'literal'`` of a pure conjunction (a string member equal to it is written
+    so in the stored JSON), for a byte search where no field index helps."""
+    needles = []
+    for inner in _conjuncts(query) or ():
+        match = _PATH_EQ.match(inner) or _PATH_EQ_REVERSED.match(inner)
+        if match is not None:
+            literal = next(g for g in match.groups() if g is not None)
+            if all(ord(c) >= 0x20 for c in literal):  # control characters: escapes may differ
+                needles.append(orjson.dumps(literal))
+    return needles
 
 
 def _streamable(query: str) -> bool:
@@ -261,6 +321,7 @@ class JsonPathQuery:
         self.timeout = timeout
         self.whole = uses_root_inside(text)
         self.terms = None if self.whole else preselect_terms(text)
+        self.needles = [] if self.whole else preselect_needles(text)
 
     async def run(self, documents: Sequence[Callable[[], Any]]) -> list[Any]:
         """:meth:`evaluate` within the time limit: a few documents on the event loop, a scan on

@@ -133,6 +133,12 @@ async def test_jsonpath(filled: str, http: aiohttp.ClientSession) -> None:
         "$[?@.title!='Alpha'].id",
         "$[?@.title=='Alph\\u0061'].id",
         "$[?@.title=='x'].id",
+        # parenthesised conjunctions and nested paths (a byte search of the stored text)
+        "$[?(@.title=='Beta rain' && @.id=='urn:b')].id",
+        "$[?@.securityDefinitions.b.scheme=='bearer'].id",
+        "$[?@['lmos:supportedTenants'][0]=='acme'].id",
+        "$[?(@.actions.getWeather.forms[0].contentType=='application/json' && 'Gamma'==@.title)].title",
+        "$[?@.description=='say \"hi\"'].id",
     ],
 )
 async def test_jsonpath_preselection_gives_the_scan_result(filled: str, query: str) -> None:
