@@ -12,7 +12,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from wot_agents import TD_CONTEXT
+from wot_agents import TD10_CONTEXT, TD_CONTEXT
 
 __all__ = [
     "DISCOVERY_CONTEXT",
@@ -26,7 +26,6 @@ __all__ = [
 ]
 
 DISCOVERY_CONTEXT = "https://www.w3.org/2022/wot/discovery"
-TD10_CONTEXT = "https://www.w3.org/2019/wot/td/v1"
 _DISCOVERY_SPELLINGS = {DISCOVERY_CONTEXT, DISCOVERY_CONTEXT + "/"}
 
 

@@ -439,6 +439,6 @@ def _add_prefixes(description: AgentDescription) -> None:
     } | {key.split(":", 1)[0] for form in description.forms or () for key in form.to_dict() if ":" in key}
     missing = {prefix: PREFIXES[prefix] for prefix in sorted(used) if prefix in PREFIXES and prefix != "htv"}
     if missing and isinstance(description.context, list):
-        extension = description.context[1]
-        if isinstance(extension, dict):
+        extension = next((entry for entry in description.context if isinstance(entry, dict)), None)
+        if extension is not None:
             extension.update(missing)

@@ -25,6 +25,7 @@ __all__ = [
     "LMOS_CONTEXT",
     "LMOS_NAMESPACE",
     "PREFIXES",
+    "TD10_CONTEXT",
     "TD_CONTEXT",
     "ActionAffordance",
     "AdditionalExpectedResponse",
@@ -45,9 +46,13 @@ __all__ = [
 ]
 
 TD_CONTEXT = "https://www.w3.org/2022/wot/td/v1.1"
+#: The TD 1.0 context: TD 1.1 5.3.1.1 lets it come first, the TD 1.1 context second, "when there
+#: are possibly TD 1.0 consumers"; node-wot (0.8 and 0.9) validates with a TD 1.0 schema that
+#: refuses a TD whose context starts otherwise.
+TD10_CONTEXT = "https://www.w3.org/2019/wot/td/v1"
 LMOS_NAMESPACE = "https://eclipse.dev/lmos/protocol/v1"
-#: The ``@context`` of every Agent Description the SDK writes.
-LMOS_CONTEXT: list[str | dict[str, str]] = [TD_CONTEXT, {"lmos": LMOS_NAMESPACE}]
+#: The ``@context`` of every Agent Description the SDK writes: TD 1.0 consumers accept it as is.
+LMOS_CONTEXT: list[str | dict[str, str]] = [TD10_CONTEXT, TD_CONTEXT, {"lmos": LMOS_NAMESPACE}]
 #: Prefixes of the vocabularies the SDK writes. ``htv`` is defined by the TD 1.1 context itself;
 #: ``mqv`` (the MQTT binding template) must be declared by every TD that uses it.
 PREFIXES: dict[str, str] = {

@@ -49,7 +49,7 @@ async def test_node_wot_consumes_a_wot_agents_agent(mosquitto: str) -> None:
     agent = make_agent()
     # node-wot 0.8 reads MQTT topics from the href path only: serve them there too.
     server = MqttServer(mosquitto, topic_in_href=True)
-    async with serve(agent, http=True, ws=True, mqtt=server, td10_compatible=True) as running:
+    async with serve(agent, http=True, ws=True, mqtt=server) as running:  # no option: TD 1.0 context first
         assert running.td_url is not None
         output = await _node("consume.js", running.td_url)
         result = json.loads(output.strip().splitlines()[-1])

@@ -8,6 +8,8 @@ import pytest
 from pydantic import BaseModel
 
 from wot_agents import (
+    TD10_CONTEXT,
+    TD_CONTEXT,
     Agent,
     AgentDescription,
     Capability,
@@ -90,7 +92,8 @@ def test_description_is_a_valid_lmos_agent(agent: Agent) -> None:
     assert document["lmos:supportedTenants"] == ["acme"] and document["lmos:subset"] == "stable"
     assert document["security"] == "nosec_sc"
     # the mqv: terms of the forms get their prefix declared; htv: is in the TD 1.1 context
-    assert document["@context"][1]["mqv"] == "http://www.w3.org/2018/wot/mqtt#"
+    assert document["@context"][:2] == [TD10_CONTEXT, TD_CONTEXT]  # TD 1.0 consumers (node-wot) too
+    assert document["@context"][-1]["mqv"] == "http://www.w3.org/2018/wot/mqtt#"
     assert AgentDescription.from_dict(document).to_dict() == document
 
 

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Generator, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from typing import Any
 
-from .._model import AgentDescription
+from .._model import TD10_CONTEXT, AgentDescription
 from ..trust import AgentIdentity, sign
 from ..trust._groups import AccessPolicy, describe_access
 from ..trust._tls import TlsConfig
@@ -291,7 +291,8 @@ def serve(
     :class:`~wot_agents.bindings.mqtt.MqttServer`. ``security``: the schemes every request
     must satisfy (none: ``nosec``). ``services`` run after the bindings start (announcements,
     registrations) and stop before them. ``td10_compatible`` puts the TD 1.0 context first, as
-    TD 1.1 requires "when there are possibly TD 1.0 consumers" (node-wot 0.8 is one).
+    TD 1.1 requires "when there are possibly TD 1.0 consumers" (node-wot is one): the SDK's own
+    descriptions always start with it now (``LMOS_CONTEXT``); this is for descriptions that do not.
     ``announce=True`` announces the agent by mDNS / DNS-SD; ``directory`` is the URL of a Thing
     Description Directory to stay registered in (``registration_ttl`` seconds, renewed), or
     ``True`` for the one announced on the LAN by DNS-SD. ``identity`` signs the TD (see
@@ -356,9 +357,6 @@ def _discovery_services(
     if directory:
         chosen.append(registration(None if directory is True else str(directory), token=token, ttl=ttl))
     return chosen
-
-
-TD10_CONTEXT = "https://www.w3.org/2019/wot/td/v1"
 
 
 def _for_td10_consumers(description: AgentDescription) -> AgentDescription:
