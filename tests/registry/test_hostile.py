@@ -483,3 +483,47 @@ async def test_writes_breaking_td_rules_the_schema_cannot_express_are_400(
     ) as r:
         assert r.status == 400
         assert [e["field"] for e in (await r.json(content_type=None))["validationErrors"]] == ["title"]
+
+
+# -- the OpenAPI document says what the server enforces ----------------------------------------------
+async def test_openapi_says_what_the_server_enforces(
+    directory: str, http: aiohttp.ClientSession, make_td: Any
+) -> None:
+    import re
+    from urllib.parse import quote
+
+    async with http.get(f"{directory}/openapi.json") as r:
+        api = await r.json()
+    paths, schemas = api["paths"], api["components"]["schemas"]
+    for path, method in [("/things", "post"), ("/things/{id}", "put"), ("/things/{id}", "patch"),
+                         ("/search/filter", "post"), ("/search/sparql", "post")]:  # fmt: skip
+        assert paths[path][method]["requestBody"]["required"] is True, (path, method)
+    # The id pattern is the server's rule: the same ids are refused.
+    (id_param,) = paths["/things/{id}"]["parameters"]
+    pattern = re.compile(id_param["schema"]["pattern"])
+    for thing_id in [
+        "urn:x:1",
+        "http://example.com/a?b=c#d",
+        "not-an-iri",
+        "urn:with space",
+        "1urn:x",
+        "urn:x:<",
+    ]:
+        async with http.put(
+            f"{directory}/things/{quote(thing_id, safe=':/')}", json=make_td(id=thing_id)
+        ) as r:
+            assert (r.status in (201, 204)) == bool(pattern.match(thing_id)), (thing_id, r.status)
+    # Every member the TD schema requires is one the server requires.
+    required = schemas["ThingDescription"]["required"]
+    assert {"@context", "title", "security", "securityDefinitions"} <= set(required)
+    for member in required:
+        async with http.put(f"{directory}/things/urn:x:2", json=make_td(id="urn:x:2", **{member: None})) as r:
+            assert r.status == 400, member
+    # Non-empty queries; a bad diff is a 400 the document lists.
+    (query,) = [p for p in paths["/search/jsonpath"]["get"]["parameters"] if p["name"] == "query"]
+    assert query["schema"]["minLength"] == 1
+    async with http.get(f"{directory}/search/jsonpath", params={"query": ""}) as r:
+        assert r.status == 400
+    assert "400" in paths["/events"]["get"]["responses"]
+    async with http.get(f"{directory}/events", params={"diff": "maybe"}) as r:
+        assert r.status == 400
