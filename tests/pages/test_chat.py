@@ -83,6 +83,16 @@ async def test_a_chat_turn_streams_and_shows_the_agent_and_why(
     )
     await screenshot(page, tmp_path, "reopened")
 
+    # On a phone-sized window: nothing scrolls sideways, every control has a label.
+    await page.set_viewport_size({"width": 390, "height": 844})
+    assert await page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    unlabelled = await page.evaluate(
+        "[...document.querySelectorAll('input, select, textarea')]"
+        ".filter(e => !e.labels.length && !e.getAttribute('aria-label')).map(e => e.id)"
+    )
+    assert unlabelled == []
+    await screenshot(page, tmp_path, "phone")
+
     # The link leads to the agent's page in the directory's explorer.
     await page.goto(explorer)
     await expect(page.locator("#thing-title")).to_contain_text("WeatherAgent")
