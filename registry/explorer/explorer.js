@@ -569,19 +569,27 @@ function setupValidate() {
 
 const CHANGES = { thing_created: "registered", thing_updated: "updated", thing_deleted: "removed" };
 let pending = new Set();
+let fresh = new Set();
 let timer = null;
 
 function onChange(event) {
   if (!(event.event in CHANGES)) return;
-  let id = "";
-  try { id = JSON.parse(event.data).id; } catch { return; }
-  if (event.event !== "thing_updated") announce(`${id} ${CHANGES[event.event]}`);
+  let data = {};
+  try { data = JSON.parse(event.data); } catch { return; }
+  const id = data.id;
+  // With diff=true an update carries what changed: only "registration" is a renewal (an agent
+  // keeping its ttl alive), shown quietly; anything else is news.
+  const renewal = event.event === "thing_updated" && Object.keys(data).every((k) => k === "id" || k === "registration");
+  if (!renewal) announce(`${id} ${CHANGES[event.event]}`);
+  if (!renewal) fresh.add(id);
   pending.add(id);
   clearTimeout(timer);
   timer = setTimeout(() => {
     const changed = [...pending];
+    const news = [...fresh];
     pending = new Set();
-    if (state.view === "agents" || state.view === "things") loadList({ fresh: changed });
+    fresh = new Set();
+    if (state.view === "agents" || state.view === "things") loadList({ fresh: news });
     else if (state.view === "search" && state.searchShown) state.searchShown();
     else if (state.view === "thing" && changed.includes(state.thingId)) loadThing(state.thingId);
   }, 250);
@@ -591,7 +599,7 @@ let events = null;
 function startEvents() {
   if (events) events.close();
   const live = $("live");
-  events = followEvents(api, "/events", {
+  events = followEvents(api, "/events?diff=true", {
     onEvent: onChange,
     onState: (now) => {
       live.dataset.state = now;

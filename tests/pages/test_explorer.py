@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -120,7 +121,16 @@ async def test_a_registration_over_the_api_appears_live(directory: str, page: Pa
         card = page.locator('#list-items .card[data-id="urn:test:pages:translator"]')
         await expect(card).to_contain_text("Translates between languages.")
         await expect(page.locator("#list-count")).to_have_text("3 agents")
+        await expect(card).to_have_class(re.compile(r"\bfresh\b"))  # news is highlighted
+        await expect(page.locator("#announcer")).to_have_text("urn:test:pages:translator registered")
         await screenshot(page, tmp_path, "live")
+        # A renewal (an empty merge patch: only the registration changes) refreshes quietly.
+        selector = '#list-items .card[data-id="urn:test:pages:translator"]'
+        await page.evaluate(f"document.querySelector('{selector}').setAttribute('data-seen', '')")
+        await client.patch("urn:test:pages:translator", {})
+        await expect(page.locator(f"{selector}:not([data-seen])")).to_have_count(1)  # drawn again
+        await expect(card).not_to_have_class(re.compile(r"\bfresh\b"))
+        await expect(page.locator("#announcer")).to_have_text("urn:test:pages:translator registered")
         await client.delete("urn:test:pages:translator")
         await expect(card).to_have_count(0)
     await expect(page.locator("#announcer")).to_have_text("urn:test:pages:translator removed")
