@@ -78,7 +78,7 @@ class RuntimeSettings(BaseSettings):
     history_turns: int = Field(default=6, ge=0)
     #: Keep a conversation with its agent unless the router prefers another by ``switch_margin``.
     sticky: bool = True
-    switch_margin: float = Field(default=0.25, ge=0)
+    switch_margin: float = Field(default=0.1, ge=0)
     #: Seconds per agent id, where one agent needs another time limit than ``agent_timeout``.
     agent_timeouts: dict[str, float] = Field(default_factory=dict)
     #: Failures in a row that take an agent out of routing, and for how many seconds.
