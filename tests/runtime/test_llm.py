@@ -49,3 +49,12 @@ async def test_llm_routing(deployment: Deployment, http: aiohttp.ClientSession, 
     if routing["method"] == "llm":
         assert reply["agent"]["name"] in ("WeatherAgent", "BillingAgent")
         assert reply["content"] == f"{reply['agent']['name']}: will it rain in Paris tomorrow?"
+
+
+async def test_hybrid_routing(deployment: Deployment, http: aiohttp.ClientSession, llama_server: str) -> None:
+    await deployment.add(chat_agent("weather"), http=True)
+    await deployment.add(chat_agent("billing"), http=True)
+    url = await deployment.start(router="hybrid", llm_base_url=llama_server, **LLM)
+    status, reply = await post(http, url, body("will it rain in Paris tomorrow?"))
+    assert status == 200, reply
+    assert reply["routing"]["method"] in ("hybrid:vector", "hybrid:llm", "clarification")
