@@ -24,6 +24,10 @@ def open_zeroconf(interfaces: Sequence[str] | None = None) -> AsyncZeroconf:
     chosen = _lan_interfaces()
     if not chosen:  # a machine with loopback only
         return AsyncZeroconf(interfaces=InterfaceChoice.All, ip_version=IPVersion.V4Only)
+    # IPv4 loopback too: an agent serving on 127.0.0.1 announces there only, and multicast sent on
+    # `lo` reaches only the sockets that joined the group on `lo`. Without it a browser started
+    # first never hears such an agent arrive or say goodbye (it found it only by asking).
+    chosen = [*chosen, "127.0.0.1"]
     has_v6 = any(isinstance(choice, int) for choice in chosen)
     return AsyncZeroconf(interfaces=chosen, ip_version=IPVersion.All if has_v6 else IPVersion.V4Only)
 

@@ -7,9 +7,12 @@ carries a random token, so other test runs on the same machine cannot be mistake
 from __future__ import annotations
 
 import asyncio
+import os
 import secrets
+import signal
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,6 +21,7 @@ from zeroconf import ServiceInfo
 
 from discovery import Announcer, Browser, DiscoveredAgent, DiscoveryEvent
 from discovery._net import open_zeroconf
+from tests.discovery.conftest import wot_agents
 from tests.servers import http_server, serving
 
 LOOPBACK = ["127.0.0.1"]
@@ -286,3 +290,27 @@ async def test_an_agent_that_dies_without_goodbye_turns_unusable_and_back(token:
                 assert back.kind == "updated" and back.agent.ok
     finally:
         await server.aclose()
+
+
+async def test_a_browser_on_default_interfaces_sees_a_loopback_agent_come_and_go(
+    token: str, tmp_path: Path, spawn: Callable[..., Awaitable[Any]]
+) -> None:
+    # What a newcomer does on one machine: `wot-agents discover --watch` first, then an agent
+    # served on 127.0.0.1 (it announces on loopback only), then Ctrl-C or SIGTERM to the agent.
+    # The browser must hear the arrival and the goodbye, not find the agent only by asking.
+    (tmp_path / "lonely.py").write_text(
+        f"from wot_agents import Agent\nagent = Agent('Lonely {token}', id='urn:test:lonely-{token}')\n"
+    )
+    name = f"Lonely {token}._wot._tcp.local."
+    async with Browser() as browser:  # interfaces=None: the default of `wot-agents discover`
+        agent = await spawn(
+            ["env", f"PYTHONPATH={tmp_path}:{os.environ.get('PYTHONPATH', '')}",
+             *wot_agents("serve", "lonely:agent", "--http", "0", "--announce")]
+        )  # fmt: skip
+        await agent.expect(lambda line: "TD at" in line.get("text", ""), within=60)
+        added = await next_event(browser, name, within=30)
+        assert added.kind == "added" and added.agent.description is not None
+        agent.proc.send_signal(signal.SIGTERM)
+        removed = await next_event(browser, name, within=5)  # the goodbye, not a ttl running out
+        assert removed.kind == "removed"
+        assert await agent.proc.wait() == 0
