@@ -69,6 +69,8 @@ MEMBERSHIP_TTL = 60.0
 #: Clock skew tolerated between signers and verifiers (seconds).
 LEEWAY = 5.0
 _PROOF_TYPE = "lmos-proof+jwt"
+#: Largest answer read from a directory's group API (a group of 10,000 members is ~600 KB).
+_MAX_ANSWER = 2 * 1024 * 1024
 _MEMBERSHIP_TYPE = "lmos-membership+jwt"
 
 
@@ -475,7 +477,9 @@ class GroupClient:
         if self._token is not None:
             headers["Authorization"] = f"Bearer {self._token}"
         async with self._session.request(method, url, data=data, headers=headers, ssl=self._ssl) as response:
-            answer = await response.read()
+            answer = await response.content.read(_MAX_ANSWER + 1)
+            if len(answer) > _MAX_ANSWER:
+                raise AccessDenied(f"{method} {url}: the answer is larger than {_MAX_ANSWER} bytes")
             if response.status >= 400:
                 from .._problem import ProblemDetails
 
