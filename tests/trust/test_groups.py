@@ -19,12 +19,14 @@ from wot_agents import (
     AccessDenied,
     AccessPolicy,
     AgentIdentity,
+    ClientPool,
     GroupClient,
     Membership,
     NoSuitableFormError,
     RemoteError,
     consume,
 )
+from wot_agents.bindings.websocket import WebSocketClient
 from wot_agents.cli import main
 
 from ..registry.conftest import running_directory
@@ -213,3 +215,20 @@ async def test_a_removed_member_is_refused_at_once_through_the_directory_events(
                                 break
                             except RemoteError:
                                 await asyncio.sleep(0.05)
+
+
+async def test_a_refreshed_credential_replaces_the_websocket_connection(
+    directory: str, served: dict[str, Any]
+) -> None:
+    pool = ClientPool()
+    async with Membership(directory, MEMBER, "ops") as ops, pool:  # credentials of 2 s: refreshed
+        async with consume(served, credentials=ops, prefer=["ws"], clients=pool) as thing:
+            assert await thing.invoke_action("add", {"a": 1}) == 2
+            first = ops.credential
+            async with asyncio.timeout(10):
+                while ops.credential == first:  # noqa: ASYNC110 (the refresh task changes it)
+                    await asyncio.sleep(0.05)
+            assert await thing.invoke_action("add", {"a": 1}) == 2
+            client = pool.client_for("ws")
+            assert isinstance(client, WebSocketClient)
+            assert len(client._connections) == 1  # the old handshake's connection is closed

@@ -169,6 +169,11 @@ class WebSocketClient:
             except aiohttp.ClientError as exc:
                 raise interaction.unreachable(exc) from exc
             connection = self._connections[key] = _Connection(ws, interaction.href)
+            # Credentials that change (a refreshed group membership) make a new connection: the
+            # one they replace closes now if idle, else with the client.
+            for stale in [k for k in self._connections if k[0] == interaction.href and k != key]:
+                if not self._connections[stale].waiting:
+                    await self._connections.pop(stale).aclose()
             return connection
 
     def _request_message(self, interaction: Interaction, correlation: str, payload: Any) -> dict[str, Any]:
