@@ -92,9 +92,11 @@ async def main() -> None:
             for question in ("Will it rain in Berlin tomorrow?", "And why is my bill so high?"):
                 await page.get_by_label("Your message").fill(question)
                 await page.keyboard.press("Enter")
-                await page.locator(".turn.assistant:not([aria-busy]) .answered").nth(
-                    0 if "rain" in question else 1
-                ).wait_for()
+                await (
+                    page.locator(".turn.assistant:not([aria-busy]) .answered")
+                    .nth(0 if "rain" in question else 1)
+                    .wait_for()
+                )
             await shoot(page, "chat")
             await browser.close()
     finally:

@@ -101,3 +101,37 @@ def test_score_counts_precision_recall_and_out_of_scope() -> None:
     }
     assert report.per_agent["y"]["precision"] == 0.5
     assert report.confusions == [("x", "y", 1)]
+
+
+def test_route_takes_the_agents_of_a_directory(agents, capsys) -> None:
+    # --agents URL: every description registered in a real directory (a separate process).
+    import subprocess
+    import sys
+    import urllib.request
+    from urllib.parse import quote
+
+    directory = subprocess.Popen(
+        [sys.executable, "-m", "wot_agents.cli", "directory", "--memory", "--port", "0"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert directory.stdout is not None
+        line = directory.stdout.readline()
+        url = line.split("listening on ")[1].split()[0].rstrip("/")
+        for td in agents:
+            request = urllib.request.Request(
+                f"{url}/things/{quote(str(td.id), safe='')}",
+                data=td.to_json().encode(),
+                method="PUT",
+                headers={"Content-Type": "application/td+json"},
+            )
+            with urllib.request.urlopen(request) as response:
+                assert response.status in (201, 204)
+        assert main(["route", "--agents", url, "--threshold", "0", "--json", "refund my order"]) == 0
+        assert json.loads(capsys.readouterr().out)["agentId"] == "urn:test:billing"
+        assert main(["route", "--agents", "http://127.0.0.1:9", "refund my order"]) == 2
+        assert "cannot read the agents of the directory at http://127.0.0.1:9" in capsys.readouterr().err
+    finally:
+        directory.terminate()
+        directory.wait(timeout=30)

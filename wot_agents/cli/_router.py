@@ -13,7 +13,11 @@ from typing import Any
 
 def add_router_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--agents", required=True, metavar="AGENTS.json", help="a JSON array of Agent Descriptions"
+        "--agents",
+        required=True,
+        metavar="AGENTS.json|URL",
+        help="a JSON array of Agent Descriptions, or the URL of a Thing Description Directory "
+        "(every description registered there; a token from $WOT_AGENTS_DIRECTORY_TOKEN)",
     )
     parser.add_argument("--method", choices=("vector", "llm", "hybrid"), default="vector")
     parser.add_argument(
@@ -68,6 +72,26 @@ def add_router_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
 
 
+async def agents_from(source: str) -> list[Any]:
+    """The agents of an AGENTS.json file, or every description registered in the directory at
+    ``source`` when it is an http(s) URL (a directory error is a ``ValueError``: usage, exit 2)."""
+    import os
+
+    from router import load_agents
+    from wot_agents import AgentDescription, DirectoryClient, DirectoryError
+
+    if not source.startswith(("http://", "https://")):
+        return load_agents(source)
+    try:
+        async with DirectoryClient(source, token=os.environ.get("WOT_AGENTS_DIRECTORY_TOKEN")) as directory:
+            agents = [AgentDescription.from_dict(td) async for td in directory.list()]
+    except DirectoryError as exc:
+        raise ValueError(f"cannot read the agents of the directory at {source}: {exc}") from None
+    if not agents:
+        raise ValueError(f"the directory at {source} has no descriptions to route to")
+    return agents
+
+
 async def build_router(args: argparse.Namespace) -> tuple[Any, Any]:
     """The router the options ask for and a coroutine function teaching it the agents (and any
     out-of-scope examples) that returns once the router decides with all of it; errors here exit
@@ -78,11 +102,10 @@ async def build_router(args: argparse.Namespace) -> tuple[Any, Any]:
         HybridRouter,
         LLMRouter,
         create_router,
-        load_agents,
         load_queries,
     )
 
-    agents = load_agents(args.agents)
+    agents = await agents_from(args.agents)
     out_of_scope = []
     if args.out_of_scope:
         if args.method == "llm":
@@ -187,7 +210,7 @@ def register(subparsers: Any) -> None:
         "~/.cache/wot-agents/tuned/, keyed by the agents' texts, where 'router eval --tune' and "
         "'route --tune' find it. Prints the model's path and how long training took.",
     )
-    tune.add_argument("--agents", required=True, metavar="AGENTS.json")
+    tune.add_argument("--agents", required=True, metavar="AGENTS.json|URL")
     tune.add_argument("--tune-threads", type=int, default=1, metavar="N", help="CPU threads (default 1)")
     tune.set_defaults(run=run_tune, embedder="minilm")
 
@@ -195,12 +218,11 @@ def register(subparsers: Any) -> None:
 async def run_tune(args: argparse.Namespace) -> int:
     import time
 
-    from router import load_agents
     from wot_agents import WotAgentsError
 
     started = time.perf_counter()
     try:
-        (embedder,) = await tuned_embedders(args, load_agents(args.agents), [args.embedder])
+        (embedder,) = await tuned_embedders(args, await agents_from(args.agents), [args.embedder])
     except (OSError, ValueError) as exc:
         print(f"wot-agents router tune: {exc}", file=sys.stderr)
         return 2
