@@ -28,7 +28,7 @@ from ._lmos import (
     UserContext,
 )
 from ._runtime import Runtime, Turn, TurnRequest
-from ._store import ConversationStore, SQLiteConversationStore, StoredTurn
+from ._store import ConversationStore, ConversationSummary, SQLiteConversationStore, StoredTurn
 
 __all__ = [
     "AGENT_CLIENT_EXCEPTION",
@@ -47,6 +47,7 @@ __all__ = [
     "CatalogSource",
     "Conversation",
     "ConversationStore",
+    "ConversationSummary",
     "Forwarder",
     "InputContext",
     "KeyValuePair",

@@ -4,7 +4,8 @@ The page (``runtime/chat/``) sends each turn to ``POST /apis/v1/{tenant}/chat/{i
 reads the streamed answer (``Accept: text/event-stream``), shows which agent answered and why
 (the ``routing`` beside the LMOS reply), lists the agents of the chosen tenant, channel and
 subset (``GET /apis/v1/agents``) and reopens stored conversations
-(``GET /apis/v1/{tenant}/chat/{id}``). ``/chat/config.json`` tells it what to offer: the
+(``GET /apis/v1/{tenant}/chat/{id}``), listed by ``/chat/conversations?tenantId=``, the most
+recently active first. ``/chat/config.json`` tells it what to offer: the
 tenants, channels and subsets the runtime's agents and channels name, and the explorer of the
 directory the runtime follows (for links to each agent's description).
 """
@@ -22,6 +23,9 @@ from wot_agents._pages import PageFiles, shared_pages
 from ._runtime import Runtime
 
 __all__ = ["add_chat_page"]
+
+#: Most conversations one listing returns.
+MAX_LISTED = 200
 
 
 @cache
@@ -71,6 +75,19 @@ def add_chat_page(app: web.Application, runtime_of: Callable[[web.Application], 
     async def config(request: web.Request) -> web.StreamResponse:
         return web.json_response(page_config(runtime_of(request.app)), headers={"Cache-Control": "no-store"})
 
+    async def conversations(request: web.Request) -> web.StreamResponse:
+        tenant = request.query.get("tenantId", "")
+        try:
+            limit = int(request.query.get("limit", "50"))
+        except ValueError:
+            limit = 0
+        if not tenant or not 1 <= limit <= MAX_LISTED:
+            message = f"give tenantId, and a limit from 1 to {MAX_LISTED}"
+            return web.json_response({"errorCode": "INVALID_REQUEST", "message": message}, status=400)
+        found = await runtime_of(request.app).store.conversations(tenant, limit=limit)
+        return web.json_response({"tenantId": tenant, "conversations": [c.to_dict() for c in found]})
+
     app.router.add_get("/chat", page)
     app.router.add_get("/chat/config.json", config)
+    app.router.add_get("/chat/conversations", conversations)
     app.router.add_get("/chat/{name}", page_file)

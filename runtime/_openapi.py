@@ -172,6 +172,16 @@ def openapi_document() -> dict[str, Any]:
                 "responses": {"200": _json({"type": "object"})},
             }
         },
+        "/chat/conversations": {
+            "get": {
+                "summary": "A tenant's stored conversations, most recently active first",
+                "parameters": [
+                    {"name": "tenantId", "in": "query", "required": True, "schema": {"type": "string"}},
+                    {"name": "limit", "in": "query", "required": False, "schema": {"type": "integer"}},
+                ],
+                "responses": {"200": _json({"type": "object"}), "400": _error("INVALID_REQUEST")},
+            }
+        },
         "/openapi.json": {
             "get": {"summary": "This document", "responses": {"200": _json({"type": "object"})}}
         },

@@ -23,7 +23,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol, Self, TypeVar
 
-__all__ = ["ConversationStore", "SQLiteConversationStore", "StoredTurn"]
+__all__ = ["ConversationStore", "ConversationSummary", "SQLiteConversationStore", "StoredTurn"]
 
 T = TypeVar("T")
 
@@ -57,6 +57,24 @@ class StoredTurn:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class ConversationSummary:
+    """One conversation in a listing: its id, its first question, how many turns, last activity."""
+
+    id: str
+    title: str
+    turns: int
+    updated: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "conversationId": self.id,
+            "title": self.title,
+            "turns": self.turns,
+            "updated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.updated)),
+        }
+
+
 class ConversationStore(Protocol):
     """Where conversations are kept; every method is safe to call concurrently."""
 
@@ -66,6 +84,10 @@ class ConversationStore(Protocol):
 
     async def turns(self, tenant: str, conversation_id: str, *, last: int | None = None) -> list[StoredTurn]:
         """The conversation's turns, oldest first (only the ``last`` ones if given); [] if unknown."""
+        ...
+
+    async def conversations(self, tenant: str, *, limit: int = 50) -> list[ConversationSummary]:
+        """The tenant's conversations, the most recently active first (at most ``limit``)."""
         ...
 
     async def purge(self) -> int:
@@ -300,6 +322,25 @@ class SQLiteConversationStore:
             if len(old) < PURGE_CHUNK and not over:
                 return gone
             await asyncio.sleep(0)
+
+    async def conversations(self, tenant: str, *, limit: int = 50) -> list[ConversationSummary]:
+        # One indexed statement, on the loop like the other reads (a listing is bounded by limit).
+        rows = (
+            self._conn()
+            .execute(
+                """SELECT c.id, c.updated, COUNT(t.seq),
+                          (SELECT body FROM turns f WHERE f.tenant = c.tenant AND f.conversation = c.id
+                           ORDER BY f.seq LIMIT 1)
+                   FROM conversations c LEFT JOIN turns t ON t.tenant = c.tenant AND t.conversation = c.id
+                   WHERE c.tenant = ? GROUP BY c.id ORDER BY c.updated DESC LIMIT ?""",
+                (tenant, limit),
+            )
+            .fetchall()
+        )
+        return [
+            ConversationSummary(conversation_id, json.loads(first)["query"] if first else "", turns, updated)
+            for conversation_id, updated, turns, first in rows
+        ]
 
     async def count(self, tenant: str) -> int:
         """How many conversations ``tenant`` has (tests, metrics)."""

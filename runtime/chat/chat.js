@@ -1,6 +1,6 @@
 // The runtime's chat page: LMOS turns through the runtime's own API, streamed replies (SSE on
 // the chat endpoint), and for each turn the agent that answered and why. Conversations are
-// remembered in this browser (their ids) and read back from the runtime's conversation store.
+// listed and read back from the runtime's conversation store.
 import { Api, ApiError, announce, el, fill, localTime, readEvents } from "./common.js";
 
 const api = new Api("");
@@ -178,7 +178,7 @@ async function send(text) {
     describeRouting(answer.meta, reply);
     answer.item.querySelector(".who").textContent = (reply.agent && reply.agent.name) || "Agent";
     conversation.messages = [...messages, { role: "assistant", format: "text", content: reply.content }];
-    remember(conversation.id, conversation.messages[0].content);
+    renderConversations();
     announce(`${(reply.agent && reply.agent.name) || "The agent"} answered`);
   } catch (error) {
     answer.item.classList.add("failed");
@@ -195,26 +195,24 @@ async function send(text) {
 
 // --- conversations ---------------------------------------------------------------------------
 
-function conversations() {
-  return (saved().conversations || []).filter((c) => c.tenant === tenant());
-}
-
-function remember(id, title) {
-  const all = saved().conversations || [];
-  const others = all.filter((c) => !(c.tenant === tenant() && c.id === id));
-  const existing = all.find((c) => c.tenant === tenant() && c.id === id);
-  others.unshift({ tenant: tenant(), id, title: existing ? existing.title : title.slice(0, 80), at: new Date().toISOString() });
-  save({ conversations: others.slice(0, 50) });
-  renderConversations();
-}
-
-function renderConversations() {
-  const list = conversations();
-  fill($("conversations"), list.length ? list.map((c) => el("li", {},
-    el("button", { type: "button", class: "conversation", "aria-current": c.id === conversation.id ? "true" : null,
-      onclick: () => reopen(c.id) },
-      el("span", { class: "title" }, c.title), el("span", { class: "small muted" }, localTime(c.at)))))
-    : el("li", { class: "muted small" }, "None yet in this browser for this tenant."));
+async function renderConversations() {
+  const list = $("conversations");
+  if (!tenant()) {
+    fill(list, el("li", { class: "muted small" }, "Choose a tenant."));
+    return;
+  }
+  try {
+    const query = new URLSearchParams({ tenantId: tenant(), limit: "30" });
+    const found = await api.json(`/chat/conversations?${query}`);
+    fill(list, found.conversations.length ? found.conversations.map((c) => el("li", {},
+      el("button", { type: "button", class: "conversation",
+        "aria-current": c.conversationId === conversation.id ? "true" : null, onclick: () => reopen(c.conversationId) },
+        el("span", { class: "title" }, c.title || c.conversationId),
+        el("span", { class: "small muted" }, `${c.turns} turn${c.turns === 1 ? "" : "s"} · ${localTime(c.updated)}`))))
+      : el("li", { class: "muted small" }, "None yet for this tenant."));
+  } catch (error) {
+    fill(list, el("li", { class: "error small" }, `Could not list the conversations: ${error.message}`));
+  }
 }
 
 function startConversation(id = newId("conv-")) {

@@ -73,6 +73,7 @@ async def test_a_chat_turn_streams_and_shows_the_agent_and_why(
     conversation = (await page.locator("#conversation-id").inner_text()).removeprefix("Conversation ")
     await page.get_by_role("button", name="New conversation").click()
     await expect(page.locator(".turn")).to_have_count(0)
+    await expect(page.locator("button.conversation")).to_contain_text(["will it rain tomorrow?2 turns"])
     await page.locator("button.conversation", has_text="will it rain tomorrow?").click()
     await expect(page.locator("#conversation-id")).to_have_text(f"Conversation {conversation}")
     await expect(page.locator(".turn.assistant .answered")).to_have_text(
@@ -98,7 +99,15 @@ async def test_a_chat_turn_streams_and_shows_the_agent_and_why(
     await expect(page.locator("#thing-title")).to_contain_text("WeatherAgent")
     assert page.errors == []  # type: ignore[attr-defined]
 
-    async with aiohttp.ClientSession() as http, http.get(f"{url}/chat/config.json") as response:
-        config = await response.json()
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{url}/chat/config.json") as response:
+            config = await response.json()
+        async with http.get(f"{url}/chat/conversations?tenantId=acme") as response:
+            listed = (await response.json())["conversations"]
+        async with http.get(f"{url}/chat/conversations?tenantId=acme&limit=0") as response:
+            assert response.status == 400 and (await response.json())["errorCode"] == "INVALID_REQUEST"
+    assert [(c["conversationId"], c["title"], c["turns"]) for c in listed] == [
+        (conversation, "will it rain tomorrow?", 2)
+    ]
     assert config["tenants"] == {"acme": ["web"]}
     assert config["explorer"] == f"{deployment.directory}/explorer"

@@ -50,6 +50,20 @@ async def test_the_conversation_lists_its_turns_and_their_agents(
         assert (await answer.json())["errorCode"] == "CONVERSATION_NOT_FOUND"
 
 
+async def test_a_tenants_conversations_are_listed_most_recent_first(tmp_path: Path) -> None:
+    async with SQLiteConversationStore(tmp_path / "l.db", max_turns=2) as store:
+        now = time.time()
+        await store.append("acme", "old", turn(1, at=now - 30))
+        await store.append("acme", "new", turn(2, at=now - 20))
+        await store.append("acme", "new", turn(3, at=now - 10))
+        await store.append("acme", "new", turn(4, at=now))  # the oldest turn of "new" goes (max_turns)
+        await store.append("globex", "other", turn(5, at=now))
+        listed = await store.conversations("acme")
+        assert [(c.id, c.title, c.turns) for c in listed] == [("new", "q3", 2), ("old", "q1", 1)]
+        assert [c.id for c in await store.conversations("acme", limit=1)] == ["new"]
+        assert listed[0].to_dict()["conversationId"] == "new" and await store.conversations("none") == []
+
+
 async def test_the_store_is_bounded(tmp_path: Path) -> None:
     async with SQLiteConversationStore(
         tmp_path / "s.db", max_turns=3, max_conversations=2, max_age=60
