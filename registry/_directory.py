@@ -255,10 +255,10 @@ class Directory:
         if compiled.terms is not None:
             candidates = set.intersection(*(self.fields.with_member(k, v) for k, v in compiled.terms))
             ids = sorted(candidates)
-        records = self.records(ids)
-        if compiled.needles:  # a byte search of the stored text: ~GB/s, no parsing
-            records = [r for r in records if all(needle in r.data for needle in compiled.needles)]
-        return await compiled.run([record.document for record in records])
+        if compiled.values:  # equalities on any path: the descriptions holding those strings
+            candidates = set.intersection(*(self.fields.with_value(v) for v in compiled.values))
+            ids = sorted(candidates.intersection(ids) if compiled.terms is not None else candidates)
+        return await compiled.run([record.document for record in self.records(ids)])
 
     async def search_sparql(self, query: str, accept: str = "") -> tuple[bytes, str]:
         """A SPARQL query's answer (body, content type) in the format ``accept`` asks for."""

@@ -6,7 +6,9 @@ security schemes, affordance names, searchable text), with an inverted index per
 field, so a selective filter costs set intersections, not a scan of every description. The text
 fields (substring search) are searched in one string per field joined from every description,
 rebuilt after changes when next searched (:class:`_TextColumn`): C-speed ``str.find`` over the
-occurrences of the rarest word, instead of a Python loop over every description.
+occurrences of the rarest word, instead of a Python loop over every description. Every string
+value, at any depth, is in a hash index (:class:`_ValueIndex`), the candidates of a JSONPath
+equality on any path.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
+
+import numpy as np
 
 from ._backend import Change, Record
 from ._json import MAX_DEPTH, JSONLimitError, loads
@@ -223,11 +227,76 @@ class _TextColumn:
         return found
 
 
+_MASK = (1 << 64) - 1
+
+
+def _value_hashes(td: Any) -> np.ndarray[Any, np.dtype[np.uint64]]:
+    found: set[int] = set()
+    stack = [td]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+        elif isinstance(node, str):
+            found.add(hash(node) & _MASK)
+    return np.fromiter(found, dtype=np.uint64, count=len(found))
+
+
+class _ValueIndex:
+    """The string values of every description, at any depth, by hash (this process's ``hash``).
+
+    Per description, a small array of the hashes of its values (8 bytes each, ~0.4 KB for a
+    typical agent); searched through one sorted array of all of them and the description each
+    came from, rebuilt when next searched once the descriptions changed since the last build are
+    over a fiftieth; until then those are looked at one by one. A hash shared by two strings only
+    adds a candidate: the query itself decides.
+    """
+
+    def __init__(self) -> None:
+        self._hashes: dict[str, np.ndarray[Any, np.dtype[np.uint64]]] = {}
+        self._sorted: np.ndarray[Any, np.dtype[np.uint64]] = np.empty(0, np.uint64)
+        self._owners: np.ndarray[Any, np.dtype[np.int64]] = np.empty(0, np.int64)
+        self._owner_ids: list[str] = []
+        self._changed: set[str] = set()
+
+    def add(self, thing_id: str, td: Any) -> None:
+        self._hashes[thing_id] = _value_hashes(td)
+        self._changed.add(thing_id)
+
+    def remove(self, thing_id: str) -> None:
+        self._hashes.pop(thing_id, None)
+        self._changed.add(thing_id)
+
+    def containing(self, value: str) -> set[str]:
+        if len(self._changed) > max(256, len(self._hashes) // 50):
+            self._rebuild()
+        key = np.uint64(hash(value) & _MASK)
+        low, high = np.searchsorted(self._sorted, key, "left"), np.searchsorted(self._sorted, key, "right")
+        found = {self._owner_ids[k] for k in self._owners[low:high].tolist()} - self._changed
+        for thing_id in self._changed:
+            hashes = self._hashes.get(thing_id)
+            if hashes is not None and bool((hashes == key).any()):
+                found.add(thing_id)
+        return found
+
+    def _rebuild(self) -> None:
+        ids = list(self._hashes)
+        arrays = [self._hashes[i] for i in ids]
+        every = np.concatenate(arrays) if arrays else np.empty(0, np.uint64)
+        owners = np.repeat(np.arange(len(ids), dtype=np.int64), [len(a) for a in arrays])
+        order = np.argsort(every, kind="stable")
+        self._sorted, self._owners, self._owner_ids = every[order], owners[order], ids
+        self._changed = set()
+
+
 class FieldIndex:
     """Fields of every stored description, updated from the change feed."""
 
     def __init__(self) -> None:
         self._columns = {"q": _TextColumn("text"), "title": _TextColumn("title")}
+        self._values = _ValueIndex()
         self._entries: dict[str, _Entry] = {}
         self._inverted: dict[str, Postings] = {f: {} for f in EXACT_FIELDS}
         self._top: Postings = {}
@@ -244,6 +313,7 @@ class FieldIndex:
     def _add(self, thing_id: str, td: Mapping[str, Any]) -> None:
         for column in self._columns.values():
             column.dirty = True
+        self._values.add(thing_id, td)
         entry = extract(td)
         self._entries[thing_id] = entry
         for name, values in zip(EXACT_FIELDS, entry.exact, strict=True):
@@ -258,11 +328,17 @@ class FieldIndex:
             return
         for column in self._columns.values():
             column.dirty = True
+        self._values.remove(thing_id)
         for name, values in zip(EXACT_FIELDS, entry.exact, strict=True):
             for value in values:
                 _unpost(self._inverted[name], value, thing_id)
         for pair in entry.top:
             _unpost(self._top, pair, thing_id)
+
+    def with_value(self, value: str) -> set[str]:
+        """Ids of the descriptions holding the string ``value`` anywhere (and, rarely, a few
+        more: JSONPath pre-selection on any path)."""
+        return self._values.containing(value)
 
     def with_member(self, key: str, value: str) -> set[str]:
         """Ids whose top-level member ``key`` is the string ``value`` (JSONPath pre-selection)."""

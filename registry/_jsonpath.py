@@ -24,11 +24,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import jsonpath_rfc9535
-import orjson
 
 from ._problems import HTTPProblem
 
-__all__ = ["JsonPathQuery", "preselect_needles", "preselect_terms", "uses_root_inside"]
+__all__ = ["JsonPathQuery", "preselect_terms", "preselect_values", "uses_root_inside"]
 
 _NAME = r"@(?:\.([A-Za-z_\u0080-\uffff][\w\u0080-\uffff]*)|\[\s*'([^'\\]*)'\s*\]|\[\s*\"([^\"\\]*)\"\s*\])"
 _LITERAL = r"(?:'([^'\\]*)'|\"([^\"\\]*)\")"
@@ -156,18 +155,16 @@ def preselect_terms(query: str) -> list[tuple[str, str]] | None:
     return terms or None
 
 
-def preselect_needles(query: str) -> list[bytes]:
-    """The stored text every result's description must contain: the JSON string of each
-    ``@.any.path == 'literal'`` of a pure conjunction (a string member equal to it is written
-    so in the stored JSON), for a byte search where no field index helps."""
-    needles = []
+def preselect_values(query: str) -> list[str]:
+    """The string values every result's description must hold somewhere: the literal of each
+    ``@.any.path == 'literal'`` of a pure conjunction, for the value index
+    (:meth:`~registry._index.FieldIndex.with_value`) where no field index helps."""
+    values = []
     for inner in _conjuncts(query) or ():
         match = _PATH_EQ.match(inner) or _PATH_EQ_REVERSED.match(inner)
         if match is not None:
-            literal = next(g for g in match.groups() if g is not None)
-            if all(ord(c) >= 0x20 for c in literal):  # control characters: escapes may differ
-                needles.append(orjson.dumps(literal))
-    return needles
+            values.append(next(g for g in match.groups() if g is not None))
+    return values
 
 
 def _streamable(query: str) -> bool:
@@ -321,7 +318,7 @@ class JsonPathQuery:
         self.timeout = timeout
         self.whole = uses_root_inside(text)
         self.terms = None if self.whole else preselect_terms(text)
-        self.needles = [] if self.whole else preselect_needles(text)
+        self.values = [] if self.whole else preselect_values(text)
 
     async def run(self, documents: Sequence[Callable[[], Any]]) -> list[Any]:
         """:meth:`evaluate` within the time limit: a few documents on the event loop, a scan on

@@ -304,3 +304,20 @@ async def test_sparql_result_formats_by_accept(filled: str, http: aiohttp.Client
         assert {t.subject.value for t in parse(text.encode(), format=fmt)} == {"urn:a", "urn:b", "urn:c"}
     kind, _ = await ask(construct, "*/*")
     assert kind == "application/ld+json"
+
+
+def test_the_value_index_finds_strings_at_any_depth_across_rebuilds() -> None:
+    from registry._index import FieldIndex
+
+    index = FieldIndex()
+    td = lambda i, word: {"id": f"urn:v:{i}", "a": [{"b": {"c": f"{word}-{i % 7}"}}]}  # noqa: E731
+    for i in range(600):  # past the rebuild threshold: the sorted arrays are searched
+        index._add(f"urn:v:{i}", td(i, "deep"))
+    assert index.with_value("deep-3") == {f"urn:v:{i}" for i in range(600) if i % 7 == 3}
+    index._remove("urn:v:3")  # changes since the build are looked at one by one
+    index._add("urn:v:4", td(3, "other"))
+    index._add("urn:v:600", td(3, "deep"))
+    expected = {f"urn:v:{i}" for i in range(601) if i % 7 == 3 and i != 3} - {"urn:v:4"}
+    assert index.with_value("deep-3") == expected | {"urn:v:600"}
+    assert index.with_value("other-3") == {"urn:v:4"}
+    assert index.with_value("absent") == set()
