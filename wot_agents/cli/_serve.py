@@ -49,6 +49,18 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--directory-token", default=None, help="bearer token for the directory's writes")
     parser.add_argument("--ttl", type=float, default=60.0, help="registration ttl in seconds (renewed)")
+    parser.add_argument(
+        "--identity",
+        default=None,
+        metavar="KEYFILE",
+        help="sign the TD with this key file (made on first run)",
+    )
+    parser.add_argument(
+        "--tls",
+        default=None,
+        metavar="DIR:NAME",
+        help="mutual TLS with NAME.crt/NAME.key/ca.crt from DIR (wot-agents ca): HTTPS/WSS, mqtts",
+    )
     parser.set_defaults(run=run)
 
 
@@ -117,7 +129,22 @@ async def run(args: argparse.Namespace) -> int:
     if ws is True and http is None:
         ws = 8080
     directory: str | bool | None = True if args.directory == "auto" else args.directory
+    trust: dict[str, Any] = {}
+    try:
+        if args.identity:
+            from wot_agents import AgentIdentity
+
+            trust["identity"] = AgentIdentity.load_or_create(args.identity)
+        if args.tls:
+            from wot_agents.trust import TlsConfig
+
+            folder, _, name = args.tls.rpartition(":")
+            trust["tls"] = TlsConfig.from_dir(folder or ".", name)
+    except (WotAgentsError, OSError) as exc:
+        print(f"wot-agents serve: {exc}", file=sys.stderr)
+        return 2
     serving = agent.serve(
+        **trust,
         http=http,
         ws=ws,
         mqtt=args.mqtt,
