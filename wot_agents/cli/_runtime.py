@@ -7,6 +7,7 @@ import asyncio
 import os
 import signal
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 
@@ -62,6 +63,11 @@ async def run(args: argparse.Namespace) -> int:
     except ValidationError as exc:
         print(f"wot-agents runtime: {exc}", file=sys.stderr)
         return 2
+    # Routing runs on the loop's default executor: room for many concurrent turns there lets the
+    # micro-batched embedder (runtime/_batch.py) gather them into batches.
+    asyncio.get_running_loop().set_default_executor(
+        ThreadPoolExecutor(max_workers=32, thread_name_prefix="wot-runtime")
+    )
     try:
         async with serve_app(
             create_app(settings), settings.host, settings.port, shutdown_timeout=settings.agent_timeout
