@@ -35,7 +35,8 @@ async def test_the_td_is_retained_on_a_well_known_topic_while_serving(agent: Age
         forms = running.description.actions["add"].forms  # type: ignore[index]
         assert forms[0].to_dict()["mqv:topic"] == "test-weather/actions/add"
         assert forms[0].href == mosquitto  # the topic is not in the URL (binding template)
-        assert "mqv" in running.description.context[1]  # type: ignore[index]
+        # The mqv prefix is declared in the context's object (after the TD 1.0 and 1.1 URIs).
+        assert any(isinstance(entry, dict) and "mqv" in entry for entry in running.description.context)
     assert await _retained(broker, "wot/td/+") is None  # cleared: a stopped agent is not found
 
 
