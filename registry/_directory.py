@@ -255,9 +255,8 @@ class Directory:
         if compiled.terms is not None:
             candidates = set.intersection(*(self.fields.with_member(k, v) for k, v in compiled.terms))
             ids = sorted(candidates)
-        if compiled.values:  # equalities on any path: the descriptions holding those strings
-            candidates = set.intersection(*(self.fields.with_value(v) for v in compiled.values))
-            ids = sorted(candidates.intersection(ids) if compiled.terms is not None else candidates)
+        elif compiled.values:  # equalities on any path: the descriptions holding the rarest string
+            ids = sorted(self.fields.with_value(self.fields.rarest_value(compiled.values)))
         return await compiled.run([record.document for record in self.records(ids)])
 
     async def search_sparql(self, query: str, accept: str = "") -> tuple[bytes, str]:

@@ -269,11 +269,20 @@ class _ValueIndex:
         self._hashes.pop(thing_id, None)
         self._changed.add(thing_id)
 
-    def containing(self, value: str) -> set[str]:
+    def _range(self, value: str) -> tuple[np.uint64, int, int]:
         if len(self._changed) > max(256, len(self._hashes) // 50):
             self._rebuild()
         key = np.uint64(hash(value) & _MASK)
         low, high = np.searchsorted(self._sorted, key, "left"), np.searchsorted(self._sorted, key, "right")
+        return key, int(low), int(high)
+
+    def count(self, value: str) -> int:
+        """About how many descriptions hold ``value`` (those changed since the build aside)."""
+        _, low, high = self._range(value)
+        return high - low
+
+    def containing(self, value: str) -> set[str]:
+        key, low, high = self._range(value)
         found = {self._owner_ids[k] for k in self._owners[low:high].tolist()} - self._changed
         for thing_id in self._changed:
             hashes = self._hashes.get(thing_id)
@@ -334,6 +343,10 @@ class FieldIndex:
                 _unpost(self._inverted[name], value, thing_id)
         for pair in entry.top:
             _unpost(self._top, pair, thing_id)
+
+    def rarest_value(self, values: Iterable[str]) -> str:
+        """The one of ``values`` the fewest descriptions hold (the best pre-selection)."""
+        return min(values, key=self._values.count)
 
     def with_value(self, value: str) -> set[str]:
         """Ids of the descriptions holding the string ``value`` anywhere (and, rarely, a few
