@@ -61,6 +61,8 @@ class DirectorySettings(BaseSettings):
     trusted_issuers: list[str] | None = None
     #: Hosts whose did:web documents are fetched over plain HTTP: labs and tests on loopback only.
     did_web_http_hosts: list[str] = Field(default_factory=list)
+    #: A CA file trusted for did:web documents over HTTPS besides the system's (a lab CA).
+    did_web_ca: Path | None = None
 
     @model_validator(mode="after")
     def _reads_need_a_token(self) -> Self:

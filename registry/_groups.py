@@ -23,12 +23,13 @@ from typing import Any
 
 from aiohttp import web
 
-from wot_agents import AgentIdentity, DidResolver, EventStream, ServerSentEvent, TrustError
+from wot_agents import AgentIdentity, EventStream, ServerSentEvent, TrustError
 from wot_agents.trust._groups import MEMBERSHIP_TTL, PROOF_HEADER, GroupAuthority, verify_proof
 
 from ._config import DirectorySettings
 from ._enrich import rfc3339
 from ._problems import HTTPProblem
+from ._trust import did_resolver
 
 __all__ = ["Groups"]
 
@@ -48,7 +49,7 @@ class Groups:
         key = Path(f"{db}.authority.key") if db is not None else None
         identity = AgentIdentity.load_or_create(key) if key is not None else AgentIdentity.generate()
         self.authority = GroupAuthority(identity)
-        self.resolver = DidResolver(http_hosts=frozenset(settings.did_web_http_hosts))
+        self.resolver = did_resolver(settings)
         self._groups: dict[str, dict[str, Any]] = {}
         if self._file is not None and self._file.exists():
             self._groups = json.loads(self._file.read_text(encoding="utf-8"))

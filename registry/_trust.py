@@ -13,6 +13,7 @@ so stored, listed and patched TDs keep verifying.
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Mapping
 from typing import Any
 
@@ -21,7 +22,16 @@ from wot_agents import DidResolver, KeyResolutionError, SignatureError, TrustErr
 from ._config import DirectorySettings
 from ._problems import HTTPProblem
 
-__all__ = ["SignatureCheck"]
+__all__ = ["SignatureCheck", "did_resolver"]
+
+
+def did_resolver(settings: DirectorySettings) -> DidResolver:
+    """The directory's resolver of signers' and group callers' DIDs, as the settings say."""
+    context = None
+    if settings.did_web_ca is not None:
+        context = ssl.create_default_context()
+        context.load_verify_locations(cafile=str(settings.did_web_ca))
+    return DidResolver(http_hosts=frozenset(settings.did_web_http_hosts), ssl=context)
 
 
 def _issuer(exc: TrustError) -> dict[str, Any]:
@@ -35,7 +45,7 @@ class SignatureCheck:
         self.policy = TrustPolicy(
             require_signature=settings.require_signatures,
             trusted=None if settings.trusted_issuers is None else frozenset(settings.trusted_issuers),
-            resolver=DidResolver(http_hosts=frozenset(settings.did_web_http_hosts)),
+            resolver=did_resolver(settings),
         )
 
     @property

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import ssl
 import sys
 from pathlib import Path
 
@@ -23,7 +24,7 @@ async def echo(text: str) -> str:
 """
 
 
-async def test_serve_signs_and_asks_for_certificates(tmp_path: Path) -> None:
+async def test_serve_signs_and_requires_certificates(tmp_path: Path) -> None:
     (tmp_path / "server.py").write_text(AGENT_MODULE)
     ca = LocalCA.create(tmp_path / "ca")
     ca.issue("echo")
@@ -44,20 +45,21 @@ async def test_serve_signs_and_asks_for_certificates(tmp_path: Path) -> None:
         async with aiohttp.ClientSession() as http:
             async with http.get(td_url, ssl=caller.client_context()) as response:
                 td = await response.json()
-            try:  # without a client certificate: no TLS session at all
-                async with http.get(td_url, ssl=caller_without_certificate(caller.ca)) as response:
-                    refused = False
-            except aiohttp.ClientError:
-                refused = True
+            anonymous = plain_tls(caller.ca)  # no client certificate: the TD is public, no more
+            async with http.get(td_url, ssl=anonymous) as response:
+                assert response.status == 200
+            href = td["actions"]["echo"]["forms"][0]["href"]
+            async with http.post(href, json={"text": "hi"}, ssl=anonymous) as response:
+                assert response.status == 401
+            async with http.post(href, json={"text": "hi"}, ssl=caller.client_context()) as response:
+                assert await response.json() == "hi"
         assert verify(td) == [AgentIdentity.load_or_create(key).did]
-        assert refused
+        assert td["securityDefinitions"]["mtls_sc"]["scheme"] == "lmos:mtls"
     finally:
         if proc.returncode is None:
             proc.send_signal(signal.SIGTERM)
             await proc.communicate()
 
 
-def caller_without_certificate(ca: Path) -> object:
-    import ssl
-
+def plain_tls(ca: Path) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=str(ca))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -12,6 +13,7 @@ import pytest
 
 from tests.servers import running_directory
 from wot_agents import AgentIdentity, sign, verify
+from wot_agents.trust import LocalCA
 
 from .conftest import make_agent
 
@@ -124,3 +126,21 @@ async def test_a_signed_agent_registers_with_a_directory_that_requires_it(identi
                             assert verify(await response.json()) == [identity.did]
                             break
                     await asyncio.sleep(0.05)
+
+
+async def test_a_did_web_signer_over_https_with_a_lab_ca(http: aiohttp.ClientSession, tmp_path: Path) -> None:
+    ca = LocalCA.create(tmp_path / "ca")
+    agent = make_agent()
+    async with agent.serve(
+        http=True, tls=ca.issue("agent"), identity=AgentIdentity.generate(), did_web=True
+    ) as running:
+        assert running.identity is not None and running.identity.did.startswith("did:web:")
+        settings = {"require_signatures": True, "trusted_issuers": [running.identity.did]}
+        async with running_directory(**settings, did_web_ca=tmp_path / "ca" / "ca.crt") as directory:
+            td = running.description.to_dict()
+            async with http.put(f"{directory}/things/{td['id']}", json=td) as response:
+                assert response.status == 201, await response.text()
+        async with running_directory(**settings) as directory:  # the system's CAs only: refused
+            async with http.put(f"{directory}/things/{td['id']}", json=td) as response:
+                problem = await response.json()
+            assert response.status == 400 and "signing key could not be found" in problem["detail"]

@@ -22,6 +22,7 @@ from ..trust import AgentIdentity, sign
 from ..trust._groups import AccessPolicy, describe_access
 from ..trust._tls import TlsConfig
 from ._interfaces import BindingServer, ExposedAgent, ServeContext
+from ._mtls import CertificateAuth
 from ._security import ServerSecurity, security_definitions
 from ._web import WebBinding, WebServer
 
@@ -298,9 +299,10 @@ def serve(
     ``True`` for the one announced on the LAN by DNS-SD. ``identity`` signs the TD (see
     :mod:`wot_agents.trust`); with ``did_web=True`` the agent goes by the did:web of its TD's URL
     and serves that DID's document (``/{slug}/did.json``). ``tls`` (a
-    :class:`~wot_agents.trust.TlsConfig`) serves HTTPS/WSS asking every caller for a certificate
-    from its CA (mutual TLS; add ``CertificateAuth()`` to ``security`` to admit callers by the
-    DID it names) and connects to an ``mqtts://`` broker with the same certificate. ``access``
+    :class:`~wot_agents.trust.TlsConfig`) serves HTTPS/WSS requiring a certificate from its CA
+    of every caller but for the public TD and DID document (``CertificateAuth()`` is added unless
+    ``security`` has one, e.g. ``CertificateAuth(dids)`` to admit only some), and connects to an
+    ``mqtts://`` broker with the same certificate. ``access``
     (an :class:`~wot_agents.trust.AccessPolicy`) says which groups or identities may use which
     affordance; every binding identifies the caller and the TD says what to present.
     """
@@ -311,6 +313,8 @@ def serve(
     if http is None and ws is None and mqtt is None:
         raise ValueError("serve() needs at least one binding: http=..., ws=... or mqtt=...")
     schemes = [security] if not isinstance(security, Sequence) else list(security)
+    if tls is not None and not any(isinstance(scheme, CertificateAuth) for scheme in schemes):
+        schemes.append(CertificateAuth())  # mutual TLS: every caller shows a certificate of the CA
     slug = slugify(agent.description().title)
     servers: list[BindingServer] = []
     web: dict[tuple[str, int], list[WebBinding]] = {}

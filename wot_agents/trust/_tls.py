@@ -53,8 +53,11 @@ def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
 class TlsConfig:
     """A certificate, its key and the CA that vouches for peers: both sides of mutual TLS.
 
-    ``server_context()`` requires and verifies client certificates; ``client_context()``
-    presents this certificate and verifies the server's. Contexts are made once (they read files).
+    ``server_context()`` asks for and verifies client certificates (a presented one that is
+    expired or from another CA ends the handshake); one without a certificate still gets the TD
+    and the DID document, which are public, and ``CertificateAuth`` (that ``serve(tls=)`` adds)
+    refuses it everything else. ``client_context()`` presents this certificate and verifies the
+    server's. Contexts are made once (they read files).
     """
 
     cert: Path
@@ -79,7 +82,7 @@ class TlsConfig:
         if context is None:
             context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=str(self.ca))
             context.minimum_version = ssl.TLSVersion.TLSv1_2
-            context.verify_mode = ssl.CERT_REQUIRED
+            context.verify_mode = ssl.CERT_OPTIONAL
             context.load_cert_chain(self.cert, self.key)
             context.sslobject_class = _LoggedHandshakes
             self._contexts["server"] = context
