@@ -321,3 +321,22 @@ def test_the_value_index_finds_strings_at_any_depth_across_rebuilds() -> None:
     assert index.with_value("deep-3") == expected | {"urn:v:600"}
     assert index.with_value("other-3") == {"urn:v:4"}
     assert index.with_value("absent") == set()
+
+
+def test_the_title_filter_sees_changes_before_and_after_a_rebuild() -> None:
+    from registry._index import FieldIndex
+
+    index = FieldIndex()
+    index.load([])
+    for i in range(600):
+        index._add(f"urn:t:{i}", {"id": f"urn:t:{i}", "title": f"Agent {i}"})
+    with_59 = {f"urn:t:{i}" for i in range(600) if "59" in str(i)}  # every word somewhere in the title
+    assert index.search({"title": "agent 59"}) == with_59
+    index._remove("urn:t:59")
+    index._add("urn:t:700", {"id": "urn:t:700", "title": "Renamed 59"})
+    assert index.search({"title": "59"}) == with_59 - {"urn:t:59"} | {"urn:t:700"}
+    assert index.search({"title": "renamed"}) == {"urn:t:700"}
+    for i in range(300):  # past a fiftieth: joined again
+        index._add(f"urn:t:{800 + i}", {"id": f"urn:t:{800 + i}", "title": f"Late {i}"})
+    assert index.search({"title": "late 299"}) == {"urn:t:1099"}
+    assert index.search({"title": "renamed"}) == {"urn:t:700"}
