@@ -396,8 +396,8 @@ class KubernetesStore:
         for versions older than this replica's (another replica's events)."""
         after = _version(event_id)
         if after is not None and after > self._reached() and self._informer is not None:
-            # Another replica may have watched it a moment before this one.
-            await self._informer.wait_for_version(str(after), self.ack_timeout)
+            # Another replica may have watched it a moment before this one (else: not ours).
+            await self._informer.wait_for_version(str(after), min(self.ack_timeout, 1.0))
         if after is None or after > self._reached():
             after = 0  # not from this cluster's history
         oldest_kept = _version(self._journal[0].event_id) or 0 if self._journal else self._journal_start + 1

@@ -82,3 +82,16 @@ def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         pytest.fail("mosquitto is not installed: run scripts/bootstrap.sh")
     with LocalBroker(log=tmp_path_factory.mktemp("mosquitto") / "mosquitto.log") as broker:
         yield broker.url
+
+
+@pytest.fixture(scope="session")
+def kube(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A real Kubernetes API server (etcd + apiextensions-apiserver, tests/kubernetes/_apiserver.py)
+    with the deploy/ CRDs applied, for the whole session; built on first use (minutes, once)."""
+    from tests.kubernetes._apiserver import start_test_apiserver
+
+    server = start_test_apiserver(tmp_path_factory.mktemp("kube"))
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -141,6 +141,8 @@ class KubeClient:
         if not self._closed:
             self._closed = True
             await self._api.close()
+            # aiohttp closes TLS connections in the background: let them finish (its docs' advice).
+            await asyncio.sleep(0.1)
 
     @property
     def host(self) -> str:

@@ -24,6 +24,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 REPO = Path(__file__).parents[2]
 SCRIPT = REPO / "scripts" / "k8s-apiserver.sh"
 
@@ -279,3 +281,68 @@ class KubeApiServer:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"the CRD {name} did not become Established")
             time.sleep(0.05)
+
+
+DEPLOY_CRDS = sorted((REPO / "deploy" / "base" / "crds").glob("*.yaml"))
+
+#: The API group of the Service-shaped test CRD.
+SERVICE_GROUP = "core-test.wot-agents.io"
+
+
+def _open_crd(
+    group: str, kind: str, plural: str, annotations: dict[str, str] | None = None
+) -> dict[str, Any]:
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{plural}.{group}", "annotations": annotations or {}},
+        "spec": {
+            "group": group,
+            "scope": "Namespaced",
+            "names": {"kind": kind, "plural": plural, "singular": kind.lower(), "listKind": f"{kind}List"},
+            "versions": [
+                {
+                    "name": "v1",
+                    "served": True,
+                    "storage": True,
+                    "subresources": {"status": {}},
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "properties": {
+                                "spec": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
+                                "status": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
+                            },
+                        }
+                    },
+                }
+            ],
+        },
+    }
+
+
+TEST_CRDS = [
+    _open_crd(SERVICE_GROUP, "Service", "services"),
+    # *.k8s.io groups need this annotation (KEP-2337); it names the API's own review.
+    _open_crd(
+        "coordination.k8s.io",
+        "Lease",
+        "leases",
+        {"api-approved.kubernetes.io": "https://github.com/kubernetes/kubernetes/pull/80289"},
+    ),
+]
+
+
+def start_test_apiserver(folder: Path) -> KubeApiServer:
+    """etcd + apiextensions-apiserver in ``folder`` with every CRD applied (stop it when done)."""
+    server = KubeApiServer(build_apiserver(), folder)
+    try:
+        server.start()
+        for path in DEPLOY_CRDS:
+            server.apply_crd(yaml.safe_load(path.read_text()))
+        for crd in TEST_CRDS:
+            server.apply_crd(crd)
+    except BaseException:
+        server.stop()
+        raise
+    return server

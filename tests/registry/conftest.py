@@ -1,14 +1,17 @@
 """A real directory on a loopback port, and realistic descriptions to store in it.
 
-The directory API tests run against both stores: a module that declares
-``pytestmark = pytest.mark.usefixtures("store_kind")`` runs each test once with the SQLite store
-and once with the in-memory one (every directory its tests start uses that store).
+The directory API tests run against every store: a module that declares
+``pytestmark = pytest.mark.usefixtures("store_kind")`` runs each test once with the SQLite store,
+once with the in-memory one and once with the kubernetes one on the real API server (every
+directory its tests start uses that store).
 """
 
 from __future__ import annotations
 
 import copy
+import itertools
 import json
+import os
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -18,18 +21,23 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from registry import DirectorySettings, MemoryStore, Store
+from registry import DirectorySettings, KubernetesStore, MemoryStore, Store
 from tests import servers
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "weather-agent.json"
-STORE_KINDS = ("sqlite", "memory")
+STORE_KINDS = ("sqlite", "memory", "kubernetes")
 _store_kind = "sqlite"  # what running_app uses; set by the store_kind fixture
+_kube: Any = None  # the session's Kubernetes API server, for the kubernetes store
+_namespaces = itertools.count()
 
 
 @pytest.fixture(params=STORE_KINDS)
 def store_kind(request: pytest.FixtureRequest) -> Iterator[str]:
-    """Each test once per store: the directories it starts use that one."""
-    global _store_kind
+    """Each test once per store: the directories it starts use that one (the kubernetes store:
+    each directory in a namespace of its own on the real API server of tests/conftest.py)."""
+    global _store_kind, _kube
+    if request.param == "kubernetes":
+        _kube = request.getfixturevalue("kube")
     _store_kind = request.param
     try:
         yield request.param
@@ -40,7 +48,12 @@ def store_kind(request: pytest.FixtureRequest) -> Iterator[str]:
 def _store(settings: DirectorySettings) -> Store | None:
     if _store_kind == "sqlite":
         return None  # the default: SQLiteStore on settings.db
-    assert settings.db is None, "the memory store has no file"
+    assert settings.db is None, f"the {_store_kind} store has no file"
+    if _store_kind == "kubernetes":
+        namespace = f"registry-{os.getpid()}-{next(_namespaces)}"
+        return KubernetesStore(
+            namespace=namespace, kubeconfig=_kube.kubeconfig, journal_size=settings.journal_size
+        )
     return MemoryStore(journal_size=settings.journal_size)
 
 
