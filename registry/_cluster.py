@@ -14,7 +14,15 @@ import logging
 from collections.abc import Iterator
 from typing import Any, Self
 
-from wot_agents import AgentDescription, DescriptionError, DirectoryClient, KubeClient, LeaderElection
+from wot_agents import (
+    KUBE_SERVICES,
+    AgentDescription,
+    DescriptionError,
+    DirectoryClient,
+    KubeClient,
+    KubeResource,
+    LeaderElection,
+)
 
 from ._channel_operator import ChannelOperator
 from ._directory import Directory
@@ -41,6 +49,7 @@ class ClusterDuties:
         token: str | None = None,
         lease_seconds: float = 15.0,
         renew_every: float = 5.0,
+        kind: KubeResource = KUBE_SERVICES,
     ) -> None:
         self.client = client
         self.directory = directory
@@ -49,6 +58,7 @@ class ClusterDuties:
         self.services = services
         self.channels = channels
         self.token = token
+        self.kind = kind  # the Services watched (a Service-shaped custom resource in tests)
         self.election = LeaderElection(
             client, namespace, LEADER_LEASE, self._lead, lease_seconds=lease_seconds, renew_every=renew_every
         )
@@ -78,7 +88,9 @@ class ClusterDuties:
                 from discovery import ServiceWatcher  # mDNS's zeroconf comes with it: only when asked
 
                 directory = await stack.enter_async_context(DirectoryClient(self.url, token=self.token))
-                self.watcher = ServiceWatcher(self.client, directory, namespace=self.namespace)
+                self.watcher = ServiceWatcher(
+                    self.client, directory, namespace=self.namespace, kind=self.kind
+                )
                 await stack.enter_async_context(self.watcher)
             logger.info(
                 "leading: %s",

@@ -145,3 +145,32 @@ async def test_service_agents_appear_and_disappear(kube_client: KubeClient, name
 
 async def directory_has(directory: DirectoryClient, ids: set[str]) -> bool:
     return {td["id"] async for td in directory.list()} == ids
+
+
+async def test_two_replicas_converge_on_service_add_and_remove(
+    kube: Any, kube_client: KubeClient, namespace: str
+) -> None:
+    """Each replica runs the duties; the Lease holder mirrors, and both serve the result."""
+    from registry import DIRECTORY, ClusterDuties
+
+    from .test_store import replica
+
+    async with agent_server({"/.well-known/wot": td("urn:test:svc:shared", "Shared")}) as port:
+        async with (
+            replica(kube, namespace) as (url_a, app_a),
+            replica(kube, namespace) as (url_b, app_b),
+            ClusterDuties(kube_client, app_a[DIRECTORY], url_a, namespace=namespace, channels=False,
+                          kind=SERVICES, lease_seconds=5, renew_every=0.5),
+            ClusterDuties(kube_client, app_b[DIRECTORY], url_b, namespace=namespace, channels=False,
+                          kind=SERVICES, lease_seconds=5, renew_every=0.5),
+            DirectoryClient(url_a) as a,
+            DirectoryClient(url_b) as b,
+        ):  # fmt: skip
+            await kube_client.create(
+                SERVICES, namespace, service("shared", port, {"wot-agents.io/agent": "true"})
+            )
+            await eventually(lambda: directory_has(a, {"urn:test:svc:shared"}))
+            await eventually(lambda: directory_has(b, {"urn:test:svc:shared"}))
+            await kube_client.delete(SERVICES, namespace, "shared")
+            await eventually(lambda: directory_has(a, set()))
+            await eventually(lambda: directory_has(b, set()))
