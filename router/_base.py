@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import asyncio
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from types import TracebackType
-from typing import ClassVar, Self
+from typing import Any, ClassVar, Self
 
 from wot_agents import AgentDescription, ChatMessage, RoutingError
 
 from ._decision import AgentFilter, Decision
 
-__all__ = ["CompositeRouter", "RouterBase", "check_query", "conversation"]
+__all__ = ["CompositeRouter", "RouterBase", "check_query", "conversation", "descriptions"]
 
 
 def check_query(query: str) -> None:
@@ -42,6 +42,14 @@ def conversation(history: Sequence[ChatMessage]) -> list[ChatMessage]:
     return turns
 
 
+def descriptions(agents: Sequence[AgentDescription | Mapping[str, Any]]) -> list[AgentDescription]:
+    """Agent Descriptions from models or parsed TDs: every public call takes either."""
+    return [
+        agent if isinstance(agent, AgentDescription) else AgentDescription.from_dict(agent)
+        for agent in agents
+    ]
+
+
 class RouterBase(ABC):
     """The shared half of every router; subclasses say how to add, remove and route.
 
@@ -51,9 +59,14 @@ class RouterBase(ABC):
 
     method: ClassVar[str]
 
+    async def add(self, agents: Sequence[AgentDescription | Mapping[str, Any]]) -> int:
+        """Index new agents and re-index changed ones (models or parsed TDs alike); the number added
+        or changed."""
+        return await self._add(descriptions(agents))
+
     @abstractmethod
-    async def add(self, agents: Sequence[AgentDescription]) -> int:
-        """Index new agents and re-index changed ones; the number added or changed."""
+    async def _add(self, agents: Sequence[AgentDescription]) -> int:
+        """The method's own indexing of agents already parsed (see :meth:`add`)."""
 
     @abstractmethod
     async def remove(self, agent_id: str) -> bool:
@@ -63,14 +76,16 @@ class RouterBase(ABC):
         self,
         query: str,
         history: Sequence[ChatMessage] = (),
-        candidates: Sequence[AgentDescription] | None = None,
+        candidates: Sequence[AgentDescription | Mapping[str, Any]] | None = None,
         *,
         where: AgentFilter | None = None,
     ) -> Decision:
-        """Choose among ``candidates`` (default: every agent added) passing ``where`` (default: the
-        router's own filter); ``history`` is the conversation before ``query``, oldest first."""
+        """Choose among ``candidates`` (default: every agent added; models or parsed TDs) passing
+        ``where`` (default: the router's own filter); ``history`` is the conversation before
+        ``query``, oldest first."""
         check_query(query)
-        return await self._route(query, history, candidates, where)
+        chosen = None if candidates is None else descriptions(candidates)
+        return await self._route(query, history, chosen, where)
 
     @abstractmethod
     async def _route(
@@ -107,8 +122,8 @@ class CompositeRouter(RouterBase):
 
     parts: tuple[RouterBase, ...]
 
-    async def add(self, agents: Sequence[AgentDescription]) -> int:
-        changed = await asyncio.gather(*(part.add(agents) for part in self.parts))
+    async def _add(self, agents: Sequence[AgentDescription]) -> int:
+        changed = await asyncio.gather(*(part._add(agents) for part in self.parts))
         return changed[0]
 
     async def remove(self, agent_id: str) -> bool:

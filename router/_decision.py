@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Protocol, Self
+from typing import Any, Protocol, Self
 
 from wot_agents import AgentDescription, ChatMessage
 
@@ -95,7 +95,7 @@ class Router(Protocol):
     Every router implements it through :class:`~router.RouterBase`.
     """
 
-    async def add(self, agents: Sequence[AgentDescription]) -> int: ...
+    async def add(self, agents: Sequence[AgentDescription | Mapping[str, Any]]) -> int: ...
 
     async def remove(self, agent_id: str) -> bool: ...
 
@@ -103,7 +103,7 @@ class Router(Protocol):
         self,
         query: str,
         history: Sequence[ChatMessage] = (),
-        candidates: Sequence[AgentDescription] | None = None,
+        candidates: Sequence[AgentDescription | Mapping[str, Any]] | None = None,
         *,
         where: AgentFilter | None = None,
     ) -> Decision: ...

@@ -170,7 +170,7 @@ class LLMRouter(RouterBase):
         self.history_turns = history_turns
         self._agents: dict[str, AgentDescription] = {}
 
-    async def add(self, agents: Sequence[AgentDescription]) -> int:
+    async def _add(self, agents: Sequence[AgentDescription]) -> int:
         for agent in agents:
             self._agents[agent_key(agent)] = agent
         return len(agents)

@@ -200,7 +200,7 @@ class VectorRouter(RouterBase):
 
     # -- agents ---------------------------------------------------------------------------------
 
-    async def add(self, agents: Sequence[AgentDescription]) -> int:
+    async def _add(self, agents: Sequence[AgentDescription]) -> int:
         """Index new agents and re-index changed ones (only those are embedded again)."""
         changed = await asyncio.to_thread(self.index.upsert, agents)
         self._schedule_refit()

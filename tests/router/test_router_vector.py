@@ -85,6 +85,14 @@ async def test_candidates_restrict_and_are_indexed_on_the_fly(minilm, agents) ->
     assert {agent for agent, _ in decision.ranking} <= {"urn:test:billing", "urn:test:travel"}
 
 
+async def test_parsed_tds_are_taken_like_models(minilm, agents) -> None:
+    # Every public call that takes a TD takes the model or the parsed document alike.
+    router = VectorRouter(minilm, threshold=0.0)
+    assert await router.add([agent.to_dict() for agent in agents[:2]]) == 2
+    decision = await router.route("book a hotel in Lisbon", candidates=[a.to_dict() for a in agents[1:3]])
+    assert decision.agent_id == "urn:test:travel"
+
+
 async def test_classifier_refits_after_agents_change(minilm, agents) -> None:
     router = VectorRouter(minilm, threshold=0.0)
     await router.add(agents)
