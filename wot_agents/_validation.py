@@ -50,8 +50,11 @@ def _problems(name: str, document: Any) -> list[Problem]:
 def validate(document: Any) -> list[Problem]:
     """Every schema problem of a parsed document; an empty list means it is valid.
 
-    Problems are sorted by pointer so the output is stable across runs.
+    Problems are sorted by pointer so the output is stable across runs. An
+    :class:`~wot_agents.AgentDescription` (any TD model) is validated as the document it dumps to.
     """
+    if not isinstance(document, Mapping) and callable(getattr(document, "to_dict", None)):
+        document = document.to_dict()
     if not isinstance(document, Mapping):
         return [Problem("", f"a Thing Description must be a JSON object, not {type(document).__name__}")]
     problems = _problems("td", document) + _rules(document)

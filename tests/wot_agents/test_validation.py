@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import W3C_EXAMPLES, load_json
-from wot_agents import Problem, ValidationError, check, validate, validate_json
+from wot_agents import AgentDescription, Problem, ValidationError, check, validate, validate_json
 
 
 @pytest.mark.parametrize("path", W3C_EXAMPLES, ids=lambda path: path.stem)
@@ -18,6 +18,14 @@ def test_w3c_examples_are_valid(path: Any) -> None:
 def test_lmos_agent_is_valid(weather_agent: dict[str, Any]) -> None:
     assert validate(weather_agent) == []
     check(weather_agent)
+
+
+def test_a_model_is_validated_as_its_document(weather_agent: dict[str, Any]) -> None:
+    assert validate(AgentDescription.from_dict(weather_agent)) == []
+    broken = AgentDescription.from_dict({**weather_agent, "security": "undefined_sc"})
+    assert [problem.pointer for problem in validate(broken)] == ["/security"]
+    with pytest.raises(ValidationError, match="/security"):
+        check(broken)
 
 
 def _broken(document: dict[str, Any], mutate: Any) -> dict[str, Any]:
