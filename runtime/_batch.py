@@ -22,10 +22,11 @@ __all__ = ["BatchingEmbedder"]
 
 
 class _Call:
-    __slots__ = ("done", "error", "result", "texts")
+    __slots__ = ("done", "error", "result", "taken", "texts")
 
     def __init__(self, texts: Sequence[str]) -> None:
         self.texts = list(texts)
+        self.taken = False  # in a batch another lane is running
         self.done = False
         self.result: Any = None
         self.error: BaseException | None = None
@@ -62,7 +63,7 @@ class BatchingEmbedder:
             self._queue.append(call)
         while True:
             with self._cond:
-                while not call.done and self._running >= self.lanes:
+                while not call.done and (call.taken or self._running >= self.lanes):
                     self._cond.wait()
                 if call.done:
                     return self._outcome(call)
@@ -70,8 +71,10 @@ class BatchingEmbedder:
                 batch: list[_Call] = []
                 size = 0
                 while self._queue and (not batch or size + len(self._queue[0].texts) <= self.max_batch):
-                    size += len(self._queue[0].texts)
-                    batch.append(self._queue.pop(0))
+                    item = self._queue.pop(0)
+                    item.taken = True
+                    size += len(item.texts)
+                    batch.append(item)
             self._run(batch, size)
 
     def _run(self, batch: list[_Call], size: int) -> None:

@@ -56,3 +56,24 @@ def test_a_failed_batch_fails_each_of_its_callers() -> None:
     with pytest.raises(RuntimeError, match="boom"):
         batching.embed(["boom"])
     assert batching.embed(["3"])[0][0] == 3.0
+
+
+def test_no_lane_runs_an_empty_batch_while_another_holds_the_call() -> None:
+    class Slow:
+        name, dim = "slow", 1
+
+        def __init__(self) -> None:
+            self.calls: list[list[str]] = []
+
+        def embed(self, texts: Sequence[str]) -> Any:
+            self.calls.append(list(texts))
+            threading.Event().wait(0.005)
+            return np.array([[float(text)] for text in texts], dtype=np.float32)
+
+    inner = Slow()
+    batching = BatchingEmbedder(inner, lanes=2)
+    with ThreadPoolExecutor(32) as pool:
+        results = list(pool.map(lambda n: batching.embed([str(n)])[0][0], range(200)))
+    assert results == [float(n) for n in range(200)]
+    assert all(inner.calls) and sum(len(call) for call in inner.calls) == 200
+    assert len(inner.calls) < 200  # some calls shared a batch
