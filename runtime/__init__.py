@@ -27,6 +27,7 @@ from ._lmos import (
     SystemContext,
     UserContext,
 )
+from ._postgres import PostgresConversationStore
 from ._runtime import Runtime, Turn, TurnRequest
 from ._store import ConversationStore, ConversationSummary, SQLiteConversationStore, StoredTurn
 
@@ -53,6 +54,7 @@ __all__ = [
     "KeyValuePair",
     "LmosError",
     "Message",
+    "PostgresConversationStore",
     "Runtime",
     "RuntimeSettings",
     "SQLiteConversationStore",

@@ -67,7 +67,8 @@ class RuntimeSettings(BaseSettings):
     default_subset: str = "stable"
     #: Seconds an agent may take to answer one turn.
     agent_timeout: float = Field(default=30.0, gt=0)
-    #: The conversation store's SQLite file; None keeps conversations in memory (lost on exit).
+    #: The conversation store's SQLite file, or a ``postgresql://`` DSN that several runtime
+    #: replicas share; None keeps conversations in memory (lost on exit).
     store: str | None = None
     #: Its bounds: turns kept per conversation, conversations per tenant, seconds of inactivity.
     store_max_turns: int = Field(default=100, gt=0)

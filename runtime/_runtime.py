@@ -261,11 +261,19 @@ class Runtime:
         )
         self.channels = ChannelTable()
         self._owns_store = store is None
+        turns, conversations, age = (
+            self.settings.store_max_turns,
+            self.settings.store_max_conversations,
+            self.settings.store_max_age,
+        )
+        if store is None and (self.settings.store or "").startswith(("postgresql://", "postgres://")):
+            from ._postgres import PostgresConversationStore  # replicas sharing their conversations
+
+            store = PostgresConversationStore(
+                self.settings.store or "", max_turns=turns, max_conversations=conversations, max_age=age
+            )
         self.store: ConversationStore = store or SQLiteConversationStore(
-            self.settings.store,
-            max_turns=self.settings.store_max_turns,
-            max_conversations=self.settings.store_max_conversations,
-            max_age=self.settings.store_max_age,
+            self.settings.store, max_turns=turns, max_conversations=conversations, max_age=age
         )
         self._stack: AsyncExitStack | None = None
         self._gate = _Gate()

@@ -20,8 +20,9 @@ log() { printf '[bootstrap] %s\n' "$*" >&2; }
 # Node.js and npm: Eclipse Thingweb node-wot, the other WoT implementation of the interop tests
 # (Debian's packages only where the machine has no node and npm of its own); chromium: the real
 # browser the page tests drive through Playwright (no browser is ever downloaded); etcd-server
-# and openssl: the etcd and the certificates of the Kubernetes API server of tests/kubernetes.
-APT_PACKAGES=(mosquitto iproute2 chromium etcd-server openssl)
+# and openssl: the etcd and the certificates of the Kubernetes API server of tests/kubernetes;
+# postgresql: the shared conversation store of runtime replicas (its tests start their own server).
+APT_PACKAGES=(mosquitto iproute2 chromium etcd-server openssl postgresql)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
