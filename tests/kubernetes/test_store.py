@@ -19,7 +19,7 @@ from aiohttp import web
 
 from registry import DIRECTORY, DirectorySettings, create_app
 from registry._kubernetes import THING_DESCRIPTIONS, KubernetesStore, label_safe, object_name, td_labels
-from wot_agents import DirectoryClient, DirectoryEvent, KubeClient
+from wot_agents import DirectoryClient, DirectoryError, DirectoryEvent, KubeClient
 
 from ._apiserver import KubeApiServer
 
@@ -202,3 +202,32 @@ async def test_an_expired_watch_relists_without_losing_or_repeating(
         assert (await b.get("urn:k8s:changed"))["title"] == "Changed"
         await a.register(make_td(id="urn:k8s:after"))
         assert [e.data["id"] for e in await take(events, 1)] == ["urn:k8s:after"]
+
+
+@pytest.mark.slow
+async def test_replicas_survive_api_server_and_etcd_restarts(
+    kube: KubeApiServer, namespace: str, make_td: Any
+) -> None:
+    async with (
+        replica(kube, namespace) as (url_a, _),
+        replica(kube, namespace) as (url_b, _),
+        DirectoryClient(url_a) as a,
+        DirectoryClient(url_b) as b,
+    ):
+        await a.register(make_td(id="urn:k8s:before"))
+        for restart in (kube.restart_apiserver, kube.restart_etcd):
+            await asyncio.to_thread(restart)
+            thing_id = f"urn:k8s:after-{restart.__name__}"
+            async with asyncio.timeout(30):
+                while True:  # a write while the API server reconnects to etcd gets 503: retried
+                    try:
+                        await a.register(make_td(id=thing_id))
+                        break
+                    except DirectoryError as exc:
+                        assert exc.status == 503, exc
+                        await asyncio.sleep(0.1)
+            events = b.events(last_event_id="0")
+            seen = [e.data["id"] for e in await take(events, 2 if restart == kube.restart_apiserver else 3)]
+            assert seen[-1] == thing_id
+        ids = {td["id"] async for td in b.list()}
+        assert ids == {"urn:k8s:before", "urn:k8s:after-restart_apiserver", "urn:k8s:after-restart_etcd"}
