@@ -135,3 +135,5 @@ def test_route_takes_the_agents_of_a_directory(agents, capsys) -> None:
     finally:
         directory.terminate()
         directory.wait(timeout=30)
+        assert directory.stdout is not None
+        directory.stdout.close()
