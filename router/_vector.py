@@ -290,6 +290,8 @@ class VectorRouter(RouterBase):
         back to ``centroid`` while it has no model, or for an agent newer than its model.
         """
         rule = rule or self.effective_rule()
+        if allowed is not None:
+            allowed = _fit(allowed, len(self.index.slot_versions))
         rival = self._out_of_scope_slot()
         if rule == "classifier":
             model = self._current_model()
@@ -329,7 +331,7 @@ class VectorRouter(RouterBase):
         current = self.index.slot_versions
         scope = current >= 0
         if allowed is not None:
-            scope &= allowed[: len(scope)]
+            scope &= _fit(allowed, len(scope))
         if rival is not None:
             scope[rival] = False
         known = model.known(current)
@@ -613,3 +615,14 @@ class VectorRouter(RouterBase):
                 await task
         # the refit thread ends once a fit in flight notices the abort (at its next step)
         await asyncio.to_thread(self._refit_thread.shutdown)
+
+
+def _fit(mask: npt.NDArray[np.bool_], slots: int) -> npt.NDArray[np.bool_]:
+    """``mask`` over ``slots`` slots. Agents added after the mask was made (an ``add`` that ran
+    while a query was being embedded) were not among its candidates: they are not allowed."""
+    if len(mask) == slots:
+        return mask
+    fitted = np.zeros(slots, dtype=bool)
+    shared = min(slots, len(mask))
+    fitted[:shared] = mask[:shared]
+    return fitted

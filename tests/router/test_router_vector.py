@@ -93,6 +93,20 @@ async def test_parsed_tds_are_taken_like_models(minilm, agents) -> None:
     assert decision.agent_id == "urn:test:travel"
 
 
+@pytest.mark.parametrize("rule", RULES)
+async def test_a_mask_made_before_agents_were_added_still_routes(minilm, agents, rule) -> None:
+    # The runtime's race: a query's candidate mask is made, then add() grows the index while the
+    # query is embedded. The newer agents were not candidates; the query must still be decided.
+    router = VectorRouter(minilm, rule=rule, threshold=0.0)
+    await router.add(agents[:2])
+    await router.refitted()
+    stale = router.index.allowed_mask([str(agent.id) for agent in agents[:2]], router.where)
+    await router.add(agents[2:])
+    decision = router.route_vector(router.embed_query("refund my shoes"), stale)
+    assert decision.agent_id == "urn:test:billing"
+    assert {agent for agent, _ in decision.ranking} <= {a.id for a in agents[:2]}
+
+
 async def test_classifier_refits_after_agents_change(minilm, agents) -> None:
     router = VectorRouter(minilm, threshold=0.0)
     await router.add(agents)
