@@ -4,18 +4,27 @@ The suite must never reach any network but its own: an autouse guard refuses eve
 connection except to this machine (loopback), multicast, and the test LAN that the discovery
 fixtures build in network namespaces, so a test that would fetch a JSON-LD context or a model,
 or follow an address some peer advertised, fails loudly instead.
+
+Two more autouse guards (tests/guards.py) hold for every test: it leaves no task, thread,
+socket or child process behind, and no event-loop callback blocks the loop for more than
+0.1 s (``@pytest.mark.allow_blocking("why")`` for a test that knowingly does).
 """
 
 from __future__ import annotations
 
+import asyncio
+import copy
 import ipaddress
 import json
 import socket
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
+
+from tests.guards import BLOCKED, BlockingMonitor, Snapshot
 
 DATA = Path(__file__).parent / "data"
 REPO = Path(__file__).parent.parent
@@ -57,6 +66,40 @@ def no_internet(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     yield
 
 
+_MONITOR = BlockingMonitor(BLOCKED)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "allow_blocking(reason): the test knowingly blocks the event loop (say why)"
+    )
+    _MONITOR.install()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    _MONITOR.uninstall()
+
+
+@pytest.fixture(autouse=True)
+async def no_leaks_no_blocking(request: pytest.FixtureRequest) -> AsyncIterator[None]:
+    """Fail a test that leaves a task, thread, socket or child process behind, or blocks the loop."""
+    before = Snapshot.take()
+    _MONITOR.take()
+    yield
+    blocked = _MONITOR.take()
+    leaked = before.leaks()
+    for _ in range(150):  # cancelled tasks, closing transports and exiting children need a moment
+        if not leaked:
+            break
+        await asyncio.sleep(0.02)
+        leaked = before.leaks()
+    problems = [f"left behind: {', '.join(leaked)}"] if leaked else []
+    if blocked and request.node.get_closest_marker("allow_blocking") is None:
+        problems.append(f"blocked the event loop over {BLOCKED} s: " + "; ".join(blocked))
+    if problems:
+        raise AssertionError("\n".join(problems))
+
+
 def load_json(path: Path) -> Any:
     return json.loads(path.read_text(encoding="utf-8"))
 
@@ -68,6 +111,44 @@ def weather_agent() -> dict[str, Any]:
 
 
 W3C_EXAMPLES = sorted((DATA / "w3c-td11-examples").glob("*.json"))
+EXAMPLE = REPO / "examples" / "weather-agent.json"
+
+
+@pytest.fixture
+def make_td() -> Callable[..., dict[str, Any]]:
+    """A valid Agent Description (examples/weather-agent.json); keyword arguments override members
+    (``lmos__x`` for ``lmos:x``; None removes one)."""
+    base = load_json(EXAMPLE)
+
+    def make(**members: Any) -> dict[str, Any]:
+        td = copy.deepcopy(base)
+        for key, value in members.items():
+            key = key.replace("__", ":")
+            if value is None:
+                td.pop(key, None)
+            else:
+                td[key] = value
+        return td
+
+    return make
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+@pytest.fixture
+async def directory() -> AsyncIterator[str]:
+    """A directory (SQLite in memory, a 0.2 s purge) on a free loopback port: its base URL.
+
+    tests/registry overrides it to run each test on every store.
+    """
+    from tests.servers import running_directory
+
+    async with running_directory(purge_interval=0.2) as url:
+        yield url
 
 
 # --- real components -----------------------------------------------------------------------

@@ -6,6 +6,9 @@ it stops (connections closed, cleanup run) when the ``async with`` ends.
 
 from __future__ import annotations
 
+import asyncio
+import inspect
+import itertools
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
@@ -16,7 +19,7 @@ from aiohttp import web
 from registry import DirectorySettings, Store, create_app
 from wot_agents import serve_app
 
-__all__ = ["http_server", "port_of", "running_app", "running_directory", "serving"]
+__all__ = ["eventually", "http_server", "port_of", "running_app", "running_directory", "serving"]
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -61,3 +64,15 @@ def serving(document: dict[str, Any]) -> Handler:
         return web.json_response(document, content_type="application/td+json")
 
     return handler
+
+
+async def eventually(
+    check: Callable[[], Awaitable[bool] | bool], *, within: float, every: float = 0.05
+) -> None:
+    """Poll a condition until it holds (instead of sleeping and hoping); TimeoutError after ``within`` s."""
+    async with asyncio.timeout(within):
+        for _ in itertools.count():
+            result = check()
+            if await result if inspect.isawaitable(result) else result:
+                return
+            await asyncio.sleep(every)

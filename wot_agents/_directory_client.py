@@ -250,11 +250,15 @@ class DirectoryClient:
         last_event_id: str | None = None,
         reconnect: bool = True,
         retry_delay: float = 1.0,
+        connected: asyncio.Event | None = None,
     ) -> AsyncIterator[DirectoryEvent]:
         """The directory's notifications as they happen (Server-Sent Events).
 
         When the connection drops, the client reconnects with ``Last-Event-ID`` and the directory
-        replays what was missed; ``reconnect=False`` ends the iteration instead.
+        replays what was missed; ``reconnect=False`` ends the iteration instead. ``connected`` is
+        set each time the directory has accepted the stream: every change from then on will be
+        notified (e.g. list the TDs only then, and no change falls between the list and the
+        stream); it is cleared while the client reconnects.
         """
         if self._state is not _State.OPENED or self._session is None:
             raise RuntimeError("use the DirectoryClient inside 'async with'")
@@ -271,6 +275,8 @@ class DirectoryClient:
                 ) as response:
                     if response.status != 200:
                         raise _error("GET", url, response.status, await response.read())
+                    if connected is not None:
+                        connected.set()
                     async for event in parse_events(response.content.iter_any(), parser=parser):
                         yield DirectoryEvent(event.event, event.id, event.json())
             except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
@@ -278,6 +284,8 @@ class DirectoryClient:
                     raise DirectoryError(f"event stream {url} failed: {exc}") from exc
             finally:
                 last_event_id = parser.last_event_id
+                if connected is not None:
+                    connected.clear()
             if not reconnect:
                 return
             # The server's retry field, when it sent one, says how long to wait (in ms).

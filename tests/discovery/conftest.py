@@ -1,5 +1,5 @@
 """Fixtures of the discovery tests: a LAN of network namespaces for real multicast, processes
-running in them, and a check that every test leaves no task, thread or socket behind.
+running in them (the suite-wide leak guard of tests/conftest.py checks they leave nothing behind).
 
 The LAN: one namespace per host, each with ``eth0`` (10.251.0.N/24 and fd00:77::N/64) plugged
 into a bridge that lives in a namespace of its own. Names carry a random run id, so parallel runs
@@ -17,7 +17,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -172,42 +171,3 @@ def agent_host(*args: str) -> list[str]:
 
 def wot_agents(*args: str) -> list[str]:
     return [sys.executable, "-m", "wot_agents.cli", *args]
-
-
-def _open_fds() -> set[str]:
-    try:
-        return set(os.listdir("/proc/self/fd"))
-    except OSError:
-        return set()
-
-
-@pytest.fixture(autouse=True)
-async def no_leaks() -> AsyncIterator[None]:
-    """Fail a test that leaves a task running, a thread alive or a socket open."""
-    tasks = asyncio.all_tasks()
-    threads = set(threading.enumerate())
-    fds = _open_fds()
-    yield
-    leaked: set[Any] = set()
-    for _ in range(50):  # cancelled tasks and closing transports need a few loop turns
-        leaked_tasks = asyncio.all_tasks() - tasks - {asyncio.current_task()}
-        new_threads = set(threading.enumerate()) - threads
-        leaked_threads = {t for t in new_threads if t.is_alive() and not _executor(t)}
-        leaked_fds = {fd for fd in _open_fds() - fds if _is_socket(fd)}
-        leaked = leaked_tasks | leaked_threads | leaked_fds
-        if not leaked:
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"left behind: {leaked}")
-
-
-def _executor(thread: threading.Thread) -> bool:
-    # The loop's default executor (the directory runs SQLite there) is shut down with the loop.
-    return thread.name.startswith("asyncio_")
-
-
-def _is_socket(fd: str) -> bool:
-    try:
-        return os.readlink(f"/proc/self/fd/{fd}").startswith("socket:")
-    except OSError:
-        return False

@@ -4,9 +4,8 @@ directory service (registry/) on loopback."""
 from __future__ import annotations
 
 import asyncio
-import itertools
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -14,7 +13,7 @@ import pytest
 
 from discovery import Announcer, DirectoryBridge, Registration, find_directory
 from registry import DirectorySettings, create_app
-from tests.servers import http_server, port_of, serving
+from tests.servers import eventually, http_server, port_of, serving
 from wot_agents import DirectoryClient, DirectoryError, DirectoryNotFound, serve_app
 
 from .test_loopback import LOOPBACK, thing
@@ -36,15 +35,6 @@ async def stored(url: str, thing_id: str) -> dict[str, Any] | None:
             if exc.status == 404:
                 return None
             raise
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], *, within: float) -> None:
-    """Poll a condition on a remote service until it holds."""
-    async with asyncio.timeout(within):
-        for _ in itertools.count():
-            if await check():
-                return
-            await asyncio.sleep(0.05)
 
 
 async def until_stored(url: str, thing_id: str, *, within: float, present: bool = True) -> None:

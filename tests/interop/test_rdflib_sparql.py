@@ -15,10 +15,9 @@ from typing import Any
 from rdflib import Graph, URIRef
 from rdflib.plugins.stores.sparqlstore import SPARQLStore
 
+from tests.conftest import EXAMPLE
 from tests.servers import running_directory
 from wot_agents import DirectoryClient
-
-from ..registry.conftest import EXAMPLE
 
 TITLE = "<https://www.w3.org/2019/wot/td#title>"
 

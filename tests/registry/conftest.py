@@ -8,23 +8,18 @@ directory its tests start uses that store).
 
 from __future__ import annotations
 
-import copy
 import itertools
-import json
 import os
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 from aiohttp import web
 
 from registry import DirectorySettings, KubernetesStore, MemoryStore, Store
 from tests import servers
 
-EXAMPLE = Path(__file__).parents[2] / "examples" / "weather-agent.json"
 STORE_KINDS = ("sqlite", "memory", "kubernetes")
 _store_kind = "sqlite"  # what running_app uses; set by the store_kind fixture
 _kube: Any = None  # the session's Kubernetes API server, for the kubernetes store
@@ -82,27 +77,3 @@ async def directory() -> AsyncIterator[str]:
     # On the store of ``store_kind`` where a module uses it (usefixtures come first), else SQLite.
     async with running_directory(purge_interval=0.2) as url:
         yield url
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
-@pytest.fixture
-def make_td() -> Callable[..., dict[str, Any]]:
-    """A valid Agent Description; keyword arguments override members (None removes one)."""
-    base = json.loads(EXAMPLE.read_text())
-
-    def make(**members: Any) -> dict[str, Any]:
-        td = copy.deepcopy(base)
-        for key, value in members.items():
-            key = key.replace("__", ":")
-            if value is None:
-                td.pop(key, None)
-            else:
-                td[key] = value
-        return td
-
-    return make

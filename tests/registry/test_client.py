@@ -75,13 +75,14 @@ async def test_events_resume_with_last_event_id(directory: str, make_td: Any) ->
         seen: list[Any] = []
 
         async def follow() -> None:
-            async for event in client.events(diff=True):
+            async for event in client.events(diff=True, connected=following):
                 seen.append(event)
                 if len(seen) == 3:
                     return
 
+        following = asyncio.Event()
         task = asyncio.create_task(follow())
-        await asyncio.sleep(0.2)
+        await asyncio.wait_for(following.wait(), 5)  # the directory notifies us from now on
         td = make_td()
         await client.register(td)
         await client.patch(td["id"], {"title": "Changed"})

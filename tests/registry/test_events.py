@@ -21,12 +21,13 @@ async def test_filter_by_type(directory: str, make_td: Any) -> None:
         deleted: list[Any] = []
 
         async def follow() -> None:
-            async for event in client.events("thing_deleted", diff=True):
+            async for event in client.events("thing_deleted", diff=True, connected=following):
                 deleted.append(event)
                 return
 
+        following = asyncio.Event()
         task = asyncio.create_task(follow())
-        await asyncio.sleep(0.2)
+        await asyncio.wait_for(following.wait(), 5)  # the directory notifies us from now on
         td = make_td()
         await client.register(td)
         await client.patch(td["id"], {"title": "x"})

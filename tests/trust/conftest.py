@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from wot_agents import Agent
 
-from ..registry.conftest import directory, http, make_td, store_kind  # noqa: F401 (its fixtures)
 from ..runtime.conftest import deployment, minilm  # noqa: F401 (the runtime's fixtures)
 
 

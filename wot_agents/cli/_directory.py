@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-import signal
 import sys
 from contextlib import AsyncExitStack
 from typing import Any
@@ -13,6 +11,7 @@ from urllib.parse import urlsplit
 from wot_agents import WotAgentsError
 
 from .._app_server import serve_app, url_host
+from ._signals import stop_on_signals
 
 
 def register(subparsers: Any) -> None:
@@ -148,10 +147,7 @@ async def run(args: argparse.Namespace) -> int:
             # Closed first (goodbye packets) while the directory still answers.
             stack.push_async_callback(announcer.aclose)
             print(f"directory announced as {announcer.name}", flush=True)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+        stop = stack.enter_context(stop_on_signals())
         await stop.wait()
         print("directory stopping", flush=True)
     return 0

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
-import signal
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
+
+from ._signals import stop_on_signals
 
 
 def register(subparsers: Any) -> None:
@@ -73,11 +73,8 @@ async def run(args: argparse.Namespace) -> int:
             create_app(settings), settings.host, settings.port, shutdown_timeout=settings.agent_timeout
         ) as url:
             print(f"runtime listening on {url}/apis/v1/", flush=True)
-            stop = asyncio.Event()
-            loop = asyncio.get_running_loop()
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(sig, stop.set)
-            await stop.wait()
+            with stop_on_signals() as stop:
+                await stop.wait()
             print("runtime stopping", flush=True)
     except (OSError, ValueError, WotAgentsError) as exc:
         print(f"wot-agents runtime: {exc}", file=sys.stderr)

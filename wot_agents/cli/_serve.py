@@ -9,12 +9,12 @@ the mDNS goodbye is sent, the directory registration deleted and every binding c
 from __future__ import annotations
 
 import argparse
-import asyncio
 import importlib
 import inspect
-import signal
 import sys
 from typing import Any
+
+from ._signals import stop_on_signals
 
 
 def register(subparsers: Any) -> None:
@@ -155,23 +155,17 @@ async def run(args: argparse.Namespace) -> int:
         directory_token=args.directory_token,
         registration_ttl=args.ttl,
     )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        async with serving as running:
-            title = running.description.title
-            for kind, url in running.base_urls.items():
-                print(f"{title}: {kind} {url}", flush=True)
-            if running.td_url:
-                print(f"{title}: TD at {running.td_url}", flush=True)
-            await stop.wait()
-            print(f"{title}: stopping", flush=True)
-    except (OSError, WotAgentsError) as exc:  # a port in use, a broker or directory not reachable
-        print(f"wot-agents serve: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
+    with stop_on_signals() as stop:
+        try:
+            async with serving as running:
+                title = running.description.title
+                for kind, url in running.base_urls.items():
+                    print(f"{title}: {kind} {url}", flush=True)
+                if running.td_url:
+                    print(f"{title}: TD at {running.td_url}", flush=True)
+                await stop.wait()
+                print(f"{title}: stopping", flush=True)
+        except (OSError, WotAgentsError) as exc:  # a port in use, a broker or directory not reachable
+            print(f"wot-agents serve: {exc}", file=sys.stderr)
+            return 1
     return 0

@@ -8,6 +8,7 @@ import io
 import aiohttp
 import pytest
 
+from tests.servers import eventually
 from wot_agents import Agent, RemoteError, consume
 from wot_agents.bindings import RunningAgent, serve
 
@@ -63,7 +64,12 @@ async def test_long_running_actions_answer_with_a_status_resource(running: Runni
         status_url = running.base_urls["http"] + location
         async with session.get(status_url) as response:
             assert (await response.json())["status"] == "pending"
-        await asyncio.sleep(0.3)
+
+        async def done() -> bool:
+            async with session.get(status_url) as response:
+                return (await response.json())["status"] != "pending"
+
+        await eventually(done, within=10)  # the job takes 0.2 s
         async with session.get(status_url) as response:
             assert await response.json() == {"status": "completed", "output": "finished"}
         # any action can be run in the background on request, and cancelled

@@ -1,0 +1,69 @@
+"""The suite's guards catch what they promise to: leaks, and callbacks that block the loop."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import sys
+import time
+
+import pytest
+
+from tests.guards import BlockingMonitor, Snapshot
+
+
+@pytest.mark.allow_blocking("the guard's own test blocks on purpose")
+async def test_a_callback_that_sleeps_is_caught_one_that_yields_is_not() -> None:
+    monitor = BlockingMonitor(limit=0.1)
+    monitor.install()
+    try:
+
+        async def blocks() -> None:
+            time.sleep(0.25)  # noqa: ASYNC251 (the point of the test)
+
+        async def yields() -> None:
+            for _ in range(10):
+                await asyncio.sleep(0.03)
+
+        await asyncio.create_task(yields())
+        assert monitor.take() == []
+        await asyncio.create_task(blocks())
+        caught = monitor.take()
+    finally:
+        monitor.uninstall()
+    assert len(caught) == 1 and "blocks" in caught[0], caught
+
+
+@pytest.mark.allow_blocking("the guard's own test computes on the loop on purpose")
+async def test_a_callback_that_computes_too_long_is_caught() -> None:
+    monitor = BlockingMonitor(limit=0.1)
+    monitor.install()
+    try:
+
+        async def computes() -> None:
+            end = time.thread_time() + 0.3  # CPU time: on a loaded machine this takes longer, not less
+            while time.thread_time() < end:
+                pass
+
+        await asyncio.create_task(computes())
+        caught = monitor.take()
+    finally:
+        monitor.uninstall()
+    assert len(caught) == 1 and "computes" in caught[0], caught
+
+
+async def test_leaks_are_listed() -> None:
+    before = Snapshot.take()
+    forgotten = asyncio.create_task(asyncio.Event().wait())
+    listener = socket.socket()
+    child = await asyncio.create_subprocess_exec(sys.executable, "-c", "import time; time.sleep(30)")
+    try:
+        leaks = " ".join(before.leaks())
+        assert "task" in leaks and "socket fd" in leaks and f"child process {child.pid}" in leaks
+    finally:
+        forgotten.cancel()
+        listener.close()
+        child.kill()
+        await child.wait()
+    await asyncio.gather(forgotten, return_exceptions=True)
+    assert before.leaks() == []
