@@ -81,6 +81,10 @@ async def serve_app(
         # request's headers are complete: it is the header read timeout.
         extra["keepalive_timeout"] = read_timeout
         app.middlewares.append(_body_timeout(read_timeout))
+    # Handlers still running at the end (one whose client went away, with handler_cancellation
+    # off, runs on unseen by aiohttp's shutdown) are cancelled and awaited: nothing outlives the server.
+    running: set[asyncio.Task[Any]] = set()
+    app.middlewares.insert(0, _tracked(running))
     runner = web.AppRunner(
         app,
         shutdown_timeout=shutdown_timeout,
@@ -96,6 +100,26 @@ async def serve_app(
         yield bound_url(runner, "https" if ssl_context is not None else "http")
     finally:
         await runner.cleanup()
+        for task in running:
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
+
+
+def _tracked(running: set[asyncio.Task[Any]]) -> Middleware:
+    """Remember the task of every request in progress (outermost, so it sees every request)."""
+
+    @web.middleware
+    async def tracked(request: web.Request, handler: Handler) -> web.StreamResponse:
+        task = asyncio.current_task()
+        if task is None:
+            return await handler(request)
+        running.add(task)
+        try:
+            return await handler(request)
+        finally:
+            running.discard(task)
+
+    return tracked
 
 
 def _body_timeout(limit: float) -> Middleware:

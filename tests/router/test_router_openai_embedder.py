@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+
 import numpy as np
 import openai
 import pytest
@@ -14,12 +16,21 @@ from .conftest import _free_port
 TEXTS = ["will it rain tomorrow?", "refund my order", "will it rain tomorrow?"]
 
 
-def embedder_at(base_url: str) -> OpenAIEmbedder:
-    client = openai.OpenAI(base_url=base_url, api_key="none", max_retries=0, timeout=30)
-    return OpenAIEmbedder("smollm2", client=client, batch_size=1)  # see OpenAIEmbedder on llama.cpp
+@pytest.fixture
+def embedder_at() -> Iterator[Callable[[str], OpenAIEmbedder]]:
+    """Embedders on an OpenAI endpoint; their clients (and connection pools) closed afterwards."""
+    clients: list[openai.OpenAI] = []
+
+    def make(base_url: str) -> OpenAIEmbedder:
+        clients.append(openai.OpenAI(base_url=base_url, api_key="none", max_retries=0, timeout=30))
+        return OpenAIEmbedder("smollm2", client=clients[-1], batch_size=1)  # see OpenAIEmbedder on llama.cpp
+
+    yield make
+    for client in clients:
+        client.close()
 
 
-def test_vectors_have_the_models_shape_and_are_normalised(llama_embeddings) -> None:
+def test_vectors_have_the_models_shape_and_are_normalised(llama_embeddings, embedder_at) -> None:
     embedder = embedder_at(llama_embeddings)
     vectors = embedder.embed(TEXTS)
     assert vectors.shape == (3, 576) and embedder.dim == 576  # SmolLM2-135M's hidden size
@@ -28,7 +39,9 @@ def test_vectors_have_the_models_shape_and_are_normalised(llama_embeddings) -> N
     assert float(vectors[0] @ vectors[1]) < 0.999
 
 
-def test_the_disk_cache_answers_a_second_run_without_the_server(llama_embeddings, tmp_path) -> None:
+def test_the_disk_cache_answers_a_second_run_without_the_server(
+    llama_embeddings, tmp_path, embedder_at
+) -> None:
     path = tmp_path / "embeddings.sqlite"
     first_cache = EmbeddingCache(path)
     first = CachedEmbedder(embedder_at(llama_embeddings), first_cache).embed(TEXTS)
@@ -45,13 +58,13 @@ def test_the_disk_cache_answers_a_second_run_without_the_server(llama_embeddings
         second_cache.close()
 
 
-def test_a_server_error_is_an_embedder_error(llama_server) -> None:
+def test_a_server_error_is_an_embedder_error(llama_server, embedder_at) -> None:
     # the chat server was started without --embedding: it answers /v1/embeddings with an error
     with pytest.raises(EmbedderError, match="embedding request to smollm2 failed"):
         embedder_at(llama_server).embed(["will it rain tomorrow?"])
 
 
-async def test_the_vector_router_runs_on_it(llama_embeddings, agents) -> None:
+async def test_the_vector_router_runs_on_it(llama_embeddings, agents, embedder_at) -> None:
     async with VectorRouter(embedder_at(llama_embeddings), rule="nearest", threshold=0.0) as router:
         await router.add(agents)
         decision = await router.route("play some jazz")  # an example of the music agent, verbatim
