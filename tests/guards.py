@@ -8,8 +8,9 @@ the check polls for a while before it fails.
 **A blocked loop.** Every callback the event loop runs (a task step, a timer, an I/O callback)
 is timed: a callback that holds the loop for more than ``BLOCKED`` seconds fails the test that
 was running. The time counted is the wall time the callback took *minus* the time its thread
-spent waiting for a CPU (the kernel's run-queue delay, ``/proc/thread-self/schedstat``) and
-minus garbage collection, so a loaded 2-core machine does not make a short callback look long,
+spent waiting for a CPU (the kernel's run-queue delay, ``/proc/thread-self/schedstat``), minus
+garbage collection and minus waiting for a new thread to start (an executor growing: that is the
+new thread's run-queue delay), so a loaded 2-core machine does not make a short callback look long,
 while a callback that sleeps, waits on a socket or computes for too long is caught whatever the
 load. A test that knowingly blocks (e.g. loading a model inside the loop at startup) says so
 with ``@pytest.mark.allow_blocking("why")``.
@@ -134,6 +135,7 @@ class BlockingMonitor:
         self._gc_time = 0.0
         self._gc_started = 0.0
         self._original: Callable[[asyncio.events.Handle], None] | None = None
+        self._original_start: Callable[[threading.Thread], None] | None = None
 
     def install(self) -> None:
         if self._original is not None:
@@ -142,33 +144,51 @@ class BlockingMonitor:
         monitor = self
 
         def _run(handle: asyncio.events.Handle) -> None:
-            start, waited, collected = time.perf_counter(), monitor._run_queue_wait(), monitor._gc_time
+            start, waited = time.perf_counter(), monitor._run_queue_wait()
+            excused = monitor._gc_time + monitor._starting()
             try:
                 original(handle)
             finally:
                 elapsed = time.perf_counter() - start
                 if elapsed > monitor.limit:
-                    monitor._judge(handle, elapsed, waited, collected)
+                    monitor._judge(handle, elapsed, waited, excused)
 
-        self._original = original
+        original_start = threading.Thread.start
+
+        def start(thread: threading.Thread) -> None:
+            began = time.perf_counter()
+            try:
+                original_start(thread)
+            finally:
+                monitor._local.starting = monitor._starting() + time.perf_counter() - began
+
+        self._original, self._original_start = original, original_start
         asyncio.events.Handle._run = _run  # type: ignore[method-assign]
+        threading.Thread.start = start  # type: ignore[method-assign]
         gc.callbacks.append(self._gc)
 
     def uninstall(self) -> None:
-        if self._original is not None:
+        if self._original is not None and self._original_start is not None:
             asyncio.events.Handle._run = self._original  # type: ignore[method-assign]
-            self._original = None
+            threading.Thread.start = self._original_start  # type: ignore[method-assign]
+            self._original = self._original_start = None
             gc.callbacks.remove(self._gc)
 
     def take(self) -> list[str]:
         offenders, self.offenders = self.offenders, []
         return offenders
 
-    def _judge(self, handle: asyncio.events.Handle, elapsed: float, waited: float, collected: float) -> None:
-        """Count only the time the loop's thread was not merely waiting for a CPU or the collector."""
-        blocked = elapsed - (self._run_queue_wait() - waited) - (self._gc_time - collected)
+    def _judge(self, handle: asyncio.events.Handle, elapsed: float, waited: float, excused: float) -> None:
+        """Count only the time the loop's thread was not merely waiting for a CPU, the collector or
+        a new thread to start."""
+        excused = self._gc_time + self._starting() - excused
+        blocked = elapsed - (self._run_queue_wait() - waited) - excused
         if blocked > self.limit:
             self.offenders.append(f"{_describe(handle)} held the loop for {blocked:.3f} s")
+
+    def _starting(self) -> float:
+        """Seconds this thread has spent in ``Thread.start`` (waiting for new threads to run)."""
+        return float(getattr(self._local, "starting", 0.0))
 
     def _run_queue_wait(self) -> float:
         """Seconds this thread has spent ready to run but waiting for a CPU, since it started."""

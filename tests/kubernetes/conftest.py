@@ -14,7 +14,6 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from tests.registry.conftest import http, make_td  # noqa: F401 - the same fixtures as the registry tests
 from wot_agents import KubeClient
 
 from ._apiserver import SERVICE_GROUP, KubeApiServer

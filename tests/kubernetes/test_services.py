@@ -17,7 +17,7 @@ import pytest
 from aiohttp import web
 
 from discovery._kubernetes import ServiceWatcher, service_td_url
-from tests.registry.conftest import running_directory
+from tests.servers import running_directory
 from wot_agents import DirectoryClient, KubeClient, KubeResource
 
 from .conftest import SERVICE_GROUP

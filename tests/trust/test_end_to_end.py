@@ -9,6 +9,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from tests.servers import running_directory
 from wot_agents import (
     AccessPolicy,
     AgentIdentity,
@@ -23,7 +24,6 @@ from wot_agents.bindings import CertificateAuth
 from wot_agents.bindings.mqtt import LocalBroker
 from wot_agents.trust import LocalCA
 
-from ..registry.conftest import running_directory
 from .conftest import make_agent
 
 

@@ -15,6 +15,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from tests.servers import running_directory
 from wot_agents import (
     AccessDenied,
     AccessPolicy,
@@ -29,7 +30,6 @@ from wot_agents import (
 from wot_agents.bindings.websocket import WebSocketClient
 from wot_agents.cli import main
 
-from ..registry.conftest import running_directory
 from .conftest import make_agent
 
 OWNER, MEMBER, OUTSIDER = (AgentIdentity.generate() for _ in range(3))
