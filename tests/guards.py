@@ -9,11 +9,12 @@ the check polls for a while before it fails.
 is timed: a callback that holds the loop for more than ``BLOCKED`` seconds fails the test that
 was running. The time counted is the wall time the callback took *minus* the time its thread
 spent waiting for a CPU (the kernel's run-queue delay, ``/proc/thread-self/schedstat``), minus
-garbage collection and minus waiting for a new thread to start (an executor growing: that is the
-new thread's run-queue delay), so a loaded 2-core machine does not make a short callback look long,
-while a callback that sleeps, waits on a socket or computes for too long is caught whatever the
-load. A test that knowingly blocks (e.g. loading a model inside the loop at startup) says so
-with ``@pytest.mark.allow_blocking("why")``.
+garbage collection and minus waiting for a new thread or process to start (an executor growing,
+asyncio's synchronous fork and exec of a subprocess: that is the newcomer's scheduling delay).
+So a loaded 2-core machine does not make a short callback look long, while a callback that
+sleeps, waits on a socket or computes for too long is caught whatever the load. A test that
+knowingly blocks (e.g. loading a model inside the loop at startup) says so with
+``@pytest.mark.allow_blocking("why")``.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import asyncio
 import asyncio.events
 import gc
 import os
+import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -110,8 +112,8 @@ class Snapshot:
             tasks = set()
         return cls(tasks, set(threading.enumerate()), socket_fds(), children())
 
-    def leaks(self) -> list[str]:
-        """What the test left behind, described; empty when nothing."""
+    def leaks(self, *, processes: bool = True) -> list[str]:
+        """What the test left behind, described; empty when nothing (child processes only if asked)."""
         found: list[str] = []
         try:
             tasks = asyncio.all_tasks() - self.tasks - {asyncio.current_task()}
@@ -121,7 +123,10 @@ class Snapshot:
         threads = set(threading.enumerate()) - self.threads
         found += [f"thread {t.name!r}" for t in threads if t.is_alive() and not _tolerated(t)]
         found += [f"socket fd {fd}" for fd in sorted(socket_fds() - self.sockets)]
-        found += [f"child process {pid} {command!r}" for pid, command in sorted(children() - self.processes)]
+        if processes:
+            found += [
+                f"child process {pid} {command!r}" for pid, command in sorted(children() - self.processes)
+            ]
         return found
 
 
@@ -136,6 +141,7 @@ class BlockingMonitor:
         self._gc_started = 0.0
         self._original: Callable[[asyncio.events.Handle], None] | None = None
         self._original_start: Callable[[threading.Thread], None] | None = None
+        self._original_spawn: Callable[..., None] | None = None
 
     def install(self) -> None:
         if self._original is not None:
@@ -162,16 +168,27 @@ class BlockingMonitor:
             finally:
                 monitor._local.starting = monitor._starting() + time.perf_counter() - began
 
-        self._original, self._original_start = original, original_start
+        original_spawn = subprocess.Popen._execute_child  # type: ignore[attr-defined]
+
+        def spawn(popen: subprocess.Popen[Any], *args: Any, **kwargs: Any) -> None:
+            began = time.perf_counter()
+            try:
+                original_spawn(popen, *args, **kwargs)
+            finally:
+                monitor._local.starting = monitor._starting() + time.perf_counter() - began
+
+        self._original, self._original_start, self._original_spawn = original, original_start, original_spawn
         asyncio.events.Handle._run = _run  # type: ignore[method-assign]
         threading.Thread.start = start  # type: ignore[method-assign]
+        subprocess.Popen._execute_child = spawn  # type: ignore[attr-defined]
         gc.callbacks.append(self._gc)
 
     def uninstall(self) -> None:
         if self._original is not None and self._original_start is not None:
             asyncio.events.Handle._run = self._original  # type: ignore[method-assign]
             threading.Thread.start = self._original_start  # type: ignore[method-assign]
-            self._original = self._original_start = None
+            subprocess.Popen._execute_child = self._original_spawn  # type: ignore[attr-defined]
+            self._original = self._original_start = self._original_spawn = None
             gc.callbacks.remove(self._gc)
 
     def take(self) -> list[str]:

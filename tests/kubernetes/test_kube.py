@@ -129,6 +129,7 @@ async def test_informer_keeps_its_version_fresh_with_bookmarks(
 
 
 @pytest.mark.slow
+@pytest.mark.restarts_fixture_processes("the session's API server and etcd, restarted here")
 async def test_expired_watch_relists_without_losing_or_repeating(
     kube: KubeApiServer, kube_client: KubeClient, namespace: str
 ) -> None:
@@ -163,6 +164,7 @@ async def test_expired_watch_relists_without_losing_or_repeating(
 
 
 @pytest.mark.slow
+@pytest.mark.restarts_fixture_processes("the session's API server and etcd, restarted here")
 async def test_informer_survives_api_server_and_etcd_restarts(
     kube: KubeApiServer, kube_client: KubeClient, namespace: str
 ) -> None:

@@ -170,6 +170,7 @@ async def test_expired_registrations_are_purged_once_across_replicas(
 
 
 @pytest.mark.slow
+@pytest.mark.restarts_fixture_processes("the session's API server and etcd, restarted here")
 async def test_an_expired_watch_relists_without_losing_or_repeating(
     kube: KubeApiServer, namespace: str, make_td: Any
 ) -> None:
