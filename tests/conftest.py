@@ -84,12 +84,25 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     _MONITOR.uninstall()
 
 
+_BEFORE = pytest.StashKey[Snapshot]()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Any:
+    # Taken once every fixture is set up: what a session fixture starts meanwhile is not the test's,
+    # and blocking while fixtures start up (a server, a store, a model) is startup, not the test.
+    item.stash[_BEFORE] = Snapshot.take()
+    _MONITOR.take()
+    return (yield)
+
+
 @pytest.fixture(autouse=True)
 async def no_leaks_no_blocking(request: pytest.FixtureRequest) -> AsyncIterator[None]:
     """Fail a test that leaves a task, thread, socket or child process behind, or blocks the loop."""
     before = Snapshot.take()
     _MONITOR.take()
     yield
+    before = request.node.stash.get(_BEFORE, before)
     blocked = _MONITOR.take()
     # A restarted fixture process outlives the test by design: it is its fixture's to stop.
     processes = request.node.get_closest_marker("restarts_fixture_processes") is None
