@@ -206,6 +206,7 @@ async def test_an_expired_watch_relists_without_losing_or_repeating(
 
 
 @pytest.mark.slow
+@pytest.mark.restarts_fixture_processes("the session's API server and etcd, restarted here")
 async def test_replicas_survive_api_server_and_etcd_restarts(
     kube: KubeApiServer, namespace: str, make_td: Any
 ) -> None:
