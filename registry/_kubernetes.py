@@ -33,7 +33,7 @@ import logging
 import re
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Self
 
@@ -42,6 +42,7 @@ from wot_agents import KubeClient, KubeInformer, KubeResource, KubernetesError, 
 from ._backend import Change, ChangeKind, JournalEntry, Record, decimal_event_id
 from ._enrich import merge_diff
 from ._json import dumps
+from ._memory import DocumentMirror
 from ._problems import HTTPProblem
 
 __all__ = ["THING_DESCRIPTIONS", "KubernetesStore", "label_safe", "object_name", "td_labels"]
@@ -111,7 +112,7 @@ def _version(event_id: str) -> int | None:
     return decimal_event_id(event_id)
 
 
-class KubernetesStore:
+class KubernetesStore(DocumentMirror):
     """Descriptions as ``ThingDescription`` objects in ``namespace``; see the module's docstring.
 
     Pass an open :class:`KubeClient` (kept open: the caller owns it), or let the store connect
@@ -143,10 +144,8 @@ class KubernetesStore:
         self._owns_client = client is None
         self._kubeconfig = kubeconfig
         self._context = context
-        self._records: dict[str, Record] = {}
+        super().__init__()  # records, sorted ids, revision and subscribers: the shared read side
         self._versions: dict[str, str] = {}  # id -> resourceVersion of its object
-        self._sorted: list[str] = []
-        self._subscribers: list[Callable[[Change], None]] = []
         self._journal: deque[JournalEntry] = deque(maxlen=journal_size)
         self._journal_start = 0  # the version this replica's history starts after
         self._recent: dict[str, Change] = {}
@@ -154,7 +153,6 @@ class KubernetesStore:
         self._seq = 0
         self._informer: KubeInformer | None = None
         self._opened = False
-        self.revision = 0
 
     @property
     def client(self) -> KubeClient:
@@ -249,22 +247,7 @@ class KubernetesStore:
         for callback in self._subscribers:
             callback(change)
 
-    # -- documents ---------------------------------------------------------------------------
-    def get(self, thing_id: str) -> Record | None:
-        return self._records.get(thing_id)
-
-    def ids(self) -> Sequence[str]:
-        return self._sorted
-
-    def __len__(self) -> int:
-        return len(self._records)
-
-    def __iter__(self) -> Iterator[Record]:
-        return iter(self._records.values())
-
-    def subscribe(self, callback: Callable[[Change], None]) -> None:
-        self._subscribers.append(callback)
-
+    # -- documents (get, ids, listing, subscribe, expired: DocumentMirror) -------------------
     def _object(self, record: Record) -> dict[str, Any]:
         document = record.document()
         spec: dict[str, Any] = {"id": record.id, "document": record.data.decode()}
@@ -383,9 +366,6 @@ class KubernetesStore:
         return await self.client.delete(
             self.kind, self.namespace, name, resource_version=current["metadata"]["resourceVersion"]
         )
-
-    async def expired(self, now: float) -> list[str]:
-        return [r.id for r in self._records.values() if r.expires is not None and r.expires <= now]
 
     # -- journal -----------------------------------------------------------------------------
     def valid_event_id(self, event_id: str) -> bool:

@@ -25,8 +25,9 @@ class DocumentMirror:
     """The read side of a document store, in memory: records by id, ids kept sorted, the
     listing's revision and the feed's subscribers.
 
-    Both embedded stores build on it and call :meth:`_apply` with each change once it is
-    committed (SQLite: synced; here: at once), which updates the mirror, then publishes.
+    Every store here builds on it. The embedded stores call :meth:`_apply` with each change once
+    it is committed (SQLite: synced; here: at once), which updates the mirror, then publishes; the
+    Kubernetes store fills it from its watch.
     """
 
     def __init__(self) -> None:
