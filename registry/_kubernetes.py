@@ -341,7 +341,31 @@ class KubernetesStore(DocumentMirror):
         answer = await self._write(lambda: self._delete(name, version, record))
         if answer is None:
             return None
-        return await self._acknowledged(answer, thing_id)
+        return await self._deleted(thing_id)
+
+    async def _deleted(self, thing_id: str) -> Change:
+        """The delete's change, once this replica's watch has applied it.
+
+        The API server may answer a DELETE with the object as it was, at its old resourceVersion,
+        so waiting for that version returns at once and a read right after the acknowledged
+        delete could still find the description. Wait for the watch to remove it instead.
+        """
+        assert self._informer is not None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.ack_timeout
+        while thing_id in self._records:
+            seen = _version(self._informer.resource_version or "0") or 0
+            if not await self._informer.wait_for_version(str(seen + 1), max(0.0, deadline - loop.time())):
+                logger.warning(
+                    "the watch has not delivered the delete of %s within %g s", thing_id, self.ack_timeout
+                )
+                break
+        for change in reversed(self._recent.values()):
+            if change.id == thing_id and change.kind == "thing_deleted":
+                return change
+        return Change(
+            self._seq, str(self._informer.resource_version), "thing_deleted", thing_id, None, {"id": thing_id}
+        )
 
     async def _delete(self, name: str, version: str | None, record: Record) -> dict[str, Any] | None:
         try:
