@@ -19,6 +19,7 @@ from wot_agents import (
     ClientPool,
     ConsumedThing,
     InteractionError,
+    RemoteError,
     RequestTimeout,
     TrustError,
 )
@@ -161,9 +162,9 @@ class Forwarder:
 def _failure(agent: AgentDescription, exc: BaseException) -> LmosError:
     timed_out = isinstance(exc, TimeoutError | RequestTimeout)
     what = "did not answer in time" if timed_out else f"failed: {exc}"
-    detail: Any = getattr(exc, "detail", None)
-    if detail and isinstance(detail, dict) and detail.get("detail"):
-        what = f"failed: {detail['detail']}"
+    problem = exc.problem if isinstance(exc, RemoteError) else {}
+    if isinstance(problem.get("detail"), str) and problem["detail"]:
+        what = f"failed: {problem['detail']}"
     return LmosError(
         AGENT_CLIENT_EXCEPTION, f"agent {agent.title!r} ({agent.id}) {what}", status=504 if timed_out else 502
     )

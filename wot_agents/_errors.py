@@ -137,11 +137,6 @@ class RemoteError(InteractionError):
         self.status = status
         self.problem = dict(problem) if problem else {}
 
-    @property
-    def detail(self) -> dict[str, Any]:
-        """The former name of :attr:`problem`, kept so older callers keep working."""
-        return self.problem
-
 
 class PayloadError(InteractionError, ValueError):
     """A value sent or received does not match the affordance's data schema."""

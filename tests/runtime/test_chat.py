@@ -166,6 +166,8 @@ async def test_agent_failures_are_agent_client_exception(
     status, reply = await post(http, url, body("my invoice", explicit="BillingAgent"))
     assert (status, reply["errorCode"]) == (502, "AGENT_CLIENT_EXCEPTION"), reply
     assert "BillingAgent" in reply["message"]
+    # The agent's problem document (RemoteError.problem) says what failed: its detail is shown.
+    assert reply["message"].endswith("failed: RuntimeError: the billing backend is down"), reply
     status, reply = await post(http, url, body("a flight", explicit="TravelAgent"))
     assert (status, reply["errorCode"]) == (504, "AGENT_CLIENT_EXCEPTION"), reply
     assert "did not answer in time" in reply["message"]

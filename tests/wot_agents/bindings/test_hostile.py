@@ -244,7 +244,7 @@ async def test_inputs_are_validated_strictly(td: AgentDescription, binding: str)
         for wrong in (True, "3"):
             with pytest.raises(RemoteError) as caught:
                 await thing.invoke_action("add", {"a": wrong})
-            assert caught.value.status == 400 and caught.value.detail["problems"][0]["pointer"] == "/a"
+            assert caught.value.status == 400 and caught.value.problem["problems"][0]["pointer"] == "/a"
         assert await thing.invoke_action("add", {"a": 2.0, "b": 1}) == 3  # 2.0 is an integer (JSON Schema)
 
 
