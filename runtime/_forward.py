@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncGenerator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from typing import Any, cast
 
 from wot_agents import (
     AgentDescription,
     ChatMessage,
     ChatReply,
+    ChatRequest,
     ClientPool,
     ConsumedThing,
     InteractionError,
@@ -112,7 +113,7 @@ class Forwarder:
         self._things.pop(agent_id, None)
 
     async def chat(
-        self, agent: AgentDescription, messages: Sequence[ChatMessage], conversation_id: str
+        self, agent: AgentDescription, messages: ChatRequest | Sequence[ChatMessage], conversation_id: str
     ) -> ChatReply:
         key = agent.id or agent.title
         try:
@@ -124,12 +125,17 @@ class Forwarder:
         return reply
 
     async def chat_stream(
-        self, agent: AgentDescription, messages: Sequence[ChatMessage], conversation_id: str
+        self,
+        agent: AgentDescription,
+        messages: ChatRequest | Sequence[ChatMessage],
+        conversation_id: str,
+        on_reply: Callable[[ChatReply], object] | None = None,
     ) -> AsyncGenerator[str, None]:
-        """The reply's parts as the agent streams them (``chatStream``)."""
+        """The reply's parts as the agent streams them (``chatStream``); ``on_reply`` gets the
+        whole reply once the agent answered."""
         parts = cast(
             AsyncGenerator[str, None],
-            self.thing(agent).chat_stream(messages, conversation_id=conversation_id),
+            self.thing(agent).chat_stream(messages, conversation_id=conversation_id, on_reply=on_reply),
         )
         key = agent.id or agent.title
         try:

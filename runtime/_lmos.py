@@ -10,9 +10,16 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 
-from wot_agents import WotAgentsError
+from wot_agents import (
+    AnonymizationEntity,
+    BinaryData,
+    ChatMessage,
+    ChatRequest,
+    ConversationContext,
+    WotAgentsError,
+)
 
 __all__ = [
     "AGENT_CLIENT_EXCEPTION",
@@ -68,20 +75,6 @@ class KeyValuePair(_Wire):
     value: str
 
 
-class BinaryData(_Wire):
-    """An attachment: inline (``dataAsBase64``) or by reference (``source``)."""
-
-    mime_type: str = Field(alias="mimeType")
-    data_as_base64: str | None = Field(default=None, alias="dataAsBase64")
-    source: str | None = None
-
-    @model_validator(mode="after")
-    def _one_payload(self) -> BinaryData:
-        if (self.data_as_base64 is None) == (self.source is None):
-            raise ValueError("binaryData needs exactly one of dataAsBase64 or source")
-        return self
-
-
 class Message(_Wire):
     """One message of the conversation (Arc's ``Message``)."""
 
@@ -90,12 +83,6 @@ class Message(_Wire):
     format: str = "text"
     turn_id: str | None = Field(default=None, alias="turnId")
     binary_data: list[BinaryData] | None = Field(default=None, alias="binaryData")
-
-
-class AnonymizationEntity(_Wire):
-    type: str
-    value: str
-    replacement: str
 
 
 class InputContext(_Wire):
@@ -123,6 +110,22 @@ class Conversation(_Wire):
     input_context: InputContext = Field(alias="inputContext")
     system_context: SystemContext = Field(alias="systemContext")
     user_context: UserContext = Field(alias="userContext")
+
+    def agent_request(self, conversation_id: str) -> ChatRequest:
+        """What the chosen agent is sent (the chat convention, as an LMOS runtime sends an Arc
+        ``AgentRequest``): the messages with their attachments, and the conversation's
+        anonymization entities in ``conversationContext``."""
+        return ChatRequest(
+            messages=[
+                ChatMessage(role=m.role, content=m.content, format=m.format, binary_data=m.binary_data)
+                for m in self.input_context.messages
+            ],
+            conversation_id=conversation_id,
+            conversation_context=ConversationContext(
+                conversation_id=conversation_id,
+                anonymization_entities=self.input_context.anonymization_entities,
+            ),
+        )
 
     @property
     def query(self) -> str:

@@ -31,6 +31,7 @@ from wot_agents import (
     AgentIdentity,
     ChatMessage,
     ChatReply,
+    ChatRequest,
     LLMRoutingError,
     Membership,
     RoutingError,
@@ -67,7 +68,9 @@ class Turn:
         """The LMOS ``AssistantMessage`` plus, beside it, the agent and the routing decision."""
         return {
             "content": self.reply.text,
-            "anonymizationEntities": [],
+            "anonymizationEntities": [
+                entity.model_dump(mode="json") for entity in self.reply.anonymization_entities or ()
+            ],
             "agent": {"id": self.agent.id, "name": self.agent.title} if self.agent is not None else None,
             "routing": {
                 "method": self.decision.method,
@@ -133,7 +136,8 @@ class TurnRequest:
 class _Plan:
     agent: AgentDescription
     decision: Decision
-    messages: list[ChatMessage]
+    #: What the agent is sent: the messages, their attachments, the anonymization entities.
+    messages: ChatRequest
     subset: str
     channel: str
     candidates: tuple[AgentDescription, ...] = ()
@@ -474,7 +478,8 @@ class Runtime:
             yield turn
             return
         parts: list[str] = []
-        stream = self.forwarder.chat_stream(plan.agent, plan.messages, request.conversation_id)
+        whole: list[ChatReply] = []  # the agent's reply once it answered (entities no part carries)
+        stream = self.forwarder.chat_stream(plan.agent, plan.messages, request.conversation_id, whole.append)
         try:
             try:
                 first = await anext(stream)
@@ -487,7 +492,9 @@ class Runtime:
                 )
                 await stream.aclose()
                 plan = replace(plan, agent=other)
-                stream = self.forwarder.chat_stream(other, plan.messages, request.conversation_id)
+                stream = self.forwarder.chat_stream(
+                    other, plan.messages, request.conversation_id, whole.append
+                )
                 first = await anext(stream)
             parts.append(first)
             yield first
@@ -498,7 +505,10 @@ class Runtime:
             pass
         finally:
             await stream.aclose()
-        reply = ChatReply(messages=[ChatMessage(role="assistant", content="".join(parts))])
+        entities = whole[-1].anonymization_entities if whole else None
+        reply = ChatReply(
+            messages=[ChatMessage(role="assistant", content="".join(parts))], anonymization_entities=entities
+        )
         yield await self._done(request, plan, reply)
 
     def _other_instance(self, plan: _Plan) -> AgentDescription | None:
@@ -523,10 +533,7 @@ class Runtime:
             request.tenant, request.conversation_id, last=self.settings.history_turns
         )
         agent, decision = await self._choose(request, candidates, stored, channel, subset)
-        messages = [
-            ChatMessage(role=message.role, content=message.content, format=message.format)
-            for message in conversation.input_context.messages
-        ]
+        messages = conversation.agent_request(request.conversation_id)
         return _Plan(agent, decision, messages, subset, channel, tuple(candidates))
 
     async def _clarify(self, request: TurnRequest, unclear: _Unclear) -> Turn:

@@ -30,7 +30,7 @@ from typing import Any
 from aiohttp import WSMsgType, web
 from pydantic import ValidationError as PydanticValidationError
 
-from wot_agents import EVENT_STREAM, EventStream, ServerSentEvent, TraceContext, use_trace
+from wot_agents import EVENT_STREAM, EventStream, ServerSentEvent, TraceContext, current_trace
 
 from ._lmos import INTERNAL_SERVER_ERROR, INVALID_REQUEST, SERVICE_UNAVAILABLE, Conversation, LmosError
 from ._runtime import Turn, TurnRequest
@@ -110,7 +110,7 @@ async def stream_ws(
             await ws.send_str(_json(frame))
 
     async def answer(turn: TurnRequest) -> None:
-        use_trace(turn.trace).__enter__()  # this task's own context: nothing to restore after it
+        current_trace.set(turn.trace)  # this task's own context: nothing to restore after it
         items = runtime.stream(turn)
         try:
             async for item in items:

@@ -18,11 +18,14 @@ from ._channels import (
 from ._chat import (
     CHAT_ACTION,
     CHAT_STREAM_EVENT,
+    AnonymizationEntity,
+    BinaryData,
     ChatChunk,
     ChatMessage,
     ChatReply,
     ChatRequest,
     ChatStream,
+    ConversationContext,
     chat_handler,
     is_chat_agent,
 )
@@ -83,7 +86,15 @@ from ._model import (
 from ._pool import ClientPool
 from ._problem import ERROR_STATUSES, PROBLEM_JSON, HTTPProblem, ProblemDetails, problem_middleware
 from ._sse import EVENT_STREAM, EventStream, EventStreamParser, ServerSentEvent, parse_events
-from ._trace import TraceContext, current_trace, trace_headers, use_trace
+from ._trace import (
+    TraceContext,
+    TraceLogFilter,
+    caller_trace,
+    continue_trace,
+    current_trace,
+    trace_headers,
+    use_trace,
+)
 from ._validation import check, validate, validate_json
 from .bindings import ApiKey, ApiKeyAuth, BasicAuth, BasicCredentials, BearerAuth, BearerToken
 from .jsonld import ContextLoader
@@ -124,12 +135,14 @@ __all__ = [
     "AgentIdentity",
     "AgentMetadata",
     "AnnouncementError",
+    "AnonymizationEntity",
     "ApiKey",
     "ApiKeyAuth",
     "BasicAuth",
     "BasicCredentials",
     "BearerAuth",
     "BearerToken",
+    "BinaryData",
     "Capability",
     "CapabilityGroup",
     "CapabilityWire",
@@ -145,6 +158,7 @@ __all__ = [
     "ConnectError",
     "ConsumedThing",
     "ContextLoader",
+    "ConversationContext",
     "DataSchema",
     "DescriptionError",
     "DidResolver",
@@ -193,6 +207,7 @@ __all__ = [
     "Subscription",
     "ThingDescription",
     "TraceContext",
+    "TraceLogFilter",
     "TrustError",
     "TrustPolicy",
     "UntrustedIssuer",
@@ -203,9 +218,11 @@ __all__ = [
     "VersionRange",
     "WotAgentsError",
     "__version__",
+    "caller_trace",
     "chat_handler",
     "check",
     "consume",
+    "continue_trace",
     "current_trace",
     "is_chat_agent",
     "load_channel_resources",

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self
 from urllib.parse import urljoin, urlsplit
 
 import jsonschema_rs
 
-from ._chat import CHAT_ACTION, CHAT_STREAM_EVENT, ChatChunk, ChatMessage, ChatReply
+from ._chat import CHAT_ACTION, CHAT_STREAM_EVENT, ChatChunk, ChatMessage, ChatReply, ChatRequest
 from ._errors import DescriptionError, NoSuitableFormError, PayloadError, Problem
 from ._fetch import request_description
 from ._json import pointer_from_path
@@ -31,6 +31,9 @@ from .trust import TrustPolicy
 from .trust._tls import TlsConfig
 
 __all__ = ["DEFAULT_PREFERENCE", "ConsumedThing", "consume"]
+
+#: What ``chat`` sends: the message list, or a whole request.
+_Messages = Sequence[ChatMessage | Mapping[str, Any]] | ChatRequest
 
 #: URI schemes tried first to last when an affordance has forms for several protocols.
 DEFAULT_PREFERENCE: tuple[str, ...] = ("http", "https", "ws", "wss", "mqtt", "mqtts")
@@ -213,24 +216,35 @@ class ConsumedThing:
 
     # --- the chat convention (see wot_agents._chat) ----------------------------------------------
 
-    async def chat(
-        self, messages: Sequence[ChatMessage | Mapping[str, Any]], *, conversation_id: str | None = None
-    ) -> ChatReply:
-        """Send the conversation to the agent's ``chat`` action; return its reply."""
+    async def chat(self, messages: _Messages, *, conversation_id: str | None = None) -> ChatReply:
+        """Send the conversation to the agent's ``chat`` action; return its reply.
+
+        ``messages`` is the message list, or a whole :class:`ChatRequest` (with attachments and
+        the LMOS ``conversationContext``) sent as it is.
+        """
         request = _chat_request(messages, conversation_id, turn_id=None)
         return ChatReply.model_validate(await self.invoke_action(CHAT_ACTION, request))
 
     async def chat_stream(
-        self, messages: Sequence[ChatMessage | Mapping[str, Any]], *, conversation_id: str | None = None
+        self,
+        messages: _Messages,
+        *,
+        conversation_id: str | None = None,
+        on_reply: Callable[[ChatReply], object] | None = None,
     ) -> AsyncIterator[str]:
         """The reply's text in parts as the agent produces them (``chatStream``), then nothing more.
 
         An agent without the stream event gives its whole reply as one part. Iterate to the end
-        (or ``aclose()`` the iterator) so the subscription is released at once.
+        (or ``aclose()`` the iterator) so the subscription is released at once. ``on_reply`` is
+        given the whole :class:`ChatReply` once the action answered (its anonymization entities,
+        say, which no part carries).
         """
         await self._ready()
         if CHAT_STREAM_EVENT not in (self.description.events or {}):
-            yield (await self.chat(messages, conversation_id=conversation_id)).text
+            whole = await self.chat(messages, conversation_id=conversation_id)
+            if on_reply is not None:
+                on_reply(whole)
+            yield whole.text
             return
         turn_id = str(uuid.uuid4())
         request = _chat_request(messages, conversation_id, turn_id=turn_id)
@@ -256,6 +270,8 @@ class ConsumedThing:
                     streamed = streamed or bool(chunk.delta)
                     yield chunk.delta
                 reply = ChatReply.model_validate(await invocation)
+                if on_reply is not None:
+                    on_reply(reply)
             finally:
                 if not invocation.done():
                     invocation.cancel()
@@ -442,16 +458,19 @@ def _expects_reply(affordance: InteractionAffordance, op: str) -> bool:
     return getattr(affordance, "output", None) is not None
 
 
-def _chat_request(
-    messages: Sequence[ChatMessage | Mapping[str, Any]], conversation_id: str | None, turn_id: str | None
-) -> dict[str, Any]:
+def _chat_request(messages: _Messages, conversation_id: str | None, turn_id: str | None) -> dict[str, Any]:
     """The ``chat`` input; it is checked against the agent's own input schema when sent."""
-    request: dict[str, Any] = {
-        "messages": [
-            m.model_dump(mode="json", exclude_none=True) if isinstance(m, ChatMessage) else dict(m)
-            for m in messages
-        ]
-    }
+    if isinstance(messages, ChatRequest):
+        request = messages.model_dump(mode="json", by_alias=True, exclude_none=True)
+    else:
+        request = {
+            "messages": [
+                m.model_dump(mode="json", by_alias=True, exclude_none=True)
+                if isinstance(m, ChatMessage)
+                else dict(m)
+                for m in messages
+            ]
+        }
     if conversation_id is not None:
         request["conversationId"] = conversation_id
     if turn_id is not None:

@@ -9,18 +9,32 @@ does this for each turn, as a child span of the trace its client sent (or of a n
     trace = TraceContext.parse(request.headers.get("traceparent"), request.headers.get("tracestate"))
     with use_trace((trace or TraceContext.new()).child()):
         await thing.chat(messages)
+
+The serving side is the mirror image: every binding server handles a request inside
+:func:`continue_trace` of the trace the request carried, so an agent's handler finds its
+caller's trace in :data:`current_trace` (a chat handler also as ``request.trace``), the calls it
+makes join that trace, and :class:`TraceLogFilter` puts the trace id on its log records.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 import secrets
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 
-__all__ = ["TraceContext", "current_trace", "trace_headers", "use_trace"]
+__all__ = [
+    "TraceContext",
+    "TraceLogFilter",
+    "caller_trace",
+    "continue_trace",
+    "current_trace",
+    "trace_headers",
+    "use_trace",
+]
 
 _TRACEPARENT = re.compile(r"^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-[^\s]*)?$")
 _ZERO_TRACE, _ZERO_PARENT = "0" * 32, "0" * 16
@@ -95,3 +109,37 @@ def trace_headers() -> dict[str, str]:
     """``traceparent`` (and ``tracestate``) of the current trace; empty outside any."""
     trace = current_trace.get()
     return trace.headers() if trace is not None else {}
+
+
+def caller_trace(traceparent: object, tracestate: object = None) -> TraceContext | None:
+    """The trace a request carried, as the span that handles it: a child of the caller's (so
+    the calls the handler makes name this span as their parent); None when the request carried
+    none or an invalid one. Non-string members (a hostile WebSocket envelope) count as absent."""
+    parent = TraceContext.parse(
+        traceparent if isinstance(traceparent, str) else None,
+        tracestate if isinstance(tracestate, str) else None,
+    )
+    return parent.child() if parent is not None else None
+
+
+def continue_trace(
+    traceparent: object, tracestate: object = None
+) -> AbstractContextManager[TraceContext | None]:
+    """Handle a request inside the trace it carried (:func:`caller_trace`). A task of its own
+    may instead ``current_trace.set(caller_trace(...))``: its context is a copy, nothing to
+    restore (a ``use_trace(...).__enter__()`` left unexited would restore at once, when the
+    generator behind it is collected)."""
+    return use_trace(caller_trace(traceparent, tracestate))
+
+
+class TraceLogFilter(logging.Filter):
+    """Puts the current trace on every record it sees as ``trace_id`` and ``span_id`` (``-``
+    outside any trace), so a log format can show them (``%(trace_id)s``) and a log collector
+    can join an agent's lines to the runtime's. Add it to a handler, not a logger: a handler's
+    filters see the records of every logger."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        trace = current_trace.get()
+        record.trace_id = trace.trace_id if trace is not None else "-"
+        record.span_id = trace.parent_id if trace is not None else "-"
+        return True

@@ -14,7 +14,16 @@ import pytest
 from registry import create_app as create_directory
 from router import MiniLMEmbedder, VectorRouter
 from runtime import CatalogSource, Runtime, RuntimeSettings, create_app
-from wot_agents import Agent, Capability, ChatRequest, ChatStream, DirectoryClient, chat_handler, serve_app
+from wot_agents import (
+    Agent,
+    Capability,
+    ChatReply,
+    ChatRequest,
+    ChatStream,
+    DirectoryClient,
+    chat_handler,
+    serve_app,
+)
 from wot_agents.bindings import RunningAgent
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -72,10 +81,11 @@ def chat_agent(
         subset=subset,
     )
 
-    async def reply(request: ChatRequest, stream: ChatStream) -> str:
+    async def reply(request: ChatRequest, stream: ChatStream) -> str | ChatReply:
         if answer is not None:
             result = answer(request, stream)
-            return str(await result if asyncio.iscoroutine(result) else result)
+            result = await result if asyncio.iscoroutine(result) else result
+            return result if isinstance(result, ChatReply) else str(result)
         text = f"{title}: {request.messages[-1].content}"
         for index, word in enumerate(text.split(" ")):
             await stream.send(word if index == 0 else " " + word)

@@ -1,7 +1,7 @@
 """W3C Trace Context from the client to the agent: HTTP headers, the LMOS WebSocket envelope, MQTT 5
-user properties. The HTTP and WebSocket agents here are bare aiohttp handlers, because an SDK
-agent does not show its handler the request's headers; the MQTT agent is an SDK agent, its
-requests read off the real broker by a second subscriber."""
+user properties, as they go over the wire (the HTTP and WebSocket agents here are bare aiohttp
+handlers; the MQTT agent is an SDK agent, its requests read off the real broker by a second
+subscriber). That an SDK agent's handler sees the trace: test_lmos_context.py."""
 
 from __future__ import annotations
 

@@ -23,6 +23,7 @@ from .._app_server import DEFAULT_READ_TIMEOUT, local_host_name, serve_app, url_
 from .._errors import TrustError
 from .._model import AgentDescription, Form
 from .._problem import HTTPProblem, ProblemDetails, problem_middleware
+from .._trace import continue_trace
 from ..trust import did_web_url
 from ..trust._tls import peer_identity
 from ._interfaces import ServeContext
@@ -135,7 +136,7 @@ class WebServer:
         self._context = context
         app = web.Application(
             client_max_size=self.max_body,
-            middlewares=[self._limits, problem_middleware(log), self._cors, self._security],
+            middlewares=[self._trace, self._limits, problem_middleware(log), self._cors, self._security],
         )
         app.router.add_get(WELL_KNOWN, self._td)
         app.router.add_get(self.td_path(context), self._td)
@@ -189,6 +190,13 @@ class WebServer:
         if request.method == "OPTIONS" or request.path in (WELL_KNOWN, self.td_path(self._context)):
             return True
         return request.path.endswith("/did.json") and request.path == self._did_path()
+
+    @web.middleware
+    async def _trace(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        # The caller's W3C trace (headers ``traceparent``/``tracestate``) is current while its
+        # request is handled: handlers see it, their calls join it, their log lines show it.
+        with continue_trace(request.headers.get("traceparent"), request.headers.get("tracestate")):
+            return await handler(request)
 
     @web.middleware
     async def _limits(self, request: web.Request, handler: Handler) -> web.StreamResponse:

@@ -28,6 +28,7 @@ from typing import Any
 from ..._errors import TrustError, WotAgentsError
 from ..._model import AgentDescription, Form
 from ..._problem import PROBLEM_JSON, HTTPProblem, ProblemDetails
+from ..._trace import caller_trace, current_trace
 from ...trust._tls import MTLS_SCHEME
 from .._interfaces import ServeContext
 from .._security import Presented, ServerSecurity
@@ -289,6 +290,10 @@ class MqttServer:
             return
         parts = topic.split("/")
         properties = message.properties
+        user_properties = dict(getattr(properties, "UserProperty", None) or [])
+        # The caller's trace (MQTT 5 user properties traceparent/tracestate) is current while the
+        # request is handled; this task runs in its own copy of the context, nothing to restore.
+        current_trace.set(caller_trace(user_properties.get("traceparent"), user_properties.get("tracestate")))
         reply_to = getattr(properties, "ResponseTopic", None)
         correlation = getattr(properties, "CorrelationData", None)
         if reply_to is not None and not reply_topic_allowed(reply_to):
@@ -306,9 +311,7 @@ class MqttServer:
         try:
             payload = bytes(message.payload or b"")
             assert self._proofs is not None
-            headers = self._proofs.resolve(
-                dict(getattr(properties, "UserProperty", None) or []), topic, payload
-            )
+            headers = self._proofs.resolve(user_properties, topic, payload)
             presented = Presented(headers=headers, query=headers)
             for scheme in self._context.security:
                 if self._broker_verified(scheme):

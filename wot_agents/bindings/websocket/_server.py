@@ -18,6 +18,7 @@ from aiohttp import WSMsgType, web
 from ..._errors import WotAgentsError
 from ..._model import Form
 from ..._problem import HTTPProblem, ProblemDetails
+from ..._trace import continue_trace
 from .._interfaces import ServeContext
 from .._vocabulary import CONTENT_TYPE, LMOS_SUBPROTOCOL, Kind
 from ._messages import REQUEST_TYPES, correlation_of, decode, encode, error_message, member, message, now
@@ -70,9 +71,12 @@ class _Connection:
         if kind not in REQUEST_TYPES:
             await self.fail(HTTPProblem(400, f"{kind!r} is not a request message type"), correlation)
             return
+        # Each message carries its own trace (the envelope's traceparent/tracestate): one
+        # connection serves many callers' turns, so the upgrade request's trace is not theirs.
         async with self.slots:
             try:
-                await getattr(self, "on_" + REQUEST_TYPES[kind])(data, correlation)
+                with continue_trace(data.get("traceparent"), data.get("tracestate")):
+                    await getattr(self, "on_" + REQUEST_TYPES[kind])(data, correlation)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
