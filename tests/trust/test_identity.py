@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from wot_agents import AgentIdentity, TrustError
+from wot_agents import AgentIdentity, DidResolver, TrustError
 from wot_agents.trust import did_web_from_url, did_web_url, key_from_document
 from wot_agents.trust._identity import did_key_public_key, multibase_of
 
@@ -89,3 +89,13 @@ def test_a_key_not_meant_for_assertions_cannot_sign() -> None:
     document["assertionMethod"] = []
     with pytest.raises(TrustError, match="not an assertion method"):
         key_from_document(document, identity.key_id)
+
+
+def test_resolved_keys_are_kept_least_recently_used_first_out() -> None:
+    resolver = DidResolver(max_keys=2)
+    first, second, third = (AgentIdentity.generate().key_id for _ in range(3))
+    key = resolver.cached_key(first)
+    resolver.cached_key(second)
+    assert resolver.cached_key(first) is key  # kept, and now the most recently used
+    resolver.cached_key(third)
+    assert list(resolver._keys) == [first, third]  # the least recently used went

@@ -114,6 +114,7 @@ def key_from_document(document: Any, kid: str) -> JoseKey:
 class DidResolver:
     """Resolves the DIDs of signers to keys: ``did:key`` offline, ``did:web`` over HTTPS, bounded.
 
+    ``max_keys`` bounds the keys kept (by ``kid``, least recently used dropped first).
     ``http_hosts`` lists hosts (``host`` or ``host:port``) whose did:web documents are fetched
     over plain HTTP: for labs and tests on loopback only. ``ssl`` is the TLS context for HTTPS
     (e.g. one trusting a lab CA made by ``wot-agents ca``); None uses the system's CAs.
@@ -123,28 +124,32 @@ class DidResolver:
     max_bytes: int = 64 * 1024
     max_redirects: int = 3
     cache_ttl: float = 300.0
+    max_keys: int = 10_000
     http_hosts: Collection[str] = ()
     ssl: ssl.SSLContext | None = None
     _documents: dict[str, tuple[float, Any]] = field(default_factory=dict, repr=False)
     _keys: dict[str, JoseKey] = field(default_factory=dict, repr=False)
 
     def cached_key(self, kid: str) -> JoseKey | None:
-        """The key of ``kid`` without I/O: did:key always, did:web once resolved and still fresh."""
-        key = self._keys.get(kid)
-        if key is not None:
-            if kid.startswith("did:key:") or self._fresh(_did_of(kid)) is not None:
-                return key
-            self._keys.pop(kid, None)
+        """The key of ``kid`` without I/O: did:key always, did:web once resolved and still fresh.
+
+        Keys are kept by ``kid``, least recently used dropped first past ``max_keys``: verifying
+        one signer's descriptions decodes its did:key (or reads its DID document) once.
+        """
+        key = self._keys.pop(kid, None)
+        if key is not None and (kid.startswith("did:key:") or self._fresh(_did_of(kid)) is not None):
+            self._keys[kid] = key  # now the most recently used
+            return key
         if kid.startswith("did:key:"):
             key = jose_public_key(did_key_public_key(kid))
-            if len(self._keys) < 10_000:
-                self._keys[kid] = key
-            return key
-        document = self._fresh(_did_of(kid))
-        if document is None:
-            return None
-        key = key_from_document(document, kid)
+        else:
+            document = self._fresh(_did_of(kid))
+            if document is None:
+                return None
+            key = key_from_document(document, kid)
         self._keys[kid] = key
+        if len(self._keys) > self.max_keys:
+            self._keys.pop(next(iter(self._keys)))
         return key
 
     async def key(self, kid: str) -> JoseKey:
