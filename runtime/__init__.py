@@ -8,6 +8,7 @@ cascade) and forwards it over the chosen agent's binding (HTTP, WebSocket, MQTT)
 
 from ._app import PREFIXES, RUNTIME, create_app
 from ._catalog import AgentCatalog, CatalogSource, directory_source, file_source, mdns_source
+from ._channels import ChannelFiles, ChannelTable, load_channel_files
 from ._config import ROUTING_METHODS, RuntimeSettings
 from ._forward import Breaker, Forwarder
 from ._lmos import (
@@ -46,6 +47,8 @@ __all__ = [
     "BinaryData",
     "Breaker",
     "CatalogSource",
+    "ChannelFiles",
+    "ChannelTable",
     "Conversation",
     "ConversationStore",
     "ConversationSummary",
@@ -66,5 +69,6 @@ __all__ = [
     "create_app",
     "directory_source",
     "file_source",
+    "load_channel_files",
     "mdns_source",
 ]

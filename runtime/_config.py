@@ -43,8 +43,10 @@ class RuntimeSettings(BaseSettings):
     agents: list[str] = Field(default_factory=list)
     #: Browse mDNS / DNS-SD for agents when neither a directory nor agent files are given.
     mdns: bool = True
-    #: LMOS Channel / ChannelRollout YAML files.
+    #: LMOS Channel / ChannelRollout YAML files, reloaded when they change on disk.
     channels: list[str] = Field(default_factory=list)
+    #: Seconds between looks at the channel files' modification times.
+    channels_poll_interval: float = Field(default=2.0, gt=0)
     #: How turns without ``explicitAgent`` are routed.
     router: RoutingMethod = _env("router", "ROUTER_TYPE", default="vector")
     #: Another method for some channels: ``{"acme/web": "llm", "acme/*": "vector", "*/ivr": "explicit"}``

@@ -42,7 +42,7 @@ from wot_agents.trust import TlsConfig
 
 from ._batch import BatchingEmbedder
 from ._catalog import AgentCatalog, CatalogSource, directory_source, file_source, mdns_source
-from ._channels import ChannelTable, load_channel_files
+from ._channels import ChannelFiles, ChannelTable
 from ._config import RuntimeSettings
 from ._forward import Breaker, Forwarder
 from ._lmos import AGENT_NOT_FOUND, INTERNAL_SERVER_ERROR, INVALID_REQUEST, Conversation, LmosError
@@ -321,9 +321,15 @@ class Runtime:
 
     async def __aenter__(self) -> Self:
         async with AsyncExitStack() as stack:
-            if self.settings.channels:
-                self.channels = ChannelTable(
-                    await asyncio.to_thread(load_channel_files, self.settings.channels)
+            if self.settings.channels:  # loaded now (a broken file stops the start), then watched
+                await stack.enter_async_context(
+                    ChannelFiles(
+                        self.settings.channels,
+                        self.channels,
+                        lambda: self.catalog.agents.values(),
+                        interval=self.settings.channels_poll_interval,
+                        metrics=self.metrics,
+                    )
                 )
             if self._router is None:
                 self._router = await asyncio.to_thread(_router, self.settings)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 
-from runtime import Runtime, RuntimeSettings
+from runtime import ChannelTable, Runtime, RuntimeSettings
 
 from .conftest import Deployment, body, chat_agent
 from .test_chat import post
@@ -185,3 +186,74 @@ async def test_bad_channel_files_stop_the_runtime_with_the_file_named(tmp_path: 
     with pytest.raises(ValueError, match="acme-web-beta"):
         async with Runtime(RuntimeSettings(channels=[str(dangling)], router="explicit", mdns=False)):
             pass
+
+
+async def test_channel_files_are_reloaded_when_they_change_and_a_broken_edit_keeps_the_last_good_ones(
+    deployment: Deployment, http: aiohttp.ClientSession, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    stable = CHANNELS.split("---")[0]
+    path = tmp_path / "channels.yaml"
+    path.write_text(stable)
+    await deployment.add(chat_agent("weather", version="1.2.0"), http=True)
+    await deployment.add(
+        chat_agent("weather", agent_id="urn:test:agent:weather-v2", version="2.1.0"), ws=True
+    )
+    await deployment.add(chat_agent("billing", version="1.4.0"), http=True)
+    url = await deployment.start(channels=[str(path)], channels_poll_interval=0.05)
+    assert deployment.runtime is not None
+    table = deployment.runtime.channels
+    base = f"{url}/apis/v1/tenants/acme/channels"
+
+    async def weather_of_routing() -> str | None:
+        status, routing = await get(http, f"{base}/web/routing")
+        groups = [group["id"] for group in routing["spec"]["capabilityGroups"]] if status == 200 else []
+        return next((group for group in groups if "weather" in group), None)
+
+    def wired(table: ChannelTable) -> list[str]:
+        return table.candidate_ids("acme", "web", "stable") or []
+
+    assert await weather_of_routing() == "urn:test:agent:weather"
+    # An edit: the stable channel now wants weather 2.x; it resolves again against the agents.
+    path.write_text(stable.replace('version: "^1.0"', 'version: "[2.0,3.0)"'))
+    async with asyncio.timeout(20):
+        await table.wait_for(lambda table: "urn:test:agent:weather-v2" in wired(table))
+    assert await weather_of_routing() == "urn:test:agent:weather-v2"
+    status, reply = await post(http, url, body("will it rain tomorrow?", explicit="WeatherAgent"))
+    assert (status, reply["agent"]["id"]) == (200, "urn:test:agent:weather-v2"), reply
+
+    # Broken edits: bad YAML, then a resource the table refuses, then the file gone. Each keeps
+    # the last good channels serving and says why in their status; the runtime keeps answering.
+    for turn, (broken, why) in enumerate(
+        (
+            ("kind: Channel\nmetadata: [unclosed", "expected ',' or ']'"),
+            (stable + "---\n" + stable, "two Channels for tenant 'acme', channel 'web'"),
+            (None, "No such file or directory"),
+        )
+    ):
+        if broken is None:
+            path.unlink()
+        else:
+            path.write_text(broken)
+        async with asyncio.timeout(20):
+            await table.wait_for(lambda table: why in (table.reload_error or ""))  # noqa: B023
+        status, listed = await get(http, base)
+        assert status == 200 and why in listed[0]["status"]["reloadError"]
+        assert await weather_of_routing() == "urn:test:agent:weather-v2"
+        status, reply = await post(http, url, body("rain?", explicit="WeatherAgent"), turn=f"t{turn}")
+        assert (status, reply["agent"]["id"]) == (200, "urn:test:agent:weather-v2"), reply
+    assert caplog.text.count("the channel files' latest edit was not loaded") == 3  # once each
+    async with http.get(f"{url}/metrics") as answer:
+        metrics = await answer.text()
+    assert 'runtime_channel_reloads_total{outcome="failed"} 3' in metrics
+    assert "runtime_channel_reload_failing 1" in metrics
+
+    # Fixed, with a channel more: it serves at once and the error is gone.
+    path.write_text(
+        stable + "---\n" + stable.replace("acme-web-stable", "acme-ivr").replace('"web"', '"ivr"')
+    )
+    async with asyncio.timeout(20):
+        await table.wait_for(lambda table: table.reload_error is None)
+    status, listed = await get(http, base)
+    assert sorted(channel["metadata"]["name"] for channel in listed) == ["acme-ivr", "acme-web-stable"]
+    assert all("reloadError" not in channel["status"] for channel in listed)
+    assert await weather_of_routing() == "urn:test:agent:weather"

@@ -15,6 +15,8 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from .._trace import TraceLogFilter
+
 __all__ = ["main"]
 
 #: Subcommand modules, in the order ``--help`` lists them.
@@ -50,8 +52,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=(logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)],
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        format="%(asctime)s %(levelname)s %(name)s [trace %(trace_id)s]: %(message)s",
     )
+    for handler in logging.getLogger().handlers:  # the W3C trace of the request being handled
+        if not any(isinstance(f, TraceLogFilter) for f in handler.filters):
+            handler.addFilter(TraceLogFilter())
     try:
         result = args.run(args)
         if inspect.iscoroutine(result):
