@@ -23,11 +23,13 @@ extras of the ``pip install`` line against pyproject.toml.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import importlib
 import importlib.util
 import json
 import os
+import pkgutil
 import re
 import shlex
 import shutil
@@ -704,3 +706,151 @@ def test_what_is_inside_lists_the_packages_there_are() -> None:
     assert listed == packages
     for name in listed:
         assert (REPO / name / "__init__.py").is_file(), name
+
+
+def _parsers() -> dict[tuple[str, ...], argparse.ArgumentParser]:
+    """Every ``wot-agents`` (sub)command's parser, by its words: ("router", "eval")..."""
+    from wot_agents.cli import build_parser
+
+    found: dict[tuple[str, ...], argparse.ArgumentParser] = {}
+
+    def walk(parser: argparse.ArgumentParser, path: tuple[str, ...]) -> None:
+        found[path] = parser
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, child in action.choices.items():
+                    walk(child, (*path, name))
+
+    walk(build_parser(), ())
+    return found
+
+
+def _options(parser: argparse.ArgumentParser) -> set[str]:
+    return {option for action in parser._actions for option in action.option_strings}
+
+
+FLAG = re.compile(r"(?<![\w-])(--[a-z][\w-]*)")
+CODE_SPAN = re.compile(r"(?<!`)`([^`]+)`(?!`)")
+
+
+def _command_texts() -> list[str]:
+    """Where the README writes ``wot-agents ...``: code spans, shell lines, and command table rows
+    (whose description names more options of the same command)."""
+    prose = FENCE.sub("", README)
+    texts = [span for span in CODE_SPAN.findall(prose) if span.startswith("wot-agents ")]
+    texts += [
+        line for block in blocks("sh") for line in commands(block.code) if line.startswith("wot-agents ")
+    ]
+    texts += [row for row in prose.splitlines() if row.startswith("| `wot-agents ")]
+    return texts
+
+
+def test_every_wot_agents_command_and_option_the_readme_names_exists() -> None:
+    parsers = _parsers()
+    problems = []
+    for text in _command_texts():
+        words = text.removeprefix("| `").split()[1:]
+        path: tuple[str, ...] = ()
+        while words and (*path, words[0]) in parsers:
+            path, words = (*path, words[0]), words[1:]
+        if not path:
+            problems.append(f"no such command: {text[:60]!r}")
+            continue
+        allowed = _options(parsers[path])
+        for other in CODE_SPAN.findall(text):  # a row may name options of another command: `route`
+            allowed |= _options(parsers.get(tuple(other.split()), argparse.ArgumentParser()))
+        unknown = set(FLAG.findall(text)) - allowed
+        if unknown:
+            problems.append(
+                f"wot-agents {' '.join(path)} has no {', '.join(sorted(unknown))} ({text[:60]!r})"
+            )
+    assert not problems, "\n".join(problems)
+
+
+def test_every_option_the_readme_names_exists() -> None:
+    """Any ``--flag`` at all: one of the CLI's, or of ``make demo``'s examples/demo.py."""
+    demo = set(re.findall(r'add_argument\("(--[\w-]+)"', (EXAMPLES / "demo.py").read_text(encoding="utf-8")))
+    known = set().union(*map(_options, _parsers().values())) | demo
+    assert set(FLAG.findall(README)) - known == set()
+
+
+PACKAGES = ("wot_agents", "td_schemas", "registry", "discovery", "router", "runtime")
+SOURCES = "\n".join(
+    path.read_text(encoding="utf-8") for package in PACKAGES for path in (REPO / package).rglob("*.py")
+)
+
+
+def test_every_environment_variable_the_readme_names_is_read() -> None:
+    from registry import DirectorySettings
+    from runtime import RuntimeSettings
+
+    settings = {"WOT_AGENTS_DIRECTORY_": DirectorySettings, "WOT_AGENTS_RUNTIME_": RuntimeSettings}
+
+    def read(name: str) -> bool:
+        """A settings field (``PREFIX`` + field name) or a name the sources read literally."""
+        prefix = next((prefix for prefix in settings if name.startswith(prefix)), None)
+        field = name.removeprefix(prefix or "").lower()
+        return (prefix is not None and field in settings[prefix].model_fields) or f'"{name}"' in SOURCES
+
+    pattern = r"\b((?:WOT_AGENTS|OPENAI)_[A-Z_]*[A-Z]|AGENT_REGISTRY_URL|ROUTER_TYPE)\b"
+    unread = {name for name in re.findall(pattern, README) if not read(name)}
+    # The configuration table: a prefix's variables written without it (`PORT`, `DB`...), and
+    # LMOS's own names (`AGENT_REGISTRY_URL`).
+    for prefix, text in re.findall(r"^\| `(WOT_AGENTS_\w+_)\*` \|(.*)$", README, re.M):
+        names = re.findall(r"`([A-Z][A-Z_]+)`", text)
+        assert len(names) >= 5, text
+        unread |= {prefix + name for name in names if not (read(prefix + name) or read(name))}
+    assert unread == set()
+
+
+def test_every_file_and_folder_the_readme_names_exists() -> None:
+    texts = [*CODE_SPAN.findall(README), *re.findall(r"\]\(([^)#]+)\)", README), *(b.code for b in BLOCKS)]
+    top = "|".join(["examples", "docs", "bench", "scripts", "tests", "deploy", *PACKAGES])
+    named = {m for text in texts for m in re.findall(rf"(?<![\w/.~-])((?:{top})/[\w./-]*)", text)}
+    assert len(named) >= 30
+    assert sorted(path for path in named if not (REPO / path.rstrip(".")).exists()) == []
+
+
+def _resolve(dotted: str) -> bool:
+    parts = dotted.split(".")
+    obj: Any = importlib.import_module(parts[0])
+    for i, part in enumerate(parts[1:], 1):
+        if hasattr(obj, part):
+            obj = getattr(obj, part)
+            continue
+        try:
+            obj = importlib.import_module(".".join(parts[: i + 1]))
+        except ImportError:
+            return False
+    return True
+
+
+def test_every_module_and_name_the_readme_names_exists() -> None:
+    prose = FENCE.sub("", README)
+    spans = CODE_SPAN.findall(prose)
+    dotted = {
+        m
+        for span in spans
+        for m in re.findall(rf"(?<![\w./-])((?:{'|'.join(PACKAGES)})(?:\.[A-Za-z_]\w*)+)", span)
+    }
+    assert len(dotted) >= 5 and sorted(name for name in dotted if not _resolve(name)) == []
+    # A class or error named alone (`ClientPool`, `PayloadError(...)`): public in some package.
+    public = set()
+    for package in PACKAGES:
+        for info in pkgutil.walk_packages([str(REPO / package)], f"{package}."):
+            if not any(part.startswith("_") for part in info.name.split(".")) and ".cli" not in info.name:
+                public |= set(getattr(importlib.import_module(info.name), "__all__", ()))
+        public |= set(getattr(importlib.import_module(package), "__all__", ()))
+    names = {m[1] for span in spans if (m := re.fullmatch(r"([A-Z]\w*[a-z]\w*)(\(.*\))?", span.strip()))}
+    assert len(names) >= 30
+    assert sorted(names - public - NOT_CODE) == []
+
+
+#: Capitalised words in code spans that are not Python names of the project.
+NOT_CODE = {
+    "Accept", "Location",  # HTTP headers
+    "Thing", "ThingDirectory", "WotThing",  # WoT types (TD @type, DID service type)
+    "AgentRequest",  # the Arc agent request of LMOS
+    "Ed25519",  # a signature algorithm
+    "None", "True",  # Python constants
+}  # fmt: skip
