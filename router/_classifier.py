@@ -10,18 +10,29 @@ L-BFGS-B for two reasons scikit-learn cannot offer:
   few L-BFGS steps instead of a full fit (bench/router_refit.py);
 - **abortable**: the fit checks an event between steps, so closing a router never waits for a fit
   of tens of seconds to finish.
+
+A router fits in a child process of its own (:class:`FitWorker`), never in a thread of the
+serving process: the optimiser's Python steps hold the GIL, and a fitting thread that the kernel
+descheduled while holding it stopped the event loop for 0.15-0.5 s on a loaded machine. The child
+runs this very file as a script (numpy and scipy only, not the router package), one BLAS thread,
+and gets the arrays over a pipe; the model it returns is the one an in-process fit would return.
 """
 
 from __future__ import annotations
 
+import os
+import pickle
+import select
+import subprocess
+import sys
 import threading
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, fields
+from typing import IO, Any
 
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["FitAborted", "Model", "Snapshot", "fit"]
+__all__ = ["FitAborted", "FitWorker", "Model", "Snapshot", "fit"]
 
 Floats = npt.NDArray[np.float32]
 Slots = npt.NDArray[np.int64]
@@ -160,3 +171,114 @@ def _warm_start(
         if old is not None:
             start[:-1, column] = previous.weights[:, old]
             start[-1, column] = previous.bias[old]
+
+
+# -- the fitting child process -------------------------------------------------------------------
+
+#: The child's environment: one BLAS / OpenMP thread, so that a fit leaves the other cores to the
+#: queries routed meanwhile (both cores fitting took routing at 1,000 agents from ~10 ms to p50 44 /
+#: p99 1072 ms under load: bench/router_refit.py).
+_ONE_THREAD = {name: "1" for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+
+
+def _fields(value: Any) -> tuple[Any, ...]:
+    """A dataclass as a tuple of its fields: what crosses the pipe (the child knows no router types)."""
+    return tuple(getattr(value, field.name) for field in fields(value))
+
+
+class FitWorker:
+    """A child process that fits models for one router, one at a time; blocking calls, made from a
+    worker thread. Started on the first fit; :meth:`close` ends it (so does the parent's exit: the
+    child ends when its pipe closes)."""
+
+    def __init__(self) -> None:
+        self._process: subprocess.Popen[bytes] | None = None
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def _start(self) -> subprocess.Popen[bytes]:
+        if self._process is None or self._process.poll() is not None:
+            # -P: the script's directory (router/) is not put on sys.path; -I would drop the venv.
+            self._process = subprocess.Popen(
+                [sys.executable, "-P", os.path.abspath(__file__)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                env={**os.environ, **_ONE_THREAD},
+            )
+        return self._process
+
+    def fit(
+        self, data: Snapshot, strength: float, previous: Model | None, abort: threading.Event
+    ) -> Model | None:
+        """:func:`fit` in the child; :class:`FitAborted` (the child killed) once ``abort`` is set."""
+        with self._lock:
+            if self._closed:
+                raise FitAborted
+            process = self._start()
+            assert process.stdin is not None and process.stdout is not None
+            request = (_fields(data), strength, None if previous is None else _fields(previous))
+            try:
+                pickle.dump(request, process.stdin, protocol=pickle.HIGHEST_PROTOCOL)
+                process.stdin.flush()
+                while not select.select([process.stdout], [], [], 0.05)[0]:
+                    if abort.is_set() or process.poll() is not None:
+                        break
+                if abort.is_set():
+                    self._stop(process)
+                    raise FitAborted
+                status, result = pickle.load(process.stdout)
+            except (OSError, EOFError, pickle.UnpicklingError) as exc:
+                self._stop(process)
+                raise RuntimeError(f"the classifier's fitting process ended: {exc}") from exc
+        if status != "ok":
+            raise RuntimeError(f"fitting the classifier failed in its process: {result}")
+        return None if result is None else Model(*result)
+
+    def _stop(self, process: subprocess.Popen[bytes]) -> None:
+        process.kill()
+        process.wait()
+        for stream in (process.stdin, process.stdout):
+            if stream is not None:
+                stream.close()
+        self._process = None
+
+    def close(self) -> None:
+        """End the child (blocking: call it from a worker thread); a fit in flight is abandoned.
+
+        Call it once the fit's thread has let go (``abort`` set), or it waits for the fit."""
+        with self._lock:
+            self._closed = True
+            process, self._process = self._process, None
+            if process is None:
+                return
+            assert process.stdin is not None and process.stdout is not None
+            process.stdin.close()  # the child ends at the end of its input
+            try:
+                process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+            process.stdout.close()
+
+
+def _serve(source: IO[bytes], sink: IO[bytes]) -> None:
+    """The child's loop: a request (snapshot, strength, previous model) in, ("ok", model) out."""
+    while True:
+        try:
+            data, strength, previous = pickle.load(source)
+        except EOFError:
+            return
+        try:
+            model = fit(Snapshot(*data), strength, None if previous is None else Model(*previous))
+            reply: tuple[str, Any] = ("ok", None if model is None else _fields(model))
+        except Exception as exc:  # the parent raises it
+            reply = ("error", f"{type(exc).__name__}: {exc}")
+        pickle.dump(reply, sink, protocol=pickle.HIGHEST_PROTOCOL)
+        sink.flush()
+
+
+if __name__ == "__main__":
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's; the child ends with its pipe
+    _serve(sys.stdin.buffer, sys.stdout.buffer)

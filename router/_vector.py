@@ -20,8 +20,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import sys
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -33,7 +31,7 @@ import numpy.typing as npt
 from wot_agents import AgentDescription, ChatMessage
 
 from ._base import RouterBase, check_query, conversation
-from ._classifier import FitAborted, Model, fit
+from ._classifier import FitAborted, FitWorker, Model
 from ._decision import AgentFilter, Decision, agent_key
 from ._embedders import Embedder, EmbeddingCache, get_embedder, with_cache
 from ._index import CapabilityIndex, IndexedAgent
@@ -117,13 +115,6 @@ def calibrate_threshold(out_of_scope_scores: Sequence[float], recall: float = 0.
     return float(np.nextafter(scores[position - 1], np.inf)) if position > 0 else float(scores[0])
 
 
-def _background_priority() -> None:
-    """Lower the calling thread's scheduling priority (Linux, where a thread is a task of its own)."""
-    if sys.platform == "linux":
-        with contextlib.suppress(OSError):
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
-
-
 class VectorRouter(RouterBase):
     """Routes by semantic similarity between the query and the agents' indexed texts.
 
@@ -144,7 +135,7 @@ class VectorRouter(RouterBase):
     19.2% to 70.8% routed right, topic switches from 100% to 99.54%; single turns are unchanged.
     The weight is the largest of those tried on val that kept switches at 99% or more.
 
-    The classifier rule is refitted in a worker thread after agents change, once the changes have
+    The classifier rule is refitted in a child process after agents change, once the changes have
     paused for ``refit_delay`` seconds (a burst of registrations costs one fit), while the previous
     model keeps answering. Agents it was not trained on are ranked by centroid until the refit
     lands (see :meth:`rank`); removed agents are never ranked. Close the router (``aclose`` or
@@ -193,9 +184,11 @@ class VectorRouter(RouterBase):
         self._model: Model | None = None
         self._fitted_version = -1  # the index version the model (or its absence) reflects
         self._fit_lock = threading.Lock()
-        self._abort = threading.Event()  # set on close: a fit in flight stops at its next step
+        self._abort = threading.Event()  # set on close: a fit in flight is abandoned (its process killed)
         self._refit_task: asyncio.Task[None] | None = None
-        self._refit_thread = ThreadPoolExecutor(1, "wot-agents-refit", initializer=_background_priority)
+        #: Waits for the fitting process in the background (the fit itself runs in that process).
+        self._refit_thread = ThreadPoolExecutor(1, "wot-agents-refit")
+        self._worker = FitWorker()
         self._closed = False
 
     # -- agents ---------------------------------------------------------------------------------
@@ -359,27 +352,19 @@ class VectorRouter(RouterBase):
         return self._model
 
     def _refit(self) -> None:
-        """Fit on the index as it is now, starting from the previous model (blocking)."""
+        """Fit on the index as it is now, starting from the previous model (blocking: it waits for
+        the fitting process, :class:`~router._classifier.FitWorker`, so the GIL stays free)."""
         with self._fit_lock:
             data = self.index.snapshot()
             if data.version == self._fitted_version or self._closed:
                 return
             try:
-                model = fit(data, self.classifier_strength, self._model, self._abort)
+                model = self._worker.fit(data, self.classifier_strength, self._model, self._abort)
             except FitAborted:
                 return
             # Never replace a model with one of an older index (a first fit racing a refit).
             if data.version > self._fitted_version:
                 self._model, self._fitted_version = model, data.version
-
-    def _refit_gently(self) -> None:
-        """A background refit on one BLAS thread (its own thread has the lowest priority), so that
-        queries routed meanwhile keep a core: with both cores fitting, routing at 1,000 agents went
-        from ~10 ms to p50 44 / p99 1072 ms under load (bench/router_refit.py)."""
-        from threadpoolctl import threadpool_limits
-
-        with threadpool_limits(limits=1, user_api="blas"):
-            self._refit()
 
     def _schedule_refit(self) -> None:
         """Start the background refit unless it is running, the router is closed or the model is current."""
@@ -398,7 +383,7 @@ class VectorRouter(RouterBase):
             if self.index.version != version and loop.time() - first_change < 10 * self.refit_delay:
                 continue
             try:
-                await loop.run_in_executor(self._refit_thread, self._refit_gently)
+                await loop.run_in_executor(self._refit_thread, self._refit)
             except Exception:  # keep serving the old model; the next change or route tries again
                 log.exception("refitting the classifier failed")
                 return
@@ -613,8 +598,9 @@ class VectorRouter(RouterBase):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        # the refit thread ends once a fit in flight notices the abort (at its next step)
+        # the refit thread ends once a fit in flight notices the abort (its process is killed)
         await asyncio.to_thread(self._refit_thread.shutdown)
+        await asyncio.to_thread(self._worker.close)
 
 
 def _fit(mask: npt.NDArray[np.bool_], slots: int) -> npt.NDArray[np.bool_]:

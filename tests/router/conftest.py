@@ -151,15 +151,6 @@ def write_queries(path: Path, rows: Iterable[tuple[str, str]]) -> Path:
     return path
 
 
-@pytest.fixture(autouse=True)
-def _refits_may_block_the_loop(request: pytest.FixtureRequest) -> None:
-    """Known, not hidden: ``VectorRouter``'s background refit runs on a lowest-priority thread that
-    holds the GIL in stretches, so on a loaded machine the loop waits for a thread the kernel does
-    not run (priority inversion: 0.15-0.5 s measured under load 12-17). Until the router refits
-    without starving the loop, its tests are exempt from the blocking guard (tests/guards.py)."""
-    request.node.add_marker(pytest.mark.allow_blocking("VectorRouter's refit thread holds the GIL"))
-
-
 @pytest.fixture(scope="session")
 def minilm() -> MiniLMEmbedder:
     embedder = MiniLMEmbedder()

@@ -128,15 +128,22 @@ async def test_close_stops_a_refit_in_flight_and_leaves_no_task(make_agent) -> N
 
 def test_route_and_eval_decide_with_everything_they_taught(agents, tmp_path, capsys, monkeypatch) -> None:
     """The CLI waits for the classifier to learn all it taught (the agents, then the out-of-scope
-    examples) before routing. The race is made certain: the background refit of the first change
-    lands at once, the one after the examples never does, as on a machine too loaded to run it in
-    time; a command that did not await ``refitted()`` would route on the model without the examples."""
+    examples) before routing. The race is made certain: the model learns the agents before the
+    examples are taught, and no background refit ever lands, as on a machine too loaded to run one
+    in time; a command that did not await ``refitted()`` would route on the model without the
+    examples."""
 
-    def first_refit_only(router: VectorRouter) -> None:
-        if router._model is None and router.refit_pending:
-            router._refit()
+    teach_examples = VectorRouter.set_out_of_scope
 
-    monkeypatch.setattr(VectorRouter, "_schedule_refit", first_refit_only)
+    async def after_the_first_refit(router: VectorRouter, examples: Sequence[str]) -> None:
+        await router.refitted()  # the agents' refit lands at once
+        await teach_examples(router, examples)
+
+    async def never(router: VectorRouter) -> None:
+        await asyncio.Event().wait()
+
+    monkeypatch.setattr(VectorRouter, "set_out_of_scope", after_the_first_refit)
+    monkeypatch.setattr(VectorRouter, "_refit_when_quiet", never)  # no background refit lands
     agents_file = write_agents(tmp_path / "agents.json", agents)
     negatives = write_queries(tmp_path / "negatives.csv", [(text, "") for text in NEGATIVES])
     taught = ["--agents", str(agents_file), "--threshold", "0", "--out-of-scope", str(negatives)]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from router import DESCRIBED_ONLY_FLOOR, RULES, AgentFilter, VectorRouter, calibrate_threshold
@@ -20,114 +22,119 @@ QUERIES = [
 
 @pytest.mark.parametrize("rule", RULES)
 async def test_each_rule_routes_clear_queries(minilm, agents, rule) -> None:
-    router = VectorRouter(minilm, rule=rule, threshold=0.0)
-    await router.add(agents)
-    for query, expected in QUERIES:
-        decision = await router.route(query)
-        assert decision.agent_id == expected, (rule, query, decision)
-        assert decision.method == "vector"
-        assert decision.ranking[0][0] == expected
+    async with VectorRouter(minilm, rule=rule, threshold=0.0) as router:
+        await router.add(agents)
+        for query, expected in QUERIES:
+            decision = await router.route(query)
+            assert decision.agent_id == expected, (rule, query, decision)
+            assert decision.method == "vector"
+            assert decision.ranking[0][0] == expected
 
 
 async def test_decision_names_the_capability_and_explains(minilm, agents) -> None:
-    router = VectorRouter(minilm, threshold=0.0)
-    await router.add(agents)
-    decision = await router.route("I want my money back for the broken blender")
-    assert decision.agent_id == "urn:test:billing"
-    assert decision.capability_id == "urn:test:billing:refund"
-    assert "refund" in decision.reason and "Billing agent" in decision.reason
-    assert 0 < decision.score <= 1
+    async with VectorRouter(minilm, threshold=0.0) as router:
+        await router.add(agents)
+        decision = await router.route("I want my money back for the broken blender")
+        assert decision.agent_id == "urn:test:billing"
+        assert decision.capability_id == "urn:test:billing:refund"
+        assert "refund" in decision.reason and "Billing agent" in decision.reason
+        assert 0 < decision.score <= 1
 
 
 async def test_threshold_abstains_on_out_of_scope_queries(minilm, agents) -> None:
-    router = VectorRouter(minilm, rule="centroid", threshold=0.0)
-    await router.add(agents)
-    out_of_scope = ["what is the capital of Peru", "how many legs does a spider have", "tell me a joke"]
-    scores = [(await router.route(text)).score for text in out_of_scope]
-    router.threshold = calibrate_threshold(scores, recall=1.0)
-    for text in out_of_scope:
-        decision = await router.route(text)
-        assert decision.agent_id is None and "below the threshold" in decision.reason
-    in_scope = [(await router.route(query)).agent_id for query, _ in QUERIES]
-    assert in_scope == [expected for _, expected in QUERIES]
+    async with VectorRouter(minilm, rule="centroid", threshold=0.0) as router:
+        await router.add(agents)
+        out_of_scope = ["what is the capital of Peru", "how many legs does a spider have", "tell me a joke"]
+        scores = [(await router.route(text)).score for text in out_of_scope]
+        router.threshold = calibrate_threshold(scores, recall=1.0)
+        for text in out_of_scope:
+            decision = await router.route(text)
+            assert decision.agent_id is None and "below the threshold" in decision.reason
+        in_scope = [(await router.route(query)).agent_id for query, _ in QUERIES]
+        assert in_scope == [expected for _, expected in QUERIES]
 
 
 async def test_filters_restrict_by_tenant_channel_and_subset(minilm, make_agent) -> None:
     common = [("forecast", "weather forecast", ["will it rain tomorrow", "weather this weekend"])]
-    router = VectorRouter(minilm, threshold=0.0)
-    await router.add(
-        [
-            make_agent("urn:a", "Weather A", "weather", common, **{"lmos:supportedTenants": ["acme"]}),
-            make_agent("urn:b", "Weather B", "weather", common, **{"lmos:supportedChannels": ["voice"]}),
-            make_agent("urn:c", "Weather C", "weather", common, **{"lmos:subset": "canary"}),
-            make_agent("urn:d", "Music", "music", [("play", "play music", ["play a song", "next track"])]),
-        ]
-    )
-    query = "will it rain in Rome tomorrow"
+    async with VectorRouter(minilm, threshold=0.0) as router:
+        await router.add(
+            [
+                make_agent("urn:a", "Weather A", "weather", common, **{"lmos:supportedTenants": ["acme"]}),
+                make_agent("urn:b", "Weather B", "weather", common, **{"lmos:supportedChannels": ["voice"]}),
+                make_agent("urn:c", "Weather C", "weather", common, **{"lmos:subset": "canary"}),
+                make_agent(
+                    "urn:d", "Music", "music", [("play", "play music", ["play a song", "next track"])]
+                ),
+            ]
+        )
+        query = "will it rain in Rome tomorrow"
 
-    async def chosen(where: AgentFilter) -> set[str]:
-        return {agent for agent, _ in (await router.route(query, where=where)).ranking}
+        async def chosen(where: AgentFilter) -> set[str]:
+            return {agent for agent, _ in (await router.route(query, where=where)).ranking}
 
-    assert await chosen(AgentFilter(tenant="other")) == {"urn:b", "urn:c", "urn:d"}
-    assert await chosen(AgentFilter(channel="web")) == {"urn:a", "urn:c", "urn:d"}
-    assert await chosen(AgentFilter(subset="stable")) == {"urn:a", "urn:b", "urn:d"}
-    decision = await router.route(query, where=AgentFilter(tenant="other", channel="web", subset="stable"))
-    assert decision.agent_id == "urn:d"  # the only one left, however poor a match
-    nothing = await router.route(query, candidates=[], where=AgentFilter())
-    assert nothing.agent_id is None and "no candidate" in nothing.reason
+        assert await chosen(AgentFilter(tenant="other")) == {"urn:b", "urn:c", "urn:d"}
+        assert await chosen(AgentFilter(channel="web")) == {"urn:a", "urn:c", "urn:d"}
+        assert await chosen(AgentFilter(subset="stable")) == {"urn:a", "urn:b", "urn:d"}
+        decision = await router.route(
+            query, where=AgentFilter(tenant="other", channel="web", subset="stable")
+        )
+        assert decision.agent_id == "urn:d"  # the only one left, however poor a match
+        nothing = await router.route(query, candidates=[], where=AgentFilter())
+        assert nothing.agent_id is None and "no candidate" in nothing.reason
 
 
 async def test_candidates_restrict_and_are_indexed_on_the_fly(minilm, agents) -> None:
-    router = VectorRouter(minilm, threshold=0.0)
-    await router.add(agents[:2])
-    decision = await router.route("book a hotel in Lisbon", candidates=agents[1:3])
-    assert decision.agent_id == "urn:test:travel"  # not added before: indexed from the candidates
-    assert {agent for agent, _ in decision.ranking} <= {"urn:test:billing", "urn:test:travel"}
+    async with VectorRouter(minilm, threshold=0.0) as router:
+        await router.add(agents[:2])
+        decision = await router.route("book a hotel in Lisbon", candidates=agents[1:3])
+        assert decision.agent_id == "urn:test:travel"  # not added before: indexed from the candidates
+        assert {agent for agent, _ in decision.ranking} <= {"urn:test:billing", "urn:test:travel"}
 
 
 async def test_parsed_tds_are_taken_like_models(minilm, agents) -> None:
     # Every public call that takes a TD takes the model or the parsed document alike.
-    router = VectorRouter(minilm, threshold=0.0)
-    assert await router.add([agent.to_dict() for agent in agents[:2]]) == 2
-    decision = await router.route("book a hotel in Lisbon", candidates=[a.to_dict() for a in agents[1:3]])
-    assert decision.agent_id == "urn:test:travel"
+    async with VectorRouter(minilm, threshold=0.0) as router:
+        assert await router.add([agent.to_dict() for agent in agents[:2]]) == 2
+        decision = await router.route("book a hotel in Lisbon", candidates=[a.to_dict() for a in agents[1:3]])
+        assert decision.agent_id == "urn:test:travel"
 
 
 @pytest.mark.parametrize("rule", RULES)
 async def test_a_mask_made_before_agents_were_added_still_routes(minilm, agents, rule) -> None:
     # The runtime's race: a query's candidate mask is made, then add() grows the index while the
     # query is embedded. The newer agents were not candidates; the query must still be decided.
-    router = VectorRouter(minilm, rule=rule, threshold=0.0)
-    await router.add(agents[:2])
-    await router.refitted()
-    stale = router.index.allowed_mask([str(agent.id) for agent in agents[:2]], router.where)
-    await router.add(agents[2:])
-    decision = router.route_vector(router.embed_query("refund my shoes"), stale)
-    assert decision.agent_id == "urn:test:billing"
-    assert {agent for agent, _ in decision.ranking} <= {a.id for a in agents[:2]}
+    async with VectorRouter(minilm, rule=rule, threshold=0.0) as router:
+        await router.add(agents[:2])
+        await router.refitted()
+        stale = router.index.allowed_mask([str(agent.id) for agent in agents[:2]], router.where)
+        await router.add(agents[2:])
+        vector = await asyncio.to_thread(router.embed_query, "refund my shoes")
+        decision = await asyncio.to_thread(router.route_vector, vector, stale)
+        assert decision.agent_id == "urn:test:billing"
+        assert {agent for agent, _ in decision.ranking} <= {a.id for a in agents[:2]}
 
 
 async def test_classifier_refits_after_agents_change(minilm, agents) -> None:
-    router = VectorRouter(minilm, threshold=0.0)
-    await router.add(agents)
-    assert (await router.route("play some jazz")).agent_id == "urn:test:music"
-    assert await router.remove("urn:test:music")
-    after = await router.route("play some jazz")
-    assert after.agent_id != "urn:test:music"
-    assert "urn:test:music" not in dict(after.ranking)
+    async with VectorRouter(minilm, threshold=0.0) as router:
+        await router.add(agents)
+        assert (await router.route("play some jazz")).agent_id == "urn:test:music"
+        assert await router.remove("urn:test:music")
+        after = await router.route("play some jazz")
+        assert after.agent_id != "urn:test:music"
+        assert "urn:test:music" not in dict(after.ranking)
 
 
 async def test_empty_query_is_an_error(minilm, agents) -> None:
-    router = VectorRouter(minilm)
-    await router.add(agents)
-    with pytest.raises(RoutingError):
-        await router.route("   ")
+    async with VectorRouter(minilm) as router:
+        await router.add(agents)
+        with pytest.raises(RoutingError):
+            await router.route("   ")
 
 
 async def test_wordllama_routes_too(wordllama, agents) -> None:
-    router = VectorRouter(wordllama, rule="centroid", threshold=0.0)
-    await router.add(agents)
-    assert (await router.route("refund my money please")).agent_id == "urn:test:billing"
+    async with VectorRouter(wordllama, rule="centroid", threshold=0.0) as router:
+        await router.add(agents)
+        assert (await router.route("refund my money please")).agent_id == "urn:test:billing"
 
 
 def test_calibrated_threshold_refuses_the_requested_share() -> None:
@@ -143,9 +150,9 @@ async def test_calibrate_gate_sets_the_gate_it_is_asked_for(minilm, agents) -> N
     async with VectorRouter(minilm) as router:
         await router.add(agents)
         default_similarity = router.similarity
-        threshold = router.calibrate_gate(out_of_scope, recall=1.0)
+        threshold = await asyncio.to_thread(router.calibrate_gate, out_of_scope, 1.0)
         assert (router.threshold, router.similarity) == (threshold, default_similarity)
-        similarity = router.calibrate_gate(out_of_scope, recall=1.0, gate="similarity")
+        similarity = await asyncio.to_thread(router.calibrate_gate, out_of_scope, 1.0, "similarity")
         assert (router.threshold, router.similarity) == (None, similarity)
         for text in out_of_scope:
             assert (await router.route(text)).agent_id is None
