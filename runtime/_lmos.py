@@ -17,6 +17,8 @@ from wot_agents import (
     BinaryData,
     ChatMessage,
     ChatRequest,
+    ChatUserContext,
+    ContextEntry,
     ConversationContext,
     WotAgentsError,
 )
@@ -70,9 +72,8 @@ class _Wire(BaseModel):
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
-class KeyValuePair(_Wire):
-    key: str
-    value: str
+#: LMOS's ``{key, value}`` context parameters: the SDK's (one home), handed on to the agent.
+KeyValuePair = ContextEntry
 
 
 class Message(_Wire):
@@ -114,7 +115,8 @@ class Conversation(_Wire):
     def agent_request(self, conversation_id: str) -> ChatRequest:
         """What the chosen agent is sent (the chat convention, as an LMOS runtime sends an Arc
         ``AgentRequest``): the messages with their attachments, and the conversation's
-        anonymization entities in ``conversationContext``."""
+        anonymization entities in ``conversationContext``, the channel's context parameters
+        (``systemContext``) and the user (``userContext``: id, token, profile)."""
         return ChatRequest(
             messages=[
                 ChatMessage(role=m.role, content=m.content, format=m.format, binary_data=m.binary_data)
@@ -124,6 +126,12 @@ class Conversation(_Wire):
             conversation_context=ConversationContext(
                 conversation_id=conversation_id,
                 anonymization_entities=self.input_context.anonymization_entities,
+            ),
+            system_context=self.system_context.context_params,
+            user_context=ChatUserContext(
+                user_id=self.user_context.user_id,
+                user_token=self.user_context.user_token,
+                profile=self.user_context.context_params,
             ),
         )
 

@@ -48,6 +48,8 @@ __all__ = [
     "ChatReply",
     "ChatRequest",
     "ChatStream",
+    "ChatUserContext",
+    "ContextEntry",
     "ConversationContext",
     "chat_handler",
     "is_chat_agent",
@@ -94,6 +96,22 @@ class ChatMessage(_Wire):
     binary_data: list[BinaryData] | None = Field(default=None, alias="binaryData")
 
 
+class ContextEntry(_Wire):
+    """A key and its value (Arc's ``SystemContextEntry`` and ``ProfileEntry``)."""
+
+    key: str
+    value: str
+
+
+class ChatUserContext(_Wire):
+    """Arc's ``userContext``: the user, their token (for an agent acting on their behalf, as the
+    LMOS runtime hands it on) and profile entries."""
+
+    user_id: str | None = Field(default=None, alias="userId")
+    user_token: str | None = Field(default=None, alias="userToken")
+    profile: list[ContextEntry] = Field(default_factory=list)
+
+
 class ConversationContext(_Wire):
     """Arc's ``conversationContext``: what an LMOS runtime tells an agent about the conversation."""
 
@@ -107,14 +125,17 @@ class ConversationContext(_Wire):
 class ChatRequest(_Wire):
     """The input of ``chat``: the conversation so far, newest message last.
 
-    ``conversationContext`` is the LMOS agent request's (Arc's ``AgentRequest``); an LMOS
-    runtime sends the conversation's anonymization entities there.
+    ``conversationContext``, ``systemContext`` and ``userContext`` are the LMOS agent
+    request's (Arc's ``AgentRequest``): an LMOS runtime sends the conversation's anonymization
+    entities, the channel's context parameters and the user there.
     """
 
     messages: list[ChatMessage] = Field(min_length=1)
     conversation_id: str | None = Field(default=None, alias="conversationId")
     turn_id: str | None = Field(default=None, alias="turnId")
     conversation_context: ConversationContext | None = Field(default=None, alias="conversationContext")
+    system_context: list[ContextEntry] | None = Field(default=None, alias="systemContext")
+    user_context: ChatUserContext | None = Field(default=None, alias="userContext")
     _trace: TraceContext | None = PrivateAttr(default=None)
 
     @property

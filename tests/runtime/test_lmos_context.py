@@ -1,7 +1,8 @@
 """What an LMOS client sends beside the text reaches the SDK agent's handler over every binding, and
 what the agent returns comes back: the messages' ``binaryData``, the ``anonymizationEntities``
-(sent in the agent request's ``conversationContext``, returned in the reply as LMOS does), and the
-client's W3C trace (the handler's ``request.trace`` has the client's trace id)."""
+(sent in the agent request's ``conversationContext``, returned in the reply as LMOS does), the
+system and user context, and the client's W3C trace (the handler's ``request.trace`` has the
+client's trace id)."""
 
 from __future__ import annotations
 
@@ -31,6 +32,12 @@ def lmos_body(agent: str) -> dict[str, Any]:
     payload = body("what does this show, <NAME_1>?", explicit=agent)
     payload["inputContext"]["messages"][0]["binaryData"] = ATTACHMENTS
     payload["inputContext"]["anonymizationEntities"] = [NAME]
+    payload["systemContext"]["contextParams"] = [{"key": "country", "value": "de"}]
+    payload["userContext"] = {
+        "userId": "user456",
+        "userToken": "token-of-user456",
+        "contextParams": [{"key": "tier", "value": "gold"}],
+    }
     return payload
 
 
@@ -78,6 +85,11 @@ async def test_attachments_entities_and_trace_reach_the_agent_and_entities_come_
         ]
         assert sent == ATTACHMENTS
         assert [e.model_dump(mode="json") for e in received.anonymization_entities] == [NAME]
+        # systemContext and userContext as an LMOS runtime hands them on (Arc's AgentRequest).
+        assert [(e.key, e.value) for e in received.system_context or ()] == [("country", "de")]
+        user = received.user_context
+        assert user is not None and (user.user_id, user.user_token) == ("user456", "token-of-user456")
+        assert [(e.key, e.value) for e in user.profile] == [("tier", "gold")]
         assert received.conversation_id == ("conv-1" if received is request else "c1")
     assert trace is not None and request.trace is trace
     assert trace.trace_id == TRACEPARENT.split("-")[1]  # the client's trace, down to the handler
