@@ -252,11 +252,14 @@ class Directory:
         settings = self.settings
         compiled = JsonPathQuery(query, result_cap=settings.result_cap, timeout=settings.query_timeout)
         ids: Iterable[str] = self.store.ids()
-        if compiled.terms is not None:
-            candidates = set.intersection(*(self.fields.with_member(k, v) for k, v in compiled.terms))
+        if compiled.preselection is not None:  # per conjunction of the filter, what it requires
+            candidates: set[str] = set()
+            for needs in compiled.preselection:
+                if needs.members:  # top-level equalities: the field index
+                    candidates |= set.intersection(*(self.fields.with_member(k, v) for k, v in needs.members))
+                else:  # equalities on any path: the descriptions holding the rarest string
+                    candidates |= self.fields.with_value(self.fields.rarest_value(needs.values))
             ids = sorted(candidates)
-        elif compiled.values:  # equalities on any path: the descriptions holding the rarest string
-            ids = sorted(self.fields.with_value(self.fields.rarest_value(compiled.values)))
         return await compiled.run([record.document for record in self.records(ids)])
 
     async def search_sparql(self, query: str, accept: str = "") -> tuple[bytes, str]:

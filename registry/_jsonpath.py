@@ -27,7 +27,14 @@ import jsonpath_rfc9535
 
 from ._problems import HTTPProblem
 
-__all__ = ["JsonPathQuery", "preselect_terms", "preselect_values", "uses_root_inside"]
+__all__ = [
+    "JsonPathQuery",
+    "Preselection",
+    "preselect_terms",
+    "preselect_values",
+    "preselection",
+    "uses_root_inside",
+]
 
 _NAME = r"@(?:\.([A-Za-z_\u0080-\uffff][\w\u0080-\uffff]*)|\[\s*'([^'\\]*)'\s*\]|\[\s*\"([^\"\\]*)\"\s*\])"
 _LITERAL = r"(?:'([^'\\]*)'|\"([^\"\\]*)\")"
@@ -37,6 +44,9 @@ _PATH = r"@(?:\.[A-Za-z_\u0080-\uffff][\w\u0080-\uffff]*|\[\s*(?:'[^'\\]*'|\"[^\
 _PATH_EQ = re.compile(rf"^\s*{_PATH}\s*==\s*{_LITERAL}\s*$")
 _PATH_EQ_REVERSED = re.compile(rf"^\s*{_LITERAL}\s*==\s*{_PATH}\s*$")
 _EQ_REVERSED = re.compile(rf"^\s*{_LITERAL}\s*==\s*{_NAME}\s*$")
+_MATCH = re.compile(rf"^\s*match\(\s*{_PATH}\s*,\s*{_LITERAL}\s*\)\s*$")
+#: I-Regexp (RFC 9485) metacharacters: a match() pattern without them is a string equality.
+_REGEX_META = re.compile(r"[.\\^$|?*+()\[\]{}]")
 _LITERAL_MAX = 256  # the field index keeps top-level strings up to this length
 
 
@@ -48,16 +58,21 @@ def _first_group(match: re.Match[str], groups: Iterable[int]) -> str:
 class _Segment:
     """The first bracketed segment of ``$[?...]...``, scanned outside string literals."""
 
-    conjuncts: list[str]  # the filter split at top-level ``&&``
+    disjuncts: list[list[str]]  # the filter split at top-level ``||``, each part at top-level ``&&``
     several_selectors: bool  # a top-level ``,``: ``$[?..., 0]``
-    or_or_not: bool  # ``||`` or ``!`` anywhere in the filter
+
+    @property
+    def conjuncts(self) -> list[str]:
+        """The conjuncts of a filter without a top-level ``||`` (else all of its parts)."""
+        return [part for conjunction in self.disjuncts for part in conjunction]
 
 
 def _scan(text: str) -> _Segment | None:
     """Scan ``text`` (what follows ``$[?``) up to the segment's closing bracket; None if none."""
     depth, quote, start = 0, "", 0
     parts: list[str] = []
-    several = or_not = False
+    disjuncts: list[list[str]] = []
+    several = False
     i = 0
     while i < len(text):
         char = text[i]
@@ -72,14 +87,15 @@ def _scan(text: str) -> _Segment | None:
             depth += 1
         elif char in ")]":
             if depth == 0:
-                return _Segment([*parts, text[start:i]], several, or_not)
+                return _Segment([*disjuncts, [*parts, text[start:i]]], several)
             depth -= 1
-        elif text.startswith("||", i) or (char == "!" and not text.startswith("!=", i)):
-            or_not = True
         elif char == "," and depth == 0:
             several = True
-        elif text.startswith("&&", i) and depth == 0:
+        elif depth == 0 and text.startswith(("&&", "||"), i):
             parts.append(text[start:i])
+            if char == "|":  # && binds tighter than ||: a new conjunction starts
+                disjuncts.append(parts)
+                parts = []
             start = i + 2
             i += 1
         i += 1
@@ -115,25 +131,69 @@ def _unwrap(text: str) -> str:
     return text
 
 
-def _conjuncts(query: str) -> list[str] | None:
-    """The conditions of ``$[?filter]...`` when the filter is a pure conjunction (parentheses
-    flattened); None when the query is not of that form."""
-    stripped = query.strip()
-    if not stripped.startswith("$[?"):
-        return None
-    segment = _scan(stripped[3:])
-    if segment is None or segment.several_selectors or segment.or_or_not:
-        return None  # no safe pre-selection; later segments only narrow what the filter selected
+def _flatten(conjunction: list[str]) -> list[str]:
+    """The conditions of a conjunction, parenthesised conjunctions in it flattened."""
     found = []
-    parts = list(segment.conjuncts)
+    parts = list(conjunction)
     while parts:
         inner = _unwrap(parts.pop(0).strip())
         nested = _scan(inner + ")")  # a parenthesised conjunction, ``(@.a=='x' && @.b=='y')``
-        if nested is not None and len(nested.conjuncts) > 1:
+        if nested is not None and len(nested.disjuncts) == 1 and len(nested.conjuncts) > 1:
             parts += nested.conjuncts
         else:
             found.append(inner)
     return found
+
+
+def _disjuncts(query: str) -> list[list[str]] | None:
+    """The conjunctions of ``$[?filter]...`` when the filter is a disjunction of conjunctions
+    (one conjunction without ``||``; parentheses flattened); None when the query is not of
+    that form. Every result satisfies every condition of one of them (a ``!`` condition too:
+    it is one condition, never an equality taken for pre-selection)."""
+    stripped = query.strip()
+    if not stripped.startswith("$[?"):
+        return None
+    segment = _scan(stripped[3:])
+    if segment is None or segment.several_selectors:
+        return None  # no safe pre-selection; later segments only narrow what the filter selected
+    return [flat for conjunction in segment.disjuncts for flat in _expand(conjunction)]
+
+
+def _expand(conjunction: list[str]) -> list[list[str]]:
+    """A conjunction, flattened; one that is a parenthesised disjunction, its disjuncts."""
+    flat = _flatten(conjunction)
+    if len(flat) == 1:
+        nested = _scan(flat[0] + ")")
+        if nested is not None and len(nested.disjuncts) > 1 and not nested.several_selectors:
+            return [expanded for inner in nested.disjuncts for expanded in _expand(inner)]
+    return [flat]
+
+
+def _conjuncts(query: str) -> list[str] | None:
+    disjuncts = _disjuncts(query)
+    return disjuncts[0] if disjuncts is not None and len(disjuncts) == 1 else None
+
+
+def _member_term(condition: str) -> tuple[str, str] | None:
+    if (match := _EQ.match(condition)) is not None:
+        key, value = _first_group(match, (1, 2, 3)), _first_group(match, (4, 5))
+    elif (match := _EQ_REVERSED.match(condition)) is not None:
+        key, value = _first_group(match, (3, 4, 5)), _first_group(match, (1, 2))
+    else:
+        return None
+    return (key, value) if len(value) <= _LITERAL_MAX else None
+
+
+def _value_term(condition: str) -> str | None:
+    match = _PATH_EQ.match(condition) or _PATH_EQ_REVERSED.match(condition)
+    if match is not None:
+        return next(g for g in match.groups() if g is not None)
+    match = _MATCH.match(condition)  # match() with a pattern without metacharacters: equality
+    if match is not None:
+        pattern = next(g for g in match.groups() if g is not None)
+        if not _REGEX_META.search(pattern):
+            return pattern
+    return None
 
 
 def preselect_terms(query: str) -> list[tuple[str, str]] | None:
@@ -142,16 +202,7 @@ def preselect_terms(query: str) -> list[tuple[str, str]] | None:
     None when the query is not ``$[?filter]...`` with at least one top-level string equality in
     a pure conjunction.
     """
-    terms = []
-    for inner in _conjuncts(query) or ():
-        if (match := _EQ.match(inner)) is not None:
-            key, value = _first_group(match, (1, 2, 3)), _first_group(match, (4, 5))
-        elif (match := _EQ_REVERSED.match(inner)) is not None:
-            key, value = _first_group(match, (3, 4, 5)), _first_group(match, (1, 2))
-        else:
-            continue
-        if len(value) <= _LITERAL_MAX:
-            terms.append((key, value))
+    terms = [term for inner in _conjuncts(query) or () if (term := _member_term(inner)) is not None]
     return terms or None
 
 
@@ -159,12 +210,32 @@ def preselect_values(query: str) -> list[str]:
     """The string values every result's description must hold somewhere: the literal of each
     ``@.any.path == 'literal'`` of a pure conjunction, for the value index
     (:meth:`~registry._index.FieldIndex.with_value`) where no field index helps."""
-    values = []
-    for inner in _conjuncts(query) or ():
-        match = _PATH_EQ.match(inner) or _PATH_EQ_REVERSED.match(inner)
-        if match is not None:
-            values.append(next(g for g in match.groups() if g is not None))
-    return values
+    return [value for inner in _conjuncts(query) or () if (value := _value_term(inner)) is not None]
+
+
+@dataclass(frozen=True, slots=True)
+class Preselection:
+    """What one conjunction of a filter requires: top-level member equalities (exact, from the
+    field index) and string values anywhere (candidates, from the value index)."""
+
+    members: list[tuple[str, str]]
+    values: list[str]
+
+
+def preselection(query: str) -> list[Preselection] | None:
+    """Per conjunction of a disjunctive filter, the equalities its results must satisfy; None when
+    some conjunction has none (it could select any description: the query scans)."""
+    disjuncts = _disjuncts(query)
+    if disjuncts is None:
+        return None
+    found = []
+    for conjunction in disjuncts:
+        members = [term for inner in conjunction if (term := _member_term(inner)) is not None]
+        values = [value for inner in conjunction if (value := _value_term(inner)) is not None]
+        if not members and not values:
+            return None
+        found.append(Preselection(members, values))
+    return found
 
 
 def _streamable(query: str) -> bool:
@@ -317,8 +388,7 @@ class JsonPathQuery:
         self.result_cap = result_cap
         self.timeout = timeout
         self.whole = uses_root_inside(text)
-        self.terms = None if self.whole else preselect_terms(text)
-        self.values = [] if self.whole else preselect_values(text)
+        self.preselection = None if self.whole else preselection(text)
 
     async def run(self, documents: Sequence[Callable[[], Any]]) -> list[Any]:
         """:meth:`evaluate` within the time limit: a few documents on the event loop, a scan on

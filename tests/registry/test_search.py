@@ -139,6 +139,16 @@ async def test_jsonpath(filled: str, http: aiohttp.ClientSession) -> None:
         "$[?@['lmos:supportedTenants'][0]=='acme'].id",
         "$[?(@.actions.getWeather.forms[0].contentType=='application/json' && 'Gamma'==@.title)].title",
         "$[?@.description=='say \"hi\"'].id",
+        # disjunctions of pre-selectable conjunctions, match() with a literal pattern
+        "$[?@.title=='Alpha' || @.securityDefinitions.b.scheme=='bearer'].id",
+        "$[?(@.title=='Beta rain' && @.id=='urn:b') || 'Gamma'==@.title].title",
+        "$[?(@.title=='Alpha' || @.title=='Gamma')].id",
+        "$[?@.title=='Alpha' || @.actions].id",
+        "$[?@.title=='Alpha' || !@.actions].id",
+        "$[?@.title=='x||y' || @.title=='Gamma'].id",
+        "$[?match(@.title, 'Gamma')].id",
+        "$[?match(@.title, 'Gamm.') || match(@.title, 'Alpha')].id",
+        "$[?match(@['lmos:supportedTenants'][0], 'acme') && @.title=='Alpha'].id",
     ],
 )
 async def test_jsonpath_preselection_gives_the_scan_result(filled: str, query: str) -> None:
@@ -343,3 +353,22 @@ def test_the_title_filter_sees_changes_before_and_after_a_rebuild() -> None:
         index._add(f"urn:t:{800 + i}", {"id": f"urn:t:{800 + i}", "title": f"Late {i}"})
     assert index.search({"title": "late 299"}) == {"urn:t:1099"}
     assert index.search({"title": "renamed"}) == {"urn:t:700"}
+
+
+def test_jsonpath_preselection_of_disjunctions() -> None:
+    from registry._jsonpath import Preselection, preselection
+
+    either = "$[?(@.title=='A' && @.id=='urn:a') || @.forms[0].href=='x' || match(@.title, 'B')].id"
+    assert preselection(either) == [
+        Preselection([("title", "A"), ("id", "urn:a")], ["A", "urn:a"]),
+        Preselection([], ["x"]),
+        Preselection([], ["B"]),
+    ]
+    assert preselection("$[?(@.title=='A' || @.title=='B')]") == [
+        Preselection([("title", "A")], ["A"]),
+        Preselection([("title", "B")], ["B"]),
+    ]
+    # A conjunction without an equality could select anything; a regular expression is no equality.
+    assert preselection("$[?@.title=='A' || @.actions].id") is None
+    assert preselection("$[?match(@.title, 'A.')].id") is None
+    assert preselection("$[?@.title=='A', 0].id") is None
