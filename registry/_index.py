@@ -236,6 +236,8 @@ class _TextColumn:
 
 
 _MASK = (1 << 64) - 1
+#: The values of the value index: strings and numbers (booleans and null are no selective values).
+Scalar = str | int | float
 
 
 def _value_hashes(td: Any) -> np.ndarray[Any, np.dtype[np.uint64]]:
@@ -247,13 +249,14 @@ def _value_hashes(td: Any) -> np.ndarray[Any, np.dtype[np.uint64]]:
             stack.extend(node.values())
         elif isinstance(node, list):
             stack.extend(node)
-        elif isinstance(node, str):
-            found.add(hash(node) & _MASK)
+        elif isinstance(node, str | int | float) and not isinstance(node, bool):
+            found.add(hash(node) & _MASK)  # 1 and 1.0 hash alike, as JSONPath compares them
     return np.fromiter(found, dtype=np.uint64, count=len(found))
 
 
 class _ValueIndex:
-    """The string values of every description, at any depth, by hash (this process's ``hash``).
+    """The string and number values of every description, at any depth, by hash (this process's
+    ``hash``, under which equal numbers hash alike whatever their type).
 
     Per description, a small array of the hashes of its values (8 bytes each, ~0.4 KB for a
     typical agent); searched through one sorted array of all of them and the description each
@@ -261,7 +264,7 @@ class _ValueIndex:
     descriptions changed since are over a fiftieth (until then those are looked at one by one):
     the changed ones' entries are dropped and theirs sorted and merged in, a linear pass (numpy's
     stable sort merges two sorted runs), not a new sort of everything. A hash shared by two
-    strings only adds a candidate: the query itself decides.
+    values only adds a candidate: the query itself decides.
     """
 
     def __init__(self) -> None:
@@ -280,19 +283,19 @@ class _ValueIndex:
         self._hashes.pop(thing_id, None)
         self._changed.add(thing_id)
 
-    def _range(self, value: str) -> tuple[np.uint64, int, int]:
+    def _range(self, value: Scalar) -> tuple[np.uint64, int, int]:
         if len(self._changed) > max(256, len(self._hashes) // 50):
             self._rebuild()
         key = np.uint64(hash(value) & _MASK)
         low, high = np.searchsorted(self._sorted, key, "left"), np.searchsorted(self._sorted, key, "right")
         return key, int(low), int(high)
 
-    def count(self, value: str) -> int:
+    def count(self, value: Scalar) -> int:
         """About how many descriptions hold ``value`` (those changed since the build aside)."""
         _, low, high = self._range(value)
         return high - low
 
-    def containing(self, value: str) -> set[str]:
+    def containing(self, value: Scalar) -> set[str]:
         key, low, high = self._range(value)
         found = {self._owner_ids[k] for k in self._owners[low:high].tolist()} - self._changed
         for thing_id in self._changed:
@@ -375,11 +378,11 @@ class FieldIndex:
         for pair in entry.top:
             _unpost(self._top, pair, thing_id)
 
-    def rarest_value(self, values: Iterable[str]) -> str:
+    def rarest_value(self, values: Iterable[Scalar]) -> Scalar:
         """The one of ``values`` the fewest descriptions hold (the best pre-selection)."""
         return min(values, key=self._values.count)
 
-    def with_value(self, value: str) -> set[str]:
+    def with_value(self, value: Scalar) -> set[str]:
         """Ids of the descriptions holding the string ``value`` anywhere (and, rarely, a few
         more: JSONPath pre-selection on any path)."""
         return self._values.containing(value)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import math
 import re
 import sys
 import threading
@@ -44,6 +45,10 @@ _PATH = r"@(?:\.[A-Za-z_\u0080-\uffff][\w\u0080-\uffff]*|\[\s*(?:'[^'\\]*'|\"[^\
 _PATH_EQ = re.compile(rf"^\s*{_PATH}\s*==\s*{_LITERAL}\s*$")
 _PATH_EQ_REVERSED = re.compile(rf"^\s*{_LITERAL}\s*==\s*{_PATH}\s*$")
 _EQ_REVERSED = re.compile(rf"^\s*{_LITERAL}\s*==\s*{_NAME}\s*$")
+#: A JSON number literal (RFC 9535 2.3.5.1), compared by value: 1 == 1.0 == 1e0.
+_NUMBER = r"(-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?)"
+_NUMBER_EQ = re.compile(rf"^\s*{_PATH}\s*==\s*{_NUMBER}\s*$")
+_NUMBER_EQ_REVERSED = re.compile(rf"^\s*{_NUMBER}\s*==\s*{_PATH}\s*$")
 _MATCH = re.compile(rf"^\s*match\(\s*{_PATH}\s*,\s*{_LITERAL}\s*\)\s*$")
 #: I-Regexp (RFC 9485) metacharacters: a match() pattern without them is a string equality.
 _REGEX_META = re.compile(r"[.\\^$|?*+()\[\]{}]")
@@ -184,10 +189,16 @@ def _member_term(condition: str) -> tuple[str, str] | None:
     return (key, value) if len(value) <= _LITERAL_MAX else None
 
 
-def _value_term(condition: str) -> str | None:
+def _value_term(condition: str) -> str | int | float | None:
     match = _PATH_EQ.match(condition) or _PATH_EQ_REVERSED.match(condition)
     if match is not None:
         return next(g for g in match.groups() if g is not None)
+    match = _NUMBER_EQ.match(condition) or _NUMBER_EQ_REVERSED.match(condition)
+    if match is not None:
+        number = float(match.group(1))
+        if not math.isfinite(number):
+            return None
+        return int(number) if number.is_integer() and abs(number) < 2**53 else number
     match = _MATCH.match(condition)  # match() with a pattern without metacharacters: equality
     if match is not None:
         pattern = next(g for g in match.groups() if g is not None)
@@ -206,7 +217,7 @@ def preselect_terms(query: str) -> list[tuple[str, str]] | None:
     return terms or None
 
 
-def preselect_values(query: str) -> list[str]:
+def preselect_values(query: str) -> list[str | int | float]:
     """The string values every result's description must hold somewhere: the literal of each
     ``@.any.path == 'literal'`` of a pure conjunction, for the value index
     (:meth:`~registry._index.FieldIndex.with_value`) where no field index helps."""
@@ -219,7 +230,7 @@ class Preselection:
     field index) and string values anywhere (candidates, from the value index)."""
 
     members: list[tuple[str, str]]
-    values: list[str]
+    values: list[str | int | float]
 
 
 def preselection(query: str) -> list[Preselection] | None:

@@ -372,3 +372,23 @@ def test_jsonpath_preselection_of_disjunctions() -> None:
     assert preselection("$[?@.title=='A' || @.actions].id") is None
     assert preselection("$[?match(@.title, 'A.')].id") is None
     assert preselection("$[?@.title=='A', 0].id") is None
+    assert preselection("$[?@.a.b==10 || 2.5==@.c].id") == [Preselection([], [10]), Preselection([], [2.5])]
+
+
+async def test_jsonpath_number_equalities_are_preselected_like_strings(directory: str, make_td: Any) -> None:
+    import jsonpath_rfc9535
+
+    async with DirectoryClient(directory) as client:
+        for i, rank in enumerate([1, 2.5, 1.0, -0.0, 10**20]):
+            await client.register(make_td(id=f"urn:n{i}", title=f"N{i}", **{"lmos:rank": {"value": rank}}))
+        documents = [td async for td in client.list()]
+        for query in (
+            "$[?@['lmos:rank'].value==1].id",
+            "$[?@['lmos:rank'].value==1.0].id",
+            "$[?2.5==@['lmos:rank'].value].id",
+            "$[?@['lmos:rank'].value==0 || @.title=='N1'].id",
+            "$[?@['lmos:rank'].value==1e20].id",
+            "$[?@['lmos:rank'].value==3].id",
+        ):
+            expected = jsonpath_rfc9535.compile(query).find(documents).values()
+            assert await client.jsonpath(query) == expected, query
