@@ -78,15 +78,23 @@ class MiniLMEmbedder:
     on this 2-core machine, where torch's threads also suffer badly from any other load
     (bench/router_embedders.py). torch's int8 dynamic quantisation was rejected: 0.5 points lower
     on CLINC150 val, and a deprecated API.
+
+    ``quantized=True`` (``minilm-int8``) runs onnxruntime's dynamic int8 quantisation of that graph
+    (per-channel weights, made once from it and cached beside it): about half the CPU a query
+    and ~80 MB less resident memory, at a cosine of ~0.99 to the fp32 embeddings. It has a name
+    of its own, so embedding caches never mix its vectors with the fp32 model's.
     """
 
     name = "all-MiniLM-L6-v2"
     dim = 384
     max_tokens = 256  # the model's max_seq_length
 
-    def __init__(self, *, cache_dir: Path | None = None, threads: int = 1) -> None:
+    def __init__(self, *, cache_dir: Path | None = None, threads: int = 1, quantized: bool = False) -> None:
         self._cache_dir = cache_dir or default_cache_dir() / "onnx"
         self._threads = threads
+        self.quantized = quantized
+        if quantized:
+            self.name = "all-MiniLM-L6-v2-int8"
         self._session: Any = None
         self._tokenizer: Any = None
         self._lock = threading.Lock()
@@ -102,7 +110,12 @@ class MiniLMEmbedder:
             except ImportError as exc:
                 raise EmbedderError("exporting MiniLM to ONNX needs torch and transformers") from exc
             export_onnx(AutoModel.from_pretrained(str(model_dir)), target)
-        return target
+        if not self.quantized:
+            return target
+        quantized = target.with_name(f"{target.stem}-int8.onnx")
+        if not quantized.exists():
+            quantize_onnx(target, quantized)
+        return quantized
 
     def _load(self) -> tuple[Any, Any]:
         with self._lock:
@@ -144,6 +157,21 @@ class MiniLMEmbedder:
                 (hidden * mask[..., None]).sum(axis=1) / mask.sum(axis=1, keepdims=True)
             )  # mean pooling
         return _normalise(np.concatenate(rows))
+
+
+def quantize_onnx(source: Path, target: Path) -> None:
+    """Write ``source`` with its weights dynamically quantised to int8 (per output channel), atomically.
+
+    Per-channel scales keep the embeddings at a cosine of ~0.99 to the fp32 graph's (per-tensor
+    scales: ~0.97); activations are quantised at run time, so no calibration data is needed.
+    """
+    try:
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+    except ImportError as exc:
+        raise EmbedderError("quantising MiniLM needs onnxruntime and onnx (the 'embeddings' extra)") from exc
+    partial = target.with_suffix(f".{os.getpid()}.tmp")
+    quantize_dynamic(source, partial, weight_type=QuantType.QInt8, per_channel=True)
+    partial.replace(target)  # atomic: a concurrent process sees no half-written graph
 
 
 def export_onnx(bert: Any, target: Path) -> None:
@@ -375,6 +403,7 @@ def _pooled(embedding: Any) -> Any:
 #: Embedder factories by the short names the CLI and configuration use.
 EMBEDDERS: dict[str, Callable[[], Embedder]] = {
     "minilm": MiniLMEmbedder,
+    "minilm-int8": lambda: MiniLMEmbedder(quantized=True),
     "minilm-torch": TorchMiniLMEmbedder,
     "wordllama": WordLlamaEmbedder,
     "e5": E5Embedder,
