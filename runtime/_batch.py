@@ -3,14 +3,20 @@
 A vector router embeds each query on a worker thread. Under load many turns embed at once, and
 one batch of N short texts costs far less than N single calls (one model invocation, matrix
 products instead of vector ones). :class:`BatchingEmbedder` wraps the router's embedder: a call
-that finds ``lanes`` batches already running waits, and the next free lane takes every text
-queued meanwhile in one call. At low load a call runs at once (no waiting window), so batching
-adds no latency; it appears exactly when turns overlap.
+that finds ``lanes`` batches already running waits, and when a batch ends, the oldest waiting
+call leads the next one, taking every text queued meanwhile (up to ``max_batch``). At low load a
+call runs at once (no waiting window), so batching adds no latency; it appears exactly when
+turns overlap, and batches grow with the load.
+
+Each waiting call sleeps on an event of its own, woken once: when its batch is done, or to lead
+the next batch. (Waking every waiting thread at the end of each batch, as one shared condition
+does, cost ~10% of the runtime's CPU at 64 concurrent turns: bench/runtime.py.)
 """
 
 from __future__ import annotations
 
 import threading
+from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
@@ -22,11 +28,12 @@ __all__ = ["BatchingEmbedder"]
 
 
 class _Call:
-    __slots__ = ("done", "error", "result", "taken", "texts")
+    __slots__ = ("done", "error", "lead", "result", "texts", "woken")
 
     def __init__(self, texts: Sequence[str]) -> None:
         self.texts = list(texts)
-        self.taken = False  # in a batch another lane is running
+        self.woken = threading.Event()  # set once: done, or chosen to lead the next batch
+        self.lead = False
         self.done = False
         self.result: Any = None
         self.error: BaseException | None = None
@@ -40,8 +47,8 @@ class BatchingEmbedder:
         self.embedder = embedder
         self.max_batch = max_batch
         self.lanes = lanes
-        self._cond = threading.Condition()
-        self._queue: list[_Call] = []
+        self._lock = threading.Lock()
+        self._queue: deque[_Call] = deque()
         self._running = 0
         #: Batches run and texts embedded through them (benchmarks report the mean batch).
         self.batches = 0
@@ -59,23 +66,26 @@ class BatchingEmbedder:
         if len(texts) >= self.max_batch:  # indexing agents: already a batch
             return self.embedder.embed(texts)
         call = _Call(texts)
-        with self._cond:
-            self._queue.append(call)
-        while True:
-            with self._cond:
-                while not call.done and (call.taken or self._running >= self.lanes):
-                    self._cond.wait()
-                if call.done:
-                    return self._outcome(call)
+        with self._lock:
+            if self._running < self.lanes:
                 self._running += 1
-                batch: list[_Call] = []
-                size = 0
-                while self._queue and (not batch or size + len(self._queue[0].texts) <= self.max_batch):
-                    item = self._queue.pop(0)
-                    item.taken = True
-                    size += len(item.texts)
-                    batch.append(item)
-            self._run(batch, size)
+                call.lead = True
+            else:
+                self._queue.append(call)
+        if not call.lead:
+            call.woken.wait()
+            if call.done:
+                return self._outcome(call)
+        # This call leads a batch: itself and whatever waits behind it, up to max_batch texts.
+        with self._lock:
+            batch = [call]
+            size = len(call.texts)
+            while self._queue and size + len(self._queue[0].texts) <= self.max_batch:
+                item = self._queue.popleft()
+                size += len(item.texts)
+                batch.append(item)
+        self._run(batch, size)
+        return self._outcome(call)
 
     def _run(self, batch: list[_Call], size: int) -> None:
         try:
@@ -87,14 +97,19 @@ class BatchingEmbedder:
         except BaseException as exc:
             for item in batch:
                 item.error = exc
-        finally:
-            with self._cond:
+        with self._lock:
+            self.batches += 1
+            self.texts += size
+            if self._queue:  # the lane passes to the oldest waiting call
+                successor = self._queue.popleft()
+                successor.lead = True
+                successor.woken.set()
+            else:
                 self._running -= 1
-                self.batches += 1
-                self.texts += size
-                for item in batch:
-                    item.done = True
-                self._cond.notify_all()
+        for item in batch:
+            item.done = True
+            if item is not batch[0]:
+                item.woken.set()
 
     @staticmethod
     def _outcome(call: _Call) -> Any:
