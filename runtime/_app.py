@@ -14,6 +14,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
+import orjson
 from aiohttp import WSCloseCode, web
 from pydantic import ValidationError as PydanticValidationError
 
@@ -76,13 +77,15 @@ def _field_errors(exc: PydanticValidationError) -> str:
 
 
 async def parse_conversation(request: web.Request, max_messages: int) -> Conversation:
+    # pydantic parses and validates the bytes in one pass (no dict of the body in between).
     try:
-        body = await request.json()
-    except json.JSONDecodeError as exc:
-        raise LmosError(INVALID_REQUEST, f"the body is not JSON: {exc}", status=400) from None
-    try:
-        conversation = Conversation.model_validate(body)
+        conversation = Conversation.model_validate_json(await request.read())
     except PydanticValidationError as exc:
+        bad_json = next((e for e in exc.errors() if e["type"] == "json_invalid"), None)
+        if bad_json is not None:
+            raise LmosError(
+                INVALID_REQUEST, f"the body is not JSON: {bad_json['ctx']['error']}", status=400
+            ) from None
         raise LmosError(
             INVALID_REQUEST, f"Invalid request. Field errors: {_field_errors(exc)}", status=400
         ) from None
@@ -118,7 +121,11 @@ async def chat(request: web.Request) -> web.StreamResponse:
                 with open_stream(runtime):
                     return await stream_sse(request, turn, runtime.stream(turn))
             answer = (await runtime.chat(turn)).to_dict()
-        return web.json_response(answer, dumps=_dumps, headers=turn.trace.headers() if turn.trace else None)
+        return web.Response(
+            body=orjson.dumps(answer),
+            content_type="application/json",
+            headers=turn.trace.headers() if turn.trace else None,
+        )
     except LmosError as error:
         outcome = error.code
         raise
