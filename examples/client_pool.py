@@ -1,4 +1,4 @@
-"""Use many agents through one set of sessions and connections: python client_pool.py TD_URL..."""
+"""Use many agents through one set of sessions and connections: python examples/client_pool.py URL..."""
 
 import asyncio
 import sys

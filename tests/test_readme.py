@@ -488,7 +488,9 @@ class Terminal:
             **ENV,
             "WOT_AGENTS_DIRECTORY_PORT": str(self.directory_port),
             "WOT_AGENTS_RUNTIME_PORT": str(self.runtime_port),
-            "WOT_AGENTS_DIRECTORY_QUERY_TIMEOUT": "60",
+            "WOT_AGENTS_DIRECTORY_QUERY_TIMEOUT": "60",  # a loaded machine indexes slowly
+            "WOT_AGENTS_DIRECTORY_URL": f"http://127.0.0.1:{self.directory_port}",  # wot-agents search
+            "PYTHONPATH": os.pathsep.join([str(EXAMPLES), ENV["PYTHONPATH"]]),  # from weather import...
         }
         self.background: list[tuple[str, Process]] = []
         self.directory: str | None = None
@@ -522,29 +524,15 @@ class Terminal:
         return process
 
     async def serve_agent(self) -> None:
-        """A chat agent for acme's web channel, announced and registered where the terminal's
-        directory runs: what the runtime and ``discover`` lines find."""
+        """The Weather agent of examples/weather.py, announced by ``wot-agents serve``: what
+        ``discover`` lines find (and registered where the terminal's directory runs)."""
         if self.agent is not None:
             return
-        from wot_agents import Agent, Capability, ChatRequest, ChatStream, chat_handler
-
-        agent = Agent(
-            "WeatherAgent",
-            id="urn:example:readme:weather",
-            tenants=["acme"],
-            channels=["web"],
-            capabilities=[
-                Capability(id="urn:example:forecast", name="Forecast", examples=["will it rain tomorrow?"])
-            ],
-        )
-
-        @chat_handler(agent)
-        async def reply(request: ChatRequest, stream: ChatStream) -> str:
-            return "Light rain in the afternoon."
-
-        self.agent = await self.stack.enter_async_context(
-            agent.serve(http=True, announce=True, directory=self.directory)
-        )
+        words = ["wot-agents", "serve", "weather:agent", "--http", "0", "--announce"]
+        if self.directory is not None:
+            words += ["--directory", self.directory]
+        self.agent = await self.start(words)
+        await self.agent.printed(r"http://127\.0\.0\.1:\d+/weather")
 
     async def stop_all(self) -> None:
         for command, process in reversed(self.background):
@@ -559,7 +547,34 @@ async def _directory(terminal: Terminal, words: list[str], background: bool) -> 
     process = await terminal.start(words)
     terminal.directory = (await process.printed(r"directory listening on (\S+)/ "))[1]
     assert terminal.directory == f"http://127.0.0.1:{terminal.directory_port}"
-    await terminal.serve_agent()
+
+
+@handles("python")
+async def _python(terminal: Terminal, words: list[str], background: bool) -> None:
+    """``python examples/X.py``: the example, its README ports made the terminal's."""
+    source = terminal.folder / words[1]
+    assert source.is_file(), words
+    copy = terminal.folder / f"_{source.name}"
+    copy.write_text(terminal.localize(source.read_text(encoding="utf-8")), encoding="utf-8")
+    command = [sys.executable, str(copy), *words[2:]]
+    if not background:
+        await terminal.call(command)
+        return
+    assert terminal.directory is not None, f"{shlex.join(words)} &: no rule says when it is up"
+    async with aiohttp.ClientSession() as http:
+
+        async def count() -> int:
+            async with http.get(f"{terminal.directory}/things") as response:
+                return len(await response.json())
+
+        before = await count()
+        process = await terminal.start(command)
+
+        async def registered() -> bool:
+            assert process.process.returncode is None, process.err
+            return await count() > before
+
+        await eventually(registered, within=120, every=0.1)  # a server: up once it registered
 
 
 @handles("wot-agents runtime")
@@ -589,7 +604,7 @@ async def _validate(terminal: Terminal, words: list[str], background: bool) -> N
 async def _watch(terminal: Terminal, words: list[str], background: bool) -> None:
     await terminal.serve_agent()
     process = await terminal.start(words)
-    await process.printed(r"\badded\b.*WeatherAgent")
+    await process.printed(r"\badded\b.*\bWeather\b")
 
 
 @handles("wot-agents route")
@@ -598,23 +613,31 @@ async def _route(terminal: Terminal, words: list[str], background: bool) -> None
     assert re.search(r"^agent +urn:example:weather$", process.out, re.M), process.out
 
 
+@handles("wot-agents search")
+async def _search(terminal: Terminal, words: list[str], background: bool) -> None:
+    process = await terminal.call(words)
+    assert "urn:uuid:6f1d3a7a-1f97-4e6b-b45f-f3c2e1c84c77" in process.out, process.out  # the example's
+
+
 @handles("curl")
 async def _curl(terminal: Terminal, words: list[str], background: bool) -> None:
     if shutil.which("curl") is None:  # not on every Debian image: send what the line says ourselves
-        status, text = await _as_curl(words)
-        assert status == 200, text
+        status, text = await _as_curl(words, terminal.folder)
+        assert status < 300, text
     else:
-        text = (await terminal.call([*words, "--silent", "--fail-with-body"])).out
-    reply = json.loads(text)
-    # The README's sample answer names these members.
+        text = (await terminal.call([*words, "--silent", "--show-error", "--fail-with-body"])).out
+    if words[words.index("-X") + 1] == "PUT":  # a registration: 201 (curl fails on an error)
+        return
+    reply = json.loads(text)  # a turn: the members of the README's sample answer
     assert {"content", "anonymizationEntities", "agent", "routing"} <= set(reply), reply
-    assert reply["content"] == "Light rain in the afternoon." and reply["agent"]["name"] == "WeatherAgent"
+    assert reply["content"] == "Light rain in the afternoon.", reply
+    assert reply["agent"] == {"id": "urn:example:weather", "name": "Weather"}, reply
     assert {"method", "score", "reason", "subset", "ranking"} <= set(reply["routing"]), reply
-    assert reply["routing"]["ranking"][0]["agentId"] == "urn:example:readme:weather"
+    assert reply["routing"]["ranking"][0]["agentId"] == "urn:example:weather"
 
 
-async def _as_curl(words: list[str]) -> tuple[int, str]:
-    method, headers, data, url = "GET", {}, None, ""
+async def _as_curl(words: list[str], folder: Path) -> tuple[int, str]:
+    method, headers, data, url = "GET", {}, b"", ""
     rest = iter(words[1:])
     for word in rest:
         if word == "-X":
@@ -623,7 +646,9 @@ async def _as_curl(words: list[str]) -> tuple[int, str]:
             name, _, value = next(rest).partition(":")
             headers[name.strip()] = value.strip()
         elif word == "-d":
-            data, method = next(rest), "POST" if method == "GET" else method
+            value = next(rest)
+            data = (folder / value[1:]).read_bytes() if value.startswith("@") else value.encode()
+            method = "POST" if method == "GET" else method
         else:
             assert not word.startswith("-"), f"curl option {word} not handled here"
             url = word
@@ -745,20 +770,26 @@ def _command_texts() -> list[str]:
     return texts
 
 
+def _command(words: list[str]) -> tuple[str, ...]:
+    """The (sub)command path ``words`` start with: ("router", "eval") for ``router eval --agents``."""
+    parsers, path = _parsers(), ()
+    while len(path) < len(words) and (*path, words[len(path)]) in parsers:
+        path = (*path, words[len(path)])
+    return path
+
+
 def test_every_wot_agents_command_and_option_the_readme_names_exists() -> None:
     parsers = _parsers()
     problems = []
     for text in _command_texts():
-        words = text.removeprefix("| `").split()[1:]
-        path: tuple[str, ...] = ()
-        while words and (*path, words[0]) in parsers:
-            path, words = (*path, words[0]), words[1:]
+        path = _command(text.removeprefix("| `").split()[1:])
         if not path:
             problems.append(f"no such command: {text[:60]!r}")
             continue
         allowed = _options(parsers[path])
-        for other in CODE_SPAN.findall(text):  # a row may name options of another command: `route`
-            allowed |= _options(parsers.get(tuple(other.split()), argparse.ArgumentParser()))
+        # A table row may name options of the other commands it names (`route`, `wot-agents ca issue`).
+        for other in CODE_SPAN.findall(text):
+            allowed |= _options(parsers[_command(other.removeprefix("wot-agents ").split())])
         unknown = set(FLAG.findall(text)) - allowed
         if unknown:
             problems.append(
@@ -854,3 +885,9 @@ NOT_CODE = {
     "Ed25519",  # a signature algorithm
     "None", "True",  # Python constants
 }  # fmt: skip
+
+
+def test_the_command_table_lists_every_command() -> None:
+    table = section("Command line")
+    rows = set(re.findall(r"^\| `wot-agents ([\w-]+)", table, re.M))
+    assert rows == {path[0] for path in _parsers() if path}
