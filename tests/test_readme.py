@@ -306,22 +306,37 @@ def load(file: str) -> ModuleType:
     return module
 
 
-async def test_the_quickstart_runs_as_written() -> None:
+SERVE_QUICKSTART = re.search(r"`(wot-agents serve server:agent\s+--http 8080 --ws)`", README)
+
+
+@pytest.mark.parametrize(
+    ("server", "stop"),
+    [
+        ("python server.py", signal.SIGINT),
+        # "serves the same agent without the __main__ block", as the README says after the files
+        (
+            " ".join(SERVE_QUICKSTART[1].split()) if SERVE_QUICKSTART else "(not in the README)",
+            signal.SIGTERM,
+        ),
+    ],
+)
+async def test_the_quickstart_runs_as_written(server: str, stop: int) -> None:
     port = _free_port()
-    env = {**ENV, "PORT": str(port)}
-    server = await Process.start(sys.executable, "server.py", cwd=QUICKSTART, env=env)
+    words = server.replace("8080", str(port)).split()
+    program = sys.executable if words[0] == "python" else str(BIN / words[0])
+    process = await Process.start(program, *words[1:], cwd=QUICKSTART, env={**ENV, "PORT": str(port)})
     url = f"http://127.0.0.1:{port}/weather"
     try:
-        await server.printed(f"Weather's TD: {url}")
+        await process.printed(re.escape(url))  # "Weather's TD: URL", "Weather: TD at URL"
         client = await Process.start(sys.executable, "client.py", url, cwd=QUICKSTART)
         try:
             assert await client.wait() == 0, client.err
         finally:
             await client.kill()
         assert client.lines == ["Sunny in Berlin for 2 day(s).", "Sunny tomorrow."]
-        await server.stop(signal.SIGINT)  # Ctrl-C: asyncio.run(agent.serve(...)) returns, no traceback
+        await process.stop(stop)  # Ctrl-C or SIGTERM: it returns, no traceback
     finally:
-        await server.kill()
+        await process.kill()
 
 
 async def test_agent_description() -> None:
@@ -690,11 +705,11 @@ def test_not_run_lines_are_checked_elsewhere() -> None:
 
 def section(title: str) -> str:
     """The README's text under the heading ``title``, up to the next heading of its level or above."""
-    match = re.search(rf"^(#+) {re.escape(title)}$", README, re.M)
+    masked = FENCE.sub(lambda m: re.sub(r"(?m)^#", " ", m[0]), README)  # a shell comment is no heading
+    match = re.search(rf"^(#+) {re.escape(title)}$", masked, re.M)
     assert match is not None, f"no section {title!r}"
-    rest = README[match.end() :]
-    end = re.search(rf"^#{{1,{len(match[1])}}} ", rest, re.M)
-    return rest[: end.start()] if end else rest
+    end = re.compile(rf"^#{{1,{len(match[1])}}} ", re.M).search(masked, match.end())
+    return README[match.end() : end.start() if end else len(README)]
 
 
 def test_the_first_screen_sets_up_with_exactly_two_commands() -> None:
@@ -891,3 +906,23 @@ def test_the_command_table_lists_every_command() -> None:
     table = section("Command line")
     rows = set(re.findall(r"^\| `wot-agents ([\w-]+)", table, re.M))
     assert rows == {path[0] for path in _parsers() if path}
+
+
+def test_every_link_within_the_readme_has_its_heading() -> None:
+    def slug(heading: str) -> str:  # GitHub's anchors: lower case, punctuation dropped, spaces to -
+        return re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-")
+
+    anchors = {slug(heading) for heading in re.findall(r"^#+ (.+)$", FENCE.sub("", README), re.M)}
+    links = set(re.findall(r"\]\(#([^)]+)\)", README))
+    assert links and links - anchors == set()
+
+
+def test_the_runtime_settings_the_readme_names_exist() -> None:
+    from runtime import RuntimeSettings
+
+    bullet = re.search(r"^- \*\*Runtime\*\*:.*?(?=^- |^$)", README, re.S | re.M)
+    assert bullet is not None
+    text = section("The chat runtime (`runtime/`)") + bullet[0]
+    named = {span for span in CODE_SPAN.findall(text) if re.fullmatch(r"[a-z]+(_[a-z]+)+", span)}
+    named -= {"runtime_channel_reload_failing"}  # a metric's name (tests/runtime checks it)
+    assert len(named) >= 10 and sorted(named - set(RuntimeSettings.model_fields)) == []
