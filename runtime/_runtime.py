@@ -345,7 +345,9 @@ class Runtime:
                 stack.push_async_callback(extra.aclose)
             settings = self.settings
             if settings.clarify and (settings.llm_base_url or settings.router in ("llm", "hybrid")):
-                self._clarifier = LLMClient(
+                # In a worker thread: the first LLMClient imports openai (~1 s, the loop would stall).
+                self._clarifier = await asyncio.to_thread(
+                    LLMClient,
                     base_url=settings.llm_base_url,
                     model=settings.llm_model,
                     api_key=settings.llm_api_key,
