@@ -89,10 +89,10 @@ _BEFORE = pytest.StashKey[Snapshot]()
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Any:
-    # Taken once every fixture is set up: what a session fixture starts meanwhile is not the test's,
-    # and blocking while fixtures start up (a server, a store, a model) is startup, not the test.
+    # Taken once every fixture is set up: what a session fixture starts meanwhile is not the test's
+    # to stop. (The blocking guard holds from the first fixture on: a server or a store blocking the
+    # loop while it starts blocks it in production too.)
     item.stash[_BEFORE] = Snapshot.take()
-    _MONITOR.take()
     return (yield)
 
 
@@ -182,6 +182,25 @@ def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         pytest.fail("mosquitto is not installed: run scripts/bootstrap.sh")
     with LocalBroker(log=tmp_path_factory.mktemp("mosquitto") / "mosquitto.log") as broker:
         yield broker.url
+
+
+@pytest.fixture(scope="session")
+def minilm() -> Any:
+    """The real MiniLM embedder (router and runtime tests), loaded once for the session."""
+    from router import MiniLMEmbedder
+
+    embedder = MiniLMEmbedder()
+    embedder.embed(["warm up"])
+    return embedder
+
+
+@pytest.fixture(scope="session")
+def llama_server() -> Iterator[str]:
+    """The real llama.cpp server (tests/servers.py) with SmolLM2 answering chat completions."""
+    from tests.servers import llama_cpp_server
+
+    with llama_cpp_server("--n_ctx", "2048") as base_url:
+        yield base_url
 
 
 @pytest.fixture(scope="session")

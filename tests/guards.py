@@ -14,7 +14,8 @@ asyncio's synchronous fork and exec of a subprocess: that is the newcomer's sche
 So a loaded 2-core machine does not make a short callback look long, while a callback that
 sleeps, waits on a socket or computes for too long is caught whatever the load. A test that
 knowingly blocks (e.g. loading a model inside the loop at startup) says so with
-``@pytest.mark.allow_blocking("why")``.
+``@pytest.mark.allow_blocking("why")``. A watchdog thread samples the loop thread's stack once a
+callback has run past the limit, so the report says *where* it was, not only which task.
 """
 
 from __future__ import annotations
@@ -24,8 +25,10 @@ import asyncio.events
 import gc
 import os
 import subprocess
+import sys
 import threading
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -142,6 +145,10 @@ class BlockingMonitor:
         self._original: Callable[[asyncio.events.Handle], None] | None = None
         self._original_start: Callable[[threading.Thread], None] | None = None
         self._original_spawn: Callable[..., None] | None = None
+        self._running: dict[int, float] = {}  # thread id -> when its current callback started
+        self._samples: dict[int, tuple[float, str]] = {}  # thread id -> (start, where it was past the limit)
+        self._stop = threading.Event()
+        self._watchdog: threading.Thread | None = None
 
     def install(self) -> None:
         if self._original is not None:
@@ -152,12 +159,18 @@ class BlockingMonitor:
         def _run(handle: asyncio.events.Handle) -> None:
             start, waited = time.perf_counter(), monitor._run_queue_wait()
             excused = monitor._gc_time + monitor._starting()
+            me = threading.get_ident()
+            monitor._samples.pop(me, None)
+            monitor._running[me] = start
             try:
                 original(handle)
             finally:
                 elapsed = time.perf_counter() - start
+                del monitor._running[me]
+                began, where = monitor._samples.pop(me, (start, ""))
+                where = where if began == start else ""
                 if elapsed > monitor.limit:
-                    monitor._judge(handle, elapsed, waited, excused)
+                    monitor._judge(handle, elapsed, waited, excused, where)
 
         original_start = threading.Thread.start
 
@@ -182,8 +195,15 @@ class BlockingMonitor:
         threading.Thread.start = start  # type: ignore[method-assign]
         subprocess.Popen._execute_child = spawn  # type: ignore[attr-defined]
         gc.callbacks.append(self._gc)
+        self._stop.clear()
+        self._watchdog = threading.Thread(target=self._watch, name="blocking-guard-watchdog", daemon=True)
+        original_start(self._watchdog)
 
     def uninstall(self) -> None:
+        if self._watchdog is not None:
+            self._stop.set()
+            self._watchdog.join()
+            self._watchdog = None
         if self._original is not None and self._original_start is not None:
             asyncio.events.Handle._run = self._original  # type: ignore[method-assign]
             threading.Thread.start = self._original_start  # type: ignore[method-assign]
@@ -195,13 +215,35 @@ class BlockingMonitor:
         offenders, self.offenders = self.offenders, []
         return offenders
 
-    def _judge(self, handle: asyncio.events.Handle, elapsed: float, waited: float, excused: float) -> None:
+    def _judge(
+        self, handle: asyncio.events.Handle, elapsed: float, waited: float, excused: float, where: str
+    ) -> None:
         """Count only the time the loop's thread was not merely waiting for a CPU, the collector or
         a new thread to start."""
         excused = self._gc_time + self._starting() - excused
         blocked = elapsed - (self._run_queue_wait() - waited) - excused
         if blocked > self.limit:
-            self.offenders.append(f"{_describe(handle)} held the loop for {blocked:.3f} s")
+            sampled = f" (past {self.limit} s it was in: {where})" if where else ""
+            self.offenders.append(
+                f"{_describe(handle)} held the loop for {blocked:.3f} s of {elapsed:.3f} s{sampled}"
+            )
+
+    def _watch(self) -> None:
+        """Sample the stack of every loop thread whose callback has run past the limit, once."""
+        while not self._stop.wait(self.limit / 4):
+            now = time.perf_counter()
+            late = {
+                tid: start
+                for tid, start in list(self._running.items())
+                if now - start > self.limit and tid not in self._samples
+            }
+            if not late:
+                continue
+            frames = sys._current_frames()
+            for tid, start in late.items():
+                frame = frames.get(tid)
+                if frame is not None and self._running.get(tid) == start:
+                    self._samples[tid] = (start, _where(frame))
 
     def _starting(self) -> float:
         """Seconds this thread has spent in ``Thread.start`` (waiting for new threads to run)."""
@@ -229,6 +271,12 @@ class BlockingMonitor:
         elif self._gc_started:
             self._gc_time += time.perf_counter() - self._gc_started
             self._gc_started = 0.0
+
+
+def _where(frame: Any) -> str:
+    """The innermost frames of a stack, innermost first, the guard's own left out."""
+    stack = [f for f in traceback.extract_stack(frame) if f.filename != __file__]
+    return " <- ".join(f"{f.filename}:{f.lineno} {f.name}" for f in reversed(stack[-8:]))
 
 
 def _describe(handle: asyncio.events.Handle) -> str:

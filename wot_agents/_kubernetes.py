@@ -106,16 +106,13 @@ class KubeClient:
         context: str | None = None,
         request_timeout: float = 30.0,
     ) -> KubeClient:
-        try:
-            from kubernetes_asyncio import client, config
-        except ImportError as exc:  # pragma: no cover - the extra is missing
-            raise KubernetesError(
-                "the Kubernetes client is not installed: pip install 'wot-agents[kubernetes]'"
-            ) from exc
+        # kubernetes-asyncio imports ~900 modules (every generated model): a third of a second
+        # the first time, so it happens on a worker thread, not on the event loop.
+        client, config = await asyncio.to_thread(_import_client)
         configuration = client.Configuration()
         try:
             if kubeconfig is None and context is None and _in_cluster():
-                config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+                config.load_incluster_config(client_configuration=configuration)
             else:
                 await config.load_kube_config(
                     config_file=str(kubeconfig) if kubeconfig is not None else None,
@@ -313,6 +310,17 @@ class KubeClient:
 
 
 _SERVICE_ACCOUNT = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+
+
+def _import_client() -> tuple[Any, Any]:
+    """kubernetes-asyncio's ``client`` and ``config`` packages (imported on first use)."""
+    try:
+        from kubernetes_asyncio import client, config
+    except ImportError as exc:  # pragma: no cover - the extra is missing
+        raise KubernetesError(
+            "the Kubernetes client is not installed: pip install 'wot-agents[kubernetes]'"
+        ) from exc
+    return client, config
 
 
 def _in_cluster() -> bool:

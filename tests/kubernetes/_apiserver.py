@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import time
@@ -25,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from tests.servers import free_port  # etcd and the apiserver cannot report a port 0 back
 
 REPO = Path(__file__).parents[2]
 SCRIPT = REPO / "scripts" / "k8s-apiserver.sh"
@@ -54,13 +55,6 @@ def build_apiserver() -> Path:
     if done.returncode != 0:
         raise RuntimeError(f"{SCRIPT} failed ({done.returncode}):\n{done.stderr[-4000:]}")
     return Path(done.stdout.strip().splitlines()[-1])
-
-
-def free_port() -> int:
-    """A loopback port free right now (etcd and the apiserver cannot report a port 0 back)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _openssl(*args: str, cwd: Path) -> None:

@@ -20,8 +20,7 @@ import pytest
 
 from runtime import PostgresConversationStore
 from runtime._store import StoredTurn
-
-from ._apiserver import free_port
+from tests.servers import free_port
 
 
 def _binaries() -> Path:

@@ -82,7 +82,9 @@ async def test_crud_selectors_and_preconditions(kube_client: KubeClient, namespa
 
 
 async def test_unreachable_server_is_a_kubernetes_error(kube: KubeApiServer, tmp_path: Any) -> None:
-    from ._apiserver import free_port, write_kubeconfig
+    from tests.servers import free_port
+
+    from ._apiserver import write_kubeconfig
 
     config = tmp_path / "kubeconfig"
     write_kubeconfig(config, f"https://127.0.0.1:{free_port()}", kube.certs)

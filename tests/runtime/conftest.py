@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AsyncExitStack
 from typing import Any
 
-import aiohttp
 import pytest
 
 from registry import create_app as create_directory
@@ -95,13 +94,6 @@ def chat_agent(
     return agent
 
 
-@pytest.fixture(scope="session")
-def minilm() -> MiniLMEmbedder:
-    embedder = MiniLMEmbedder()
-    embedder.embed(["warm up"])
-    return embedder
-
-
 class Deployment:
     """A directory, agents registered in it, and a runtime following the directory."""
 
@@ -156,12 +148,6 @@ async def deployment(minilm: MiniLMEmbedder) -> AsyncIterator[Deployment]:
         yield Deployment(directory, stack, minilm)
 
 
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
 def body(query: str, *, channel: str = "web", explicit: str | None = None, **extra: Any) -> dict[str, Any]:
     """An LMOS chat request body."""
     input_context: dict[str, Any] = {"messages": [{"role": "user", "format": "text", "content": query}]}
@@ -173,6 +159,3 @@ def body(query: str, *, channel: str = "web", explicit: str | None = None, **ext
         "userContext": {"userId": "user456"},
         **extra,
     }
-
-
-from tests.router.conftest import llama_server  # noqa: E402, F401  (the real llama.cpp server, SmolLM2)
