@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from wot_agents import Agent
 
-from ..runtime.conftest import deployment, minilm  # noqa: F401 (the runtime's fixtures)
+from ..runtime.conftest import deployment  # noqa: F401 (the runtime's fixture)
 
 
 def make_agent(title: str = "Signed Weather", thing_id: str = "urn:test:signed-weather") -> Agent:
