@@ -11,11 +11,14 @@ was running. The time counted is the wall time the callback took *minus* the tim
 spent waiting for a CPU (the kernel's run-queue delay, ``/proc/thread-self/schedstat``), minus
 garbage collection and minus waiting for a new thread or process to start (an executor growing,
 asyncio's synchronous fork and exec of a subprocess: that is the newcomer's scheduling delay).
-So a loaded 2-core machine does not make a short callback look long, while a callback that
-sleeps, waits on a socket or computes for too long is caught whatever the load. A test that
+Waiting for the GIL counts as waiting for a CPU when the thread holding it was itself waiting
+for one: so of the time the loop's thread was off its CPU, up to the run-queue delay of this
+process's other Python threads is excused too (the CPU time the loop's thread spent is never
+excused). So a loaded 2-core machine does not make a short callback look long, while a callback
+that computes for too long is caught whatever the load, and one that sleeps or waits on a socket
+whenever the process's other threads are not starved meanwhile. A test that
 knowingly blocks (e.g. loading a model inside the loop at startup) says so with
-``@pytest.mark.allow_blocking("why")``. A watchdog thread samples the loop thread's stack once a
-callback has run past the limit, so the report says *where* it was, not only which task.
+``@pytest.mark.allow_blocking("why")``.
 """
 
 from __future__ import annotations
@@ -25,10 +28,8 @@ import asyncio.events
 import gc
 import os
 import subprocess
-import sys
 import threading
 import time
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -37,6 +38,8 @@ __all__ = ["BLOCKED", "BlockingMonitor", "Snapshot", "children", "socket_fds"]
 
 #: How long one callback may hold the event loop (seconds).
 BLOCKED = 0.1
+#: How old the other threads' run-queue figures may be when a callback starts (seconds).
+_REFRESH = 0.005
 
 
 def socket_fds() -> set[str]:
@@ -145,10 +148,7 @@ class BlockingMonitor:
         self._original: Callable[[asyncio.events.Handle], None] | None = None
         self._original_start: Callable[[threading.Thread], None] | None = None
         self._original_spawn: Callable[..., None] | None = None
-        self._running: dict[int, float] = {}  # thread id -> when its current callback started
-        self._samples: dict[int, tuple[float, str]] = {}  # thread id -> (start, where it was past the limit)
-        self._stop = threading.Event()
-        self._watchdog: threading.Thread | None = None
+        self._thread_fds: dict[int, int] = {}  # native thread id -> its /proc schedstat, open
 
     def install(self) -> None:
         if self._original is not None:
@@ -157,20 +157,15 @@ class BlockingMonitor:
         monitor = self
 
         def _run(handle: asyncio.events.Handle) -> None:
-            start, waited = time.perf_counter(), monitor._run_queue_wait()
+            start, cpu, waited = time.perf_counter(), time.thread_time(), monitor._run_queue_wait()
+            others = monitor._others_baseline(start)
             excused = monitor._gc_time + monitor._starting()
-            me = threading.get_ident()
-            monitor._samples.pop(me, None)
-            monitor._running[me] = start
             try:
                 original(handle)
             finally:
                 elapsed = time.perf_counter() - start
-                del monitor._running[me]
-                began, where = monitor._samples.pop(me, (start, ""))
-                where = where if began == start else ""
                 if elapsed > monitor.limit:
-                    monitor._judge(handle, elapsed, waited, excused, where)
+                    monitor._judge(handle, elapsed, time.thread_time() - cpu, waited, others, excused)
 
         original_start = threading.Thread.start
 
@@ -195,15 +190,8 @@ class BlockingMonitor:
         threading.Thread.start = start  # type: ignore[method-assign]
         subprocess.Popen._execute_child = spawn  # type: ignore[attr-defined]
         gc.callbacks.append(self._gc)
-        self._stop.clear()
-        self._watchdog = threading.Thread(target=self._watch, name="blocking-guard-watchdog", daemon=True)
-        original_start(self._watchdog)
 
     def uninstall(self) -> None:
-        if self._watchdog is not None:
-            self._stop.set()
-            self._watchdog.join()
-            self._watchdog = None
         if self._original is not None and self._original_start is not None:
             asyncio.events.Handle._run = self._original  # type: ignore[method-assign]
             threading.Thread.start = self._original_start  # type: ignore[method-assign]
@@ -216,38 +204,62 @@ class BlockingMonitor:
         return offenders
 
     def _judge(
-        self, handle: asyncio.events.Handle, elapsed: float, waited: float, excused: float, where: str
+        self,
+        handle: asyncio.events.Handle,
+        elapsed: float,
+        cpu: float,
+        waited: float,
+        others: dict[int, float],
+        excused: float,
     ) -> None:
-        """Count only the time the loop's thread was not merely waiting for a CPU, the collector or
-        a new thread to start."""
+        """Count only the time the loop's thread was not merely waiting for a CPU (itself, or the
+        holder of the GIL), the collector or a new thread to start."""
         excused = self._gc_time + self._starting() - excused
-        blocked = elapsed - (self._run_queue_wait() - waited) - excused
+        waited = self._run_queue_wait() - waited
+        off_cpu = max(0.0, elapsed - waited - cpu)
+        now = self._others_wait()
+        gil = min(off_cpu, sum(now[tid] - before for tid, before in others.items() if tid in now))
+        blocked = elapsed - waited - gil - excused
         if blocked > self.limit:
-            sampled = f" (past {self.limit} s it was in: {where})" if where else ""
             self.offenders.append(
-                f"{_describe(handle)} held the loop for {blocked:.3f} s of {elapsed:.3f} s{sampled}"
+                f"{_describe(handle)} held the loop for {blocked:.3f} s (of {elapsed:.3f} s: "
+                f"{cpu:.3f} s on a CPU, {waited:.3f} s waiting for one, {gil:.3f} s for the GIL's holder)"
             )
-
-    def _watch(self) -> None:
-        """Sample the stack of every loop thread whose callback has run past the limit, once."""
-        while not self._stop.wait(self.limit / 4):
-            now = time.perf_counter()
-            late = {
-                tid: start
-                for tid, start in list(self._running.items())
-                if now - start > self.limit and tid not in self._samples
-            }
-            if not late:
-                continue
-            frames = sys._current_frames()
-            for tid, start in late.items():
-                frame = frames.get(tid)
-                if frame is not None and self._running.get(tid) == start:
-                    self._samples[tid] = (start, _where(frame))
 
     def _starting(self) -> float:
         """Seconds this thread has spent in ``Thread.start`` (waiting for new threads to run)."""
         return float(getattr(self._local, "starting", 0.0))
+
+    def _others_baseline(self, now: float) -> dict[int, float]:
+        """:meth:`_others_wait` as of at most ``_REFRESH`` s before ``now`` (reading it for every
+        callback would triple the guard's cost; a baseline a few ms early excuses a few ms more)."""
+        local = self._local
+        if now - getattr(local, "others_at", -1.0) > _REFRESH:
+            local.others, local.others_at = self._others_wait(), now
+        return local.others  # type: ignore[no-any-return]
+
+    def _others_wait(self) -> dict[int, float]:
+        """The run-queue delay (seconds) of each other live Python thread of this process."""
+        me = threading.get_native_id()
+        found: dict[int, float] = {}
+        fds: dict[int, int] = self._thread_fds
+        for thread in threading.enumerate():
+            tid = thread.native_id
+            if tid is None or tid == me:
+                continue
+            fd = fds.get(tid)
+            if fd is None:
+                try:
+                    fd = fds[tid] = os.open(f"/proc/self/task/{tid}/schedstat", os.O_RDONLY)
+                except OSError:
+                    continue
+            try:
+                found[tid] = int(os.pread(fd, 128, 0).split()[1]) / 1e9
+            except (OSError, IndexError, ValueError):
+                ended = fds.pop(tid, None)  # the thread has ended
+                if ended is not None:
+                    os.close(ended)
+        return found
 
     def _run_queue_wait(self) -> float:
         """Seconds this thread has spent ready to run but waiting for a CPU, since it started."""
@@ -271,12 +283,6 @@ class BlockingMonitor:
         elif self._gc_started:
             self._gc_time += time.perf_counter() - self._gc_started
             self._gc_started = 0.0
-
-
-def _where(frame: Any) -> str:
-    """The innermost frames of a stack, innermost first, the guard's own left out."""
-    stack = [f for f in traceback.extract_stack(frame) if f.filename != __file__]
-    return " <- ".join(f"{f.filename}:{f.lineno} {f.name}" for f in reversed(stack[-8:]))
 
 
 def _describe(handle: asyncio.events.Handle) -> str:

@@ -22,8 +22,6 @@ async def test_a_callback_that_sleeps_is_caught_one_that_yields_is_not() -> None
         async def blocks() -> None:
             time.sleep(0.25)  # noqa: ASYNC251 (the point of the test)
 
-        sleep_line = blocks.__code__.co_firstlineno + 1
-
         async def yields() -> None:
             for _ in range(10):
                 await asyncio.sleep(0.03)
@@ -35,8 +33,6 @@ async def test_a_callback_that_sleeps_is_caught_one_that_yields_is_not() -> None
     finally:
         monitor.uninstall()
     assert len(caught) == 1 and "blocks" in caught[0], caught
-    # The watchdog's sample says where the loop was: in the sleep of ``blocks``.
-    assert f"{__file__}:{sleep_line} blocks" in caught[0].partition("it was in: ")[2], caught
 
 
 @pytest.mark.allow_blocking("the guard's own test computes on the loop on purpose")
