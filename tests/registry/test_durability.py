@@ -14,9 +14,12 @@ from typing import Any
 
 import pytest
 
+from tests.servers import eventually
 from wot_agents import DirectoryClient, DirectoryError
 
 from ._procs import alive, descendants
+
+COUNT_GRAPHS = "SELECT (COUNT(DISTINCT ?g) AS ?n) WHERE { GRAPH ?g { ?s ?p ?o } }"
 
 
 @asynccontextmanager
@@ -50,7 +53,20 @@ async def test_restart_restores_everything(tmp_path: Path, make_td: Any) -> None
     async with cli_directory(db) as (url, _):
         async with DirectoryClient(url) as client:
             after = [td async for td in client.list()]
-            found = await client.sparql("SELECT (COUNT(DISTINCT ?g) AS ?n) WHERE { GRAPH ?g { ?s ?p ?o } }")
+            # A restarted directory rebuilds its SPARQL index from the store; until it caught up
+            # it answers 503 "still indexing" (Retry-After): wait for that, not for a fixed time.
+            found: dict[str, Any] = {}
+
+            async def indexed() -> bool:
+                try:
+                    found.update(await client.sparql(COUNT_GRAPHS))
+                except DirectoryError as exc:
+                    if exc.status != 503:
+                        raise
+                    return False
+                return True
+
+            await eventually(indexed, within=60, every=0.2)
     strip = lambda tds: [{k: v for k, v in td.items() if k != "registration"} for td in tds]  # noqa: E731
     assert strip(after) == strip(before) and len(after) == 19
     assert int(found["results"]["bindings"][0]["n"]["value"]) == 19
