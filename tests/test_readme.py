@@ -383,17 +383,20 @@ async def test_directory_client() -> None:
     assert "404 Not Found" in lines
 
 
+@pytest.mark.slow
 async def test_routing() -> None:
     lines = (await run_example("examples/routing.py")).splitlines()
     assert lines[0].startswith("urn:example:billing ") and lines[0].endswith(" vector")
     assert lines[1].startswith("None ")  # the capital of Peru: no agent fits
 
 
+@pytest.mark.slow
 async def test_cascade() -> None:
     out = await run_example("examples/cascade.py")
     assert out.startswith("urn:example:weather cascade:")
 
 
+@pytest.mark.slow
 async def test_trust() -> None:
     async with running_directory() as url:
         out = await run_example("examples/trust.py", url)
@@ -401,6 +404,7 @@ async def test_trust() -> None:
     assert out.splitlines() == ["True", f"https {expected}", f"wss {expected}", f"mqtts {expected}"]
 
 
+@pytest.mark.slow
 async def test_agents_are_announced_registered_and_found() -> None:
     """The tour's agent, then the discovery section's, each announced and registered until stopped
     (SIGTERM, then Ctrl-C), while browse.py finds the directory and watches them come and go."""
@@ -674,6 +678,7 @@ async def _as_curl(words: list[str], folder: Path) -> tuple[int, str]:
         return response.status, await response.text()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("block", blocks("sh"), ids=str)
 async def test_a_shell_block_runs(block: Block, tmp_path: Path) -> None:
     lines = commands(block.code)
