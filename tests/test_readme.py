@@ -34,7 +34,6 @@ import re
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tomllib
@@ -49,7 +48,7 @@ import aiohttp
 import pytest
 
 from tests.conftest import REPO
-from tests.servers import eventually, running_directory
+from tests.servers import eventually, free_port, running_directory
 
 README = (REPO / "README.md").read_text(encoding="utf-8")
 EXAMPLES = REPO / "examples"
@@ -175,12 +174,6 @@ def test_a_file_block_is_the_file(block: Block) -> None:
 
 
 # --- running example files ---------------------------------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @dataclass
@@ -321,7 +314,7 @@ SERVE_QUICKSTART = re.search(r"`(wot-agents serve server:agent\s+--http 8080 --w
     ],
 )
 async def test_the_quickstart_runs_as_written(server: str, stop: int) -> None:
-    port = _free_port()
+    port = free_port()
     words = server.replace("8080", str(port)).split()
     program = sys.executable if words[0] == "python" else str(BIN / words[0])
     process = await Process.start(program, *words[1:], cwd=QUICKSTART, env={**ENV, "PORT": str(port)})
@@ -421,7 +414,7 @@ async def test_agents_are_announced_registered_and_found() -> None:
         seen = 0
         for file, ports, stop in [
             ("examples/tour.py", at, signal.SIGTERM),
-            ("examples/announce.py", {**at, "0.0.0.0:8080": f"127.0.0.1:{_free_port()}"}, signal.SIGINT),
+            ("examples/announce.py", {**at, "0.0.0.0:8080": f"127.0.0.1:{free_port()}"}, signal.SIGINT),
         ]:
             async with example(file, ports=ports) as agent:
                 async with aiohttp.ClientSession() as http:
@@ -502,7 +495,7 @@ class Terminal:
     def __init__(self, folder: Path, stack: AsyncExitStack) -> None:
         self.folder, self.stack = folder, stack
         (folder / "examples").symlink_to(EXAMPLES)
-        self.directory_port, self.runtime_port = _free_port(), _free_port()
+        self.directory_port, self.runtime_port = free_port(), free_port()
         self.env = {
             **ENV,
             "WOT_AGENTS_DIRECTORY_PORT": str(self.directory_port),
