@@ -885,7 +885,9 @@ def test_every_module_and_name_the_readme_names_exists() -> None:
             if not any(part.startswith("_") for part in info.name.split(".")) and ".cli" not in info.name:
                 public |= set(getattr(importlib.import_module(info.name), "__all__", ()))
         public |= set(getattr(importlib.import_module(package), "__all__", ()))
-    names = {m[1] for span in spans if (m := re.fullmatch(r"([A-Z]\w*[a-z]\w*)(\(.*\))?", span.strip()))}
+    # ... and a function called alone (`consume(td)`, `is_chat_agent(td)`).
+    named = r"([A-Z]\w*[a-z]\w*)(\(.*\))?|([a-z_]\w*)\(.*\)"
+    names = {m[1] or m[3] for span in spans if (m := re.fullmatch(named, span.strip()))}
     assert len(names) >= 30
     assert sorted(names - public - NOT_CODE) == []
 
