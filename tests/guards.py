@@ -10,7 +10,8 @@ is timed: a callback that holds the loop for more than ``BLOCKED`` seconds fails
 was running. The time counted is the wall time the callback took *minus* the time its thread
 spent waiting for a CPU (the kernel's run-queue delay, ``/proc/thread-self/schedstat``), minus
 garbage collection and minus waiting for a new thread or process to start (an executor growing,
-asyncio's synchronous fork and exec of a subprocess: that is the newcomer's scheduling delay).
+asyncio's synchronous fork and exec of a subprocess: that is the newcomer's scheduling delay; a
+child spawned on another thread counts too, as CPython 3.11 holds the GIL until it has exec'd).
 Waiting for the GIL counts as waiting for a CPU when the thread holding it was itself waiting
 for one: so of the time the loop's thread was off its CPU, up to the run-queue delay of this
 process's other Python threads is excused too (the CPU time the loop's thread spent is never
@@ -30,6 +31,7 @@ import os
 import subprocess
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -149,6 +151,8 @@ class BlockingMonitor:
         self._original_start: Callable[[threading.Thread], None] | None = None
         self._original_spawn: Callable[..., None] | None = None
         self._thread_fds: dict[int, int] = {}  # native thread id -> its /proc schedstat, open
+        self._spawning: dict[int, float] = {}  # thread id -> when its running child spawn began
+        self._spawned: deque[tuple[int, float, float]] = deque(maxlen=64)  # (thread id, began, ended)
 
     def install(self) -> None:
         if self._original is not None:
@@ -179,11 +183,19 @@ class BlockingMonitor:
         original_spawn = subprocess.Popen._execute_child  # type: ignore[attr-defined]
 
         def spawn(popen: subprocess.Popen[Any], *args: Any, **kwargs: Any) -> None:
+            # CPython 3.11 holds the GIL through fork/vfork until the child has exec'd: a child
+            # spawned on *any* thread (a worker starting multiprocessing's fork server) stops the
+            # loop's thread too, for as long as the kernel takes to run the newcomer.
             began = time.perf_counter()
+            me = threading.get_ident()
+            monitor._spawning[me] = began
             try:
                 original_spawn(popen, *args, **kwargs)
             finally:
-                monitor._local.starting = monitor._starting() + time.perf_counter() - began
+                ended = time.perf_counter()
+                del monitor._spawning[me]
+                monitor._spawned.append((me, began, ended))
+                monitor._local.starting = monitor._starting() + ended - began
 
         self._original, self._original_start, self._original_spawn = original, original_start, original_spawn
         asyncio.events.Handle._run = _run  # type: ignore[method-assign]
@@ -217,6 +229,7 @@ class BlockingMonitor:
         excused = self._gc_time + self._starting() - excused
         waited = self._run_queue_wait() - waited
         off_cpu = max(0.0, elapsed - waited - cpu)
+        excused += min(off_cpu, self._spawn_overlap(time.perf_counter() - elapsed))
         now = self._others_wait()
         gil = min(off_cpu, sum(now[tid] - before for tid, before in others.items() if tid in now))
         blocked = elapsed - waited - gil - excused
@@ -225,6 +238,20 @@ class BlockingMonitor:
                 f"{_describe(handle)} held the loop for {blocked:.3f} s (of {elapsed:.3f} s: "
                 f"{cpu:.3f} s on a CPU, {waited:.3f} s waiting for one, {gil:.3f} s for the GIL's holder)"
             )
+
+    def _spawn_overlap(self, start: float) -> float:
+        """Seconds since ``start`` during which another thread was spawning a child process
+        (this thread's own spawns are excused whole, by :meth:`_starting`)."""
+        now, me = time.perf_counter(), threading.get_ident()
+        spans = [(began, ended) for tid, began, ended in list(self._spawned) if tid != me]
+        spans += [(began, now) for tid, began in list(self._spawning.items()) if tid != me]
+        covered, reached = 0.0, start
+        for began, ended in sorted(spans):
+            began = max(began, reached)
+            if ended > began:
+                covered += ended - began
+                reached = ended
+        return covered
 
     def _starting(self) -> float:
         """Seconds this thread has spent in ``Thread.start`` (waiting for new threads to run)."""
