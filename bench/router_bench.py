@@ -140,16 +140,19 @@ def rates(router: VectorRouter, vectors, expected: list[str | None]) -> tuple[fl
     return right / len(expected), refused / len(expected)
 
 
-async def run_table(files, names: list[str], split: str, minilm, cache) -> None:
+async def run_table(files, names: list[str], split: str, minilm, cache, fence: float | None = None) -> None:
     """Per dataset, with examples and zero-shot: in-scope accuracy with the default gates, without
     gates, and of plain MiniLM nearest neighbour (its cosine to the closest text: for zero-shot,
     to the descriptions); the in-scope share the default gates refuse; in-domain and out-of-domain
     out-of-scope recall with the default gates. Queries are embedded once, through the embedding
-    cache."""
+    cache. ``fence``: the held-out gates' opt-in floor (``VectorRouter(gate_fence=...)``)."""
     from router import with_cache
 
     embed = with_cache(minilm, cache)
-    print(f"{split} split, MiniLM (all-MiniLM-L6-v2), classifier rule; in-scope accuracy (abstained = wrong)")
+    print(
+        f"{split} split, MiniLM (all-MiniLM-L6-v2), classifier rule; in-scope accuracy (abstained = wrong)"
+        + (f"; gate fence {fence}" if fence is not None else "")
+    )
     print(
         f"{'dataset':<22} {'default':>8} {'no gates':>8} {'MiniLM NN':>9} {'refused':>8}"
         f" {'id-oos':>7} {'ood-oos':>7}"
@@ -166,7 +169,7 @@ async def run_table(files, names: list[str], split: str, minilm, cache) -> None:
                     parts[part] = (embed.embed([q.text for q in queries]), [q.agent for q in queries])
             agents = load_agents(paths["agents"])
             async with (
-                VectorRouter(minilm, cache=cache) as router,
+                VectorRouter(minilm, cache=cache, gate_fence=fence) as router,
                 VectorRouter(minilm, rule="nearest", threshold=0.0, cache=cache) as baseline,
             ):
                 await asyncio.gather(router.add(agents), baseline.add(agents))
@@ -365,6 +368,9 @@ async def main() -> int:
         "neighbour; with examples and zero-shot; out-of-scope recall) instead of the per-rule runs",
     )
     parser.add_argument("--split", default="test", choices=("val", "test"), help="--table's split")
+    parser.add_argument(
+        "--gate-fence", type=float, default=None, help="--table: the held-out gates' opt-in floor (IQRs)"
+    )
     args = parser.parse_args()
     if router_datasets.missing():
         return 0
@@ -383,7 +389,9 @@ async def main() -> int:
     targets = [float(target) for target in args.oos_recall.split(",")]
     if args.table:
         try:
-            await run_table(files, args.table.split(","), args.split, get_embedder("minilm"), cache)
+            await run_table(
+                files, args.table.split(","), args.split, get_embedder("minilm"), cache, args.gate_fence
+            )
         finally:
             cache.close()
         return 0

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from router import DESCRIBED_ONLY_FLOOR, RULES, AgentFilter, VectorRouter, calibrate_threshold
+from router import DESCRIBED_ONLY_FLOOR, FENCE, RULES, AgentFilter, VectorRouter, calibrate_threshold
 from wot_agents import ChatMessage, RoutingError
 
 from .conftest import make_agent
@@ -230,3 +230,25 @@ async def test_a_short_follow_up_is_read_with_the_previous_user_turn(minilm, age
         assert switch.agent_id == "urn:test:travel"
         router.history_weight = 0.0  # history off: the follow-up is read alone again
         assert (await router.route("so when do I get it?", history)).agent_id == alone.agent_id
+
+
+async def test_the_gate_fence_keeps_one_outlying_example_from_lowering_every_gate(minilm, agents) -> None:
+    """One example unlike the rest of its agent sets the 0.5% quantile of a small set's held-out
+    similarities; with the opt-in fence every gate stays above where that outlier would put it."""
+    clock = make_agent(
+        "urn:test:clock",
+        "Clock agent",
+        "Tells the time.",
+        [
+            (
+                "time",
+                "the current time",
+                ["what time is it", "tell me the time", "zebra crossing paint colours"],
+            )
+        ],
+    )
+    async with VectorRouter(minilm) as plain, VectorRouter(minilm, gate_fence=FENCE) as fenced:
+        await asyncio.gather(plain.add([*agents, clock]), fenced.add([*agents, clock]))
+        low, high = plain.held_out_gates()[0], fenced.held_out_gates()[0]
+        assert low.keys() == high.keys()
+        assert all(high[slot] > low[slot] for slot in low), (low, high)
