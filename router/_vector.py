@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from wot_agents import AgentDescription, ChatMessage
+from wot_agents import AgentDescription, ChatMessage, RoutingError
 
 from ._base import RouterBase, check_query, conversation
 from ._classifier import FitAborted, FitWorker, Model
@@ -502,6 +502,37 @@ class VectorRouter(RouterBase):
         check_query(query)
         allowed = self.index.allowed_mask(self._candidates(candidates), where or self.where)
         return self.route_vector(self.embed_query(query, history), allowed)
+
+    def route_many(
+        self, turns: Sequence[tuple[str, Sequence[ChatMessage], Sequence[AgentDescription] | None]]
+    ) -> list[Decision | RoutingError]:
+        """:meth:`route_sync` for several turns (query, history, candidates) at once, blocking: every
+        query (and follow-up context) is embedded in one call, so concurrent turns share one run of
+        the model (the runtime batches its turns this way). A turn's mask is made once per
+        candidates object. A turn that cannot be routed gets its error in its place."""
+        texts: list[str] = []
+        spans: list[tuple[int, bool] | None] = []
+        for query, history, _ in turns:
+            if not query.strip():
+                spans.append(None)
+                continue
+            context = self._context(query, history)
+            spans.append((len(texts), context is not None))
+            texts.extend([query] if context is None else [query, context])
+        vectors = self.embedder.embed(texts) if texts else None
+        masks: dict[int, npt.NDArray[np.bool_] | None] = {}
+        decisions: list[Decision | RoutingError] = []
+        for (_, _, candidates), span in zip(turns, spans, strict=True):
+            if span is None or vectors is None:
+                decisions.append(RoutingError("cannot route an empty query"))
+                continue
+            start, mixed = span
+            vector = vectors[start] + self.history_weight * vectors[start + 1] if mixed else vectors[start]
+            if id(candidates) not in masks:
+                masks[id(candidates)] = self.index.allowed_mask(self._candidates(candidates), self.where)
+            unit = np.ascontiguousarray(vector / np.linalg.norm(vector), dtype=np.float32)
+            decisions.append(self.route_vector(unit, masks[id(candidates)]))
+        return decisions
 
     def route_vector(
         self, vector: npt.NDArray[np.float32], allowed: npt.NDArray[np.bool_] | None = None
