@@ -1,4 +1,10 @@
-"""Micro-batched embedding: concurrent turns share one embedding call instead of one each.
+"""Micro-batched routing: concurrent turns share one embedding call instead of one each.
+
+:class:`RouteBatcher` batches whole routing calls of a :class:`~router.VectorRouter`: turns
+waiting while its ``lanes`` are busy are routed together by the next free one
+(:meth:`~router.VectorRouter.route_many`: one embedding call and one hand-off back to the event
+loop per batch, not a worker thread per turn). :class:`BatchingEmbedder` does the same one level
+down, for routers that embed on worker threads of their own (the cascade's and the hybrid's).
 
 A vector router embeds each query on a worker thread. Under load many turns embed at once, and
 one batch of N short texts costs far less than N single calls (one model invocation, matrix
@@ -15,16 +21,117 @@ does, cost ~10% of the runtime's CPU at 64 concurrent turns: bench/runtime.py.)
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import threading
 from collections import deque
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
-from router import Embedder
+from router import Decision, Embedder
+from wot_agents import AgentDescription, ChatMessage, RoutingError
 
-__all__ = ["BatchingEmbedder"]
+__all__ = ["BatchingEmbedder", "RouteBatcher", "RoutesMany"]
+
+_Turn = tuple[str, Sequence[ChatMessage], Sequence[AgentDescription] | None]
+
+
+class RoutesMany(Protocol):
+    """What :class:`RouteBatcher` needs of a router: :meth:`router.VectorRouter.route_many`."""
+
+    def route_many(self, turns: Sequence[_Turn]) -> Sequence[Decision | RoutingError]: ...
+
+
+class RouteBatcher:
+    """Routes concurrent turns through ``router`` in batches of up to ``max_batch`` turns, on
+    ``lanes`` worker threads of its own (:meth:`~router.VectorRouter.route_many`).
+
+    A turn finding a lane idle is routed at once (alone, or with the turns already waiting): no
+    waiting window at low load. A lane that finishes a batch takes every turn queued meanwhile
+    itself, without waiting for the event loop to hand it the next one, so the batches grow with
+    the load while the loop only hears of each batch's decisions. ``aclose`` routes what is queued
+    and stops the lanes.
+    """
+
+    def __init__(self, router: RoutesMany, *, max_batch: int = 32, lanes: int = 2) -> None:
+        self.router = router
+        self.max_batch = max_batch
+        self.lanes = lanes
+        self._ready = threading.Condition()
+        self._waiting: deque[tuple[_Turn, asyncio.Future[Decision]]] = deque()
+        self._lanes: list[threading.Thread] = []
+        self._idle = 0
+        self._closed = False
+        #: Batches run and turns routed through them (benchmarks report the mean batch).
+        self.batches = 0
+        self.turns = 0
+
+    async def route(
+        self,
+        query: str,
+        history: Sequence[ChatMessage] = (),
+        candidates: Sequence[AgentDescription] | None = None,
+    ) -> Decision:
+        """The router's decision for this turn (its :class:`~wot_agents.RoutingError` if it has none)."""
+        future: asyncio.Future[Decision] = asyncio.get_running_loop().create_future()
+        with self._ready:
+            if self._closed:
+                raise RoutingError("the runtime is shutting down")
+            self._waiting.append(((query, history, candidates), future))
+            if self._idle:
+                self._ready.notify()
+            elif len(self._lanes) < self.lanes:
+                lane = threading.Thread(target=self._lane, name="wot-runtime-routing", daemon=True)
+                self._lanes.append(lane)
+                lane.start()
+        return await future
+
+    def _lane(self) -> None:
+        while True:
+            with self._ready:
+                self._idle += 1
+                while not self._waiting and not self._closed:
+                    self._ready.wait()
+                self._idle -= 1
+                if not self._waiting:
+                    return  # closed, and nothing left to route
+                batch = [self._waiting.popleft() for _ in range(min(self.max_batch, len(self._waiting)))]
+            decisions: Sequence[Decision | BaseException]
+            try:
+                decisions = self.router.route_many([turn for turn, _ in batch])
+            except BaseException as exc:  # every turn of the batch hears of it
+                decisions = [exc] * len(batch)
+            with self._ready:
+                self.batches += 1
+                self.turns += len(batch)
+            loop = batch[0][1].get_loop()
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nobody is waiting
+                loop.call_soon_threadsafe(_deliver, batch, decisions)
+
+    async def aclose(self) -> None:
+        """Route the turns still queued, then stop the lanes; idempotent."""
+        with self._ready:
+            self._closed = True
+            self._ready.notify_all()
+            lanes, self._lanes = self._lanes, []
+        for lane in lanes:
+            await asyncio.to_thread(lane.join)
+
+
+def _deliver(
+    batch: list[tuple[_Turn, asyncio.Future[Decision]]], decisions: Sequence[Decision | BaseException]
+) -> None:
+    for (_, future), decision in zip(batch, decisions, strict=True):
+        if future.done():  # the turn was given up (its client left)
+            continue
+        if isinstance(decision, Exception):
+            future.set_exception(decision)
+        elif isinstance(decision, BaseException):
+            future.set_exception(RuntimeError(f"routing was interrupted: {decision!r}"))
+        else:
+            future.set_result(decision)
 
 
 class _Call:

@@ -22,6 +22,7 @@ from router import (
     Embedder,
     LLMClient,
     Router,
+    VectorRouter,
     create_router,
     get_embedder,
     render_agents,
@@ -40,7 +41,7 @@ from wot_agents import (
 )
 from wot_agents.trust import TlsConfig
 
-from ._batch import BatchingEmbedder
+from ._batch import BatchingEmbedder, RouteBatcher
 from ._catalog import AgentCatalog, CatalogSource, directory_source, file_source, mdns_source
 from ._channels import ChannelFiles, ChannelTable
 from ._config import RuntimeSettings
@@ -247,6 +248,8 @@ class Runtime:
         self._router = router
         #: The router of each method the settings use (the default and the per-channel ones).
         self._routers: dict[str, Router] = {}
+        #: The batcher of each vector router (by the router's id), when ``batch_embeddings``.
+        self._batchers: dict[int, RouteBatcher] = {}
         self._owns_router = router is None
         self.metrics = Metrics()
         #: Open SSE and WebSocket streams (the app counts them against ``max_streams``).
@@ -356,6 +359,11 @@ class Runtime:
                 stack.push_async_callback(self._clarifier.aclose)
             if self._router is not None and self._owns_router:
                 stack.push_async_callback(self._router.aclose)
+            if settings.batch_embeddings:  # closed before their routers (the stack unwinds LIFO)
+                for router in self._routers.values():
+                    if isinstance(router, VectorRouter):
+                        batcher = self._batchers[id(router)] = RouteBatcher(router)
+                        stack.push_async_callback(batcher.aclose)
             stack.push_async_callback(self.forwarder.aclose)
             if isinstance(self.forwarder.credentials, Membership):  # the runtime's group credential
                 await stack.enter_async_context(self.forwarder.credentials)
@@ -650,9 +658,13 @@ class Runtime:
         if not candidates:
             raise LmosError(AGENT_NOT_FOUND, f"No agent serves {where}", status=404)
         history = _history(conversation, stored)
+        batcher = self._batchers.get(id(router))
         try:
             async with self._gate.read():
-                decision = await router.route(conversation.query, history, candidates)
+                if batcher is not None:  # concurrent turns share one embedding call
+                    decision = await batcher.route(conversation.query, history, candidates)
+                else:
+                    decision = await router.route(conversation.query, history, candidates)
         except RoutingError as exc:
             raise LmosError(INTERNAL_SERVER_ERROR, f"routing failed: {exc}", status=500) from exc
         if decision.agent_id is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -10,7 +11,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from runtime._batch import BatchingEmbedder
+from router import Decision
+from runtime._batch import BatchingEmbedder, RouteBatcher
+from tests.servers import eventually
+from wot_agents import RoutingError
 
 
 class Recording:
@@ -77,3 +81,57 @@ def test_no_lane_runs_an_empty_batch_while_another_holds_the_call() -> None:
     assert results == [float(n) for n in range(200)]
     assert all(inner.calls) and sum(len(call) for call in inner.calls) == 200
     assert len(inner.calls) < 200  # some calls shared a batch
+
+
+class Routes:
+    """A router whose decision names the query; the first batch blocks until released."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[str]] = []
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def route_many(self, turns: Sequence[Any]) -> list[Decision | RoutingError]:
+        self.batches.append([query for query, _, _ in turns])
+        self.entered.set()
+        self.release.wait(10)
+        if any(query == "crash" for query, _, _ in turns):
+            raise RuntimeError("the model crashed")
+        return [
+            RoutingError("cannot route an empty query") if not query else Decision(query, 1.0, "", "vector")
+            for query, _, _ in turns
+        ]
+
+
+async def test_concurrent_turns_are_routed_in_one_batch_each_getting_its_decision() -> None:
+    routes = Routes()
+    batcher = RouteBatcher(routes, lanes=1)
+    try:
+        first = asyncio.create_task(batcher.route("q0"))
+        assert await asyncio.to_thread(routes.entered.wait, 10)  # the first turn is routed at once
+        rest = [asyncio.create_task(batcher.route(f"q{n}")) for n in range(1, 8)]
+        empty = asyncio.create_task(batcher.route(""))
+        await eventually(lambda: len(batcher._waiting) == 8, within=10)  # behind the running batch
+        routes.release.set()
+        assert (await first).agent_id == "q0"
+        assert [(await task).agent_id for task in rest] == [f"q{n}" for n in range(1, 8)]
+        with pytest.raises(RoutingError, match="empty query"):  # its error goes to that turn only
+            await empty
+        assert routes.batches == [["q0"], [f"q{n}" for n in range(1, 8)] + [""]]
+        assert (batcher.batches, batcher.turns) == (2, 9)
+    finally:
+        await batcher.aclose()
+
+
+async def test_a_failed_batch_fails_its_turns_and_the_lanes_stop_on_close() -> None:
+    routes = Routes()
+    routes.release.set()
+    batcher = RouteBatcher(routes, lanes=2)
+    with pytest.raises(RuntimeError, match="crashed"):
+        await batcher.route("crash")
+    assert (await batcher.route("next")).agent_id == "next"  # the lane survived
+    lanes = list(batcher._lanes)
+    await batcher.aclose()
+    assert lanes and not any(lane.is_alive() for lane in lanes)
+    with pytest.raises(RoutingError, match="shutting down"):
+        await batcher.route("late")
