@@ -52,7 +52,10 @@ class RuntimeSettings(BaseSettings):
     #: Another method for some channels: ``{"acme/web": "llm", "acme/*": "vector", "*/ivr": "explicit"}``
     #: (the most specific key wins; every method used is loaded at start).
     routes: dict[str, RoutingMethod] = Field(default_factory=dict)
-    embedder: str = "minilm"
+    #: The vector router's embedder. MiniLM quantised to int8 by default: half the CPU a query of
+    #: the fp32 model and ~80 MB less memory, for routing accuracy within ~0.3 points of it on the
+    #: benchmark datasets (docs/architecture.md, runtime performance); ``minilm`` is the fp32 model.
+    embedder: str = "minilm-int8"
     #: Join the embeddings of concurrent turns into batches (runtime/_batch.py).
     batch_embeddings: bool = True
     #: The accurate embedder of ``router=cascade``.

@@ -35,7 +35,9 @@ def register(subparsers: Any) -> None:
         choices=("vector", "llm", "hybrid", "cascade", "explicit"),
         help="how turns naming no explicitAgent are routed (default vector)",
     )
-    parser.add_argument("--embedder", help="embedder of the vector router (default minilm)")
+    parser.add_argument(
+        "--embedder", help="embedder of the vector router (default minilm-int8; fp32: minilm)"
+    )
     parser.add_argument("--llm-base-url", help="OpenAI-compatible endpoint of the LLM router")
     parser.add_argument("--llm-model", help="chat model of the LLM router")
     store = parser.add_mutually_exclusive_group()
