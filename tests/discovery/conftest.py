@@ -104,6 +104,7 @@ class Process:
         self.proc = proc
         self.argv = argv
         self.seen: list[dict[str, Any]] = []
+        self.killed = False
 
     async def expect(self, match: Callable[[dict[str, Any]], bool], *, within: float) -> dict[str, Any]:
         """The first line (from now on) for which ``match`` is true; a line that is not a JSON
@@ -131,13 +132,19 @@ class Process:
         await self.proc.stdin.drain()
 
     async def stop(self) -> str:
-        """Interrupt (as Ctrl-C would), kill after 5 s; returns stderr for diagnostics."""
+        """Interrupt (as Ctrl-C would), kill after 30 s; returns stderr for diagnostics.
+
+        ``killed`` tells whether it had to be killed: a test of what a clean shutdown does (an
+        mDNS goodbye, a deregistration) checks it. (Killed after 5 s, a loaded machine's agent
+        sometimes never said goodbye, and the test waited for a "removed" that could not come.)
+        """
         if self.proc.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 self.proc.send_signal(signal.SIGINT)
             try:
-                await asyncio.wait_for(self.proc.wait(), 5)
+                await asyncio.wait_for(self.proc.wait(), 30)
             except TimeoutError:
+                self.killed = True
                 self.proc.kill()
                 await self.proc.wait()
         assert self.proc.stderr is not None
