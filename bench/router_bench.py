@@ -219,18 +219,25 @@ async def run_scale(stages, cache, rules) -> None:
                 await router.route(query)
                 latencies.append((time.perf_counter() - start) * 1000)
             latencies.sort()
-            embed = []
+            embed, decide = [], []
+            first = vector_routers(router)[0]
             for query in queries[:100]:
                 start = time.perf_counter()
-                vector_routers(router)[0].embed_query(query)
+                vector = first.embed_query(query)
                 embed.append((time.perf_counter() - start) * 1000)
+                if isinstance(router, VectorRouter):  # ranking and gates alone, the query embedded
+                    start = time.perf_counter()
+                    router.route_vector(vector)
+                    decide.append((time.perf_counter() - start) * 1000)
             embed.sort()
+            decide.sort()
         label = f"{rule} (default gates)" if default else rule
+        deciding = f"ranking + gates alone p50 {decide[len(decide) // 2]:.2f} ms; " if decide else ""
         print(
             f"1000 agents   {'>'.join(e.name for e in stages):<24} {label:<27} route p50 "
             f"{latencies[len(latencies) // 2]:6.2f} ms"
             f"  p99 {latencies[int(len(latencies) * 0.99)]:6.2f} ms  (query embedding alone p50 "
-            f"{embed[len(embed) // 2]:.2f} ms; index build + fit {indexed:.1f} s; {load()})",
+            f"{embed[len(embed) // 2]:.2f} ms; {deciding}index build + fit {indexed:.1f} s; {load()})",
             flush=True,
         )
 
