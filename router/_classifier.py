@@ -197,7 +197,9 @@ class FitWorker:
         self._closed = False
 
     def _start(self) -> subprocess.Popen[bytes]:
-        if self._process is None or self._process.poll() is not None:
+        if self._process is not None and self._process.poll() is not None:
+            self._stop(self._process)  # it ended (killed, out of memory): its pipes go, a new one starts
+        if self._process is None:
             # -P: the script's directory (router/) is not put on sys.path; -I would drop the venv.
             self._process = subprocess.Popen(
                 [sys.executable, "-P", os.path.abspath(__file__)],
@@ -229,9 +231,9 @@ class FitWorker:
                 status, result = pickle.load(process.stdout)
             except (OSError, EOFError, pickle.UnpicklingError) as exc:
                 self._stop(process)
-                raise RuntimeError(f"the classifier's fitting process ended: {exc}") from exc
+                raise _routing_error(f"the classifier's fitting process ended: {exc!r}") from exc
         if status != "ok":
-            raise RuntimeError(f"fitting the classifier failed in its process: {result}")
+            raise _routing_error(f"fitting the classifier failed in its process: {result}")
         return None if result is None else Model(*result)
 
     def _stop(self, process: subprocess.Popen[bytes]) -> None:
@@ -259,6 +261,13 @@ class FitWorker:
                 process.kill()
                 process.wait()
             process.stdout.close()
+
+
+def _routing_error(message: str) -> Exception:
+    """The SDK's ``RoutingError``, imported here only: the child runs this file without the SDK."""
+    from wot_agents import RoutingError
+
+    return RoutingError(message)
 
 
 def _serve(source: IO[bytes], sink: IO[bytes]) -> None:

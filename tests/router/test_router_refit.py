@@ -126,6 +126,21 @@ async def test_close_stops_a_refit_in_flight_and_leaves_no_task(make_agent) -> N
     assert router._refit_task is None  # a closed router schedules nothing
 
 
+async def test_a_fitting_process_that_died_is_started_again(minilm, agents, make_agent) -> None:
+    async with VectorRouter(minilm, threshold=0.0) as router:
+        await router.add(agents)
+        await router.refitted()
+        process = router._worker._process
+        assert process is not None
+        process.kill()  # as the kernel's out-of-memory killer would
+        await asyncio.to_thread(process.wait)
+        await router.add([make_agent(*NEW_AGENT)])
+        await router.refitted()
+        assert router._worker._process not in (None, process)
+        decision = await router.route("give me a recipe for apple pie")
+        assert decision.agent_id == "urn:test:recipes" and "by classifier" in decision.reason
+
+
 def test_route_and_eval_decide_with_everything_they_taught(agents, tmp_path, capsys, monkeypatch) -> None:
     """The CLI waits for the classifier to learn all it taught (the agents, then the out-of-scope
     examples) before routing. The race is made certain: the model learns the agents before the
