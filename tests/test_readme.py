@@ -153,6 +153,10 @@ def test_every_readme_block_is_run_by_a_test() -> None:
     for file, test in PYTHON_RUNS.items():
         assert (REPO / file).is_file(), file
         assert callable(globals().get(test)), f"{file}: {test} does not exist"
+    for why in [*OUTPUTS.values(), *NOT_RUN_HERE.values()]:  # the tests they name exist
+        for path, name in re.findall(r"(tests/[\w/]+\.py)(?:::(\w+))?", why):
+            assert (REPO / path).is_file(), why
+            assert not name or f"def {name}(" in (REPO / path).read_text(encoding="utf-8"), why
 
 
 def test_the_readme_has_each_kind_of_block() -> None:
@@ -334,7 +338,7 @@ async def test_the_quickstart_runs_as_written(server: str, stop: int) -> None:
 
 async def test_agent_description() -> None:
     out = await run_example("examples/agent_description.py")
-    assert out == "WeatherAgent [] will it rain tomorrow in Berlin?"
+    assert out == "WeatherAgent [] ['Weather forecast']"
 
 
 async def test_weather_declares_an_agent() -> None:
