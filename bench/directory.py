@@ -302,6 +302,21 @@ async def run(n: int) -> None:
                         f"$[?@['lmos:capabilities'][1].id=='urn:bench:cap:{i}:1'].title", safe="")
                     for i in picks
                 ],
+                "JSONPath either of two titles (||)      ": [
+                    f"{url}/search/jsonpath?query=" + quote(
+                        f"$[?@.title=='Agent {i}' || @.title=='Agent {(i + 1) % n}'].id", safe="")
+                    for i in picks
+                ],
+                "JSONPath either nested path (||)        ": [
+                    f"{url}/search/jsonpath?query=" + quote(
+                        f"$[?@.actions.chat.forms[0].href=='{base}{i}/chat' || "
+                        f"@['lmos:capabilities'][0].id=='urn:bench:cap:{(i + 1) % n}:0'].id", safe="")
+                    for i in picks
+                ],
+                "JSONPath match() literal title          ": [
+                    f"{url}/search/jsonpath?query=" + quote(f"$[?match(@.title, 'Agent {i}')].id", safe="")
+                    for i in picks
+                ],
             }  # fmt: skip
             for label, urls in others.items():
                 found = await latencies(http, urls)

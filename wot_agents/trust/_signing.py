@@ -97,8 +97,9 @@ _ORJSON = (
 _SMALLEST_SAME_FRACTION = 1e-5
 #: Every digit as ``0``, to find runs of 16 or more digits (integers that may be beyond 2**53).
 _ZEROS = bytes.maketrans(b"123456789", b"000000000")
-#: How orjson ends an integral float (``100.0``) that ECMAScript writes as an integer (``100``).
-_POINT_ZERO = (b".0,", b".0}", b".0]")
+#: What follows a number in orjson's compact text: after ``.0``, the end of an integral float
+#: (``100.0``) that ECMAScript writes as an integer (``100``).
+_NUMBER_ENDS = (b",", b"}", b"]")
 
 
 class _Odd(Exception):
@@ -140,13 +141,14 @@ def _fast_canonical(payload: dict[str, Any]) -> bytes | None:
     if not out.isascii() or b"0e" in digits or b"0E" in digits or b"0000000000000000" in digits:
         if not _plain_structure(out):
             return None
-    if not any(end in out for end in _POINT_ZERO):
+    ends = [at for at in _occurrences(out, b".0") if out[at + 2 : at + 3] in _NUMBER_ENDS]
+    if not ends:
         return out
     # Mend each integral float in place: a ".0" is outside strings where an even number of quotes
     # precedes it; "-0.0" becomes "0".
     pieces: list[bytes] = []
     start = counted = quotes = 0
-    for at in sorted(at for end in _POINT_ZERO for at in _occurrences(out, end)):
+    for at in ends:
         quotes += out.count(b'"', counted, at)
         counted = at
         if quotes % 2 == 0:
@@ -176,7 +178,7 @@ def _occurrences(text: bytes, part: bytes) -> list[int]:
     at = text.find(part)
     while at >= 0:
         found.append(at)
-        at = text.find(part, at + 3)
+        at = text.find(part, at + len(part))
     return found
 
 
