@@ -392,3 +392,36 @@ async def test_jsonpath_number_equalities_are_preselected_like_strings(directory
         ):
             expected = jsonpath_rfc9535.compile(query).find(documents).values()
             assert await client.jsonpath(query) == expected, query
+
+
+def test_the_text_filters_find_what_a_scan_finds_through_changes() -> None:
+    import random
+
+    from registry._index import FieldIndex
+
+    rng = random.Random(15)
+    alphabet = ["ab", "abc", "b", "ca", "x\x00y", "Z", "ä", "12", "3,", "-"]
+
+    def text() -> str:
+        return " ".join("".join(rng.choice(alphabet) for _ in range(rng.randrange(1, 3))) for _ in range(3))
+
+    index = FieldIndex()
+    index.load([])
+    documents: dict[str, dict[str, Any]] = {}
+    for step in range(3000):
+        thing_id = f"urn:r:{rng.randrange(400)}"
+        index._remove(thing_id)
+        if rng.random() < 0.2:
+            documents.pop(thing_id, None)
+        else:
+            documents[thing_id] = {"id": thing_id, "title": text(), "description": text()}
+            index._add(thing_id, documents[thing_id])
+        if step % 50 == 0:
+            words = " ".join(rng.choice(alphabet) for _ in range(rng.randrange(1, 3)))
+            for field, members in (("title", ("title",)), ("q", ("title", "description"))):
+                expected = {
+                    i
+                    for i, td in documents.items()
+                    if all(w in "\n".join(td[m] for m in members).lower() for w in words.lower().split())
+                }
+                assert index.search({field: words}) == expected, (field, words)
