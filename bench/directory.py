@@ -294,6 +294,9 @@ async def run(n: int, sparql: bool = True) -> None:
                 "JSON filter selective (title words)     ": [
                     f"{url}/search/filter?title=" + quote(f"Agent {i}") for i in picks
                 ],
+                "JSON filter selective (q words)         ": [
+                    f"{url}/search/filter?q=" + quote(f"capability 1 of {i}") for i in picks
+                ],
                 "JSONPath two conditions, one nested     ": [
                     f"{url}/search/jsonpath?query=" + quote(
                         f"$[?(@.actions.chat.output.type=='string' && @.title=='Agent {i}')].id", safe="")
