@@ -16,6 +16,7 @@ import contextlib
 import json
 import sqlite3
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -128,6 +129,12 @@ class SQLiteConversationStore:
     costs there (several ms a hand-off under load, bench/runtime.py). What does touch the disk,
     folding the log back into the database (a checkpoint, with its fsync), runs on a worker
     thread on a connection of its own every ``checkpoint_interval`` seconds, never in a commit.
+
+    The newest ``recent_turns`` turns of the ``recent_conversations`` most recently used
+    conversations are also kept in memory, written through on every append, so routing a turn
+    (which reads the conversation's last turns) does not read and parse them from the database
+    each time. The file therefore belongs to one runtime process at a time (replicas share
+    PostgreSQL: ``_postgres.py``).
     """
 
     def __init__(
@@ -138,6 +145,8 @@ class SQLiteConversationStore:
         max_conversations: int = 100_000,
         max_age: float = 30 * 24 * 3600,
         checkpoint_interval: float = 1.0,
+        recent_turns: int = 8,
+        recent_conversations: int = 1024,
     ) -> None:
         self.path = str(path) if path is not None else ":memory:"
         self.max_turns = max_turns
@@ -149,6 +158,11 @@ class SQLiteConversationStore:
         self._checkpoints: asyncio.Task[None] | None = None
         self._checkpointer: sqlite3.Connection | None = None
         self._counts: dict[str, int] = {}
+        #: The newest turns (up to ``_window``) of recently used conversations, oldest first; a list
+        #: shorter than the window is the whole conversation.
+        self._recent: OrderedDict[tuple[str, str], list[StoredTurn]] = OrderedDict()
+        self._window = max(0, min(recent_turns, max_turns))
+        self._recent_conversations = recent_conversations
 
     # --- lifecycle ---------------------------------------------------------------------------------
 
@@ -251,41 +265,68 @@ class SQLiteConversationStore:
                     "DELETE FROM turns WHERE tenant = ? AND conversation = ? AND seq <= ?",
                     (tenant, conversation_id, seq - self.max_turns),
                 )
+                evicted: list[str] = []
                 if new:
                     self._counts[tenant] = self._counts.get(tenant, 0) + 1
                     if self._counts[tenant] > self.max_conversations:
-                        self._evict(db, tenant, self._counts[tenant] - self.max_conversations)
+                        evicted = self._evict(db, tenant, self._counts[tenant] - self.max_conversations)
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
+            key = (tenant, conversation_id)
+            recent = self._recent.get(key)
+            if conversation_id in evicted:  # an append older than every other conversation
+                return
+            if new:
+                self._remember(key, [turn])
+            elif recent is not None:
+                recent.append(turn)
+                del recent[: -self._window]
+                self._recent.move_to_end(key)
 
         write()
 
-    def _evict(self, db: sqlite3.Connection, tenant: str, count: int) -> int:
-        """Drop the ``count`` least recently active conversations of ``tenant`` (in a transaction)."""
+    def _remember(self, key: tuple[str, str], turns: list[StoredTurn]) -> None:
+        if not self._window:
+            return
+        self._recent[key] = turns
+        self._recent.move_to_end(key)
+        while len(self._recent) > self._recent_conversations:
+            self._recent.popitem(last=False)
+
+    def _evict(self, db: sqlite3.Connection, tenant: str, count: int) -> list[str]:
+        """Drop the ``count`` least recently active conversations of ``tenant`` (in a transaction);
+        their ids."""
         victims = db.execute(
             "SELECT id FROM conversations WHERE tenant = ? ORDER BY updated LIMIT ?", (tenant, count)
         ).fetchall()
         for (victim,) in victims:
             db.execute("DELETE FROM turns WHERE tenant = ? AND conversation = ?", (tenant, victim))
             db.execute("DELETE FROM conversations WHERE tenant = ? AND id = ?", (tenant, victim))
+            self._recent.pop((tenant, victim), None)
         self._counts[tenant] = self._counts.get(tenant, 0) - len(victims)
-        return len(victims)
+        return [victim for (victim,) in victims]
 
     async def turns(self, tenant: str, conversation_id: str, *, last: int | None = None) -> list[StoredTurn]:
-        def read() -> list[StoredTurn]:
-            rows = (
-                self._conn()
-                .execute(
-                    "SELECT body FROM turns WHERE tenant = ? AND conversation = ? ORDER BY seq DESC LIMIT ?",
-                    (tenant, conversation_id, last if last is not None else -1),
-                )
-                .fetchall()
+        key = (tenant, conversation_id)
+        if last is not None and last <= self._window and (recent := self._recent.get(key)) is not None:
+            self._recent.move_to_end(key)
+            return recent[max(0, len(recent) - last) :]
+        # Read at least a window's worth, so that the next turns of this conversation are cached.
+        limit = -1 if last is None else max(last, self._window)
+        rows = (
+            self._conn()
+            .execute(
+                "SELECT body FROM turns WHERE tenant = ? AND conversation = ? ORDER BY seq DESC LIMIT ?",
+                (tenant, conversation_id, limit),
             )
-            return [_turn(json.loads(body)) for (body,) in reversed(rows)]
-
-        return read()
+            .fetchall()
+        )
+        turns = [_turn(json.loads(body)) for (body,) in reversed(rows)]
+        if turns and (limit < 0 or len(turns) >= self._window or len(turns) < limit):
+            self._remember(key, turns[max(0, len(turns) - self._window) :])  # the newest, or all
+        return turns if last is None else turns[max(0, len(turns) - last) :]
 
     async def purge(self) -> int:
         """In chunks of ``PURGE_CHUNK`` conversations, one transaction each, yielding to the loop
@@ -300,6 +341,7 @@ class SQLiteConversationStore:
                     "SELECT tenant, id FROM conversations WHERE updated < ? LIMIT ?", (cutoff, PURGE_CHUNK)
                 ).fetchall()
                 for tenant, conversation in old:
+                    self._recent.pop((tenant, conversation), None)
                     db.execute(
                         "DELETE FROM turns WHERE tenant = ? AND conversation = ?", (tenant, conversation)
                     )
@@ -313,7 +355,7 @@ class SQLiteConversationStore:
                     if c > self.max_conversations
                 ]
                 for tenant, excess in over:
-                    gone += self._evict(db, tenant, min(excess, PURGE_CHUNK))
+                    gone += len(self._evict(db, tenant, min(excess, PURGE_CHUNK)))
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")

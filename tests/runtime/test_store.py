@@ -87,6 +87,37 @@ async def test_the_store_is_bounded(tmp_path: Path) -> None:
         assert await store.count("acme") == 1
 
 
+async def test_the_recent_turns_in_memory_always_agree_with_the_database(tmp_path: Path) -> None:
+    """Reads served from the in-memory recent turns equal reads of the file by a store keeping none,
+    through appends, the per-conversation bound, evictions and purges."""
+    db, bounds = tmp_path / "r.db", {"max_turns": 5, "max_conversations": 2, "max_age": 60}
+    async with (
+        SQLiteConversationStore(db, recent_turns=3, recent_conversations=2, **bounds) as cached,
+        SQLiteConversationStore(db, recent_turns=0, **bounds) as plain,
+    ):
+
+        async def agree() -> None:
+            for conversation in ("c1", "c2", "c3"):
+                for last in (None, 0, 1, 2, 3, 4, 7):
+                    seen = [t.turn_id for t in await cached.turns("acme", conversation, last=last)]
+                    truth = [t.turn_id for t in await plain.turns("acme", conversation, last=last)]
+                    assert seen == truth, (conversation, last)
+
+        plan = ["c1"] * 4 + ["c2", "c1", "c3", "c2"] + ["c1"] * 7 + ["c3", "c2"]
+        for n, conversation in enumerate(plan):
+            await cached.append("acme", conversation, turn(n))
+            await agree()
+        assert len(cached._recent) <= 2  # the least recently used conversations are forgotten
+        # A new conversation older than the others is evicted by its own append.
+        await cached.append("acme", "c1", turn(98, at=time.time() - 7200))
+        await agree()
+        assert await cached.turns("acme", "c1") == []
+        await cached.append("acme", "c2", turn(99, at=time.time() - 3600))  # c2 is past max_age now
+        assert await cached.purge() == 1
+        await agree()
+        assert await cached.turns("acme", "c2") == [] and await cached.turns("acme", "c3") != []
+
+
 async def test_turns_survive_a_restart(tmp_path: Path) -> None:
     async with SQLiteConversationStore(tmp_path / "s.db") as store:
         await store.append("acme", "c1", turn(1, agent="urn:weather"))
