@@ -41,7 +41,6 @@ from sigterm import unwind_on_sigterm
 from wot_agents import Agent, Capability, ChatRequest, ChatStream, ConsumedThing, chat_handler, consume
 from wot_agents.bindings.mqtt import LocalBroker
 
-CONCURRENCY = (1, 64)
 BINDINGS = ("http", "ws", "mqtt")
 TOPICS = {
     "http": (
@@ -159,6 +158,12 @@ async def wait_ready(http: aiohttp.ClientSession, url: str) -> float:
         await asyncio.sleep(0.2)
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) the process has used so far, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_mb(pid: int) -> float:
     """Resident memory of the process, from /proc."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -178,12 +183,19 @@ def percentile(samples: list[float], fraction: float) -> float:
 Call = Callable[[int, int], Awaitable[str]]
 
 
-async def measure(call: Call, turns: int, clients: int) -> tuple[float, float, float]:
-    """(turns/s, p50 ms, p99 ms) of ``turns`` turns spread over ``clients`` concurrent clients."""
+Row = tuple[float, float, float, tuple[float, ...]]
+
+
+async def measure(call: Call, turns: int, clients: int, pids: tuple[int, ...]) -> Row:
+    """(turns/s, p50 ms, p99 ms, CPU ms a turn of each process of ``pids``) of ``turns`` turns
+    spread over ``clients`` concurrent clients. The CPU a turn costs each process depends far less
+    on what else the machine runs than turns/s does: 2,000 / their sum is about what two idle
+    cores would serve."""
     for i in range(min(50, turns)):
         await call(10_000 + i, i)
     latencies: list[float] = []
     per_client = max(1, turns // clients)
+    cpu_before = [cpu_seconds(pid) for pid in pids]
 
     async def client(number: int) -> None:
         for i in range(per_client):
@@ -194,7 +206,16 @@ async def measure(call: Call, turns: int, clients: int) -> tuple[float, float, f
     started = time.perf_counter()
     await asyncio.gather(*(client(n) for n in range(clients)))
     elapsed = time.perf_counter() - started
-    return len(latencies) / elapsed, percentile(latencies, 0.5) * 1000, percentile(latencies, 0.99) * 1000
+    cpu = tuple(
+        (cpu_seconds(pid) - before) * 1000 / len(latencies)
+        for pid, before in zip(pids, cpu_before, strict=True)
+    )
+    return (
+        len(latencies) / elapsed,
+        percentile(latencies, 0.5) * 1000,
+        percentile(latencies, 0.99) * 1000,
+        cpu,
+    )
 
 
 def runtime_call(http: aiohttp.ClientSession, url: str, binding: str, explicit: bool, tag: str) -> Call:
@@ -231,11 +252,12 @@ def direct_call(thing: ConsumedThing, binding: str) -> Call:
     return call
 
 
-async def run(turns: int, sizes: list[int], broker: str) -> None:
+async def run(turns: int, sizes: list[int], broker: str, bindings: list[str], concurrency: list[int]) -> None:
+    load = os.getloadavg()[0]
     agents_process = await asyncio.create_subprocess_exec(
         sys.executable, __file__, "--serve", broker, stdout=asyncio.subprocess.PIPE
     )
-    rows: list[tuple[str, str, int, int, float, float, float]] = []
+    rows: list[tuple[str, str, int, int, Row]] = []
     notes: list[str] = []
     try:
         assert agents_process.stdout is not None
@@ -244,10 +266,11 @@ async def run(turns: int, sizes: list[int], broker: str) -> None:
         async with aiohttp.ClientSession(connector=connector) as http:
             things = {binding: consume(tds[binding]) for binding in BINDINGS}
             try:
-                for binding in BINDINGS:
-                    for clients in CONCURRENCY:
-                        rate, p50, p99 = await measure(direct_call(things[binding], binding), turns, clients)
-                        rows.append(("direct", binding, 0, clients, rate, p50, p99))
+                for binding in bindings:
+                    for clients in concurrency:
+                        call = direct_call(things[binding], binding)
+                        row = await measure(call, turns, clients, (agents_process.pid, os.getpid()))
+                        rows.append(("direct", binding, 0, clients, (*row[:3], (0.0, *row[3]))))
             finally:
                 for thing in things.values():
                     await thing.aclose()
@@ -262,14 +285,15 @@ async def run(turns: int, sizes: list[int], broker: str) -> None:
                     try:
                         warm = await wait_ready(http, url)
                         notes.append(f"{size} agents: ready (indexed, classifier fitted) in {warm:.1f} s")
-                        for binding in BINDINGS:
+                        pids = (runtime.pid, agents_process.pid, os.getpid())
+                        for binding in bindings:
                             for method in ("explicit", "vector"):
-                                for clients in CONCURRENCY:
+                                for clients in concurrency:
                                     call = runtime_call(
                                         http, url, binding, method == "explicit", f"{size}{method}"
                                     )
-                                    rate, p50, p99 = await measure(call, turns, clients)
-                                    rows.append((method, binding, size, clients, rate, p50, p99))
+                                    row = await measure(call, turns, clients, pids)
+                                    rows.append((method, binding, size, clients, row))
                         if size == sizes[0]:
                             before = rss_mb(runtime.pid)
                             fill = runtime_call(http, url, "http", True, "stored")
@@ -293,13 +317,20 @@ async def run(turns: int, sizes: list[int], broker: str) -> None:
         await agents_process.wait()
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
-        f"{turns} turns per row; agents, runtime and clients in three processes"
+        f"{turns} turns per row; agents, runtime and clients in three processes; "
+        f"load average {load:.1f} at the start, {os.getloadavg()[0]:.1f} at the end"
     )
-    print(f"{'path':9} {'binding':7} {'agents':>6} {'clients':>7} {'turns/s':>8} {'p50 ms':>7} {'p99 ms':>8}")
-    for path, binding, size, clients, rate, p50, p99 in rows:
-        print(f"{path:9} {binding:7} {size or '-':>6} {clients:>7} {rate:>8.0f} {p50:>7.2f} {p99:>8.2f}")
-    direct = {(b, c): p50 for path, b, _, c, _, p50, _ in rows if path == "direct"}
-    for path, binding, size, clients, rate, p50, _ in rows:
+    print(
+        f"{'path':9} {'binding':7} {'agents':>6} {'clients':>7} {'turns/s':>8} {'p50 ms':>7} {'p99 ms':>8}"
+        "   CPU ms a turn: runtime agents client  (2,000 / sum)"
+    )
+    for path, binding, size, clients, (rate, p50, p99, cpu) in rows:
+        print(
+            f"{path:9} {binding:7} {size or '-':>6} {clients:>7} {rate:>8.0f} {p50:>7.2f} {p99:>8.2f}"
+            f"   {cpu[0]:>21.2f} {cpu[1]:>6.2f} {cpu[2]:>6.2f}  {2000 / max(sum(cpu), 1e-9):>13.0f}"
+        )
+    direct = {(b, c): row[1] for path, b, _, c, row in rows if path == "direct"}
+    for path, binding, size, clients, (rate, p50, _, cpu) in rows:
         if path == "explicit" and clients == 1:
             overhead = p50 - direct[(binding, 1)]
             notes.append(
@@ -307,7 +338,9 @@ async def run(turns: int, sizes: list[int], broker: str) -> None:
             )
         if path == "vector" and clients == 64 and size == 100:
             notes.append(
-                f"{binding} 100 agents, 64 clients: vector-routed {rate:.0f} turns/s (target >= 500)"
+                f"{binding} 100 agents, 64 clients: vector-routed {rate:.0f} turns/s (target >= 500;"
+                f" the runtime's CPU alone would serve {1000 / max(cpu[0], 1e-9):.0f} a core,"
+                f" all three processes {2000 / max(sum(cpu), 1e-9):.0f} on two idle cores)"
             )
     for note in notes:
         print(note)
@@ -317,13 +350,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--turns", type=int, default=1000, help="turns per row (default 1000)")
     parser.add_argument("--agents", default="100,1000", help="agent counts (default 100,1000)")
+    parser.add_argument("--bindings", default=",".join(BINDINGS), help="default http,ws,mqtt")
+    parser.add_argument("--clients", default="1,64", help="concurrent clients (default 1,64)")
     parser.add_argument("--serve", metavar="BROKER", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
         asyncio.run(serve_agents(args.serve))
         return
     with LocalBroker() as broker:
-        asyncio.run(run(args.turns, [int(n) for n in args.agents.split(",")], broker.url))
+        asyncio.run(
+            run(
+                args.turns,
+                [int(n) for n in args.agents.split(",")],
+                broker.url,
+                args.bindings.split(","),
+                [int(n) for n in args.clients.split(",")],
+            )
+        )
 
 
 if __name__ == "__main__":
