@@ -297,7 +297,7 @@ class Runtime:
             "runtime_open_streams", "Open SSE and WebSocket streams.", lambda: self.open_streams
         )
         #: The catalog's agents passing each (tenant, channel, subset) filter, until it changes.
-        self._filtered: dict[tuple[str, str, str], list[AgentDescription]] = {}
+        self._filtered: dict[tuple[str, str, str], tuple[AgentDescription, ...]] = {}
         self.catalog.listen(lambda added, removed: self._filtered.clear())
         self._indexing: asyncio.Queue[tuple[Sequence[AgentDescription], Sequence[str]]] = asyncio.Queue()
 
@@ -452,9 +452,12 @@ class Runtime:
 
     # --- turns -------------------------------------------------------------------------------------
 
-    def candidates(self, tenant: str, channel: str, subset: str) -> list[AgentDescription]:
+    def candidates(self, tenant: str, channel: str, subset: str) -> Sequence[AgentDescription]:
         """The chat agents serving this tenant, channel and subset: the routing of its Channel when
-        there is one, otherwise every agent whose tenants, channels and subset match."""
+        there is one, otherwise every agent whose tenants, channels and subset match.
+
+        While no agent is out of routing, concurrent turns of one tenant, channel and subset get
+        the very same tuple: the router makes its candidate mask once per batch of them."""
         wired = self.channels.candidate_ids(tenant, channel, subset)
         if wired is None:
             # Filtering every agent is the one per-turn cost that grows with the catalog (~1 ms a
@@ -464,15 +467,15 @@ class Runtime:
             if agents is None:
                 if len(self._filtered) >= 1024:  # bounded: tenants and channels come from clients
                     self._filtered.clear()
-                agents = self._filtered[key] = AgentFilter(tenant, channel, subset).apply(
-                    self.catalog.agents.values()
+                agents = self._filtered[key] = tuple(
+                    AgentFilter(tenant, channel, subset).apply(self.catalog.agents.values())
                 )
         else:
-            agents = [agent for agent_id in wired if (agent := self.catalog.get(agent_id)) is not None]
+            agents = tuple(agent for agent_id in wired if (agent := self.catalog.get(agent_id)) is not None)
         if not self.forwarder.breaker.open:
-            return list(agents)
+            return agents
         available = self.forwarder.breaker.available
-        return [agent for agent in agents if available(agent.id or agent.title)]
+        return tuple(agent for agent in agents if available(agent.id or agent.title))
 
     def subset_for(self, tenant: str, channel: str, conversation_id: str, asked: str | None) -> str:
         """``x-subset`` when the client sent one; else the rollout's pick for the conversation."""
