@@ -282,8 +282,11 @@ def _serve(source: IO[bytes], sink: IO[bytes]) -> None:
             reply: tuple[str, Any] = ("ok", None if model is None else _fields(model))
         except Exception as exc:  # the parent raises it
             reply = ("error", f"{type(exc).__name__}: {exc}")
-        pickle.dump(reply, sink, protocol=pickle.HIGHEST_PROTOCOL)
-        sink.flush()
+        try:
+            pickle.dump(reply, sink, protocol=pickle.HIGHEST_PROTOCOL)
+            sink.flush()
+        except BrokenPipeError:  # the parent is gone (killed mid-fit): nobody to answer
+            return
 
 
 if __name__ == "__main__":
@@ -291,3 +294,4 @@ if __name__ == "__main__":
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's; the child ends with its pipe
     _serve(sys.stdin.buffer, sys.stdout.buffer)
+    os._exit(0)  # every reply was flushed; nothing left for a shutdown flush to trip on (a closed pipe)
