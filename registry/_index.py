@@ -307,15 +307,17 @@ Scalar = str | int | float
 
 
 def _value_hashes(td: Any) -> np.ndarray[Any, np.dtype[np.uint64]]:
+    # Exact types, as JSON parsing makes them (a bool is no int here): this runs on every write.
     found: set[int] = set()
     stack = [td]
     while stack:
         node = stack.pop()
-        if isinstance(node, dict):
+        kind = type(node)
+        if kind is dict:
             stack.extend(node.values())
-        elif isinstance(node, list):
+        elif kind is list:
             stack.extend(node)
-        elif isinstance(node, str | int | float) and not isinstance(node, bool):
+        elif kind is str or kind is int or kind is float:
             found.add(hash(node) & _MASK)  # 1 and 1.0 hash alike, as JSONPath compares them
     return np.fromiter(found, dtype=np.uint64, count=len(found))
 
