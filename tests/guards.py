@@ -28,6 +28,7 @@ import asyncio
 import asyncio.events
 import gc
 import os
+import resource
 import subprocess
 import threading
 import time
@@ -161,7 +162,7 @@ class BlockingMonitor:
         monitor = self
 
         def _run(handle: asyncio.events.Handle) -> None:
-            start, cpu, waited = time.perf_counter(), time.thread_time(), monitor._run_queue_wait()
+            start, usage, waited = time.perf_counter(), _usage(), monitor._run_queue_wait()
             others = monitor._others_baseline(start)
             excused = monitor._gc_time + monitor._starting()
             try:
@@ -169,7 +170,7 @@ class BlockingMonitor:
             finally:
                 elapsed = time.perf_counter() - start
                 if elapsed > monitor.limit:
-                    monitor._judge(handle, elapsed, time.thread_time() - cpu, waited, others, excused)
+                    monitor._judge(handle, elapsed, usage, waited, others, excused)
 
         original_start = threading.Thread.start
 
@@ -219,7 +220,7 @@ class BlockingMonitor:
         self,
         handle: asyncio.events.Handle,
         elapsed: float,
-        cpu: float,
+        usage: resource.struct_rusage,
         waited: float,
         others: dict[int, float],
         excused: float,
@@ -228,6 +229,8 @@ class BlockingMonitor:
         holder of the GIL), the collector or a new thread to start."""
         excused = self._gc_time + self._starting() - excused
         waited = self._run_queue_wait() - waited
+        now_usage = _usage()
+        cpu = now_usage.ru_utime + now_usage.ru_stime - usage.ru_utime - usage.ru_stime
         off_cpu = max(0.0, elapsed - waited - cpu)
         excused += min(off_cpu, self._spawn_overlap(time.perf_counter() - elapsed))
         now = self._others_wait()
@@ -236,7 +239,9 @@ class BlockingMonitor:
         if blocked > self.limit:
             self.offenders.append(
                 f"{_describe(handle)} held the loop for {blocked:.3f} s (of {elapsed:.3f} s: "
-                f"{cpu:.3f} s on a CPU, {waited:.3f} s waiting for one, {gil:.3f} s for the GIL's holder)"
+                f"{cpu:.3f} s on a CPU, {waited:.3f} s waiting for one, {gil:.3f} s for the GIL's holder; "
+                f"{now_usage.ru_nvcsw - usage.ru_nvcsw} waits, "
+                f"{now_usage.ru_majflt - usage.ru_majflt} major page faults)"
             )
 
     def _spawn_overlap(self, start: float) -> float:
@@ -310,6 +315,11 @@ class BlockingMonitor:
         elif self._gc_started:
             self._gc_time += time.perf_counter() - self._gc_started
             self._gc_started = 0.0
+
+
+def _usage() -> resource.struct_rusage:
+    """This thread's resource usage (CPU time, voluntary context switches, page faults)."""
+    return resource.getrusage(resource.RUSAGE_THREAD)
 
 
 def _describe(handle: asyncio.events.Handle) -> str:

@@ -145,7 +145,14 @@ class Process:
                 await asyncio.wait_for(self.proc.wait(), 30)
             except TimeoutError:
                 self.killed = True
-                self.proc.kill()
+                # SIGABRT first: faulthandler (PYTHONFAULTHANDLER, set by spawn) prints where
+                # every thread of a Python child was stuck; then it is gone for sure.
+                with contextlib.suppress(ProcessLookupError):
+                    self.proc.send_signal(signal.SIGABRT)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.proc.wait(), 5)
+                if self.proc.returncode is None:
+                    self.proc.kill()
                 await self.proc.wait()
         assert self.proc.stderr is not None
         return (await self.proc.stderr.read()).decode(errors="replace")
@@ -162,7 +169,7 @@ async def spawn() -> AsyncIterator[Callable[..., Any]]:
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONFAULTHANDLER": "1"},
         )
         processes.append(Process(proc, argv))
         return processes[-1]

@@ -157,8 +157,8 @@ async def test_a_lan_directory_is_found_by_dns_sd_and_mirrors_the_lan(lan: Lan, 
 
     await plain.send("stop")  # goodbye -> the bridge deletes it
     await until_in_directory(agents_ns, url, plain_id, present=False, within=30)
-    await sdk.stop()  # Ctrl-C -> the agent deregisters itself
-    assert not sdk.killed, "the agent did not end within 30 s of Ctrl-C"
+    stderr = await sdk.stop()  # Ctrl-C -> the agent deregisters itself
+    assert not sdk.killed, f"the agent did not end within 30 s of Ctrl-C:\n{stderr[-4000:]}"
     await until_in_directory(agents_ns, url, sdk_id, present=False, within=30)
 
 

@@ -66,7 +66,7 @@ async def test_an_sdk_agent_is_found_by_wot_agents_discover_on_another_host(lan:
     assert added["event"] == "added" and added["valid"] is True, added["error"]
     assert added["description"]["id"] == serving["id"]
     assert added["url"].startswith(f"http://{agent_ns.address}:")
-    await agent.stop()  # Ctrl-C: a clean shutdown says goodbye
-    assert not agent.killed, "the agent did not end within 30 s of Ctrl-C"
+    stderr = await agent.stop()  # Ctrl-C: a clean shutdown says goodbye
+    assert not agent.killed, f"the agent did not end within 30 s of Ctrl-C:\n{stderr[-4000:]}"
     # Its goodbye travels through two processes that a loaded machine runs late: a bound, no timing.
     await browser.expect(lambda line: line.get("event") == "removed", within=30)
