@@ -2,10 +2,12 @@
 
 The library is jsonpath-rfc9535: it implements RFC 9535 exactly (it passes the JSONPath
 Compliance Test Suite) and has no dialect extensions, so a query behaves here as in any other
-conforming implementation. To stay fast on large directories, a query of the common form
-``$[?@.member == 'value' && ...]...`` is evaluated only on the descriptions whose top-level
-member has that value (from the field index); every other query scans, within the time limit,
-on a thread that is stopped when the time is up (one scan at a time: see :class:`_Evaluation`).
+conforming implementation. To stay fast on large directories, a query whose filter is a
+disjunction of conjunctions, each with an equality (``$[?@.m == 'v' && ...]``, ``@.a.b == 5``,
+``match(@.p, 'literal')``, ``... || ...``), is evaluated only on the descriptions that can
+satisfy one of them (:func:`preselection`: the field index for top-level members, the value
+index for any path); every other query scans, within the time limit, on a thread that is
+stopped when the time is up (one scan at a time: see :class:`_Evaluation`).
 ``$`` inside a filter is the whole array of descriptions (RFC 9535 2.3.5: the root node), so
 such queries are evaluated on the whole array.
 """
@@ -31,8 +33,6 @@ from ._problems import HTTPProblem
 __all__ = [
     "JsonPathQuery",
     "Preselection",
-    "preselect_terms",
-    "preselect_values",
     "preselection",
     "uses_root_inside",
 ]
@@ -174,11 +174,6 @@ def _expand(conjunction: list[str]) -> list[list[str]]:
     return [flat]
 
 
-def _conjuncts(query: str) -> list[str] | None:
-    disjuncts = _disjuncts(query)
-    return disjuncts[0] if disjuncts is not None and len(disjuncts) == 1 else None
-
-
 def _member_term(condition: str) -> tuple[str, str] | None:
     if (match := _EQ.match(condition)) is not None:
         key, value = _first_group(match, (1, 2, 3)), _first_group(match, (4, 5))
@@ -205,23 +200,6 @@ def _value_term(condition: str) -> str | int | float | None:
         if not _REGEX_META.search(pattern):
             return pattern
     return None
-
-
-def preselect_terms(query: str) -> list[tuple[str, str]] | None:
-    """``(member, value)`` equalities every result's description must satisfy, if the query allows.
-
-    None when the query is not ``$[?filter]...`` with at least one top-level string equality in
-    a pure conjunction.
-    """
-    terms = [term for inner in _conjuncts(query) or () if (term := _member_term(inner)) is not None]
-    return terms or None
-
-
-def preselect_values(query: str) -> list[str | int | float]:
-    """The string values every result's description must hold somewhere: the literal of each
-    ``@.any.path == 'literal'`` of a pure conjunction, for the value index
-    (:meth:`~registry._index.FieldIndex.with_value`) where no field index helps."""
-    return [value for inner in _conjuncts(query) or () if (value := _value_term(inner)) is not None]
 
 
 @dataclass(frozen=True, slots=True)
