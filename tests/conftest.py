@@ -16,6 +16,7 @@ import asyncio
 import copy
 import ipaddress
 import json
+import signal
 import socket
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -78,6 +79,12 @@ def pytest_configure(config: pytest.Config) -> None:
         "restarts_fixture_processes(reason): the test restarts processes a longer-lived fixture owns",
     )
     _MONITOR.install()
+    # A background job of a non-interactive shell (a CI script, `nohup pytest &`) starts with
+    # SIGINT ignored, and an ignored signal stays ignored across exec: every agent, directory or
+    # CLI a test starts and then interrupts as Ctrl-C would never saw it (asyncio.run installs no
+    # handler then), said no goodbye and was killed. Ctrl-C means here what it means in a terminal.
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
