@@ -51,7 +51,7 @@ async def test_a_flood_cannot_hide_known_agents_or_keep_new_ones_out(token: str)
     try:
         async with (
             http_server({"/known": serving(known), "/later": serving(later)}) as port,
-            Browser(interfaces=LOOPBACK, max_agents=5, fetch_timeout=0.5) as browser,
+            Browser(interfaces=LOOPBACK, max_agents=5, fetch_timeout=5) as browser,
             Announcer(known, port=port, td_path="/known", interfaces=LOOPBACK) as first,
         ):
             assert (await seen(browser, str(first.name), within=5)).ok

@@ -262,7 +262,7 @@ async def test_a_flood_of_announcements_is_capped(token: str, caplog: pytest.Log
     try:
         async with (
             http_server({"/td": serving(document)}) as port,
-            Browser(interfaces=LOOPBACK, max_agents=5, fetch_timeout=0.5) as browser,
+            Browser(interfaces=LOOPBACK, max_agents=5, fetch_timeout=5) as browser,
         ):
             for info in infos:
                 info.port = port
@@ -285,7 +285,7 @@ async def test_an_agent_that_dies_without_goodbye_turns_unusable_and_back(token:
     port = await server.enter_async_context(http_server(routes))
     try:
         async with (
-            Browser(interfaces=LOOPBACK, recheck_interval=0.3, fetch_timeout=0.5) as browser,
+            Browser(interfaces=LOOPBACK, recheck_interval=0.3, fetch_timeout=5) as browser,
             Announcer(document, port=port, interfaces=LOOPBACK) as announcer,
         ):
             name = str(announcer.name)

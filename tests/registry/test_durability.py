@@ -49,7 +49,7 @@ async def test_restart_restores_everything(tmp_path: Path, make_td: Any) -> None
             await client.delete("urn:example:05")
             before = [td async for td in client.list()]
         process.send_signal(signal.SIGTERM)
-        assert await asyncio.wait_for(process.wait(), 10) == 0  # graceful
+        assert await asyncio.wait_for(process.wait(), 60) == 0  # graceful (the bound: a loaded machine)
     async with cli_directory(db) as (url, _):
         async with DirectoryClient(url) as client:
             after = [td async for td in client.list()]
