@@ -293,9 +293,13 @@ class BlockingMonitor:
             try:
                 found[tid] = int(os.pread(fd, 128, 0).split()[1]) / 1e9
             except (OSError, IndexError, ValueError):
-                ended = fds.pop(tid, None)  # the thread has ended
-                if ended is not None:
-                    os.close(ended)
+                found.pop(tid, None)
+        # An ended thread's file still reads (the kernel keeps its task while the file is open):
+        # close the files of threads no longer alive, or every thread of the session keeps one.
+        for tid in [tid for tid in fds if tid not in found]:
+            ended = fds.pop(tid, None)
+            if ended is not None:
+                os.close(ended)
         return found
 
     def _run_queue_wait(self) -> float:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import sys
+import threading
 import time
 
 import pytest
@@ -68,3 +69,15 @@ async def test_leaks_are_listed() -> None:
         await child.wait()
     await asyncio.gather(forgotten, return_exceptions=True)
     await eventually(lambda: before.leaks() == [], within=5)  # the child's watcher thread ends too
+
+
+def test_the_monitor_keeps_no_file_open_for_an_ended_thread() -> None:
+    monitor = BlockingMonitor(limit=0.1)
+    release = threading.Event()
+    thread = threading.Thread(target=release.wait)
+    thread.start()
+    assert thread.native_id in monitor._others_wait()  # its run-queue figure is read from /proc
+    release.set()
+    thread.join()
+    monitor._others_wait()
+    assert thread.native_id not in monitor._thread_fds  # and its file closed once it ended
