@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -25,7 +26,7 @@ from ._classifier import Snapshot
 from ._decision import AgentFilter, agent_key
 from ._embedders import Embedder, Vectors
 
-__all__ = ["CapabilityIndex", "IndexedAgent", "IndexedCapability", "agent_texts"]
+__all__ = ["CapabilityIndex", "IndexView", "IndexedAgent", "IndexedCapability", "agent_texts"]
 
 Ints = npt.NDArray[np.int64]
 Floats = npt.NDArray[np.float32]
@@ -51,6 +52,41 @@ class IndexedAgent:
     fingerprint: str
     #: How many example utterances it has (0: described only, by names and descriptions).
     examples: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class IndexView:
+    """The index's agents as they were at one ``version``, immutable: what one route works on.
+
+    Routing threads run while agents are removed and re-added (the runtime teaches its router
+    catalog changes while its lanes route), and a freed slot may be reused by another agent
+    before a ranking maps its slots back to agents. A route therefore takes one view at its start
+    and maps every slot through it; searches given the view skip rows of slots whose agent is no
+    longer the view's (``slot_versions`` differ), so each decision is among the agents of one
+    moment, and an agent whose removal completed before the route began is never among them.
+    A new view is made (O(agents), not O(rows)) on the first request after a change.
+    """
+
+    version: int
+    #: Per slot, its agent (``None``: free).
+    slots: tuple[IndexedAgent | None, ...]
+    by_id: Mapping[str, IndexedAgent]
+    #: Per slot, the version at which its agent was indexed (-1: free), read-only.
+    slot_versions: npt.NDArray[np.int64]
+
+    def agent_at(self, slot: int) -> IndexedAgent:
+        agent = self.slots[slot] if 0 <= slot < len(self.slots) else None
+        if agent is None:
+            raise LookupError(f"slot {slot} holds no agent in this view (version {self.version})")
+        return agent
+
+    def get(self, agent_id: str) -> IndexedAgent | None:
+        return self.by_id.get(agent_id)
+
+
+def _readonly(array: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    array.flags.writeable = False
+    return array
 
 
 #: A routable text: (kind, capability number or -1 for the agent itself, text).
@@ -193,7 +229,8 @@ class CapabilityIndex:
     """Embedded texts and capability centroids of a changing set of agents.
 
     ``upsert`` and ``remove`` are blocking (embedding), like :meth:`search`; the routers call them
-    in a worker thread. A lock keeps concurrent updates and searches consistent.
+    in a worker thread. A lock keeps concurrent updates and searches consistent; a route reads
+    the agents through one :meth:`view`, so it may run while others change (see :class:`IndexView`).
     """
 
     def __init__(
@@ -211,6 +248,7 @@ class CapabilityIndex:
         self._lock = threading.RLock()
         #: Bumped on every change, so derived models (the classifier) know when to refit.
         self.version = 0
+        self._view = IndexView(0, (), MappingProxyType({}), _readonly(np.zeros(0, dtype=np.int64)))
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -220,16 +258,31 @@ class CapabilityIndex:
 
     @property
     def agents(self) -> list[IndexedAgent]:
-        return [entry.agent for entry in self._entries.values()]
+        return list(self.view().by_id.values())
 
     def get(self, agent_id: str) -> IndexedAgent | None:
         entry = self._entries.get(agent_id)
         return entry.agent if entry else None
 
+    def view(self) -> IndexView:
+        """The agents as they are now, immutable (made once per change, on first request)."""
+        view = self._view
+        if view.version == self.version:
+            return view
+        with self._lock:
+            if self._view.version != self.version:
+                self._view = IndexView(
+                    self.version,
+                    tuple(entry.agent if entry is not None else None for entry in self._slots),
+                    MappingProxyType({key: entry.agent for key, entry in self._entries.items()}),
+                    _readonly(self._slot_versions.copy()),
+                )
+            return self._view
+
     def agent_at(self, slot: int) -> IndexedAgent:
-        entry = self._slots[slot]
-        assert entry is not None, "a row points at a freed slot"
-        return entry.agent
+        """The agent in ``slot`` now (:class:`LookupError` for a free slot); a route maps the
+        slots of its rankings through its own :meth:`view` instead."""
+        return self.view().agent_at(slot)
 
     def table(self, name: str) -> _VectorTable:
         table = self._tables.get(name)
@@ -280,7 +333,7 @@ class CapabilityIndex:
     def sync(self, agents: Sequence[AgentDescription]) -> None:
         """Make the index hold exactly these agents."""
         keep = {agent_key(agent) for agent in agents}
-        for agent_id in [agent_id for agent_id in self._entries if agent_id not in keep]:
+        for agent_id in [agent_id for agent_id in self.view().by_id if agent_id not in keep]:
             self.remove(agent_id)
         self.upsert(agents)
 
@@ -358,30 +411,38 @@ class CapabilityIndex:
             )
 
     def allowed_mask(
-        self, candidates: Iterable[str] | None = None, where: AgentFilter | None = None
+        self,
+        candidates: Iterable[str] | None = None,
+        where: AgentFilter | None = None,
+        view: IndexView | None = None,
     ) -> npt.NDArray[np.bool_] | None:
-        """A mask over agent slots for the candidates passing the filter; ``None`` when all pass."""
+        """A mask over the slots of ``view`` (default: now) for the candidates passing the filter;
+        ``None`` when all pass."""
         if candidates is None and (where is None or where == AgentFilter()):
             return None
-        mask = np.zeros(max(len(self._slots), 1), dtype=bool)
-        entries = (
-            self._entries.values()
+        view = view or self.view()
+        mask = np.zeros(max(len(view.slots), 1), dtype=bool)
+        agents = (
+            view.by_id.values()
             if candidates is None
-            else (self._entries[agent_id] for agent_id in candidates if agent_id in self._entries)
+            else (agent for agent_id in candidates if (agent := view.by_id.get(agent_id)) is not None)
         )
-        for entry in entries:
-            if where is None or where.accepts(entry.agent.description_model):
-                mask[entry.agent.slot] = True
+        for agent in agents:
+            if where is None or where.accepts(agent.description_model):
+                mask[agent.slot] = True
         return mask
 
-    def similarity(self, slot: int, query: Floats) -> float:
-        """The query's highest cosine to any text of the agent in ``slot``.
+    def similarity(self, slot: int, query: Floats, view: IndexView | None = None) -> float | None:
+        """The query's highest cosine to any text of the agent in ``slot`` (-1 for a free slot);
+        with a ``view``, ``None`` when that slot no longer holds the view's agent (it left).
 
         Unlike a classifier's probability, it does not depend on how many other agents there are,
         so an abstention gate on it transfers from a calibration set to any deployment.
         """
         with self._lock:
-            entry = self._slots[slot]
+            entry = self._slots[slot] if slot < len(self._slots) else None
+            if view is not None and (entry is None or self._slot_versions[slot] != view.slot_versions[slot]):
+                return None
             if entry is None:
                 return -1.0
             return float((self.table("texts").vectors[entry.rows] @ query).max())
@@ -397,7 +458,15 @@ class CapabilityIndex:
         examples). The first per agent slot, the second for all agents together. ``skip``: a slot
         left out (the out-of-scope pseudo-agent).
         """
+        _, _, held_out, described = self.held_out_at(skip)
+        return held_out, described
+
+    def held_out_at(
+        self, skip: int | None = None
+    ) -> tuple[int, npt.NDArray[np.int64], dict[int, npt.NDArray[np.float64]], npt.NDArray[np.float64]]:
+        """:meth:`held_out_similarities`, with the version and slot versions they were taken at."""
         with self._lock:
+            version, slot_versions = self.version, _readonly(self._slot_versions.copy())
             vectors = self.table("texts").vectors if self._tables else np.zeros((0, 0), dtype=np.float32)
             held_out: dict[int, npt.NDArray[np.float64]] = {}
             described: list[npt.NDArray[np.float32]] = []
@@ -410,14 +479,38 @@ class CapabilityIndex:
                 held_out[entry.agent.slot] = sims.max(axis=1).astype(np.float64)
                 if (~entry.example_rows).any():
                     described.append(sims[:, ~entry.example_rows].max(axis=1))
-
-        return held_out, np.concatenate(described).astype(np.float64) if described else np.zeros(0)
+        every = np.concatenate(described).astype(np.float64) if described else np.zeros(0)
+        return version, slot_versions, held_out, every
 
     def search(
-        self, table: str, query: Floats, k: int, allowed: npt.NDArray[np.bool_] | None = None
+        self,
+        table: str,
+        query: Floats,
+        k: int,
+        allowed: npt.NDArray[np.bool_] | None = None,
+        view: IndexView | None = None,
     ) -> tuple[Ints, Floats, npt.NDArray[np.int32], npt.NDArray[np.int32]]:
-        """Top-k rows of a table: ``(rows, similarities, owner slots, capability numbers)``."""
+        """Top-k rows of a table: ``(rows, similarities, owner slots, capability numbers)``.
+
+        With a ``view``, only rows of the view's agents that are still indexed as they were
+        (``allowed`` is over the view's slots): every owner slot maps to an agent through it.
+        """
         with self._lock:
             vectors = self.table(table)
+            if view is not None:
+                allowed = self._in_view(view, allowed)
             rows, sims = vectors.search(query, k, allowed)
             return rows, sims, vectors.owner[rows], vectors.label[rows]
+
+    def _in_view(self, view: IndexView, allowed: npt.NDArray[np.bool_] | None) -> npt.NDArray[np.bool_]:
+        """``allowed`` (over the view's slots) narrowed to slots holding the view's agent still,
+        sized to today's slots (held under the lock)."""
+        seen = len(view.slot_versions)
+        then = view.slot_versions
+        mask = np.zeros(max(len(self._slot_versions), 1), dtype=bool)
+        mask[:seen] = (self._slot_versions[:seen] == then) & (then >= 0)
+        if allowed is not None:
+            shared = min(seen, len(allowed))
+            mask[:shared] &= allowed[:shared]
+            mask[shared:seen] = False
+        return mask

@@ -34,7 +34,7 @@ from ._base import RouterBase, check_query, conversation
 from ._classifier import FitAborted, FitWorker, Model
 from ._decision import AgentFilter, Decision, agent_key
 from ._embedders import Embedder, EmbeddingCache, get_embedder, with_cache
-from ._index import CapabilityIndex, IndexedAgent
+from ._index import CapabilityIndex, IndexedAgent, IndexView
 
 __all__ = [
     "DEFAULT_SIMILARITY",
@@ -191,7 +191,13 @@ class VectorRouter(RouterBase):
         self.gate_fence = gate_fence
         self.threshold = threshold
         self.similarity = similarity
-        self._held_out: tuple[int, dict[int, float], float | None] = (-1, {}, None)
+        #: The held-out gates: (index version, gate per slot, described-only gate, slot versions).
+        self._held_out: tuple[int, dict[int, float], float | None, npt.NDArray[np.int64]] = (
+            -1,
+            {},
+            None,
+            np.zeros(0, dtype=np.int64),
+        )
         self.where = where or AgentFilter()
         self.history_weight = history_weight
         self.follow_up_words = follow_up_words
@@ -252,8 +258,8 @@ class VectorRouter(RouterBase):
         }
         await self.add([AgentDescription.from_dict(pseudo)])
 
-    def _out_of_scope_slot(self) -> int | None:
-        indexed = self.index.get(OUT_OF_SCOPE)
+    def _out_of_scope_slot(self, view: IndexView | None = None) -> int | None:
+        indexed = (view or self.index.view()).get(OUT_OF_SCOPE)
         return indexed.slot if indexed is not None else None
 
     def _candidates(self, candidates: Sequence[AgentDescription] | None) -> list[str] | None:
@@ -293,35 +299,41 @@ class VectorRouter(RouterBase):
         return self.rule
 
     def rank(
-        self, query: npt.NDArray[np.float32], allowed: npt.NDArray[np.bool_] | None, rule: str | None = None
+        self,
+        query: npt.NDArray[np.float32],
+        allowed: npt.NDArray[np.bool_] | None,
+        rule: str | None = None,
+        view: IndexView | None = None,
     ) -> tuple[list[Ranked], str]:
         """Agents by decreasing score (best capability noted), at most ``top``, and the rule that ranked.
 
         The rule is ``rule`` (default: :meth:`effective_rule`), except that the classifier falls
-        back to ``centroid`` while it has no model, or for an agent newer than its model.
+        back to ``centroid`` while it has no model, or for an agent newer than its model. The
+        ranking is among the agents of ``view`` (default: now) still indexed as they were there;
+        ``allowed`` is over its slots.
         """
         rule = rule or self.effective_rule()
+        view = view or self.index.view()
+        slots = len(view.slot_versions)
         if allowed is not None:
-            allowed = _fit(allowed, len(self.index.slot_versions))
-        rival = self._out_of_scope_slot()
+            allowed = _fit(allowed, slots)
+        rival = self._out_of_scope_slot(view)
         if rule == "classifier":
             model = self._current_model()
             if model is not None:
-                return self._rank_classifier(model, query, allowed, rival)
+                return self._rank_classifier(model, query, allowed, rival, view)
             rule = "centroid"
         if rival is not None:  # the similarity rules never see the out-of-scope examples
-            allowed = (
-                np.ones(len(self.index.slot_versions), dtype=bool) if allowed is None else allowed.copy()
-            )
+            allowed = np.ones(slots, dtype=bool) if allowed is None else allowed.copy()
             allowed[rival] = False
         if rule == "centroid":
-            _, sims, owner, label = self.index.search("centroids", query, 64, allowed)
-            return self._aggregate(owner, sims, label), rule
+            _, sims, owner, label = self.index.search("centroids", query, 64, allowed, view)
+            return self._aggregate(owner, sims, label, view), rule
         if rule == "nearest":
-            _, sims, owner, label = self.index.search("texts", query, 64, allowed)
-            return self._aggregate(owner, sims, label), rule
-        _, sims, owner, label = self.index.search("texts", query, self.top, allowed)
-        return self._vote(owner, sims, label), rule
+            _, sims, owner, label = self.index.search("texts", query, 64, allowed, view)
+            return self._aggregate(owner, sims, label, view), rule
+        _, sims, owner, label = self.index.search("texts", query, self.top, allowed, view)
+        return self._vote(owner, sims, label, view), rule
 
     def _rank_classifier(
         self,
@@ -329,6 +341,7 @@ class VectorRouter(RouterBase):
         query: npt.NDArray[np.float32],
         allowed: npt.NDArray[np.bool_] | None,
         rival: int | None,
+        view: IndexView,
     ) -> tuple[list[Ranked], str]:
         """The classifier's ranking, or the centroid ranking when an agent it never saw matches best.
 
@@ -339,7 +352,7 @@ class VectorRouter(RouterBase):
         slot (the out-of-scope examples) takes part in every softmax, whatever the filters, and
         its probability is taken off every agent's.
         """
-        current = self.index.slot_versions
+        current = view.slot_versions
         scope = current >= 0
         if allowed is not None:
             scope &= _fit(allowed, len(scope))
@@ -347,14 +360,16 @@ class VectorRouter(RouterBase):
             scope[rival] = False
         known = model.known(current)
         if (scope & ~known).any():
-            _, sims, owner, label = self.index.search("centroids", query, 64, scope)
-            by_centroid = self._aggregate(owner, sims, label)
+            _, sims, owner, label = self.index.search("centroids", query, 64, scope, view)
+            by_centroid = self._aggregate(owner, sims, label, view)
             if by_centroid and not known[by_centroid[0][0].slot]:
                 return by_centroid, "centroid"
         if rival is not None:
             scope[rival] = True
-        probabilities, owner, label = model.probabilities(query, scope & known)
-        return self._sum_per_agent(owner, probabilities, label, rival), "classifier"
+        # a model fitted after the view was taken may know slots the view does not have
+        usable = _fit(scope & known, max(len(scope), len(model.slot_versions)))
+        probabilities, owner, label = model.probabilities(query, usable)
+        return self._sum_per_agent(owner, probabilities, label, view, rival), "classifier"
 
     # -- the classifier's background refit ------------------------------------------------------
 
@@ -407,17 +422,17 @@ class VectorRouter(RouterBase):
                 return
             first_change = loop.time()
 
-    def _aggregate(self, owner: Any, scores: Any, label: Any) -> list[Ranked]:
+    def _aggregate(self, owner: Any, scores: Any, label: Any, view: IndexView) -> list[Ranked]:
         """Per agent: the best of its rows' similarities (``top`` agents from top-k rows)."""
         best: dict[int, tuple[float, int]] = {}
         for slot, score, number in zip(owner.tolist(), scores.tolist(), label.tolist(), strict=True):
             if slot not in best or score > best[slot][0]:
                 best[slot] = (score, number)
         ranked = sorted(best.items(), key=lambda item: -item[1][0])[: self.top]
-        return [(self.index.agent_at(slot), value, int(number)) for slot, (value, number) in ranked]
+        return [(view.agent_at(slot), value, int(number)) for slot, (value, number) in ranked]
 
     def _sum_per_agent(
-        self, owner: Any, probabilities: Any, label: Any, rival: int | None = None
+        self, owner: Any, probabilities: Any, label: Any, view: IndexView, rival: int | None = None
     ) -> list[Ranked]:
         """Per agent: the sum of its capabilities' probabilities, less the ``rival`` slot's (which
         is never ranked); vectorised, as every class is scored."""
@@ -438,10 +453,10 @@ class VectorRouter(RouterBase):
         for slot in top[np.argsort(-totals[top], kind="stable")].tolist():
             mine = owner == slot
             number = int(label[mine][np.argmax(probabilities[mine])])
-            ranked.append((self.index.agent_at(slot), float(totals[slot]), number))
+            ranked.append((view.agent_at(slot), float(totals[slot]), number))
         return ranked
 
-    def _vote(self, owner: Any, sims: Any, label: Any) -> list[Ranked]:
+    def _vote(self, owner: Any, sims: Any, label: Any, view: IndexView) -> list[Ranked]:
         """LMOS's rule: the agent owning most of the top-k nearest texts; ties go to higher similarity."""
         votes: dict[int, list[float]] = {}
         for slot, sim, number in zip(owner.tolist(), sims.tolist(), label.tolist(), strict=True):
@@ -449,7 +464,7 @@ class VectorRouter(RouterBase):
             entry[0] += 1
             entry[1] += sim
         ranked = sorted(votes.items(), key=lambda item: (-item[1][0], -item[1][1]))
-        return [(self.index.agent_at(slot), entry[1] / entry[0], int(entry[3])) for slot, entry in ranked]
+        return [(view.agent_at(slot), entry[1] / entry[0], int(entry[3])) for slot, entry in ranked]
 
     def decide(
         self,
@@ -500,8 +515,8 @@ class VectorRouter(RouterBase):
     ) -> Decision:
         """The blocking body of :meth:`route` (benchmarks call it directly)."""
         check_query(query)
-        allowed = self.index.allowed_mask(self._candidates(candidates), where or self.where)
-        return self.route_vector(self.embed_query(query, history), allowed)
+        ids = self._candidates(candidates)
+        return self._route_ids(self.embed_query(query, history), ids, where or self.where)
 
     def route_many(
         self, turns: Sequence[tuple[str, Sequence[ChatMessage], Sequence[AgentDescription] | None]]
@@ -520,6 +535,11 @@ class VectorRouter(RouterBase):
             spans.append((len(texts), context is not None))
             texts.extend([query] if context is None else [query, context])
         vectors = self.embedder.embed(texts) if texts else None
+        ids: dict[int, list[str] | None] = {}
+        for _, _, candidates in turns:
+            if id(candidates) not in ids:  # indexed before the view is taken
+                ids[id(candidates)] = self._candidates(candidates)
+        view = self.index.view()
         masks: dict[int, npt.NDArray[np.bool_] | None] = {}
         decisions: list[Decision | RoutingError] = []
         for (_, _, candidates), span in zip(turns, spans, strict=True):
@@ -529,27 +549,61 @@ class VectorRouter(RouterBase):
             start, mixed = span
             vector = vectors[start] + self.history_weight * vectors[start + 1] if mixed else vectors[start]
             if id(candidates) not in masks:
-                masks[id(candidates)] = self.index.allowed_mask(self._candidates(candidates), self.where)
+                masks[id(candidates)] = self.index.allowed_mask(ids[id(candidates)], self.where, view)
             unit = np.ascontiguousarray(vector / np.linalg.norm(vector), dtype=np.float32)
-            decisions.append(self.route_vector(unit, masks[id(candidates)]))
+            decision = self._decide_in(unit, view, masks[id(candidates)])
+            if decision is None:  # its best agent left during the batch: route it again, now
+                decision = self._route_ids(unit, ids[id(candidates)], self.where)
+            decisions.append(decision)
         return decisions
+
+    def _route_ids(
+        self, vector: npt.NDArray[np.float32], ids: Sequence[str] | None, where: AgentFilter | None
+    ) -> Decision:
+        """Decide among these agent ids (``None``: all) on a view of now; again on a newer view if
+        the best agent left meanwhile (its texts may already belong to another agent)."""
+        for _ in range(_ATTEMPTS):
+            view = self.index.view()
+            decision = self._decide_in(vector, view, self.index.allowed_mask(ids, where, view))
+            if decision is not None:
+                return decision
+        return _unsettled(self.method)
 
     def route_vector(
         self, vector: npt.NDArray[np.float32], allowed: npt.NDArray[np.bool_] | None = None
     ) -> Decision:
         """Decide for a query already embedded (:meth:`embed_query`) among the ``allowed`` slots
         (``index.allowed_mask``; ``None``: every agent); benchmarks embed queries once this way."""
-        ranked = self.rank(vector, allowed)
+        for _ in range(_ATTEMPTS):
+            decision = self._decide_in(vector, self.index.view(), allowed)
+            if decision is not None:
+                return decision
+        return _unsettled(self.method)
+
+    def _decide_in(
+        self, vector: npt.NDArray[np.float32], view: IndexView, allowed: npt.NDArray[np.bool_] | None
+    ) -> Decision | None:
+        """:meth:`route_vector` on one view of the index; ``None`` when the best agent left while
+        this ran (its similarity to the query can no longer be measured)."""
+        ranked = self.rank(vector, allowed, view=view)
         if not ranked[0]:
             return self.decide(ranked)
         best = ranked[0][0][0]
         gate = self.similarity
         if gate is None and self.gate_quantile is not None:
-            per_agent, described_only = self.held_out_gates()
-            gate = per_agent.get(best.slot, described_only) if best.examples else described_only
+            _, per_agent, described_only, measured = self._measured_gates()
+            if best.examples and best.slot < len(measured):
+                if measured[best.slot] != view.slot_versions[best.slot]:
+                    return None  # the gates were set after it left (or before it came)
+                gate = per_agent.get(best.slot, described_only)
+            else:
+                gate = described_only
         if gate is None:
             return self.decide(ranked)
-        return self.decide(ranked, similarity=self.index.similarity(best.slot, vector), gate=gate)
+        similarity = self.index.similarity(best.slot, vector, view)
+        if similarity is None:
+            return None
+        return self.decide(ranked, similarity=similarity, gate=gate)
 
     def held_out_gates(self) -> tuple[dict[int, float], float | None]:
         """The similarity gates set from the agents served: one per agent with examples (by slot),
@@ -567,11 +621,16 @@ class VectorRouter(RouterBase):
         from CLINC150 refused 37% of a described-only set's in-scope queries). Recomputed when
         agents change.
         """
-        version, per_agent, described_only = self._held_out
-        if version == self.index.version or self.gate_quantile is None:
-            return per_agent, described_only
-        version = self.index.version
-        by_slot, described = self.index.held_out_similarities(self._out_of_scope_slot())
+        _, per_agent, described_only, _ = self._measured_gates()
+        return per_agent, described_only
+
+    def _measured_gates(self) -> tuple[int, dict[int, float], float | None, npt.NDArray[np.int64]]:
+        """:meth:`held_out_gates` with the index version and slot versions they were measured at
+        (a gate by slot belongs to the agent that held the slot then)."""
+        held_out = self._held_out
+        if held_out[0] == self.index.version or self.gate_quantile is None:
+            return held_out
+        version, measured, by_slot, described = self.index.held_out_at(self._out_of_scope_slot())
         per_agent = {}
         if by_slot:
             overall = float(np.mean(np.concatenate(list(by_slot.values()))))
@@ -588,17 +647,21 @@ class VectorRouter(RouterBase):
         described_only = float(np.quantile(described, self.gate_quantile)) if len(described) else None
         if described_only is None:
             described_only = DESCRIBED_ONLY_FLOOR.get(self.embedder.name)
-        self._held_out = version, per_agent, described_only
-        return per_agent, described_only
+        held_out = version, per_agent, described_only, measured
+        if version > self._held_out[0]:  # never replaced by one measured on an older index
+            self._held_out = held_out
+        return held_out
 
     def gate_scores(self, query: str) -> tuple[float, float]:
         """The best agent's score and its closest text's similarity to ``query``: what the two
         abstention gates compare, for calibrating either on held-out out-of-scope queries."""
         vector = self.embed_query(query)
-        ranking, _ = self.rank(vector, self.index.allowed_mask(None, self.where))
+        view = self.index.view()
+        ranking, _ = self.rank(vector, self.index.allowed_mask(None, self.where, view), view=view)
         if not ranking:
             return 0.0, -1.0
-        return float(ranking[0][1]), self.index.similarity(ranking[0][0].slot, vector)
+        similarity = self.index.similarity(ranking[0][0].slot, vector, view)
+        return float(ranking[0][1]), -1.0 if similarity is None else similarity
 
     def calibrate_gate(
         self, out_of_scope: Sequence[str], recall: float = 0.85, gate: str = "probability"
@@ -655,6 +718,15 @@ class VectorRouter(RouterBase):
         # the refit thread ends once a fit in flight notices the abort (its process is killed)
         await asyncio.to_thread(self._refit_thread.shutdown)
         await asyncio.to_thread(self._worker.close)
+
+
+#: Views a route tries when its best agent keeps leaving while it is decided (each try means an
+#: agent was removed meanwhile; the next view no longer has it).
+_ATTEMPTS = 8
+
+
+def _unsettled(method: str) -> Decision:
+    return Decision(None, 0.0, "the agents kept changing while this query was routed; try again", method)
 
 
 def _fit(mask: npt.NDArray[np.bool_], slots: int) -> npt.NDArray[np.bool_]:
