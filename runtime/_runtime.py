@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -85,38 +85,6 @@ class Turn:
                 ],
             },
         }
-
-
-class _Gate:
-    """Many readers (turns being routed) or one writer (the router learning a catalog change).
-
-    A router's index may not change under a ranking in flight (the vector router's candidate
-    mask is sized when the ranking starts), so the runtime never routes while it teaches.
-    """
-
-    def __init__(self) -> None:
-        self._readers = 0
-        self._writer = asyncio.Lock()
-        self._idle = asyncio.Event()
-        self._idle.set()
-
-    @contextlib.asynccontextmanager
-    async def read(self) -> AsyncIterator[None]:
-        async with self._writer:
-            self._readers += 1
-            self._idle.clear()
-        try:
-            yield
-        finally:
-            self._readers -= 1
-            if not self._readers:
-                self._idle.set()
-
-    @contextlib.asynccontextmanager
-    async def write(self) -> AsyncIterator[None]:
-        async with self._writer:
-            await self._idle.wait()
-            yield
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,7 +251,6 @@ class Runtime:
             self.settings.store, max_turns=turns, max_conversations=conversations, max_age=age
         )
         self._stack: AsyncExitStack | None = None
-        self._gate = _Gate()
         self._clarifier: LLMClient | None = None
         self.metrics.gauge(
             "runtime_catalog_agents", "Chat agents known to the runtime.", lambda: len(self.catalog)
@@ -431,12 +398,13 @@ class Runtime:
         while True:
             added, removed = await self._indexing.get()
             try:
-                async with self._gate.write():
-                    for router in self._routers.values():
-                        if added:
-                            await router.add(list(added))
-                        for agent_id in removed:
-                            await router.remove(agent_id)
+                # Turns keep routing meanwhile: a vector router ranks on one view of its index
+                # (router/_index.py IndexView), so a change mid-route cannot break a ranking.
+                for router in self._routers.values():
+                    if added:
+                        await router.add(list(added))
+                    for agent_id in removed:
+                        await router.remove(agent_id)
             except RoutingError as exc:
                 log.error("the router could not index the agents: %s", exc)
             finally:
@@ -663,11 +631,10 @@ class Runtime:
         history = _history(conversation, stored)
         batcher = self._batchers.get(id(router))
         try:
-            async with self._gate.read():
-                if batcher is not None:  # concurrent turns share one embedding call
-                    decision = await batcher.route(conversation.query, history, candidates)
-                else:
-                    decision = await router.route(conversation.query, history, candidates)
+            if batcher is not None:  # concurrent turns share one embedding call
+                decision = await batcher.route(conversation.query, history, candidates)
+            else:
+                decision = await router.route(conversation.query, history, candidates)
         except RoutingError as exc:
             raise LmosError(INTERNAL_SERVER_ERROR, f"routing failed: {exc}", status=500) from exc
         if decision.agent_id is None:
