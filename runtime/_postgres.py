@@ -20,7 +20,7 @@ import time
 from types import TracebackType
 from typing import Any, Self
 
-from ._store import PURGE_CHUNK, ConversationSummary, StoredTurn, _turn
+from ._store import PURGE_CHUNK, ConversationSummary, StoredTurn
 
 __all__ = ["PostgresConversationStore"]
 
@@ -86,14 +86,7 @@ class PostgresConversationStore:
         return self._pool
 
     async def append(self, tenant: str, conversation_id: str, turn: StoredTurn) -> None:
-        body = json.dumps(
-            {
-                "turnId": turn.turn_id, "query": turn.query, "reply": turn.reply, "agentId": turn.agent_id,
-                "agentName": turn.agent_name, "method": turn.method, "score": turn.score,
-                "subset": turn.subset, "channel": turn.channel, "at": turn.at, "messages": turn.messages,
-            },
-            ensure_ascii=False,
-        )  # fmt: skip
+        body = turn.to_record()
         async with self._db().acquire() as db, db.transaction():
             new = await db.fetchval(
                 """INSERT INTO conversations (tenant, id, updated) VALUES ($1, $2, $3)
@@ -142,7 +135,7 @@ class PostgresConversationStore:
             conversation_id,
             last,
         )
-        return [_turn(json.loads(row["body"])) for row in reversed(rows)]
+        return [StoredTurn.from_record(row["body"]) for row in reversed(rows)]
 
     async def conversations(self, tenant: str, *, limit: int = 50) -> list[ConversationSummary]:
         rows = await self._db().fetch(

@@ -45,6 +45,35 @@ class StoredTurn:
     at: float = field(default_factory=time.time)
     messages: list[dict[str, Any]] = field(default_factory=list)
 
+    def to_record(self) -> str:
+        """The JSON body a store keeps for this turn (read back by :meth:`from_record`)."""
+        return json.dumps(
+            {
+                "turnId": self.turn_id, "query": self.query, "reply": self.reply, "agentId": self.agent_id,
+                "agentName": self.agent_name, "method": self.method, "score": self.score,
+                "subset": self.subset, "channel": self.channel, "at": self.at, "messages": self.messages,
+            },
+            ensure_ascii=False,
+        )  # fmt: skip
+
+    @classmethod
+    def from_record(cls, record: str) -> StoredTurn:
+        """The turn a store kept as :meth:`to_record`'s JSON body."""
+        body = json.loads(record)
+        return cls(
+            turn_id=body["turnId"],
+            query=body["query"],
+            reply=body["reply"],
+            agent_id=body["agentId"],
+            agent_name=body["agentName"],
+            method=body["method"],
+            score=body["score"],
+            subset=body["subset"],
+            channel=body["channel"],
+            at=body["at"],
+            messages=body.get("messages") or [],
+        )
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "turnId": self.turn_id,
@@ -231,14 +260,7 @@ class SQLiteConversationStore:
     # --- the protocol ------------------------------------------------------------------------------
 
     async def append(self, tenant: str, conversation_id: str, turn: StoredTurn) -> None:
-        body = json.dumps(
-            {
-                "turnId": turn.turn_id, "query": turn.query, "reply": turn.reply, "agentId": turn.agent_id,
-                "agentName": turn.agent_name, "method": turn.method, "score": turn.score,
-                "subset": turn.subset, "channel": turn.channel, "at": turn.at, "messages": turn.messages,
-            },
-            ensure_ascii=False,
-        )  # fmt: skip
+        body = turn.to_record()
 
         def write() -> None:
             db = self._conn()
@@ -323,7 +345,7 @@ class SQLiteConversationStore:
             )
             .fetchall()
         )
-        turns = [_turn(json.loads(body)) for (body,) in reversed(rows)]
+        turns = [StoredTurn.from_record(body) for (body,) in reversed(rows)]
         if turns and (limit < 0 or len(turns) >= self._window or len(turns) < limit):
             self._remember(key, turns[max(0, len(turns) - self._window) :])  # the newest, or all
         return turns if last is None else turns[max(0, len(turns) - last) :]
@@ -387,19 +409,3 @@ class SQLiteConversationStore:
     async def count(self, tenant: str) -> int:
         """How many conversations ``tenant`` has (tests, metrics)."""
         return self._counts.get(tenant, 0)
-
-
-def _turn(body: dict[str, Any]) -> StoredTurn:
-    return StoredTurn(
-        turn_id=body["turnId"],
-        query=body["query"],
-        reply=body["reply"],
-        agent_id=body["agentId"],
-        agent_name=body["agentName"],
-        method=body["method"],
-        score=body["score"],
-        subset=body["subset"],
-        channel=body["channel"],
-        at=body["at"],
-        messages=body.get("messages") or [],
-    )
