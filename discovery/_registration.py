@@ -4,7 +4,8 @@ A registration carries ``registration.ttl`` so a directory forgets an agent that
 saying goodbye. :class:`Registration` is the loop an agent runs next to its server: register,
 renew (an empty merge patch) at half the ttl, retry with capped exponential backoff and jitter
 while the directory is down, register again when the directory answers 404 (it restarted
-without its data, or purged the TD), push a changed TD at once, delete the TD on clean close.
+without its data, or purged the TD), push a changed TD at once, delete the TD on clean close
+(also when the answer to its first registration had not arrived: the directory may hold it).
 All of it through :class:`wot_agents.DirectoryClient`. Given no directory, it finds one by
 DNS-SD, and looks again when the one it found stops answering.
 """
@@ -74,6 +75,7 @@ class Registration(Lifecycle):
         self._dirty = True  # the directory does not have the current document yet
         self._task: asyncio.Task[None] | None = None
         self._closed = False
+        self._sent = False  # a registration was sent: close deletes the TD (see _deregister)
 
     @property
     def thing_id(self) -> str | None:
@@ -122,13 +124,28 @@ class Registration(Lifecycle):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        if self._client is not None and self._id is not None and self._registered_once.is_set():
-            try:
-                async with asyncio.timeout(_DELETE_TIME_LIMIT):
-                    await self._client.delete(self._id)
-            except (DirectoryError, TimeoutError) as exc:
-                log.warning("could not deregister %s: %s", self._id, exc)
+        if self._client is not None and self._id is not None and self._sent:
+            await self._deregister(self._client, self._id)
         await self._forget_client()
+
+    async def _deregister(self, client: DirectoryClient, thing_id: str) -> None:
+        """Delete the TD, also when no answer to its registration arrived (best effort, bounded).
+
+        A directory may have stored the TD while its answer was on the way when the agent
+        stopped: without this delete, the TD would stay listed until its ttl ran out. An
+        anonymous TD has no id to delete before the answer that carries it.
+        """
+        acknowledged = self._registered_once.is_set()
+        try:
+            async with asyncio.timeout(_DELETE_TIME_LIMIT):
+                await client.delete(thing_id)
+        except DirectoryError as exc:
+            if acknowledged or exc.status not in (404, None):
+                log.warning("could not deregister %s: %s", thing_id, exc)
+            else:  # never stored, or the directory is down: nothing to undo that we know of
+                log.info("%s was not deregistered: %s", thing_id, exc)
+        except TimeoutError:
+            log.warning("could not deregister %s within %.0f s", thing_id, _DELETE_TIME_LIMIT)
 
     async def _forget_client(self) -> None:
         client, self._client = self._client, None
@@ -171,6 +188,7 @@ class Registration(Lifecycle):
                 log.info("the directory lost %s; registering it again", self._id)
         document = self._document if self._id is None else {**self._document, "id": self._id}
         self._dirty = False
+        self._sent = True  # from here on the directory may hold the TD, answer or not
         try:
             self._id = await self._client.register(document, ttl=self._ttl)
         except BaseException:

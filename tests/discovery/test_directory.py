@@ -58,6 +58,60 @@ async def test_registers_with_a_ttl_renews_it_and_deregisters_on_close() -> None
         assert await stored(url, td["id"]) is None
 
 
+@asynccontextmanager
+async def first_answer_held(port: int) -> AsyncIterator[int]:
+    """A TCP proxy to 127.0.0.1:port whose first connection's answers never come back (the
+    requests do get through); the others pass both ways. Yields the proxy's port."""
+    connections = 0
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, hold: bool) -> None:
+        try:
+            while data := await reader.read(65536):
+                if not hold:
+                    writer.write(data)
+                    await writer.drain()
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
+
+    async def accept(client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        server_reader, server_writer = await asyncio.open_connection("127.0.0.1", port)
+        for task in (
+            asyncio.create_task(pipe(client_reader, server_writer, hold=False)),
+            asyncio.create_task(pipe(server_reader, client_writer, hold=connections == 1)),
+        ):
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+
+    server = await asyncio.start_server(accept, "127.0.0.1", 0)
+    try:
+        yield server.sockets[0].getsockname()[1]
+    finally:
+        server.close()
+        for task in list(tasks):
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await server.wait_closed()
+
+
+async def test_an_agent_stopped_before_its_first_answer_came_still_deregisters() -> None:
+    """The directory stored the TD, but its answer never reached the agent: closing deletes it."""
+    td = thing(f"Hasty {secrets.token_hex(3)}")
+    async with directory_on() as port, first_answer_held(port) as proxy:
+        url = f"http://127.0.0.1:{port}"
+        registration = Registration(f"http://127.0.0.1:{proxy}", td, ttl=60)
+        await registration.start()
+        try:
+            await until_stored(url, td["id"], within=10)
+        finally:
+            await registration.aclose()
+        assert await stored(url, td["id"]) is None
+
+
 async def test_waits_for_a_directory_that_is_down_and_comes_back_after_it_lost_everything() -> None:
     td = thing(f"Patient {secrets.token_hex(3)}")
     async with directory_on() as port:
