@@ -18,14 +18,21 @@ adds the wot-agents JSON filter search where the directory offers it::
 
 Every failure is a :class:`DirectoryError` with the HTTP ``status`` (None when the directory
 could not be reached) and the directory's RFC 7807 ``problem`` document.
+
+A search the directory cannot answer yet (503 with ``Retry-After``: its SPARQL index is still
+catching up with recent writes, or it is busy with other scans) is asked again after the time the
+directory names, for up to ``busy_timeout`` seconds in all; then the 503 is raised, saying so.
 """
 
 from __future__ import annotations
 
 import asyncio
 import builtins
+import datetime
+import email.utils
 import enum
 import json
+import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from types import TracebackType
@@ -62,7 +69,8 @@ class DirectoryClient:
     """An async context manager over one aiohttp session to one directory.
 
     ``token`` is sent as ``Authorization: Bearer`` on every request; ``timeout`` bounds each
-    request (not event streams). Pass ``session`` to reuse an aiohttp session you own.
+    request (not event streams); ``busy_timeout`` bounds the total wait of a search for a busy
+    directory (503 with ``Retry-After``). Pass ``session`` to reuse an aiohttp session you own.
     """
 
     def __init__(
@@ -71,11 +79,13 @@ class DirectoryClient:
         *,
         token: str | None = None,
         timeout: float = 10.0,
+        busy_timeout: float = 30.0,
         session: aiohttp.ClientSession | None = None,
     ) -> None:
         self.url = url.rstrip("/") + "/"
         self._headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._busy_timeout = busy_timeout
         self._session = session
         self._owns_session = session is None
         self._state = _State.UNOPENED
@@ -106,24 +116,46 @@ class DirectoryClient:
         return f"{self.url}things/{quote(thing_id, safe='')}"
 
     async def _request(
-        self, method: str, path: str, *, expect: tuple[int, ...] = (200,), **kwargs: Any
+        self,
+        method: str,
+        path: str,
+        *,
+        expect: tuple[int, ...] = (200,),
+        wait_busy: bool = False,
+        **kwargs: Any,
     ) -> tuple[int, Mapping[str, str], bytes]:
+        """One request; with ``wait_busy``, repeated while the directory answers 503 with
+        ``Retry-After`` (for queries only: they change nothing, so asking again is safe)."""
         if self._state is not _State.OPENED or self._session is None:
             raise RuntimeError("use the DirectoryClient inside 'async with'")
         url = path if path.startswith(("http://", "https://")) else urljoin(self.url, path)
         headers = {**self._headers, **kwargs.pop("headers", {})}
-        try:
-            async with self._session.request(
-                method, url, headers=headers, timeout=self._timeout, **kwargs
-            ) as response:
-                body = await response.read()
-                if response.status not in expect:
-                    raise _error(method, url, response.status, body)
-                return response.status, response.headers, body
-        except aiohttp.ClientError as exc:
-            raise DirectoryError(f"{method} {url} failed: {exc or type(exc).__name__}") from exc
-        except TimeoutError as exc:
-            raise DirectoryError(f"{method} {url}: no answer within {self._timeout.total} s") from exc
+        started = time.monotonic()
+        while True:
+            try:
+                async with self._session.request(
+                    method, url, headers=headers, timeout=self._timeout, **kwargs
+                ) as response:
+                    body = await response.read()
+                    if response.status in expect:
+                        return response.status, response.headers, body
+                    delay = _retry_after(response.headers.get("Retry-After"))
+                    if not wait_busy or response.status != 503 or delay is None:
+                        raise _error(method, url, response.status, body)
+                    waited = time.monotonic() - started
+                    if waited + delay > self._busy_timeout:
+                        raise _error(
+                            method,
+                            url,
+                            response.status,
+                            body,
+                            note=f" (still busy after {waited:.1f} s; busy_timeout={self._busy_timeout:g} s)",
+                        )
+            except aiohttp.ClientError as exc:
+                raise DirectoryError(f"{method} {url} failed: {exc or type(exc).__name__}") from exc
+            except TimeoutError as exc:
+                raise DirectoryError(f"{method} {url}: no answer within {self._timeout.total} s") from exc
+            await asyncio.sleep(delay)
 
     async def _json(self, method: str, path: str, **kwargs: Any) -> Any:
         _, _, body = await self._request(method, path, **kwargs)
@@ -228,17 +260,21 @@ class DirectoryClient:
             request["sort"] = sort
         if limit is not None:
             request["limit"] = limit
-        result = await self._json("POST", "search/filter", json=request)
+        result = await self._json("POST", "search/filter", json=request, wait_busy=True)
         return result["members"]  # type: ignore[no-any-return]
 
     async def jsonpath(self, query: str) -> builtins.list[Any]:
         """An RFC 9535 JSONPath query over the array of all TDs."""
-        return await self._json("GET", "search/jsonpath", params={"query": query})  # type: ignore[no-any-return]
+        return await self._json("GET", "search/jsonpath", params={"query": query}, wait_busy=True)  # type: ignore[no-any-return]
 
     async def sparql(self, query: str) -> Any:
         """A SPARQL query: SELECT/ASK give SPARQL JSON results, CONSTRUCT/DESCRIBE JSON-LD."""
         return await self._json(
-            "POST", "search/sparql", data=query.encode(), headers={"Content-Type": "application/sparql-query"}
+            "POST",
+            "search/sparql",
+            data=query.encode(),
+            headers={"Content-Type": "application/sparql-query"},
+            wait_busy=True,
         )
 
     # -- Events API --------------------------------------------------------------------------
@@ -292,11 +328,28 @@ class DirectoryClient:
             await asyncio.sleep(parser.retry / 1000 if parser.retry is not None else retry_delay)
 
 
-def _error(method: str, url: str, status: int, body: bytes) -> DirectoryError:
+def _error(method: str, url: str, status: int, body: bytes, *, note: str = "") -> DirectoryError:
     problem = ProblemDetails.from_body(body, status=status)
     return DirectoryError(
-        f"{method} {url} answered {status}: {problem.message}", status=status, problem=problem.to_dict()
+        f"{method} {url} answered {status}: {problem.message}{note}", status=status, problem=problem.to_dict()
     )
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delay-seconds or an HTTP-date), None
+    without a usable one. At least 0.1 s: a busy directory is not asked again at once."""
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return max(0.1, float(value))
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:  # "-0000": RFC 9110 dates are GMT anyway
+        when = when.replace(tzinfo=datetime.UTC)
+    return max(0.1, when.timestamp() - time.time())
 
 
 def _id_from_location(location: str) -> str:

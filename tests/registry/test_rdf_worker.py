@@ -13,6 +13,8 @@ import aiohttp
 import pytest
 
 from registry import DIRECTORY, Directory, DirectorySettings
+from tests.servers import eventually
+from wot_agents import DirectoryClient, DirectoryError
 
 from ._procs import alive
 from .conftest import running_app
@@ -124,3 +126,59 @@ async def test_closing_ends_the_worker(tmp_path: Path) -> None:
         pid = await _worker_pid(directory)
         assert alive(pid)
     assert not alive(pid)  # joined on close, not left behind
+
+
+def _statuses() -> tuple[aiohttp.TraceConfig, list[int]]:
+    """A trace config recording the status of every answer a session gets, in order."""
+    statuses: list[int] = []
+
+    async def ended(session: Any, context: Any, params: aiohttp.TraceRequestEndParams) -> None:
+        statuses.append(params.response.status)
+
+    trace = aiohttp.TraceConfig()
+    trace.on_request_end.append(ended)
+    return trace, statuses
+
+
+async def test_the_client_asks_again_while_the_index_catches_up_as_retry_after_says(
+    served: tuple[str, Directory], http: aiohttp.ClientSession, make_td: Any
+) -> None:
+    url, directory = served
+    directory.rdf.query_timeout = 0.5  # how long a query waits for the index before the 503
+    pid = await _worker_pid(directory)
+    await _put(http, url, make_td(id="urn:example:before"))
+    assert await _count_when_ready(http, url) == (200, 1)
+    trace, statuses = _statuses()
+    os.kill(pid, signal.SIGSTOP)  # the index cannot make progress
+    try:
+        await asyncio.gather(*(_put(http, url, make_td(id=f"urn:example:during-{i}")) for i in range(3)))
+        async with (
+            aiohttp.ClientSession(trace_configs=[trace]) as session,
+            DirectoryClient(url, session=session, busy_timeout=600) as client,
+        ):
+            query = asyncio.create_task(client.sparql(COUNT))
+            await eventually(lambda: 503 in statuses, within=120)
+            os.kill(pid, signal.SIGCONT)
+            result = await query
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert result["results"]["bindings"][0]["n"]["value"] == "4"
+    assert statuses[0] == 503 and statuses[-1] == 200
+
+
+async def test_the_client_gives_up_on_a_busy_index_after_busy_timeout(
+    served: tuple[str, Directory], http: aiohttp.ClientSession, make_td: Any
+) -> None:
+    url, directory = served
+    directory.rdf.query_timeout = 0.5
+    pid = await _worker_pid(directory)
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        await _put(http, url, make_td(id="urn:example:unindexed"))
+        async with DirectoryClient(url, busy_timeout=1.5) as client:
+            with pytest.raises(DirectoryError) as raised:
+                await client.sparql(COUNT)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert raised.value.status == 503 and "still indexing" in str(raised.value)
+    assert "still busy after" in str(raised.value) and "busy_timeout=1.5 s" in str(raised.value)
