@@ -20,12 +20,16 @@ import signal
 import socket
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import pytest
 
 from tests.guards import BLOCKED, BlockingMonitor, Snapshot
+
+if TYPE_CHECKING:
+    from router import MiniLMEmbedder
+    from tests.agents import Deployment
 
 DATA = Path(__file__).parent / "data"
 REPO = Path(__file__).parent.parent
@@ -85,6 +89,21 @@ def pytest_configure(config: pytest.Config) -> None:
     # handler then), said no goodbye and was killed. Ctrl-C means here what it means in a terminal.
     if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
         signal.signal(signal.SIGINT, signal.default_int_handler)
+    _stop_on_sigterm()
+
+
+def _terminated(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"stopped by signal {signum}")
+
+
+def _stop_on_sigterm() -> None:
+    """SIGTERM (a CI timeout, ``kill``) ends the run as Ctrl-C does: pytest then tears down every
+    fixture, so the session's etcd, API server, mosquitto and llama.cpp server stop with it
+    instead of outliving the run (SIGTERM's default action ends the process on the spot).
+    Called again before each test: code under test that serves until a signal
+    (``loop.add_signal_handler``) puts back the default action when it stops."""
+    if signal.getsignal(signal.SIGTERM) is not _terminated:
+        signal.signal(signal.SIGTERM, _terminated)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -102,6 +121,7 @@ def pytest_runtest_setup(item: pytest.Item) -> Any:
     # callback the guard would count its own wait as the test blocking the loop (0.13-0.31 s seen
     # in fixture set-up under load).
     item.stash[_SETUP] = Snapshot.take()
+    _stop_on_sigterm()
     return (yield)
 
 
@@ -185,6 +205,21 @@ async def directory() -> AsyncIterator[str]:
 
     async with running_directory(purge_interval=0.2) as url:
         yield url
+
+
+@pytest.fixture
+async def deployment(minilm: MiniLMEmbedder) -> AsyncIterator[Deployment]:
+    """A directory on a free port and a ``tests.agents.Deployment`` around it: add agents, then
+    ``start()`` a runtime following the directory (runtime, trust and page tests)."""
+    from contextlib import AsyncExitStack
+
+    from registry import create_app
+    from tests.agents import Deployment
+    from wot_agents import serve_app
+
+    async with AsyncExitStack() as stack:
+        directory = await stack.enter_async_context(serve_app(create_app(), shutdown_timeout=1))
+        yield Deployment(directory, stack, minilm)
 
 
 # --- real components -----------------------------------------------------------------------

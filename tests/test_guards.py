@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import socket
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
+from tests.conftest import REPO
 from tests.guards import BlockingMonitor, Snapshot
 from tests.servers import eventually
 
@@ -81,3 +85,57 @@ def test_the_monitor_keeps_no_file_open_for_an_ended_thread() -> None:
     thread.join()
     monitor._others_wait()
     assert thread.native_id not in monitor._thread_fds  # and its file closed once it ended
+
+
+#: A run whose session fixture starts a real mosquitto (in its own session, as LocalBroker does),
+#: then waits in a test until it is stopped.
+_STOPPED_RUN = """
+import os, time
+from pathlib import Path
+
+import pytest
+
+from wot_agents.bindings.mqtt import LocalBroker
+
+
+@pytest.fixture(scope="session")
+def broker():
+    with LocalBroker() as running:
+        yield running
+
+
+def test_waits(broker):
+    Path(os.environ["BROKER_PID"]).write_text(str(broker._process.pid))
+    time.sleep(120)
+"""
+
+
+async def test_sigterm_ends_the_run_with_its_session_fixtures(tmp_path: Path) -> None:
+    """A SIGTERM'd run (a CI timeout) tears its fixtures down: its broker does not outlive it."""
+    (tmp_path / "test_stopped.py").write_text(_STOPPED_RUN)
+    pid_file = tmp_path / "broker.pid"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "BROKER_PID": str(pid_file)}
+    run = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-c", str(REPO / "pyproject.toml"),
+        "-p", "tests.conftest",
+        "--rootdir", str(tmp_path), str(tmp_path / "test_stopped.py"),
+        cwd=tmp_path, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        await eventually(lambda: pid_file.exists() and pid_file.read_text() != "", within=60)
+        broker = int(pid_file.read_text())
+        run.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(60):
+            output = (await run.communicate())[0].decode()
+    finally:
+        if run.returncode is None:
+            run.kill()
+            await run.wait()
+    try:
+        os.kill(broker, 0)
+    except ProcessLookupError:
+        pass  # stopped by the run's teardown
+    else:
+        os.kill(broker, signal.SIGKILL)
+        pytest.fail(f"mosquitto {broker} outlived the SIGTERM'd run:\n{output}")
+    assert run.returncode == pytest.ExitCode.INTERRUPTED, output

@@ -13,12 +13,11 @@ from urllib.parse import urlsplit
 import aiohttp
 import pytest
 
+from tests.agents import make_agent
 from tests.servers import running_directory
 from wot_agents import AgentDescription, DirectoryClient, consume
 from wot_agents.bindings import serve
 from wot_agents.bindings.mqtt import MqttServer
-
-from ..wot_agents.bindings.conftest import make_agent
 
 HERE = Path(__file__).parent
 NODE = shutil.which("node")

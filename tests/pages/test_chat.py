@@ -10,8 +10,8 @@ import aiohttp
 import pytest
 from playwright.async_api import Page, expect
 
+from tests.agents import Deployment, chat_agent
 from tests.pages.conftest import screenshot
-from tests.runtime.conftest import Deployment, chat_agent, deployment  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.slow
 
@@ -29,7 +29,7 @@ WATCH_ANSWERS = """() => {
 
 
 async def test_a_chat_turn_streams_and_shows_the_agent_and_why(
-    deployment: Deployment,  # noqa: F811
+    deployment: Deployment,
     page: Page,
     tmp_path: Path,
 ) -> None:

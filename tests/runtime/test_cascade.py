@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import aiohttp
 
-from .conftest import Deployment, body, chat_agent
-from .test_chat import post
+from tests.agents import Deployment, body, chat_agent, post
 
 
 async def test_the_cascade_routes_sure_turns_fast_and_escalates_the_rest(

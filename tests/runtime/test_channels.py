@@ -10,9 +10,7 @@ import aiohttp
 import pytest
 
 from runtime import ChannelTable, Runtime, RuntimeSettings
-
-from .conftest import Deployment, body, chat_agent
-from .test_chat import post
+from tests.agents import Deployment, body, chat_agent, post
 
 CHANNELS = """
 apiVersion: "lmos.eclipse/v1"

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any
 
 import aiohttp
 import pytest
 
 from runtime import RuntimeSettings
-
-from .conftest import Deployment, body, chat_agent
+from tests.agents import Deployment, body, chat_agent, post
 
 #: The request body of the LMOS runtime README's curl example, byte for byte, but for the query.
 README_BODY = """{
@@ -31,27 +29,6 @@ README_BODY = """{
              "userId": "user456"
            }
          }"""
-
-
-async def post(
-    http: aiohttp.ClientSession,
-    url: str,
-    payload: Any,
-    *,
-    turn: str | None = "turn-1",
-    prefix: str = "/apis/v1",
-    tenant: str = "acme",
-    conversation: str = "conv-1",
-    headers: dict[str, str] | None = None,
-) -> tuple[int, dict[str, Any]]:
-    sent = {"Content-Type": "application/json", **(headers or {})}
-    if turn is not None:
-        sent["x-turn-id"] = turn
-    data = payload if isinstance(payload, str | bytes) else json.dumps(payload)
-    async with http.post(
-        f"{url}{prefix}/{tenant}/chat/{conversation}/message", data=data, headers=sent
-    ) as reply:
-        return reply.status, await reply.json()
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from .conftest import body, chat_agent
+from tests.agents import body, chat_agent
 
 
 async def test_the_command_serves_agent_files_and_stops_on_sigint(tmp_path: Path) -> None:

@@ -7,8 +7,7 @@ from typing import Any
 
 import aiohttp
 
-from .conftest import Deployment, body, chat_agent
-from .test_chat import post
+from tests.agents import Deployment, body, chat_agent, post
 
 LLM = {"llm_model": "smollm2", "llm_response_format": "json_object+schema"}
 

@@ -12,11 +12,8 @@ from typing import Any
 import aiohttp
 import pytest
 
+from tests.agents import Deployment, body, chat_agent, post, sse
 from wot_agents import AnonymizationEntity, ChatMessage, ChatReply, ChatRequest, TraceContext, current_trace
-
-from .conftest import Deployment, body, chat_agent
-from .test_chat import post
-from .test_streaming import sse
 
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 NAME = {"type": "NAME", "value": "Alice", "replacement": "<NAME_1>"}

@@ -10,10 +10,8 @@ import aiohttp
 
 from discovery import Announcer
 from runtime import Runtime, RuntimeSettings, create_app, mdns_source
+from tests.agents import body, chat_agent, post
 from wot_agents import serve_app
-
-from .conftest import body, chat_agent
-from .test_chat import post
 
 LOOPBACK = ["127.0.0.1"]
 

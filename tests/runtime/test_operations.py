@@ -12,8 +12,7 @@ from typing import Any
 
 import aiohttp
 
-from .conftest import Deployment, body, chat_agent
-from .test_chat import post
+from tests.agents import Deployment, body, chat_agent, post
 
 
 async def test_metrics_health_and_openapi(deployment: Deployment, http: aiohttp.ClientSession) -> None:

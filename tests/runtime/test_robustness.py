@@ -9,9 +9,7 @@ from typing import Any
 import aiohttp
 
 from runtime import Breaker
-
-from .conftest import Deployment, body, chat_agent
-from .test_chat import post
+from tests.agents import Deployment, body, chat_agent, post
 
 
 async def test_an_agent_killed_mid_conversation(deployment: Deployment, http: aiohttp.ClientSession) -> None:

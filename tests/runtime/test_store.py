@@ -16,9 +16,7 @@ from typing import Any
 import aiohttp
 
 from runtime import SQLiteConversationStore, StoredTurn
-
-from .conftest import Deployment, body, chat_agent
-from .test_chat import post
+from tests.agents import Deployment, body, chat_agent, post
 
 
 def turn(n: int, agent: str = "urn:a", at: float | None = None) -> StoredTurn:

@@ -8,8 +8,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from .conftest import Deployment, body, chat_agent
-from .test_chat import post
+from tests.agents import Deployment, body, chat_agent, post, sse
 
 
 @pytest.fixture
@@ -19,23 +18,6 @@ async def streaming(deployment: Deployment, mosquitto: str) -> Deployment:
     await deployment.add(chat_agent("travel"), mqtt=mosquitto)
     await deployment.start(router="explicit")
     return deployment
-
-
-async def sse(http: aiohttp.ClientSession, url: str, payload: Any, turn: str = "t1") -> tuple[int, list[Any]]:
-    """POST with Accept: text/event-stream; the (event, data) pairs, or the JSON error."""
-    headers = {"Accept": "text/event-stream", "x-turn-id": turn}
-    async with http.post(f"{url}/apis/v1/acme/chat/c1/message", json=payload, headers=headers) as reply:
-        if reply.content_type != "text/event-stream":
-            return reply.status, [await reply.json()]
-        events: list[Any] = []
-        kind = ""
-        async for raw in reply.content:
-            line = raw.decode().rstrip("\n")
-            if line.startswith("event: "):
-                kind = line[7:]
-            elif line.startswith("data: "):
-                events.append((kind, json.loads(line[6:])))
-        return reply.status, events
 
 
 @pytest.mark.parametrize("agent", ["WeatherAgent", "BillingAgent", "TravelAgent"])

@@ -16,10 +16,8 @@ import aiomqtt
 import pytest
 from aiohttp import web
 
+from tests.agents import Deployment, body, chat_agent, post
 from wot_agents import serve_app
-
-from .conftest import Deployment, body, chat_agent
-from .test_chat import post
 
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 TRACESTATE = "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7"

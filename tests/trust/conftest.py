@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from wot_agents import Agent
 
-from ..runtime.conftest import deployment  # noqa: F401 (the runtime's fixture)
-
 
 def make_agent(title: str = "Signed Weather", thing_id: str = "urn:test:signed-weather") -> Agent:
     agent = Agent(title, id=thing_id, description="Answers weather questions, and signs what it says.")

@@ -6,10 +6,8 @@ from pathlib import Path
 
 import aiohttp
 
+from tests.agents import Deployment, body, chat_agent, post
 from wot_agents import AccessPolicy, AgentIdentity, GroupClient
-
-from ..runtime.conftest import Deployment, body, chat_agent
-from ..runtime.test_chat import post
 
 
 async def test_the_runtime_forwards_only_to_signed_agents_and_calls_as_a_member(

@@ -13,7 +13,7 @@ from collections.abc import Callable
 import pytest
 from aiohttp import web
 
-from tests.wot_agents.bindings.conftest import make_agent
+from tests.agents import make_agent
 from wot_agents import (
     DescriptionError,
     RemoteError,

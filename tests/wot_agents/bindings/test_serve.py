@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 import aiohttp
 import pytest
 
+from tests.agents import make_agent
 from wot_agents import Agent, ConnectError, NoSuitableFormError, RemoteError, consume
 from wot_agents.bindings import (
     ApiKey,
@@ -21,7 +22,7 @@ from wot_agents.bindings import (
     serve,
 )
 
-from .conftest import BINDINGS, make_agent
+from .conftest import BINDINGS
 
 
 def _closed_port() -> int:

@@ -1,16 +1,23 @@
-"""Real parts for the runtime tests: SDK chat agents on every binding, a directory, MiniLM, the runtime."""
+"""The agents tests serve for real, shared by every test package (never imported from a conftest).
+
+``make_agent``: an agent with one affordance of each kind (bindings, interop). ``chat_agent``,
+``Deployment`` and ``body``: LMOS chat agents, a directory they register in and a runtime
+following it (runtime, trust and page tests; the ``deployment`` fixture of tests/conftest.py); ``post`` and
+``sse``: a chat turn sent to a runtime, answered as JSON or as server-sent events.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
 from typing import Any
 
-import pytest
+import aiohttp
+from pydantic import BaseModel
 
-from registry import create_app as create_directory
 from router import MiniLMEmbedder, VectorRouter
 from runtime import CatalogSource, Runtime, RuntimeSettings, create_app
 from wot_agents import (
@@ -141,13 +148,6 @@ class Deployment:
             await self.runtime.catalog.wait_for(lambda catalog: len(catalog) == count)
 
 
-@pytest.fixture
-async def deployment(minilm: MiniLMEmbedder) -> AsyncIterator[Deployment]:
-    async with AsyncExitStack() as stack:
-        directory = await stack.enter_async_context(serve_app(create_directory(), shutdown_timeout=1))
-        yield Deployment(directory, stack, minilm)
-
-
 def body(query: str, *, channel: str = "web", explicit: str | None = None, **extra: Any) -> dict[str, Any]:
     """An LMOS chat request body."""
     input_context: dict[str, Any] = {"messages": [{"role": "user", "format": "text", "content": query}]}
@@ -159,3 +159,75 @@ def body(query: str, *, channel: str = "web", explicit: str | None = None, **ext
         "userContext": {"userId": "user456"},
         **extra,
     }
+
+
+async def post(
+    http: aiohttp.ClientSession,
+    url: str,
+    payload: Any,
+    *,
+    turn: str | None = "turn-1",
+    prefix: str = "/apis/v1",
+    tenant: str = "acme",
+    conversation: str = "conv-1",
+    headers: dict[str, str] | None = None,
+) -> tuple[int, dict[str, Any]]:
+    """POST an LMOS chat turn: the status and the JSON answer."""
+    sent = {"Content-Type": "application/json", **(headers or {})}
+    if turn is not None:
+        sent["x-turn-id"] = turn
+    data = payload if isinstance(payload, str | bytes) else json.dumps(payload)
+    async with http.post(
+        f"{url}{prefix}/{tenant}/chat/{conversation}/message", data=data, headers=sent
+    ) as reply:
+        return reply.status, await reply.json()
+
+
+async def sse(http: aiohttp.ClientSession, url: str, payload: Any, turn: str = "t1") -> tuple[int, list[Any]]:
+    """POST with Accept: text/event-stream; the (event, data) pairs, or the JSON error."""
+    headers = {"Accept": "text/event-stream", "x-turn-id": turn}
+    async with http.post(f"{url}/apis/v1/acme/chat/c1/message", json=payload, headers=headers) as reply:
+        if reply.content_type != "text/event-stream":
+            return reply.status, [await reply.json()]
+        events: list[Any] = []
+        kind = ""
+        async for raw in reply.content:
+            line = raw.decode().rstrip("\n")
+            if line.startswith("event: "):
+                kind = line[7:]
+            elif line.startswith("data: "):
+                events.append((kind, json.loads(line[6:])))
+        return reply.status, events
+
+
+class Alert(BaseModel):
+    level: int
+    text: str
+
+
+def make_agent() -> Agent:
+    """Actions (plain, slow, failing, asynchronous), properties (observable, read-only), an event."""
+    agent = Agent("Test Weather", id="urn:test:weather", description="Answers weather questions.")
+
+    @agent.action(description="Adds two numbers.")
+    async def add(a: int, b: int = 1) -> int:
+        return a + b
+
+    @agent.action(description="Waits, then answers.")
+    async def wait(seconds: float) -> str:
+        await asyncio.sleep(seconds)
+        return "done"
+
+    @agent.action(description="Always fails.")
+    async def broken() -> str:
+        raise RuntimeError("the weather service is down")
+
+    @agent.action(description="Runs in the background.", synchronous=False)
+    async def long_job(seconds: float) -> str:
+        await asyncio.sleep(seconds)
+        return "finished"
+
+    agent.property("temperature", float, default=20.0, observable=True, unit="celsius")
+    agent.property("station", str, default="Berlin", writable=False)
+    agent.event("alert", Alert)
+    return agent
