@@ -61,7 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = args.run(args)
         if inspect.iscoroutine(result):
             result = asyncio.run(result)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # a finite command stopped midway; servers and watchers exit 0 (_signals)
         return 130
     return int(result or 0)
 

@@ -101,6 +101,8 @@ async def run(args: argparse.Namespace) -> int:
         return 2
     logging.getLogger("aiohttp.access").setLevel(logging.INFO)  # one line per request, whatever -v says
     async with AsyncExitStack() as stack:
+        # First in, last out: a signal at any point from here on stops the directory cleanly.
+        stop = stack.enter_context(stop_on_signals())
         try:
             kube, namespace, store = await _kubernetes(args, stack)
             app = create_app(settings, store=store)
@@ -147,7 +149,6 @@ async def run(args: argparse.Namespace) -> int:
             # Closed first (goodbye packets) while the directory still answers.
             stack.push_async_callback(announcer.aclose)
             print(f"directory announced as {announcer.name}", flush=True)
-        stop = stack.enter_context(stop_on_signals())
         await stop.wait()
         print("directory stopping", flush=True)
     return 0

@@ -8,6 +8,8 @@ import json
 import sys
 from typing import TYPE_CHECKING, Any
 
+from ._signals import stop_on_signals, until_stopped
+
 if TYPE_CHECKING:
     from discovery import DiscoveredAgent
 
@@ -48,17 +50,24 @@ async def run(args: argparse.Namespace) -> int:
     from discovery import Browser
 
     if args.bridge:
-        return await _bridge(args)
+        with stop_on_signals() as stop:
+            return await _bridge(args, stop)
     timeout = args.timeout if args.timeout is not None else (None if args.watch else 3.0)
-    async with Browser(directories_only=args.directories, interfaces=args.interface) as browser:
-        if args.watch:
-            try:
-                async with asyncio.timeout(timeout):
+    if args.watch:
+        with stop_on_signals() as stop:
+            async with Browser(directories_only=args.directories, interfaces=args.interface) as browser:
+
+                async def watch() -> None:
                     async for event in browser:
                         _print(event.kind, event.agent, as_json=args.json)
-            except TimeoutError:
-                pass
-            return 0
+
+                try:
+                    async with asyncio.timeout(timeout):
+                        await until_stopped(stop, watch())
+                except TimeoutError:
+                    pass
+        return 0
+    async with Browser(directories_only=args.directories, interfaces=args.interface) as browser:
         await asyncio.sleep(timeout or 0)
         agents = sorted(browser.agents.values(), key=lambda agent: agent.name)
     if args.json:
@@ -70,7 +79,7 @@ async def run(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _bridge(args: argparse.Namespace) -> int:
+async def _bridge(args: argparse.Namespace, stop: asyncio.Event) -> int:
     from discovery import DirectoryBridge, find_directory
     from wot_agents import DirectoryNotFound
 
@@ -83,7 +92,7 @@ async def _bridge(args: argparse.Namespace) -> int:
             return 1
     async with DirectoryBridge(url, token=args.token, interfaces=args.interface):
         print(f"mirroring the agents announced on the LAN into {url}", flush=True)
-        await asyncio.Event().wait()
+        await stop.wait()
     return 0
 
 

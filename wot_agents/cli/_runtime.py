@@ -71,15 +71,15 @@ async def run(args: argparse.Namespace) -> int:
     asyncio.get_running_loop().set_default_executor(
         ThreadPoolExecutor(max_workers=32, thread_name_prefix="wot-runtime")
     )
-    try:
-        async with serve_app(
-            create_app(settings), settings.host, settings.port, shutdown_timeout=settings.agent_timeout
-        ) as url:
-            print(f"runtime listening on {url}/apis/v1/", flush=True)
-            with stop_on_signals() as stop:
+    with stop_on_signals() as stop:  # from here on a signal stops the runtime cleanly
+        try:
+            async with serve_app(
+                create_app(settings), settings.host, settings.port, shutdown_timeout=settings.agent_timeout
+            ) as url:
+                print(f"runtime listening on {url}/apis/v1/", flush=True)
                 await stop.wait()
-            print("runtime stopping", flush=True)
-    except (OSError, ValueError, WotAgentsError) as exc:
-        print(f"wot-agents runtime: {exc}", file=sys.stderr)
-        return 2
+                print("runtime stopping", flush=True)
+        except (OSError, ValueError, WotAgentsError) as exc:
+            print(f"wot-agents runtime: {exc}", file=sys.stderr)
+            return 2
     return 0
