@@ -248,8 +248,9 @@ async def enter_together(stack: contextlib.AsyncExitStack, *managers: Any) -> li
             if not task.cancelled() and task.exception() is None:
                 stack.push_async_exit(manager)
     for task in tasks:
-        if task.exception() is not None:
-            raise task.exception()  # type: ignore[misc]
+        error = task.exception()
+        if error is not None:
+            raise error
     return [task.result() for task in tasks]
 
 
@@ -348,13 +349,12 @@ async def demo(args: argparse.Namespace) -> int:
         print(f"  directory     {directory}/  (descriptions in {db or 'memory'})")
         broker = await stack.enter_async_context(LocalBroker())
         print(f"  mosquitto     {broker.url}")
-        agents = [
+        agents: list[tuple[Agent, dict[str, Any]]] = [
             (weather_agent(), {"http": True}),
             (billing_agent(), {"ws": True}),
             (translator_agent(), {"mqtt": broker.url}),
             (weather_beta_agent(), {"http": True}),
         ]
-        bindings: dict[str, str] = {}
         mdns = not args.no_mdns
         # Everything that mostly waits (mDNS probing, the model loading on its thread) starts
         # side by side: a second start is ready in seconds.
@@ -384,7 +384,9 @@ async def demo(args: argparse.Namespace) -> int:
                 embedder=args.embedder,
             )
         )
-        starting = [serve_app(create_runtime(runtime=runtime), host, args.runtime_port)]
+        starting: list[contextlib.AbstractAsyncContextManager[Any]] = [
+            serve_app(create_runtime(runtime=runtime), host, args.runtime_port)
+        ]
         if mdns:
             port = urlsplit(directory).port or 80
             starting += [

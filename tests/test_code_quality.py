@@ -1,4 +1,4 @@
-"""The code stays lint-clean (ruff), type-clean (mypy --strict over the packages in pyproject) and
+"""The code stays lint-clean (ruff), type-clean (mypy --strict over the packages and examples/) and
 layered (import-linter: no package imports one above it; the contract is in pyproject.toml).
 
 These run the same checks as ``make lint``, so CI refuses a change that breaks any of them.
@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 from tests.conftest import REPO
@@ -44,6 +45,12 @@ def test_ruff_finds_nothing() -> None:
 def test_mypy_strict_finds_nothing() -> None:
     result = _run("mypy")
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_mypy_checks_every_package_and_the_examples() -> None:
+    """What the README teaches is typed like the packages: mypy's configured files cover both."""
+    config = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["mypy"]
+    assert set(config["files"]) == {*PACKAGES, "examples"}
 
 
 def test_no_package_imports_one_above_it() -> None:
