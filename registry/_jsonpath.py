@@ -65,6 +65,7 @@ class _Segment:
 
     disjuncts: list[list[str]]  # the filter split at top-level ``||``, each part at top-level ``&&``
     several_selectors: bool  # a top-level ``,``: ``$[?..., 0]``
+    end: int  # where the closing bracket is in the scanned text
 
     @property
     def conjuncts(self) -> list[str]:
@@ -73,7 +74,8 @@ class _Segment:
 
 
 def _scan(text: str) -> _Segment | None:
-    """Scan ``text`` (what follows ``$[?``) up to the segment's closing bracket; None if none."""
+    """Scan ``text`` (what follows ``$[?``, or any opening bracket) up to the bracket closing it;
+    None if none does. The one scanner of brackets and string literals here."""
     depth, quote, start = 0, "", 0
     parts: list[str] = []
     disjuncts: list[list[str]] = []
@@ -92,7 +94,7 @@ def _scan(text: str) -> _Segment | None:
             depth += 1
         elif char in ")]":
             if depth == 0:
-                return _Segment([*disjuncts, [*parts, text[start:i]]], several)
+                return _Segment([*disjuncts, [*parts, text[start:i]]], several, i)
             depth -= 1
         elif char == "," and depth == 0:
             several = True
@@ -107,31 +109,9 @@ def _scan(text: str) -> _Segment | None:
     return None
 
 
-def _matching(text: str) -> int:
-    """Where the bracket opening ``text`` closes (outside string literals); -1 if it does not."""
-    depth, quote, i = 0, "", 0
-    while i < len(text):
-        char = text[i]
-        if quote:
-            if char == "\\":
-                i += 1
-            elif char == quote:
-                quote = ""
-        elif char in "'\"":
-            quote = char
-        elif char in "([":
-            depth += 1
-        elif char in ")]":
-            depth -= 1
-            if depth == 0:
-                return i
-        i += 1
-    return -1
-
-
 def _unwrap(text: str) -> str:
     """``text`` without the parentheses around all of it (``(a) && (b)`` keeps its own)."""
-    while text.startswith("(") and _matching(text) == len(text) - 1:
+    while text.startswith("(") and (inner := _scan(text[1:])) is not None and inner.end == len(text) - 2:
         text = text[1:-1].strip()
     return text
 
