@@ -263,6 +263,17 @@ class Runtime:
         self.metrics.gauge(
             "runtime_open_streams", "Open SSE and WebSocket streams.", lambda: self.open_streams
         )
+        # Read at scrape: batched turns / batches is the mean batch of concurrent vector turns.
+        self.metrics.gauge(
+            "runtime_routing_batches",
+            "Batches of vector-routed turns routed so far (one embedding call each).",
+            lambda: sum(batcher.batches for batcher in self._batchers.values()),
+        )
+        self.metrics.gauge(
+            "runtime_routing_batched_turns",
+            "Vector-routed turns routed in batches so far.",
+            lambda: sum(batcher.turns for batcher in self._batchers.values()),
+        )
         #: The catalog's agents passing each (tenant, channel, subset) filter, until it changes.
         self._filtered: dict[tuple[str, str, str], tuple[AgentDescription, ...]] = {}
         self.catalog.listen(lambda added, removed: self._filtered.clear())

@@ -123,6 +123,29 @@ async def test_concurrent_turns_are_routed_in_one_batch_each_getting_its_decisio
         await batcher.aclose()
 
 
+async def test_a_second_lane_starts_only_once_a_full_batch_waits() -> None:
+    # Small batches cost the model's fixed cost a run each: turns arriving while a lane routes
+    # join its next batch, unless a whole batch already waits.
+    routes = Routes()
+    batcher = RouteBatcher(routes, lanes=2, max_batch=4)
+    try:
+        first = asyncio.create_task(batcher.route("q0"))
+        assert await asyncio.to_thread(routes.entered.wait, 10)
+        waiting = [asyncio.create_task(batcher.route(f"q{n}")) for n in range(1, 4)]
+        await eventually(lambda: len(batcher._waiting) == 3, within=10)
+        assert len(batcher._lanes) == 1  # three waiting turns: no second lane
+        waiting.append(asyncio.create_task(batcher.route("q4")))
+        await eventually(lambda: len(routes.batches) == 2, within=10)  # four: a full batch
+        assert len(batcher._lanes) == 2
+        assert routes.batches[1] == ["q1", "q2", "q3", "q4"]
+        routes.release.set()
+        assert (await first).agent_id == "q0"
+        assert [(await task).agent_id for task in waiting] == ["q1", "q2", "q3", "q4"]
+    finally:
+        routes.release.set()
+        await batcher.aclose()
+
+
 async def test_a_failed_batch_fails_its_turns_and_the_lanes_stop_on_close() -> None:
     routes = Routes()
     routes.release.set()

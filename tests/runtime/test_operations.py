@@ -41,6 +41,8 @@ async def test_metrics_health_and_openapi(deployment: Deployment, http: aiohttp.
     assert 'runtime_agent_errors_total{agent="urn:test:agent:billing",status="502"} 1' in lines
     assert 'runtime_turn_seconds_count{transport="json"} 3' in lines
     assert "runtime_catalog_agents 2" in lines and "runtime_open_streams 0" in lines
+    # two vector-routed turns, one after the other: a batch each
+    assert {"runtime_routing_batches 2", "runtime_routing_batched_turns 2"} <= lines
     async with http.get(f"{url}/openapi.json") as answer:
         document = await answer.json()
     assert document["openapi"].startswith("3.1")
