@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -246,6 +247,11 @@ class CapabilityIndex:
         self._slot_versions: npt.NDArray[np.int64] = np.zeros(0, dtype=np.int64)
         self._tables: dict[str, _VectorTable] = {}
         self._lock = threading.RLock()
+        #: The descriptions this index removed or replaced (by object id, while someone holds them):
+        #: ``upsert(..., revive=False)`` skips them. A route's candidates were taken before it ran,
+        #: so they may be stale copies; indexing those would bring back an agent removed since, or
+        #: an agent's old description over its new one.
+        self._retired: weakref.WeakValueDictionary[int, AgentDescription] = weakref.WeakValueDictionary()
         #: Bumped on every change, so derived models (the classifier) know when to refit.
         self.version = 0
         self._view = IndexView(0, (), MappingProxyType({}), _readonly(np.zeros(0, dtype=np.int64)))
@@ -303,19 +309,29 @@ class CapabilityIndex:
         ]
         return hashlib.sha256("\n".join(facts).encode()).hexdigest()[:16]
 
-    def upsert(self, agents: Iterable[AgentDescription]) -> int:
-        """Index new agents and re-index changed ones; returns how many were (re)indexed."""
+    def upsert(self, agents: Iterable[AgentDescription], *, revive: bool = True) -> int:
+        """Index new agents and re-index changed ones; returns how many were (re)indexed.
+
+        ``revive=False`` skips descriptions this index removed or replaced (:meth:`retired`), also
+        when that happens while they are being embedded here: how a route indexes its candidates.
+        """
         changed = 0
         for agent in agents:
+            if not revive and self.retired(agent):
+                continue
             key = agent_key(agent)
             fingerprint = self.fingerprint(agent)
             with self._lock:
                 entry = self._entries.get(key)
                 if entry is not None and entry.agent.fingerprint == fingerprint:
                     continue
-            self._add(agent, key, fingerprint)
-            changed += 1
+            changed += self._add(agent, key, fingerprint, revive=revive)
         return changed
+
+    def retired(self, agent: AgentDescription) -> bool:
+        """Whether this description was removed from the index, or replaced by another, since it
+        was indexed (the very object: a new description of the same agent is not retired)."""
+        return self._retired.get(id(agent)) is agent
 
     def remove(self, agent_id: str) -> bool:
         with self._lock:
@@ -326,6 +342,7 @@ class CapabilityIndex:
             self.table("centroids").remove(entry.centroid_rows)
             self._slots[entry.agent.slot] = None
             self._free_slots.append(entry.agent.slot)
+            self._retired[id(entry.agent.description_model)] = entry.agent.description_model
             self.version += 1
             self._slot_versions[entry.agent.slot] = -1
             return True
@@ -337,13 +354,16 @@ class CapabilityIndex:
             self.remove(agent_id)
         self.upsert(agents)
 
-    def _add(self, agent: AgentDescription, key: str, fingerprint: str) -> None:
+    def _add(self, agent: AgentDescription, key: str, fingerprint: str, *, revive: bool = True) -> int:
         capabilities, texts = agent_texts(agent)
         vectors = self.embedder.embed([text for _, _, text in texts])  # outside the lock: the slow part
         labels = [number for _, number, _ in texts]
         centroid_labels, centroids = self._centroids(texts, vectors, len(capabilities))
         with self._lock:
+            if not revive and self.retired(agent):
+                return 0  # removed or replaced while it was embedded
             self.remove(key)
+            self._retired.pop(id(agent), None)  # indexed again (an explicit add of a removed agent)
             slot = self._free_slots.pop() if self._free_slots else len(self._slots)
             if slot == len(self._slots):
                 self._slots.append(None)
@@ -368,6 +388,7 @@ class CapabilityIndex:
             self._slots[slot] = entry
             self.version += 1
             self._slot_versions[slot] = self.version
+        return 1
 
     def _centroids(
         self, texts: Sequence[Text], vectors: Vectors, capabilities: int

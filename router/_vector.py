@@ -263,16 +263,23 @@ class VectorRouter(RouterBase):
         return indexed.slot if indexed is not None else None
 
     def _candidates(self, candidates: Sequence[AgentDescription] | None) -> list[str] | None:
-        """Index candidates the router has not seen (same object = unchanged) and return their ids."""
+        """Index candidates the router has not seen (same object = unchanged) and return their ids.
+
+        Never a description the router removed or replaced since (``revive=False``): the
+        candidates were taken before this route ran, and the agent may have left or changed
+        meanwhile (the runtime teaches the router each catalog change while turns wait to be
+        routed). Such an agent is simply not a candidate, or is ranked as it is indexed now.
+        """
         if candidates is None:
             return None
         unseen = [
             agent
             for agent in candidates
-            if (known := self.index.get(agent_key(agent))) is None or known.description_model is not agent
+            if ((known := self.index.get(agent_key(agent))) is None or known.description_model is not agent)
+            and not self.index.retired(agent)
         ]
         if unseen:
-            self.index.upsert(unseen)
+            self.index.upsert(unseen, revive=False)
         return [agent_key(agent) for agent in candidates]
 
     # -- routing --------------------------------------------------------------------------------

@@ -102,3 +102,71 @@ async def test_routes_while_agents_are_removed_and_readded(
             assert np.isfinite(decision.score)
     finally:
         cache.close()
+
+
+async def test_stale_candidates_never_bring_back_a_removed_or_replaced_agent(
+    minilm, agents: list[AgentDescription], make_agent
+) -> None:
+    # A runtime turn holds the candidates (the catalog's descriptions) it took before it was
+    # routed; meanwhile the runtime may teach the router that one left or changed. The router
+    # indexes candidates it has not seen, so a stale copy must not be indexed again.
+    async with VectorRouter(minilm) as router:
+        await router.add(agents)
+        await router.refitted()
+        stale = tuple(agents)
+        billing = next(agent for agent in agents if agent.id == "urn:test:billing")
+        updated = make_agent(
+            "urn:test:weather",
+            "Weather agent",
+            "Snow, storms and avalanche warnings.",
+            [("alerts", "weather alerts", ["is there an avalanche warning", "will a storm hit"])],
+        )
+        await router.remove("urn:test:billing")
+        await router.add([updated])
+        refund = "I want my money back for the last order"
+        batched = await asyncio.to_thread(router.route_many, [(refund, (), stale)])
+        alone = await asyncio.to_thread(router.route_sync, refund, stale)
+        for decision in (*batched, alone):
+            assert not isinstance(decision, Exception) and decision.agent_id != "urn:test:billing"
+        assert "urn:test:billing" not in router.index
+        weather = router.index.get("urn:test:weather")
+        assert weather is not None and weather.description_model is updated
+        # Candidates never seen are still indexed, and adding the removed agent brings it back.
+        newcomer = make_agent("urn:test:music", "Music agent", "Plays songs.", [("play", "play music", [])])
+        await asyncio.to_thread(router.route_sync, refund, [*stale, newcomer])
+        assert "urn:test:music" in router.index
+        await router.add([billing])
+        assert "urn:test:billing" in router.index
+
+
+async def test_a_candidate_removed_while_the_route_indexes_it_stays_removed(
+    minilm, agents: list[AgentDescription], make_agent
+) -> None:
+    # The route starts indexing a candidate new to the router; before its embedding is done, the
+    # runtime adds that agent and removes it again. The route's indexing must not outlive that.
+    class Held:
+        def __init__(self) -> None:
+            self.name, self.dim = minilm.name, minilm.dim
+            self.held = threading.Event()
+            self.release = threading.Event()
+            self.hold = True
+
+        def embed(self, texts: list[str]) -> np.ndarray:
+            if self.hold and "Music agent. Plays songs." in texts:
+                self.hold = False
+                self.held.set()
+                self.release.wait(10)
+            return minilm.embed(texts)
+
+    embedder = Held()
+    newcomer = make_agent("urn:test:music", "Music agent", "Plays songs.", [("play", "play music", [])])
+    async with VectorRouter(embedder) as router:
+        await router.add(agents)
+        route = asyncio.create_task(asyncio.to_thread(router.route_sync, "play a song", [*agents, newcomer]))
+        assert await asyncio.to_thread(embedder.held.wait, 10)
+        await router.add([newcomer])
+        await router.remove("urn:test:music")
+        embedder.release.set()
+        decision = await route
+        assert decision.agent_id != "urn:test:music"
+        assert "urn:test:music" not in router.index
