@@ -33,6 +33,7 @@ from wot_agents import (
     KubeWatchEvent,
     resolve_channel,
 )
+from wot_agents._backoff import Backoff
 
 __all__ = ["CHANNELS", "CHANNEL_ROLLOUTS", "CHANNEL_ROUTINGS", "ChannelOperator", "serves"]
 
@@ -116,15 +117,18 @@ class ChannelOperator:
         self._dirty.set()
 
     async def _run(self) -> None:
+        retry = Backoff(1.0)
         while True:
             await self._dirty.wait()
             self._dirty.clear()
             try:
                 await self.reconcile()
             except KubernetesError as exc:
-                logger.warning("reconciling channels failed, retrying: %s", exc)
-                await asyncio.sleep(1)
+                logger.warning("reconciling channels failed, retrying in %.0f s: %s", retry.delay, exc)
+                await retry.wait()
                 self._dirty.set()
+            else:
+                retry.reset()
             self.passes += 1
 
     async def reconcile(self) -> None:

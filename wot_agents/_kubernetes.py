@@ -20,7 +20,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import random
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +28,7 @@ from urllib.parse import quote
 
 import aiohttp
 
+from ._backoff import Backoff
 from ._errors import KubernetesError
 
 __all__ = [
@@ -405,6 +405,7 @@ class KubeInformer:
         self.watch_timeout = watch_timeout
         self.backoff = backoff
         self.max_backoff = max_backoff
+        self._retry = Backoff(backoff, max_backoff, jitter=0.5)  # refuses nonsense here, not in the task
         self.objects: dict[tuple[str, str], Obj] = {}
         self.resource_version = ""
         self.relists = 0  # lists after a 410 Gone
@@ -492,7 +493,8 @@ class KubeInformer:
         await self._advance(version)
 
     async def _run(self) -> None:
-        delay = self.backoff
+        retry = self._retry
+        retry.reset()
         need_list = False
         while True:
             try:
@@ -510,7 +512,7 @@ class KubeInformer:
                 # aclosing: a cancel while a change is being applied closes the stream at once.
                 async with contextlib.aclosing(stream):
                     async for raw in stream:
-                        delay = self.backoff
+                        retry.reset()
                         await self._apply(raw)
             except KubernetesError as exc:
                 if exc.status == 410:
@@ -518,9 +520,10 @@ class KubeInformer:
                     self.relists += 1
                     need_list = True
                     continue
-                logger.warning("watch of %s failed, retrying in %.1f s: %s", self.kind.plural, delay, exc)
-                await asyncio.sleep(delay * (0.5 + random.random()))
-                delay = min(delay * 2, self.max_backoff)
+                logger.warning(
+                    "watch of %s failed, retrying in %.1f s: %s", self.kind.plural, retry.delay, exc
+                )
+                await retry.wait()
                 if exc.status is not None and exc.status >= 500:
                     need_list = False  # the server answered: watch again from where we are
 

@@ -20,6 +20,7 @@ from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime, timedelta
 from typing import Any, Self
 
+from ._backoff import Backoff
 from ._errors import KubernetesError
 from ._kubernetes import KUBE_LEASES, KubeClient, KubeResource
 
@@ -108,6 +109,8 @@ class LeaderElection:
                 await self._release()
 
     async def _run(self) -> None:
+        # Tried again at the renewal cadence, failure or not: a backoff would let the Lease expire.
+        pace = Backoff(self.renew_every)
         while True:
             try:
                 held = await self._try_acquire_or_renew()
@@ -127,7 +130,7 @@ class LeaderElection:
             ):
                 log.warning("lease %s: lost by %s", self.name, self.identity)
                 await self._stop_leading()
-            await asyncio.sleep(self.renew_every)
+            await pace.wait()
 
     async def _stop_leading(self) -> None:
         task, self._leading = self._leading, None
