@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import ssl
 import uuid
 from collections.abc import AsyncIterator
@@ -23,9 +24,11 @@ from ..._trace import trace_headers
 from .._interfaces import Interaction, Stream
 from .._vocabulary import MAX_REPLY, MQTT_CONTROL_PACKETS, decode_payload, mqtt_control_packet, mqtt_qos
 from ._proof import prove
-from ._topics import REPLY_TOPIC_PREFIX, Broker, form_topic, publish_properties
+from ._topics import REPLY_TOPIC_PREFIX, Broker, Wire, form_topic, publish_properties
 
 __all__ = ["MqttClient"]
+
+log = logging.getLogger("wot_agents.bindings")
 
 
 class _Connection:
@@ -42,6 +45,8 @@ class _Connection:
         self.max_reply = max_reply
         self.username, self.password = username, password
         self.client: Any = None
+        #: The hot path (publishes, replies), once connected.
+        self.wire: Wire
         #: The client identifier names the reply topic, so a broker ACL can give each client its
         #: own replies only (mosquitto: ``pattern read wot-agents/replies/%c``).
         self.identifier = f"wot-agents-{uuid.uuid4().hex}"
@@ -67,25 +72,36 @@ class _Connection:
             # The broker drops larger messages rather than sending them (MQTT 5, 3.1.2.11.4).
             max_packet_size=self.max_reply + 64 * 1024,
         )
+        # Before subscribing: retained values arrive right after a SUBACK.
+        self.wire = Wire(client, self._on_message)
         await client.subscribe(self.reply_topic, qos=1)
         self.client = client
-        self._reader = asyncio.ensure_future(self._read())
+        self._reader = asyncio.ensure_future(self._watch())
 
-    async def _read(self) -> None:
+    def _on_message(self, message: Any) -> None:
+        """Each message, as paho reads it: a reply to its request (by MQTT 5 correlation data),
+        anything else to the local subscriptions whose filter matches its topic."""
         try:
-            async for message in self.client.messages:
-                topic = message.topic
-                if topic.value == self.reply_topic:
-                    correlation = getattr(message.properties, "CorrelationData", None)
-                    future = self.replies.get(bytes(correlation or b""))
-                    if future is not None and not future.done():
-                        future.set_result(message)
-                    continue
-                for pattern, queues in list(self.subscribers.items()):
-                    if topic.matches(pattern):
-                        for queue in queues:
-                            queue.put_nowait(message)
-        except Exception:  # the broker went away: wake everyone up
+            topic = message.topic
+            if topic == self.reply_topic:
+                correlation = getattr(message.properties, "CorrelationData", None)
+                future = self.replies.get(bytes(correlation or b""))
+                if future is not None and not future.done():
+                    future.set_result(message)
+                return
+            for pattern, queues in self.subscribers.items():
+                if self.wire.matches(pattern, topic):
+                    for queue in queues:
+                        queue.put_nowait(message)
+        except Exception:  # a topic that is not UTF-8: nobody subscribed to it
+            log.debug("MQTT: dropped a message from %s", self.broker.url, exc_info=True)
+
+    async def _watch(self) -> None:
+        """Wait for the broker to go (aiomqtt's message iteration ends), then wake everyone up."""
+        try:
+            async for _ in self.client.messages:  # every message went to _on_message: none here
+                pass
+        except Exception:  # the broker went away
             pass
         finally:
             for future in self.replies.values():
@@ -201,10 +217,15 @@ class MqttClient:
         user_properties = [*self._user_properties(interaction, topic, body), *trace_headers().items()]
         if user_properties:
             members["UserProperty"] = user_properties
+        retain = bool(form.mqtt_retain)
         if not interaction.expects_reply:
-            await connection.client.publish(
-                topic, body, qos=qos, retain=bool(form.mqtt_retain), properties=publish_properties(**members)
-            )
+            try:
+                async with asyncio.timeout(interaction.timeout):
+                    await connection.wire.publish_acknowledged(
+                        topic, body, qos=qos, retain=retain, properties=publish_properties(**members)
+                    )
+            except TimeoutError:
+                raise interaction.timed_out(f"{topic!r} (no acknowledgement)") from None
             return None
         correlation = uuid.uuid4().bytes
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
@@ -212,12 +233,9 @@ class MqttClient:
         members.update(ResponseTopic=connection.reply_topic, CorrelationData=correlation)
         try:
             async with asyncio.timeout(interaction.timeout):
-                await connection.client.publish(
-                    topic,
-                    body,
-                    qos=qos,
-                    retain=bool(form.mqtt_retain),
-                    properties=publish_properties(**members),
+                # The reply tells that the request arrived: no need to wait for its PUBACK too.
+                connection.wire.publish(
+                    topic, body, qos=qos, retain=retain, properties=publish_properties(**members)
                 )
                 message = await future
         except TimeoutError:

@@ -18,6 +18,7 @@ Packet Size) not to deliver anything much larger at all.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import ssl
@@ -39,6 +40,7 @@ from ._topics import (
     REPLY_TOPIC_PREFIX,
     TD_TOPIC_PREFIX,
     Broker,
+    Wire,
     publish_properties,
     reply_topic_allowed,
 )
@@ -83,7 +85,11 @@ class MqttServer:
         self.qos = qos
         self.topic_in_href = topic_in_href
         self._username, self._password = username, password
-        self._slots = asyncio.Semaphore(max_in_flight)
+        self._max_in_flight = max_in_flight
+        self._running = 0
+        #: Requests read while ``max_in_flight`` ran already; each starts as one finishes.
+        self._backlog: collections.deque[Any] = collections.deque()
+        self._wire: Wire | None = None
         self._context: ServeContext | None = None
         self._client: Any = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -159,6 +165,8 @@ class MqttServer:
                 tls_context=self.tls,
             )
             self._client = client
+            # Before subscribing: what the broker delivers then goes to _on_message.
+            self._wire = Wire(client, self._on_message)
             try:
                 await client.subscribe(f"{self._root()}/actions/+", qos=self.qos)
                 await client.subscribe(f"{self._root()}/properties/+/writeproperty", qos=self.qos)
@@ -169,7 +177,6 @@ class MqttServer:
                 for watched in (f"{self._root()}/properties/+", self.td_topic):
                     options = SubscribeOptions(qos=self.qos, noLocal=True)
                     await client.subscribe(watched, options=options)
-                self._spawn(self._receive())
                 for name, prop in context.agent.properties.items():
                     if not prop.affordance.write_only:
                         # Every readable property, observable or not: its retained value must stay current.
@@ -183,6 +190,7 @@ class MqttServer:
                 await self._stop()
 
     async def _stop(self) -> None:
+        self._backlog.clear()
         # Cancel until done: aiomqtt waits with asyncio.wait_for, which on Python 3.11 can swallow
         # a cancellation that arrives as the PUBACK does; one cancel() then left a task running
         # and shutdown hanging.
@@ -209,7 +217,8 @@ class MqttServer:
         """Publish ``payload`` retained on ``topic``, as what this agent owns there."""
         self._retained[topic] = payload
         members = {"ContentType": "application/td+json" if topic == self.td_topic else CONTENT_TYPE}
-        await self._client.publish(
+        assert self._wire is not None
+        await self._wire.publish_acknowledged(
             topic, payload, qos=self.qos, retain=True, properties=publish_properties(**members)
         )
 
@@ -268,19 +277,34 @@ class MqttServer:
                 if kind == "property":
                     await self._publish_property(name, value)
                 else:
-                    await self._client.publish(self.topic(kind, name), encode_payload(value), qos=self.qos)
+                    # Waiting for the broker's acknowledgement paces the events (slow: the oldest drop).
+                    assert self._wire is not None
+                    await self._wire.publish_acknowledged(
+                        self.topic(kind, name), encode_payload(value), qos=self.qos
+                    )
         finally:
             aclose = getattr(values, "aclose", None)
             if aclose is not None:
                 await aclose()
 
-    async def _receive(self) -> None:
-        async for message in self._client.messages:
-            await self._slots.acquire()
-            task = asyncio.ensure_future(self._handle(message))
-            task.add_done_callback(lambda _: self._slots.release())
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+    def _on_message(self, message: Any) -> None:
+        """Each message, as paho reads it: handled in a task of its own, ``max_in_flight`` at once."""
+        if self._running >= self._max_in_flight:
+            self._backlog.append(message)
+        else:
+            self._start(message)
+
+    def _start(self, message: Any) -> None:
+        self._running += 1
+        task = asyncio.ensure_future(self._handle(message))
+        self._tasks.add(task)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._running -= 1
+        if self._backlog and self._client is not None:
+            self._start(self._backlog.popleft())
 
     async def _handle(self, message: Any) -> None:
         assert self._context is not None
@@ -349,5 +373,7 @@ class MqttServer:
         members: dict[str, Any] = {"UserProperty": [("status", str(status))], "ContentType": content_type}
         if correlation is not None:
             members["CorrelationData"] = correlation
-        props = publish_properties(**members)
-        await self._client.publish(reply_to, body, qos=self.qos, properties=props)
+        # Sent at the end of this loop step; its PUBACK is not waited for: the caller waits for
+        # the reply itself, and paho keeps at most 20 unacknowledged (queueing the rest).
+        assert self._wire is not None
+        self._wire.publish(reply_to, body, qos=self.qos, properties=publish_properties(**members))

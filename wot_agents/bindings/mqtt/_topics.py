@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import socket
 import ssl
+from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +31,8 @@ __all__ = [
     "REPLY_TOPIC_PREFIX",
     "TD_TOPIC_PREFIX",
     "Broker",
+    "PackedProperties",
+    "Wire",
     "form_topic",
     "publish_properties",
     "reply_topic_allowed",
@@ -133,6 +136,108 @@ class Broker:
         return client
 
 
+class Wire:
+    """The hot path of one broker connection: paho's client, driven directly on the event loop.
+
+    aiomqtt connects, subscribes and disconnects; requests, replies and their acknowledgements go
+    through this instead, because aiomqtt's way costs more CPU than the rest of a request:
+    a task and an ``asyncio.wait`` per message it hands out, an ``Event`` and a ``wait_for`` task
+    per publish, and per packet written a thread-safe wake-up of the loop (a self-pipe write)
+    plus adding and removing a writer on the socket. Here paho calls ``on_message`` for each
+    message (on the loop, while reading; it must not raise), and everything queued while the
+    loop runs one step is written in one go at its end. It reaches into aiomqtt's paho client
+    (``_client``, ``_disconnected``), which aiomqtt 2.x keeps.
+    """
+
+    def __init__(self, client: Any, on_message: Callable[[Any], None]) -> None:
+        self._client = client
+        self._paho = client._client
+        self._loop = asyncio.get_running_loop()
+        self._acks: dict[int, asyncio.Future[None]] = {}
+        self._flush_scheduled = False
+        self._writer: int | None = None
+        from paho.mqtt.client import topic_matches_sub
+
+        #: Whether a topic matches a filter (``+`` and ``#`` wildcards).
+        self.matches: Callable[[str, str], bool] = topic_matches_sub
+        paho = self._paho
+        aiomqtt_published = paho.on_publish
+        aiomqtt_disconnected = paho.on_disconnect
+
+        def published(paho_client: Any, userdata: Any, mid: int, *rest: Any) -> None:
+            ack = self._acks.pop(mid, None)
+            if ack is not None and not ack.done():
+                ack.set_result(None)
+            aiomqtt_published(paho_client, userdata, mid, *rest)
+
+        def disconnected(*args: Any) -> None:
+            self._fail_acks()
+            aiomqtt_disconnected(*args)
+
+        paho.on_publish = published
+        paho.on_disconnect = disconnected
+        paho.on_message = lambda _client, _userdata, message: on_message(message)
+        paho.on_socket_register_write = self._register_write
+        paho.on_socket_unregister_write = self._unregister_write
+
+    def publish(
+        self, topic: str, payload: bytes, *, qos: int, retain: bool = False, properties: Any = None
+    ) -> asyncio.Future[None] | None:
+        """Queue one PUBLISH; the future (QoS 1/2 only) is done when the broker acknowledged it.
+
+        Nothing needs to wait for that future: the message is sent at the end of this loop step.
+        """
+        info = self._paho.publish(topic, payload, qos, retain, properties)
+        if info.rc:
+            raise ConnectError(f"cannot publish to {topic!r}: MQTT error {info.rc}")
+        if qos == 0 or info.is_published():
+            return None
+        ack: asyncio.Future[None] = self._loop.create_future()
+        self._acks[info.mid] = ack
+        return ack
+
+    async def publish_acknowledged(
+        self, topic: str, payload: bytes, *, qos: int, retain: bool = False, properties: Any = None
+    ) -> None:
+        """Publish and wait for the broker's acknowledgement (QoS 1/2): it paces the sender."""
+        ack = self.publish(topic, payload, qos=qos, retain=retain, properties=properties)
+        if ack is not None:
+            await ack  # left by a timeout, it stays until the acknowledgement or the disconnection
+
+    def _fail_acks(self) -> None:
+        acks, self._acks = self._acks, {}
+        for ack in acks.values():
+            if not ack.done():
+                ack.set_exception(ConnectError("lost the MQTT broker"))
+                ack.exception()  # retrieved: nobody may be waiting for it
+
+    def _register_write(self, _client: Any, _userdata: Any, _sock: Any) -> None:
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
+
+    def _unregister_write(self, _client: Any, _userdata: Any, _sock: Any) -> None:
+        if self._writer is not None:
+            self._loop.remove_writer(self._writer)
+            self._writer = None
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        paho = self._paho
+        try:
+            paho.loop_write()
+        except Exception as exc:  # a broken connection: aiomqtt's message iteration ends
+            disconnected = self._client._disconnected
+            if not disconnected.done():
+                disconnected.set_exception(exc)
+            return
+        sock = paho.socket()
+        if sock is not None and paho.want_write() and self._writer is None:
+            # The socket's buffer is full: write the rest when it has room again.
+            self._writer = sock.fileno()
+            self._loop.add_writer(self._writer, self._flush)
+
+
 def _import_aiomqtt() -> Any:
     try:
         import aiomqtt
@@ -141,15 +246,57 @@ def _import_aiomqtt() -> Any:
     return aiomqtt
 
 
-def publish_properties(**members: Any) -> Any:
-    """MQTT 5 PUBLISH properties (``ResponseTopic``, ``CorrelationData``, ``UserProperty``...)."""
-    from paho.mqtt.packettypes import PacketTypes
-    from paho.mqtt.properties import Properties
+#: MQTT 5 property identifiers of the PUBLISH properties this binding sends (MQTT 5, 2.2.2.2).
+_STRING_PROPERTIES = {"ContentType": 0x03, "ResponseTopic": 0x08}
+_CORRELATION_DATA, _USER_PROPERTY = 0x09, 0x26
 
-    properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+
+def _utf8(value: str | bytes) -> bytes:
+    data = value.encode() if isinstance(value, str) else bytes(value)
+    return len(data).to_bytes(2, "big") + data
+
+
+class PackedProperties:
+    """MQTT 5 PUBLISH properties, packed once when made.
+
+    paho asks its properties only for ``pack()`` when it writes a PUBLISH (and again if it
+    resends one); its own ``Properties.pack()`` walks every property name MQTT 5 defines,
+    which cost more than the rest of a publish.
+    """
+
+    __slots__ = ("_packed",)
+
+    def __init__(self, packed: bytes) -> None:
+        self._packed = packed
+
+    def pack(self) -> bytes:
+        return self._packed
+
+
+def publish_properties(**members: Any) -> PackedProperties:
+    """MQTT 5 PUBLISH properties: ``ContentType``, ``ResponseTopic``, ``CorrelationData``,
+    ``UserProperty`` (a list of name/value pairs), packed for paho's ``publish``."""
+    body = bytearray()
     for name, value in members.items():
-        setattr(properties, name, value)
-    return properties
+        if name in _STRING_PROPERTIES:
+            body.append(_STRING_PROPERTIES[name])
+            body += _utf8(value)
+        elif name == "CorrelationData":
+            body.append(_CORRELATION_DATA)
+            body += _utf8(value)
+        elif name == "UserProperty":
+            for key, item in value:
+                body.append(_USER_PROPERTY)
+                body += _utf8(key) + _utf8(item)
+        else:
+            raise ValueError(f"the MQTT binding does not send the PUBLISH property {name!r}")
+    length, size = bytearray(), len(body)
+    while True:  # the property length, a variable byte integer (MQTT 5, 1.5.5)
+        size, digit = divmod(size, 128)
+        length.append(digit | (0x80 if size else 0))
+        if not size:
+            break
+    return PackedProperties(bytes(length + body))
 
 
 def form_topic(form: Form, *, subscribe: bool) -> str:
