@@ -5,14 +5,15 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+from pathlib import Path
 
 import aiomqtt
 import pytest
 
 from wot_agents import Agent, ConnectError, Form, consume
 from wot_agents.bindings import serve
-from wot_agents.bindings.mqtt import Broker, MqttServer
-from wot_agents.bindings.mqtt._topics import form_topic
+from wot_agents.bindings.mqtt import Broker, LocalBroker, MqttServer
+from wot_agents.bindings.mqtt._topics import form_topic, publish_properties
 
 
 async def _retained(broker: Broker, topic: str) -> bytes | None:
@@ -88,3 +89,59 @@ async def test_an_unreachable_broker_is_a_connect_error(agent: Agent, mosquitto:
     async with consume(td, timeout=5) as thing:
         with pytest.raises(ConnectError):
             await thing.invoke_action("add", {"a": 1})
+
+
+async def test_many_concurrent_requests_are_all_answered(mosquitto: str) -> None:
+    """More requests at once than paho keeps in flight (20) and than the agent runs at once: the
+    rest wait their turn on both sides, and every reply reaches its own request."""
+    agent = Agent("Adder", id="urn:test:adder")
+
+    @agent.action()
+    async def add(a: int, b: int) -> int:
+        await asyncio.sleep(0)  # replies come back in another order than the requests went
+        return a + b
+
+    server = MqttServer(mosquitto, max_in_flight=3)
+    async with serve(agent, mqtt=server) as running, consume(running.description) as thing:
+        results = await asyncio.gather(*(thing.invoke_action("add", {"a": n, "b": 1}) for n in range(300)))
+    assert results == [n + 1 for n in range(300)]
+
+
+async def test_a_lost_broker_fails_the_requests_waiting_for_it(tmp_path: Path) -> None:
+    agent = Agent("Slow", id="urn:test:slow")
+    started = asyncio.Event()
+
+    @agent.action()
+    async def wait() -> str:
+        started.set()
+        await asyncio.Event().wait()
+        return "never"
+
+    async with LocalBroker(log=tmp_path / "mosquitto.log") as broker:
+        async with serve(agent, mqtt=broker.url) as running, consume(running.description, timeout=60) as th:
+            call = asyncio.ensure_future(th.invoke_action("wait"))
+            await started.wait()
+            await asyncio.to_thread(broker.stop)
+            with pytest.raises(ConnectError):
+                await call
+
+
+def test_publish_properties_are_packed_as_paho_reads_them() -> None:
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    long = "é" * 100  # over 127 bytes: the property length takes two bytes
+    packed = publish_properties(
+        ContentType="application/json",
+        ResponseTopic="wot-agents/replies/c",
+        CorrelationData=b"\x00\x01",
+        UserProperty=[("status", "200"), ("traceparent", long)],
+    ).pack()
+    read = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+    read.unpack(packed)  # type: ignore[no-untyped-call]
+    assert read.ContentType == "application/json"
+    assert read.ResponseTopic == "wot-agents/replies/c"
+    assert read.CorrelationData == b"\x00\x01"
+    assert read.UserProperty == [("status", "200"), ("traceparent", long)]
+    with pytest.raises(ValueError, match="MessageExpiryInterval"):
+        publish_properties(MessageExpiryInterval=5)

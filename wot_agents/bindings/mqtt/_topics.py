@@ -179,6 +179,9 @@ class Wire:
         paho.on_message = lambda _client, _userdata, message: on_message(message)
         paho.on_socket_register_write = self._register_write
         paho.on_socket_unregister_write = self._unregister_write
+        #: What paho wrote in this loop step, sent in one go by ``_send``.
+        self._out = bytearray()
+        paho._sock_send = self._take
 
     def publish(
         self, topic: str, payload: bytes, *, qos: int, retain: bool = False, properties: Any = None
@@ -217,25 +220,53 @@ class Wire:
             self._loop.call_soon(self._flush)
 
     def _unregister_write(self, _client: Any, _userdata: Any, _sock: Any) -> None:
-        if self._writer is not None:
-            self._loop.remove_writer(self._writer)
-            self._writer = None
+        """paho has nothing left to write: what it wrote may still wait in ``_out``."""
+
+    def _take(self, data: bytes | bytearray) -> int:
+        """paho's ``_sock_send``: the packet joins the others written in this loop step."""
+        if self._paho.socket() is None:
+            raise ConnectionError("the MQTT connection is closed")
+        self._out += data
+        if data[0] & 0xF0 == _DISCONNECT:  # paho closes the socket right after: send it now
+            self._send()
+        return len(data)
 
     def _flush(self) -> None:
         self._flush_scheduled = False
-        paho = self._paho
         try:
-            paho.loop_write()
+            self._paho.loop_write()
         except Exception as exc:  # a broken connection: aiomqtt's message iteration ends
-            disconnected = self._client._disconnected
-            if not disconnected.done():
-                disconnected.set_exception(exc)
+            self._lost(exc)
             return
-        sock = paho.socket()
-        if sock is not None and paho.want_write() and self._writer is None:
-            # The socket's buffer is full: write the rest when it has room again.
+        self._send()
+
+    def _send(self) -> None:
+        """One ``send`` for every packet queued since the last one (each ``send`` on a TCP
+        socket costs more than building a packet); the rest when the socket has room again."""
+        sock = self._paho.socket()
+        if sock is None:
+            self._out.clear()
+        elif self._out:
+            try:
+                sent = sock.send(self._out)
+            except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                sent = 0
+            except OSError as exc:
+                self._out.clear()
+                self._lost(exc)
+            else:
+                del self._out[:sent]
+        if self._out and self._writer is None and sock is not None:
             self._writer = sock.fileno()
-            self._loop.add_writer(self._writer, self._flush)
+            self._loop.add_writer(self._writer, self._send)
+        elif not self._out and self._writer is not None:
+            self._loop.remove_writer(self._writer)
+            self._writer = None
+
+    def _lost(self, exc: BaseException) -> None:
+        disconnected = self._client._disconnected
+        if not disconnected.done():
+            disconnected.set_exception(exc)
 
 
 def _import_aiomqtt() -> Any:
@@ -249,6 +280,8 @@ def _import_aiomqtt() -> Any:
 #: MQTT 5 property identifiers of the PUBLISH properties this binding sends (MQTT 5, 2.2.2.2).
 _STRING_PROPERTIES = {"ContentType": 0x03, "ResponseTopic": 0x08}
 _CORRELATION_DATA, _USER_PROPERTY = 0x09, 0x26
+#: The MQTT control packet type of DISCONNECT (its first byte's high nibble).
+_DISCONNECT = 0xE0
 
 
 def _utf8(value: str | bytes) -> bytes:
