@@ -252,10 +252,14 @@ def direct_call(thing: ConsumedThing, binding: str) -> Call:
     return call
 
 
-async def run(turns: int, sizes: list[int], broker: str, bindings: list[str], concurrency: list[int]) -> None:
+async def run(
+    turns: int, sizes: list[int], broker: LocalBroker, bindings: list[str], concurrency: list[int]
+) -> None:
     load = os.getloadavg()[0]
+    broker_pid = broker.pid
+    assert broker_pid is not None
     agents_process = await asyncio.create_subprocess_exec(
-        sys.executable, __file__, "--serve", broker, stdout=asyncio.subprocess.PIPE
+        sys.executable, __file__, "--serve", broker.url, stdout=asyncio.subprocess.PIPE
     )
     rows: list[tuple[str, str, int, int, Row]] = []
     notes: list[str] = []
@@ -269,7 +273,8 @@ async def run(turns: int, sizes: list[int], broker: str, bindings: list[str], co
                 for binding in bindings:
                     for clients in concurrency:
                         call = direct_call(things[binding], binding)
-                        row = await measure(call, turns, clients, (agents_process.pid, os.getpid()))
+                        pids = (agents_process.pid, os.getpid(), broker_pid)
+                        row = await measure(call, turns, clients, pids)
                         rows.append(("direct", binding, 0, clients, (*row[:3], (0.0, *row[3]))))
             finally:
                 for thing in things.values():
@@ -285,7 +290,7 @@ async def run(turns: int, sizes: list[int], broker: str, bindings: list[str], co
                     try:
                         warm = await wait_ready(http, url)
                         notes.append(f"{size} agents: ready (indexed, classifier fitted) in {warm:.1f} s")
-                        pids = (runtime.pid, agents_process.pid, os.getpid())
+                        pids = (runtime.pid, agents_process.pid, os.getpid(), broker_pid)
                         for binding in bindings:
                             for method in ("explicit", "vector"):
                                 for clients in concurrency:
@@ -317,17 +322,18 @@ async def run(turns: int, sizes: list[int], broker: str, bindings: list[str], co
         await agents_process.wait()
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
-        f"{turns} turns per row; agents, runtime and clients in three processes; "
+        f"{turns} turns per row; agents, runtime, clients and mosquitto in four processes; "
         f"load average {load:.1f} at the start, {os.getloadavg()[0]:.1f} at the end"
     )
     print(
         f"{'path':9} {'binding':7} {'agents':>6} {'clients':>7} {'turns/s':>8} {'p50 ms':>7} {'p99 ms':>8}"
-        "   CPU ms a turn: runtime agents client  (2,000 / sum)"
+        "   CPU ms a turn: runtime agents client mosquitto  (2,000 / sum)"
     )
     for path, binding, size, clients, (rate, p50, p99, cpu) in rows:
         print(
             f"{path:9} {binding:7} {size or '-':>6} {clients:>7} {rate:>8.0f} {p50:>7.2f} {p99:>8.2f}"
-            f"   {cpu[0]:>21.2f} {cpu[1]:>6.2f} {cpu[2]:>6.2f}  {2000 / max(sum(cpu), 1e-9):>13.0f}"
+            f"   {cpu[0]:>21.2f} {cpu[1]:>6.2f} {cpu[2]:>6.2f} {cpu[3]:>9.2f}"
+            f"  {2000 / max(sum(cpu), 1e-9):>13.0f}"
         )
     direct = {(b, c): row[1] for path, b, _, c, row in rows if path == "direct"}
     for path, binding, size, clients, (rate, p50, _, cpu) in rows:
@@ -340,7 +346,7 @@ async def run(turns: int, sizes: list[int], broker: str, bindings: list[str], co
             notes.append(
                 f"{binding} 100 agents, 64 clients: vector-routed {rate:.0f} turns/s (target >= 500;"
                 f" the runtime's CPU alone would serve {1000 / max(cpu[0], 1e-9):.0f} a core,"
-                f" all three processes {2000 / max(sum(cpu), 1e-9):.0f} on two idle cores)"
+                f" all four processes {2000 / max(sum(cpu), 1e-9):.0f} on two idle cores)"
             )
     for note in notes:
         print(note)
@@ -362,7 +368,7 @@ def main() -> None:
             run(
                 args.turns,
                 [int(n) for n in args.agents.split(",")],
-                broker.url,
+                broker,
                 args.bindings.split(","),
                 [int(n) for n in args.clients.split(",")],
             )

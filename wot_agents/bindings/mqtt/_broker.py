@@ -102,6 +102,11 @@ class LocalBroker:
             self.stop()
         raise RuntimeError(f"mosquitto did not start{f'; see {self._log}' if self._log else ''}")
 
+    @property
+    def pid(self) -> int | None:
+        """The broker's process id while it runs (benchmarks read its CPU time), else None."""
+        return self._process.pid if self._process is not None else None
+
     def _wait_until_listening(self, port: int) -> bool:
         deadline = time.monotonic() + self._start_timeout
         while time.monotonic() < deadline and self._process is not None and self._process.poll() is None:
