@@ -130,6 +130,36 @@ def calibrate_threshold(out_of_scope_scores: Sequence[float], recall: float = 0.
     return float(np.nextafter(scores[position - 1], np.inf)) if position > 0 else float(scores[0])
 
 
+#: How many of the lowest held-out deviations the exponential tail of :func:`low_quantile` is
+#: fitted to.
+TAIL_POINTS = 10
+
+
+def low_quantile(values: npt.NDArray[np.float64], q: float) -> float:
+    """The ``q`` quantile of ``values`` (``q`` small), extrapolated when they are too few to show it.
+
+    With fewer than ``1 / q - 1`` values (199 at the default 0.5%), the ``q`` quantile lies below
+    their minimum, and numpy's interpolated quantile, between the two lowest, refuses about
+    1.5 / (n + 1) of new in-scope queries instead of ``q`` (1.5% for 100 examples: 3x the share
+    chosen). So a small sample's quantile comes from an exponential tail fitted to its
+    :data:`TAIL_POINTS` lowest values (their mean distance under the next one; never above the
+    interpolated quantile). Chosen on the val splits (bench/router_bench.py --table --split val):
+    it changed only the sets with fewer than 200 examples, SNIPS (7 agents, 70 examples) -0.71 ->
+    0.00 points against no gates, CLINC banking -0.8 -> -0.4 and credit cards -0.8 -> 0.0, their
+    out-of-domain recall 98.0% -> 95.0% and 99.5% -> 99.0%. numpy's unbiased order statistic
+    (``method="weibull"``) for every size would have lowered the larger sets' gates too
+    (BANKING77-OOS val out-of-domain recall 74.0% -> 68.5%).
+    """
+    interpolated = float(np.quantile(values, q))
+    points = min(TAIL_POINTS, len(values) - 1)
+    if q * (len(values) + 1) >= 1 or points < 2:
+        return interpolated
+    lowest = np.sort(values)[: points + 1]
+    scale = float(np.mean(lowest[points] - lowest[:points]))
+    tail = float(lowest[points] - scale * np.log((points + 1) / ((len(values) + 1) * q)))
+    return min(interpolated, tail)
+
+
 class VectorRouter(RouterBase):
     """Routes by semantic similarity between the query and the agents' indexed texts.
 
@@ -646,12 +676,12 @@ class VectorRouter(RouterBase):
                 for slot, sims in by_slot.items()
             }
             deviations = np.concatenate([sims - typical[slot] for slot, sims in by_slot.items()])
-            offset = float(np.quantile(deviations, self.gate_quantile))
+            offset = low_quantile(deviations, self.gate_quantile)
             if self.gate_fence is not None:
                 first, third = np.quantile(deviations, [0.25, 0.75])
                 offset = max(offset, float(first - self.gate_fence * (third - first)))
             per_agent = {slot: mean + offset for slot, mean in typical.items()}
-        described_only = float(np.quantile(described, self.gate_quantile)) if len(described) else None
+        described_only = low_quantile(described, self.gate_quantile) if len(described) else None
         if described_only is None:
             described_only = DESCRIBED_ONLY_FLOOR.get(self.embedder.name)
         held_out = version, per_agent, described_only, measured

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 
+import numpy as np
 import pytest
 
 from router import DESCRIBED_ONLY_FLOOR, FENCE, RULES, AgentFilter, VectorRouter, calibrate_threshold
+from router._vector import low_quantile
 from wot_agents import ChatMessage, RoutingError
 
 from .conftest import make_agent
@@ -182,6 +184,22 @@ async def test_held_out_gates_follow_the_agents_served(minilm, agents) -> None:
         router.gate_quantile = 0.5  # a stricter quantile: higher gates, recomputed on the next change
         await router.remove(agents[0].id)
         assert all(gate > per_agent[slot] for slot, gate in router.held_out_gates()[0].items())
+
+
+def test_a_small_sample_quantile_refuses_the_share_asked_for() -> None:
+    """100 held-out values cannot show their 0.5% quantile: numpy's interpolation between the two
+    lowest refuses ~1.3% of new values from the same distribution; the extrapolated tail keeps to
+    about the 0.5% asked for. From 199 values on, the quantile is numpy's."""
+    rng = np.random.default_rng(0)
+    interpolated, extrapolated = [], []
+    for _ in range(100):
+        held_out, new = rng.normal(size=100), rng.normal(size=10_000)
+        interpolated.append(float((new < np.quantile(held_out, 0.005)).mean()))
+        extrapolated.append(float((new < low_quantile(held_out, 0.005)).mean()))
+    assert np.mean(interpolated) > 0.012
+    assert 0.003 < np.mean(extrapolated) < 0.008
+    many = rng.normal(size=199)
+    assert low_quantile(many, 0.005) == np.quantile(many, 0.005)
 
 
 async def test_agents_without_examples_are_not_refused(minilm, agents) -> None:
