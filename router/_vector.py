@@ -144,7 +144,7 @@ def low_quantile(values: npt.NDArray[np.float64], q: float) -> float:
     chosen). So a small sample's quantile comes from an exponential tail fitted to its
     :data:`TAIL_POINTS` lowest values (their mean distance under the next one; never above the
     interpolated quantile). Chosen on the val splits (bench/router_bench.py --table --split val):
-    it changed only the sets with fewer than 200 examples, SNIPS (7 agents, 70 examples) -0.71 ->
+    it changed only the sets with fewer than 199 examples, SNIPS (7 agents, 70 examples) -0.71 ->
     0.00 points against no gates, CLINC banking -0.8 -> -0.4 and credit cards -0.8 -> 0.0, their
     out-of-domain recall 98.0% -> 95.0% and 99.5% -> 99.0%. numpy's unbiased order statistic
     (``method="weibull"``) for every size would have lowered the larger sets' gates too
@@ -650,7 +650,8 @@ class VectorRouter(RouterBase):
         agents, leave-one-out: every example utterance compared with the rest of its agent, or with
         its agent's names and descriptions alone. An agent's gate is its typical similarity (the
         mean of its held-out similarities, shrunk towards all agents' mean, as ten examples say
-        little) less the ``gate_quantile`` of every agent's deviations from its own mean (with
+        little) less the ``gate_quantile`` of every agent's deviations from its own mean (extrapolated
+        for a small set: :func:`low_quantile`; with
         ``gate_fence``, no lower than that many interquartile ranges under their lower quartile:
         see :data:`FENCE`): each gate refuses about that share of the agent's in-scope
         queries, a tight agent's gate sits higher
