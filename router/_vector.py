@@ -131,8 +131,12 @@ def calibrate_threshold(out_of_scope_scores: Sequence[float], recall: float = 0.
 
 
 #: How many of the lowest held-out deviations the exponential tail of :func:`low_quantile` is
-#: fitted to.
+#: fitted to, and how many values it needs at least (its points a fifth of them at most): from a
+#: dozen values, a 0.5% quantile would be extrapolated five tail scales under the tenth lowest,
+#: a gate so low that three agents with four examples each took "what is the boiling point of
+#: tungsten" (tests/runtime/test_chat.py).
 TAIL_POINTS = 10
+TAIL_SAMPLE = 50
 
 
 def low_quantile(values: npt.NDArray[np.float64], q: float) -> float:
@@ -143,20 +147,20 @@ def low_quantile(values: npt.NDArray[np.float64], q: float) -> float:
     1.5 / (n + 1) of new in-scope queries instead of ``q`` (1.5% for 100 examples: 3x the share
     chosen). So a small sample's quantile comes from an exponential tail fitted to its
     :data:`TAIL_POINTS` lowest values (their mean distance under the next one; never above the
-    interpolated quantile). Chosen on the val splits (bench/router_bench.py --table --split val):
-    it changed only the sets with fewer than 199 examples, SNIPS (7 agents, 70 examples) -0.71 ->
-    0.00 points against no gates, CLINC banking -0.8 -> -0.4 and credit cards -0.8 -> 0.0, their
-    out-of-domain recall 98.0% -> 95.0% and 99.5% -> 99.0%. numpy's unbiased order statistic
-    (``method="weibull"``) for every size would have lowered the larger sets' gates too
+    interpolated quantile), given at least :data:`TAIL_SAMPLE` values; fewer say too little of
+    their tail, and keep numpy's quantile. Chosen on the val splits (bench/router_bench.py --table
+    --split val): it changed only the sets with 50-198 examples, SNIPS (7 agents, 70 examples)
+    -0.71 -> 0.00 points against no gates, CLINC banking -0.8 -> -0.4 and credit cards -0.8 ->
+    0.0, their out-of-domain recall 98.0% -> 95.0% and 99.5% -> 99.0%. numpy's unbiased order
+    statistic (``method="weibull"``) for every size would have lowered the larger sets' gates too
     (BANKING77-OOS val out-of-domain recall 74.0% -> 68.5%).
     """
     interpolated = float(np.quantile(values, q))
-    points = min(TAIL_POINTS, len(values) - 1)
-    if q * (len(values) + 1) >= 1 or points < 2:
+    if q * (len(values) + 1) >= 1 or len(values) < TAIL_SAMPLE:
         return interpolated
-    lowest = np.sort(values)[: points + 1]
-    scale = float(np.mean(lowest[points] - lowest[:points]))
-    tail = float(lowest[points] - scale * np.log((points + 1) / ((len(values) + 1) * q)))
+    lowest = np.sort(values)[: TAIL_POINTS + 1]
+    scale = float(np.mean(lowest[TAIL_POINTS] - lowest[:TAIL_POINTS]))
+    tail = float(lowest[TAIL_POINTS] - scale * np.log((TAIL_POINTS + 1) / ((len(values) + 1) * q)))
     return min(interpolated, tail)
 
 
