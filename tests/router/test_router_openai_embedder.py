@@ -21,7 +21,9 @@ def embedder_at() -> Iterator[Callable[[str], OpenAIEmbedder]]:
     clients: list[openai.OpenAI] = []
 
     def make(base_url: str) -> OpenAIEmbedder:
-        clients.append(openai.OpenAI(base_url=base_url, api_key="none", max_retries=0, timeout=30))
+        # 120 s: SmolLM2 on 2 busy cores (load ~11) once took over 30 s for these three texts; the
+        # offline checks fail at connect, at once, whatever the timeout.
+        clients.append(openai.OpenAI(base_url=base_url, api_key="none", max_retries=0, timeout=120))
         return OpenAIEmbedder("smollm2", client=clients[-1], batch_size=1)  # see OpenAIEmbedder on llama.cpp
 
     yield make
