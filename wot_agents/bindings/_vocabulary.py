@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 from typing import Any, Final, Literal
 
+import orjson
+
 from .._agent import AffordanceKind
 from .._errors import DescriptionError, PayloadError
 from .._json import loads_json
@@ -117,8 +119,17 @@ MQTT_CONTROL_PACKETS: Final[dict[str, str]] = {
 
 
 def encode_payload(value: Any) -> bytes:
-    """A value as the bindings send it (``CONTENT_TYPE``)."""
-    return json.dumps(value, ensure_ascii=False).encode()
+    """A value as the bindings send it (``CONTENT_TYPE``), in UTF-8.
+
+    orjson writes it (~15x faster than ``json``: every request and reply of every binding goes
+    through here); what orjson refuses (an integer beyond 64 bits, a key that is not a string)
+    is written by ``json`` as before. NaN and the infinities, which JSON has no form for, become
+    ``null`` (``json`` wrote ``NaN``, which JSON parsers reject).
+    """
+    try:
+        return orjson.dumps(value)
+    except orjson.JSONEncodeError:
+        return json.dumps(value, ensure_ascii=False).encode()
 
 
 def decode_payload(raw: bytes | bytearray | None) -> Any:

@@ -8,7 +8,6 @@ TD endpoints, security enforcement, CORS, limits, and answering errors with RFC 
 
 from __future__ import annotations
 
-import json
 import logging
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -28,7 +27,7 @@ from ..trust import did_web_url
 from ..trust._tls import peer_identity
 from ._interfaces import ServeContext
 from ._security import Presented
-from ._vocabulary import Kind
+from ._vocabulary import Kind, encode_payload
 
 __all__ = ["WebBinding", "WebServer", "json_response"]
 
@@ -43,7 +42,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def json_response(value: Any, *, status: int = 200, content_type: str = "application/json") -> web.Response:
-    return web.Response(status=status, text=json.dumps(value, ensure_ascii=False), content_type=content_type)
+    return web.Response(status=status, body=encode_payload(value), content_type=content_type, charset="utf-8")
 
 
 class WebBinding(FormProvider, Protocol):

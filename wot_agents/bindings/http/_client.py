@@ -13,7 +13,6 @@ on to a third party by naming it in a ``Location``.
 from __future__ import annotations
 
 import asyncio
-import json
 import ssl
 from collections.abc import AsyncIterator
 from typing import Any
@@ -34,6 +33,7 @@ from .._vocabulary import (
     SSE_SUBPROTOCOL,
     STREAM_OPS,
     decode_payload,
+    encode_payload,
     http_method,
 )
 
@@ -93,7 +93,7 @@ class HttpClient:
         has_body = interaction.op in ("writeproperty", "invokeaction") and (
             payload is not None or interaction.op == "writeproperty"
         )
-        data = json.dumps(payload).encode() if has_body else None
+        data = encode_payload(payload) if has_body else None
         headers = self._headers(interaction, accept=CONTENT_TYPE, body=has_body)
         try:
             async with asyncio.timeout(interaction.timeout):
