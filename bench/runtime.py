@@ -158,6 +158,16 @@ async def wait_ready(http: aiohttp.ClientSession, url: str) -> float:
         await asyncio.sleep(0.2)
 
 
+async def batches(http: aiohttp.ClientSession, url: str) -> tuple[float, float]:
+    """The runtime's routing batches and the turns they routed so far (from its /metrics)."""
+    async with http.get(f"{url}/metrics") as answer:
+        text = await answer.text()
+    values = dict(line.split() for line in text.splitlines() if line.startswith("runtime_routing_batch"))
+    return float(values.get("runtime_routing_batches", 0)), float(
+        values.get("runtime_routing_batched_turns", 0)
+    )
+
+
 def cpu_seconds(pid: int) -> float:
     """CPU time (user + system) the process has used so far, from /proc."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -186,13 +196,21 @@ Call = Callable[[int, int], Awaitable[str]]
 Row = tuple[float, float, float, tuple[float, ...]]
 
 
-async def measure(call: Call, turns: int, clients: int, pids: tuple[int, ...]) -> Row:
+async def measure(
+    call: Call,
+    turns: int,
+    clients: int,
+    pids: tuple[int, ...],
+    warmed: Callable[[], Awaitable[object]] | None = None,
+) -> Row:
     """(turns/s, p50 ms, p99 ms, CPU ms a turn of each process of ``pids``) of ``turns`` turns
     spread over ``clients`` concurrent clients. The CPU a turn costs each process depends far less
     on what else the machine runs than turns/s does: 2,000 / their sum is about what two idle
     cores would serve."""
     for i in range(min(50, turns)):
         await call(10_000 + i, i)
+    if warmed is not None:  # e.g. read counters that the timed turns alone should move
+        await warmed()
     latencies: list[float] = []
     per_client = max(1, turns // clients)
     cpu_before = [cpu_seconds(pid) for pid in pids]
@@ -297,8 +315,22 @@ async def run(
                                     call = runtime_call(
                                         http, url, binding, method == "explicit", f"{size}{method}"
                                     )
-                                    row = await measure(call, turns, clients, pids)
+                                    counted: list[tuple[float, float]] = []
+
+                                    async def count(
+                                        counted: list[tuple[float, float]] = counted, url: str = url
+                                    ) -> None:
+                                        counted.append(await batches(http, url))
+
+                                    row = await measure(call, turns, clients, pids, count)
                                     rows.append((method, binding, size, clients, row))
+                                    if method == "vector" and clients > 1:
+                                        (ran, routed), after = counted[0], await batches(http, url)
+                                        mean = (after[1] - routed) / max(after[0] - ran, 1)
+                                        notes.append(
+                                            f"{binding} {size} agents, {clients} clients: vector turns"
+                                            f" routed in batches of {mean:.1f} on average"
+                                        )
                         if size == sizes[0]:
                             before = rss_mb(runtime.pid)
                             fill = runtime_call(http, url, "http", True, "stored")
