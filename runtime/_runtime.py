@@ -14,7 +14,7 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, overload
 
 from router import (
     AgentFilter,
@@ -151,7 +151,7 @@ class _Unclear(Exception):
         self,
         error: LmosError,
         candidates: list[AgentDescription],
-        history: list[ChatMessage],
+        history: Sequence[ChatMessage],
         channel: str,
         subset: str,
     ) -> None:
@@ -681,18 +681,47 @@ def _find(candidates: Sequence[AgentDescription], agent_id: str) -> AgentDescrip
     return next((agent for agent in candidates if (agent.id or agent.title) == agent_id), None)
 
 
-def _history(conversation: Conversation, stored: Sequence[StoredTurn]) -> list[ChatMessage]:
+def _history(conversation: Conversation, stored: Sequence[StoredTurn]) -> Sequence[ChatMessage]:
     """The conversation before this turn: the client's earlier messages when it sent them (LMOS
     clients usually send the whole conversation), else the turns the store remembers."""
     messages = conversation.input_context.messages
     last_user = max((i for i, m in enumerate(messages) if m.role == "user"), default=len(messages) - 1)
     if last_user > 0:
         return [ChatMessage(role=m.role, content=m.content) for m in messages[:last_user]]
-    history: list[ChatMessage] = []
-    for turn in stored:
-        history.append(ChatMessage(role="user", content=turn.query))
-        history.append(ChatMessage(role="assistant", content=turn.reply))
-    return history
+    return _StoredHistory(stored)
+
+
+class _StoredHistory(Sequence[ChatMessage]):
+    """Stored turns as chat messages, made when first read: the vector router reads the history
+    only for a short follow-up, and twelve messages cost ~25 us of a turn's CPU to make."""
+
+    def __init__(self, stored: Sequence[StoredTurn]) -> None:
+        self._stored = stored
+        self._messages: list[ChatMessage] | None = None
+
+    def _made(self) -> list[ChatMessage]:
+        if self._messages is None:
+            self._messages = [
+                message
+                for turn in self._stored
+                for message in (
+                    ChatMessage(role="user", content=turn.query),
+                    ChatMessage(role="assistant", content=turn.reply),
+                )
+            ]
+        return self._messages
+
+    def __len__(self) -> int:
+        return 2 * len(self._stored)
+
+    @overload
+    def __getitem__(self, index: int) -> ChatMessage: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[ChatMessage]: ...
+
+    def __getitem__(self, index: int | slice) -> ChatMessage | list[ChatMessage]:
+        return self._made()[index]
 
 
 def _sticky(decision: Decision, previous: str, margin: float) -> Decision:

@@ -196,3 +196,31 @@ def test_sticky_keeps_the_agent_unless_another_is_clearly_ahead() -> None:
     assert _sticky(abstained, "urn:a", 0.25).agent_id == "urn:a"
     unranked = Decision("urn:b", 0.9, "best", "vector", ranking=(("urn:b", 0.9),))
     assert _sticky(unranked, "urn:a", 0.25) is unranked
+
+
+def test_the_stored_history_is_made_into_messages_only_when_read() -> None:
+    from runtime import StoredTurn
+    from runtime._lmos import Conversation
+    from runtime._runtime import _history
+    from wot_agents import ChatMessage
+
+    stored = [
+        StoredTurn("t1", "will it rain?", "yes", "urn:a", "A", "vector", 0.9, "stable", "web"),
+        StoredTurn("t2", "and tomorrow?", "no", "urn:a", "A", "sticky", 0.8, "stable", "web"),
+    ]
+    history = _history(Conversation.model_validate(body("and the day after?")), stored)
+    assert len(history) == 4 and getattr(history, "_messages", "made") is None  # nothing made yet
+    assert [(m.role, m.content) for m in history] == [
+        ("user", "will it rain?"),
+        ("assistant", "yes"),
+        ("user", "and tomorrow?"),
+        ("assistant", "no"),
+    ]
+    assert history[-1:] == [ChatMessage(role="assistant", content="no")]
+    # a client that sends the whole conversation: its own earlier messages are the history
+    sent = body("and the day after?")
+    sent["inputContext"]["messages"][:0] = [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": "hello"},
+    ]
+    assert [m.content for m in _history(Conversation.model_validate(sent), stored)] == ["hi", "hello"]
