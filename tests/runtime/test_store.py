@@ -134,7 +134,8 @@ async def cli_runtime(agents: Path, db: Path) -> AsyncIterator[tuple[str, asynci
     )  # fmt: skip
     try:
         assert process.stdout is not None
-        line = (await asyncio.wait_for(process.stdout.readline(), 30)).decode()
+        # 90 s: a fresh interpreter importing the runtime took over 30 s once at load ~8 on 2 cores.
+        line = (await asyncio.wait_for(process.stdout.readline(), 90)).decode()
         match = re.search(r"listening on (http://\S+?)/apis/v1/", line)
         assert match, line
         yield match.group(1), process
