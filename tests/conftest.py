@@ -208,7 +208,15 @@ async def directory() -> AsyncIterator[str]:
 
 
 @pytest.fixture
-async def deployment(minilm: MiniLMEmbedder) -> AsyncIterator[Deployment]:
+def _deployment_imports() -> None:
+    """The modules ``deployment`` uses, imported off the event loop: importing ``registry`` alone
+    takes ~0.12 s, over the blocking guard's limit, when no earlier test imported it."""
+    import registry  # noqa: F401
+    import tests.agents  # noqa: F401
+
+
+@pytest.fixture
+async def deployment(minilm: MiniLMEmbedder, _deployment_imports: None) -> AsyncIterator[Deployment]:
     """A directory on a free port and a ``tests.agents.Deployment`` around it: add agents, then
     ``start()`` a runtime following the directory (runtime, trust and page tests)."""
     from contextlib import AsyncExitStack
