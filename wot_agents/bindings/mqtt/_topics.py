@@ -145,8 +145,10 @@ class Wire:
     per publish, and per packet written a thread-safe wake-up of the loop (a self-pipe write)
     plus adding and removing a writer on the socket. Here paho calls ``on_message`` for each
     message (on the loop, while reading; it must not raise), and everything queued while the
-    loop runs one step is written in one go at its end. It reaches into aiomqtt's paho client
-    (``_client``, ``_disconnected``), which aiomqtt 2.x keeps.
+    loop runs one step is written in one go at its end. Reading is one ``recv`` of all that
+    arrived, from which paho parses its packets (paho alone reads a packet with three ``recv``
+    calls, and ends each read with one more that finds nothing). It reaches into aiomqtt's
+    paho client (``_client``, ``_disconnected``), which aiomqtt 2.x keeps.
     """
 
     def __init__(self, client: Any, on_message: Callable[[Any], None]) -> None:
@@ -182,6 +184,14 @@ class Wire:
         #: What paho wrote in this loop step, sent in one go by ``_send``.
         self._out = bytearray()
         paho._sock_send = self._take
+        #: What arrived and paho has not parsed yet; ``_eof`` once the broker closed.
+        self._in = bytearray()
+        self._eof = False
+        paho._sock_recv = self._give
+        sock = paho.socket()
+        if sock is not None:  # aiomqtt's reader (paho reading the socket itself) makes way for ours
+            self._loop.remove_reader(sock.fileno())
+            self._loop.add_reader(sock.fileno(), self._read)
 
     def publish(
         self, topic: str, payload: bytes, *, qos: int, retain: bool = False, properties: Any = None
@@ -213,6 +223,42 @@ class Wire:
             if not ack.done():
                 ack.set_exception(ConnectError("lost the MQTT broker"))
                 ack.exception()  # retrieved: nobody may be waiting for it
+
+    def _read(self) -> None:
+        """The socket is readable: take all that arrived, then let paho parse every packet in it."""
+        sock = self._paho.socket()
+        if sock is None:
+            return
+        try:
+            while True:
+                chunk = sock.recv(_READ_SIZE)
+                if not chunk:
+                    self._eof = True
+                    break
+                self._in += chunk
+                # A TLS socket hands out one record a call; the rest waits decrypted in it.
+                if not (isinstance(sock, ssl.SSLSocket) and sock.pending()):
+                    break
+        except (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            pass
+        except OSError:
+            self._eof = True  # paho finds the connection lost and reports it as it always does
+        try:
+            while self._in or self._eof:
+                if self._paho.loop_read() or self._eof:
+                    break  # paho has handled the error or the lost connection
+        except Exception as exc:  # a broken connection: aiomqtt's message iteration ends
+            self._lost(exc)
+
+    def _give(self, size: int) -> bytes:
+        """paho's ``_sock_recv``: up to ``size`` bytes of what ``_read`` took from the socket."""
+        if not self._in:
+            if self._eof:
+                return b""  # paho: the connection is lost
+            raise BlockingIOError
+        data = bytes(self._in[:size])
+        del self._in[:size]
+        return data
 
     def _register_write(self, _client: Any, _userdata: Any, _sock: Any) -> None:
         if not self._flush_scheduled:
@@ -282,6 +328,8 @@ _STRING_PROPERTIES = {"ContentType": 0x03, "ResponseTopic": 0x08}
 _CORRELATION_DATA, _USER_PROPERTY = 0x09, 0x26
 #: The MQTT control packet type of DISCONNECT (its first byte's high nibble).
 _DISCONNECT = 0xE0
+#: The most one read takes from the socket (what a loopback socket typically holds at once).
+_READ_SIZE = 256 * 1024
 
 
 def _utf8(value: str | bytes) -> bytes:
