@@ -283,10 +283,11 @@ class SQLiteConversationStore:
                     (tenant, conversation_id),
                 ).fetchone()
                 db.execute("INSERT INTO turns VALUES (?, ?, ?, ?)", (tenant, conversation_id, seq, body))
-                db.execute(
-                    "DELETE FROM turns WHERE tenant = ? AND conversation = ? AND seq <= ?",
-                    (tenant, conversation_id, seq - self.max_turns),
-                )
+                if seq > self.max_turns:  # the oldest turn beyond the bound goes
+                    db.execute(
+                        "DELETE FROM turns WHERE tenant = ? AND conversation = ? AND seq <= ?",
+                        (tenant, conversation_id, seq - self.max_turns),
+                    )
                 evicted: list[str] = []
                 if new:
                     self._counts[tenant] = self._counts.get(tenant, 0) + 1
