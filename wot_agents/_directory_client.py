@@ -145,11 +145,7 @@ class DirectoryClient:
                     waited = time.monotonic() - started
                     if waited + delay > self._busy_timeout:
                         raise _error(
-                            method,
-                            url,
-                            response.status,
-                            body,
-                            note=f" (still busy after {waited:.1f} s; busy_timeout={self._busy_timeout:g} s)",
+                            method, url, response.status, body, waited=waited, limit=self._busy_timeout
                         )
             except aiohttp.ClientError as exc:
                 raise DirectoryError(f"{method} {url} failed: {exc or type(exc).__name__}") from exc
@@ -328,10 +324,17 @@ class DirectoryClient:
             await asyncio.sleep(parser.retry / 1000 if parser.retry is not None else retry_delay)
 
 
-def _error(method: str, url: str, status: int, body: bytes, *, note: str = "") -> DirectoryError:
+def _error(
+    method: str, url: str, status: int, body: bytes, *, waited: float | None = None, limit: float = 0.0
+) -> DirectoryError:
+    """The error of an answer; ``waited``: the client gave up on a busy directory after that long."""
     problem = ProblemDetails.from_body(body, status=status)
+    note = "" if waited is None else f" (still busy after {waited:.1f} s; busy_timeout={limit:g} s)"
     return DirectoryError(
-        f"{method} {url} answered {status}: {problem.message}{note}", status=status, problem=problem.to_dict()
+        f"{method} {url} answered {status}: {problem.message}{note}",
+        status=status,
+        problem=problem.to_dict(),
+        waited=waited,
     )
 
 

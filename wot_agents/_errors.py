@@ -160,14 +160,24 @@ class NoSuitableFormError(InteractionError):
 
 
 class DirectoryError(WotAgentsError):
-    """A directory answered with an error (``status``, its ``problem`` document) or could not be reached."""
+    """A directory answered with an error (``status``, its ``problem`` document) or could not be reached.
+
+    ``waited`` is set when the directory stayed busy (503 with ``Retry-After``) for longer than the
+    client would wait: the seconds it waited before giving up.
+    """
 
     def __init__(
-        self, message: str, *, status: int | None = None, problem: Mapping[str, Any] | None = None
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        problem: Mapping[str, Any] | None = None,
+        waited: float | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.problem = dict(problem) if problem else {}
+        self.waited = waited
 
 
 class TrustError(WotAgentsError):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -182,3 +183,28 @@ async def test_the_client_gives_up_on_a_busy_index_after_busy_timeout(
         os.kill(pid, signal.SIGCONT)
     assert raised.value.status == 503 and "still indexing" in str(raised.value)
     assert "still busy after" in str(raised.value) and "busy_timeout=1.5 s" in str(raised.value)
+    assert raised.value.waited is not None and 0 < raised.value.waited <= 1.5
+
+
+async def test_the_search_command_says_how_long_it_waited_for_a_busy_index(
+    served: tuple[str, Directory], http: aiohttp.ClientSession, make_td: Any
+) -> None:
+    url, directory = served
+    directory.rdf.query_timeout = 0.5
+    pid = await _worker_pid(directory)
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        await _put(http, url, make_td(id="urn:example:unindexed"))
+        search = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "wot_agents.cli", "search", "--directory", url,
+            "--busy-timeout", "1.5", "--sparql", COUNT,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, err = await search.communicate()
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    message = err.decode()
+    assert search.returncode == 1 and not out, message
+    assert message.startswith("wot-agents search: ") and "still indexing" in message, message
+    assert "still busy after" in message and "--busy-timeout 1.5 waits longer" in message, message
+    assert "Traceback" not in message

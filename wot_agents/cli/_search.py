@@ -43,6 +43,14 @@ def register(subparsers: Any) -> None:
     query.add_argument("--sparql", metavar="QUERY", help="a SPARQL query (or @FILE to read it from a file)")
     parser.add_argument("--limit", type=int, default=None, help="at most this many descriptions (filter)")
     parser.add_argument("--json", action="store_true", help="print the directory's JSON answer")
+    parser.add_argument(
+        "--busy-timeout",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="how long to keep asking a busy directory (503 with Retry-After, e.g. its SPARQL index"
+        " catching up after a restart) before giving up (default 30)",
+    )
     parser.set_defaults(run=run)
 
 
@@ -99,7 +107,9 @@ async def run(args: argparse.Namespace) -> int:
         )
         return 2
     try:
-        async with DirectoryClient(args.directory, token=args.token) as client:
+        async with DirectoryClient(
+            args.directory, token=args.token, busy_timeout=args.busy_timeout
+        ) as client:
             if args.jsonpath:
                 print(json.dumps(await client.jsonpath(args.jsonpath), indent=2))
             elif sparql:
@@ -117,6 +127,12 @@ async def run(args: argparse.Namespace) -> int:
                         print(_summary(td))
     except DirectoryError as exc:
         detail = exc.problem.get("detail") if exc.problem else None
-        print(f"wot-agents search: {detail or exc}", file=sys.stderr)
+        message = str(detail or exc)
+        if exc.waited is not None:  # the directory's "busy" alone does not say that we waited
+            message += (
+                f" (the directory was still busy after {exc.waited:.1f} s of asking again;"
+                f" --busy-timeout {args.busy_timeout:g} waits longer)"
+            )
+        print(f"wot-agents search: {message}", file=sys.stderr)
         return 1
     return 0
