@@ -9,10 +9,10 @@ down, for routers that embed on worker threads of their own (the cascade's and t
 A vector router embeds each query on a worker thread. Under load many turns embed at once, and
 one batch of N short texts costs far less than N single calls (one model invocation, matrix
 products instead of vector ones). :class:`BatchingEmbedder` wraps the router's embedder: a call
-that finds ``lanes`` batches already running waits, and when a batch ends, the oldest waiting
-call leads the next one, taking every text queued meanwhile (up to ``max_batch``). At low load a
-call runs at once (no waiting window), so batching adds no latency; it appears exactly when
-turns overlap, and batches grow with the load.
+that finds a batch running waits (unless a full batch now waits and a lane is free), and when a
+batch ends, the oldest waiting call leads the next one, taking every text queued meanwhile (up
+to ``max_batch``). At low load a call runs at once (no waiting window), so batching adds no
+latency; it appears exactly when turns overlap, and batches grow with the load.
 
 Each waiting call sleeps on an event of its own, woken once: when its batch is done, or to lead
 the next batch. (Waking every waiting thread at the end of each batch, as one shared condition
@@ -167,7 +167,13 @@ class _Call:
 
 class BatchingEmbedder:
     """An :class:`~router.Embedder` joining concurrent small calls into batches of up to ``max_batch``
-    texts, at most ``lanes`` batches at a time (one per core is a good number)."""
+    texts, at most ``lanes`` batches at a time (one per core is a good number).
+
+    As in :class:`RouteBatcher`, a call finding no batch running leads one at once, and another
+    batch starts beside a running one only once a full batch of texts waits: otherwise two lanes
+    each take what trickled in while the other ran, paying the model's fixed cost a run for a
+    few texts each.
+    """
 
     def __init__(self, embedder: Embedder, *, max_batch: int = 64, lanes: int = 2) -> None:
         self.embedder = embedder
@@ -175,6 +181,8 @@ class BatchingEmbedder:
         self.lanes = lanes
         self._lock = threading.Lock()
         self._queue: deque[_Call] = deque()
+        #: Texts of the calls in ``_queue``.
+        self._queued = 0
         self._running = 0
         #: Batches run and texts embedded through them (benchmarks report the mean batch).
         self.batches = 0
@@ -193,21 +201,25 @@ class BatchingEmbedder:
             return self.embedder.embed(texts)
         call = _Call(texts)
         with self._lock:
-            if self._running < self.lanes:
+            if self._running == 0 or (
+                self._running < self.lanes and self._queued + len(call.texts) >= self.max_batch
+            ):
                 self._running += 1
                 call.lead = True
             else:
                 self._queue.append(call)
+                self._queued += len(call.texts)
         if not call.lead:
             call.woken.wait()
             if call.done:
                 return self._outcome(call)
-        # This call leads a batch: itself and whatever waits behind it, up to max_batch texts.
+        # This call leads a batch: itself and whatever waits before it, up to max_batch texts.
         with self._lock:
             batch = [call]
             size = len(call.texts)
             while self._queue and size + len(self._queue[0].texts) <= self.max_batch:
                 item = self._queue.popleft()
+                self._queued -= len(item.texts)
                 size += len(item.texts)
                 batch.append(item)
         self._run(batch, size)
@@ -228,6 +240,7 @@ class BatchingEmbedder:
             self.texts += size
             if self._queue:  # the lane passes to the oldest waiting call
                 successor = self._queue.popleft()
+                self._queued -= len(successor.texts)
                 successor.lead = True
                 successor.woken.set()
             else:

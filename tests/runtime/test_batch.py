@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -37,6 +38,14 @@ class Recording:
         return np.array([[float(text)] for text in texts], dtype=np.float32)
 
 
+def _until(condition: Callable[[], bool], within: float = 10.0) -> None:
+    """Wait (on this thread) until ``condition`` holds; fail after ``within`` seconds."""
+    deadline = time.monotonic() + within
+    while not condition():
+        assert time.monotonic() < deadline, "the condition never held"
+        threading.Event().wait(0.001)
+
+
 def test_concurrent_calls_are_joined_into_one_batch() -> None:
     inner = Recording()
     batching = BatchingEmbedder(inner, lanes=1)
@@ -44,13 +53,32 @@ def test_concurrent_calls_are_joined_into_one_batch() -> None:
         first = pool.submit(batching.embed, ["0"])
         assert inner.entered.wait(10)  # the first call runs alone, at once
         rest = [pool.submit(batching.embed, [str(n)]) for n in range(1, 8)]
-        while len(batching._queue) < 7:  # all seven wait behind the running call
-            threading.Event().wait(0.001)
+        _until(lambda: len(batching._queue) == 7)  # all seven wait behind the running call
         inner.release.set()
         assert first.result()[0][0] == 0.0
         assert [future.result()[0][0] for future in rest] == [float(n) for n in range(1, 8)]
     assert inner.calls[0] == ["0"] and sorted(inner.calls[1], key=int) == [str(n) for n in range(1, 8)]
     assert (batching.batches, batching.texts, batching.name, batching.dim) == (2, 8, "recording", 1)
+
+
+def test_a_second_embedding_batch_starts_only_once_a_full_batch_waits() -> None:
+    # As for routing: texts arriving while a batch runs join the next one, unless a whole batch
+    # already waits; two lanes each taking a text or two would pay the model's fixed cost each.
+    inner = Recording()
+    batching = BatchingEmbedder(inner, lanes=2, max_batch=4)
+    with ThreadPoolExecutor(8) as pool:
+        first = pool.submit(batching.embed, ["0"])
+        assert inner.entered.wait(10)
+        waiting = [pool.submit(batching.embed, [str(n)]) for n in range(1, 4)]
+        _until(lambda: len(batching._queue) == 3)
+        assert len(inner.calls) == 1  # three texts wait: no second batch
+        waiting.append(pool.submit(batching.embed, ["4"]))  # four: a full batch, on the free lane
+        _until(lambda: len(inner.calls) == 2)
+        assert sorted(inner.calls[1], key=int) == ["1", "2", "3", "4"]
+        inner.release.set()
+        assert first.result()[0][0] == 0.0
+        assert [future.result()[0][0] for future in waiting] == [1.0, 2.0, 3.0, 4.0]
+    assert (batching.batches, batching.texts, len(batching._queue), batching._queued) == (2, 5, 0, 0)
 
 
 def test_a_failed_batch_fails_each_of_its_callers() -> None:
