@@ -33,7 +33,7 @@ import logging
 import re
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Self
 
@@ -42,7 +42,7 @@ from wot_agents import KubeClient, KubeInformer, KubeResource, KubernetesError, 
 from ._backend import Change, ChangeKind, JournalEntry, Record, decimal_event_id
 from ._enrich import merge_diff
 from ._json import dumps
-from ._memory import DocumentMirror
+from ._memory import DocumentMirror, MemoryRdfBacklog
 from ._problems import HTTPProblem
 
 __all__ = ["THING_DESCRIPTIONS", "KubernetesStore", "label_safe", "object_name", "td_labels"]
@@ -112,7 +112,7 @@ def _version(event_id: str) -> int | None:
     return decimal_event_id(event_id)
 
 
-class KubernetesStore(DocumentMirror):
+class KubernetesStore(DocumentMirror, MemoryRdfBacklog):  # this replica's SPARQL index is in memory
     """Descriptions as ``ThingDescription`` objects in ``namespace``; see the module's docstring.
 
     Pass an open :class:`KubeClient` (kept open: the caller owns it), or let the store connect
@@ -471,16 +471,3 @@ class KubernetesStore(DocumentMirror):
         # Without the version before it, an update's merge patch sets every member.
         diff = merge_diff(before, document) if before is not None else dict(document)
         return JournalEntry(0, version, "thing_updated", record.id, {**diff, "id": record.id})
-
-    # -- RDF backlog: this replica's SPARQL index lives in memory ------------------------------
-    @property
-    def rdf_path(self) -> Path | None:
-        return None
-
-    async def rdf_pending(self) -> list[tuple[str, int]]:
-        return list(self._pending.items())
-
-    async def rdf_done(self, done: Iterable[tuple[str, int]]) -> None:
-        for thing_id, seq in done:
-            if self._pending.get(thing_id, seq + 1) <= seq:
-                del self._pending[thing_id]

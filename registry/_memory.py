@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 from ._backend import Change, ChangeKind, JournalEntry, Record, Store, decimal_event_id
 
-__all__ = ["DocumentMirror", "MemoryStore"]
+__all__ = ["DocumentMirror", "MemoryRdfBacklog", "MemoryStore"]
 
 
 class DocumentMirror:
@@ -75,7 +75,30 @@ class DocumentMirror:
             callback(change)
 
 
-class MemoryStore(DocumentMirror):
+class MemoryRdfBacklog:
+    """The RDF backlog (descriptions changed and not indexed yet: id -> the change's seq) in a dict.
+
+    For stores whose SPARQL index lives in memory (``rdf_path`` is None): a restart rebuilds the
+    index from every description, so the backlog need not survive one either. The store records
+    ``self._pending[id] = seq`` for each change it makes.
+    """
+
+    _pending: dict[str, int]
+
+    @property
+    def rdf_path(self) -> Path | None:
+        return None
+
+    async def rdf_pending(self) -> list[tuple[str, int]]:
+        return list(self._pending.items())
+
+    async def rdf_done(self, done: Iterable[tuple[str, int]]) -> None:
+        for thing_id, seq in done:
+            if self._pending.get(thing_id, seq + 1) <= seq:  # a newer change waits to be indexed
+                del self._pending[thing_id]
+
+
+class MemoryStore(DocumentMirror, MemoryRdfBacklog):
     """Descriptions, journal (``journal_size`` newest changes) and RDF backlog in memory."""
 
     def __init__(self, *, journal_size: int = 100_000) -> None:
@@ -126,19 +149,6 @@ class MemoryStore(DocumentMirror):
         # Every change is journaled, so the kept entries have consecutive seqs.
         start = max(0, after - self._journal[0].seq + 1)
         return list(itertools.islice(self._journal, start, start + limit))
-
-    # -- RDF backlog -------------------------------------------------------------------------
-    @property
-    def rdf_path(self) -> Path | None:
-        return None
-
-    async def rdf_pending(self) -> list[tuple[str, int]]:
-        return list(self._pending.items())
-
-    async def rdf_done(self, done: Iterable[tuple[str, int]]) -> None:
-        for thing_id, seq in done:
-            if self._pending.get(thing_id, seq + 1) <= seq:
-                del self._pending[thing_id]
 
 
 if TYPE_CHECKING:  # mypy checks here that the class implements every protocol of a Store
