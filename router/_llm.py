@@ -50,7 +50,12 @@ def render_agents(agents: Sequence[AgentDescription], *, width: int = 320) -> st
 
 
 class LLMClient:
-    """Bounded, validated JSON completions over the openai client (shared by the LLM and hybrid routers)."""
+    """Bounded, validated JSON completions over the openai client (shared by the LLM and hybrid routers).
+
+    Made without a ``client``, it imports ``openai`` and builds one: ~0.3 s the first time in a
+    process, so a running service makes it off its event loop (``asyncio.to_thread``), as the
+    runtime does with its routers.
+    """
 
     def __init__(
         self,
