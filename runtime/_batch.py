@@ -9,7 +9,7 @@ down, for routers that embed on worker threads of their own (the cascade's and t
 A vector router embeds each query on a worker thread. Under load many turns embed at once, and
 one batch of N short texts costs far less than N single calls (one model invocation, matrix
 products instead of vector ones). :class:`BatchingEmbedder` wraps the router's embedder: a call
-that finds a batch running waits (unless a full batch now waits and a lane is free), and when a
+that finds a batch running waits (unless half a batch now waits and a lane is free), and when a
 batch ends, the oldest waiting call leads the next one, taking every text queued meanwhile (up
 to ``max_batch``). At low load a call runs at once (no waiting window), so batching adds no
 latency; it appears exactly when turns overlap, and batches grow with the load.
@@ -170,9 +170,11 @@ class BatchingEmbedder:
     texts, at most ``lanes`` batches at a time (one per core is a good number).
 
     As in :class:`RouteBatcher`, a call finding no batch running leads one at once, and another
-    batch starts beside a running one only once a full batch of texts waits: otherwise two lanes
-    each take what trickled in while the other ran, paying the model's fixed cost a run for a
-    few texts each.
+    batch starts beside a running one only once half a batch of texts (``max_batch // 2``)
+    waits: otherwise two lanes each take what trickled in while the other ran, paying the
+    model's fixed cost a run for a few texts each. Half, not all: the vector router's routing
+    lanes hand it whole batches (:class:`RouteBatcher`'s second lane starts with 32 turns),
+    which must run side by side.
     """
 
     def __init__(self, embedder: Embedder, *, max_batch: int = 64, lanes: int = 2) -> None:
@@ -202,7 +204,7 @@ class BatchingEmbedder:
         call = _Call(texts)
         with self._lock:
             if self._running == 0 or (
-                self._running < self.lanes and self._queued + len(call.texts) >= self.max_batch
+                self._running < self.lanes and self._queued + len(call.texts) >= max(1, self.max_batch // 2)
             ):
                 self._running += 1
                 call.lead = True

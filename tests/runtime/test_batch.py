@@ -61,24 +61,38 @@ def test_concurrent_calls_are_joined_into_one_batch() -> None:
     assert (batching.batches, batching.texts, batching.name, batching.dim) == (2, 8, "recording", 1)
 
 
-def test_a_second_embedding_batch_starts_only_once_a_full_batch_waits() -> None:
-    # As for routing: texts arriving while a batch runs join the next one, unless a whole batch
+def test_a_second_embedding_batch_starts_only_once_half_a_batch_waits() -> None:
+    # As for routing: texts arriving while a batch runs join the next one, unless half a batch
     # already waits; two lanes each taking a text or two would pay the model's fixed cost each.
     inner = Recording()
-    batching = BatchingEmbedder(inner, lanes=2, max_batch=4)
+    batching = BatchingEmbedder(inner, lanes=2, max_batch=8)
     with ThreadPoolExecutor(8) as pool:
         first = pool.submit(batching.embed, ["0"])
         assert inner.entered.wait(10)
         waiting = [pool.submit(batching.embed, [str(n)]) for n in range(1, 4)]
         _until(lambda: len(batching._queue) == 3)
         assert len(inner.calls) == 1  # three texts wait: no second batch
-        waiting.append(pool.submit(batching.embed, ["4"]))  # four: a full batch, on the free lane
+        waiting.append(pool.submit(batching.embed, ["4"]))  # four: half a batch, on the free lane
         _until(lambda: len(inner.calls) == 2)
         assert sorted(inner.calls[1], key=int) == ["1", "2", "3", "4"]
         inner.release.set()
         assert first.result()[0][0] == 0.0
         assert [future.result()[0][0] for future in waiting] == [1.0, 2.0, 3.0, 4.0]
     assert (batching.batches, batching.texts, len(batching._queue), batching._queued) == (2, 5, 0, 0)
+
+
+def test_a_routing_batch_embeds_beside_a_running_one() -> None:
+    # The vector router's two routing lanes each hand over a whole batch: they run side by side.
+    inner = Recording()
+    batching = BatchingEmbedder(inner, lanes=2, max_batch=64)
+    with ThreadPoolExecutor(2) as pool:
+        first = pool.submit(batching.embed, [str(n) for n in range(20)])
+        assert inner.entered.wait(10)
+        second = pool.submit(batching.embed, [str(n) for n in range(20, 52)])
+        _until(lambda: len(inner.calls) == 2)
+        inner.release.set()
+        assert [row[0] for row in second.result()] == [float(n) for n in range(20, 52)]
+        assert first.result().shape == (20, 1)
 
 
 def test_a_failed_batch_fails_each_of_its_callers() -> None:
