@@ -7,6 +7,7 @@ import os
 import signal
 import sys
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -167,20 +168,29 @@ async def test_the_client_asks_again_while_the_index_catches_up_as_retry_after_s
     assert statuses[0] == 503 and statuses[-1] == 200
 
 
-async def test_the_client_gives_up_on_a_busy_index_after_busy_timeout(
+@asynccontextmanager
+async def _stuck_index(
     served: tuple[str, Directory], http: aiohttp.ClientSession, make_td: Any
-) -> None:
+) -> AsyncIterator[str]:
+    """The directory's URL while its index process is stopped with a description it has not
+    indexed: every SPARQL query gets 503 with ``Retry-After`` after 0.5 s."""
     url, directory = served
     directory.rdf.query_timeout = 0.5
     pid = await _worker_pid(directory)
     os.kill(pid, signal.SIGSTOP)
     try:
         await _put(http, url, make_td(id="urn:example:unindexed"))
-        async with DirectoryClient(url, busy_timeout=1.5) as client:
-            with pytest.raises(DirectoryError) as raised:
-                await client.sparql(COUNT)
+        yield url
     finally:
         os.kill(pid, signal.SIGCONT)
+
+
+async def test_the_client_gives_up_on_a_busy_index_after_busy_timeout(
+    served: tuple[str, Directory], http: aiohttp.ClientSession, make_td: Any
+) -> None:
+    async with _stuck_index(served, http, make_td) as url, DirectoryClient(url, busy_timeout=1.5) as client:
+        with pytest.raises(DirectoryError) as raised:
+            await client.sparql(COUNT)
     assert raised.value.status == 503 and "still indexing" in str(raised.value)
     assert "still busy after" in str(raised.value) and "busy_timeout=1.5 s" in str(raised.value)
     assert raised.value.waited is not None and 0 < raised.value.waited <= 1.5
@@ -189,20 +199,13 @@ async def test_the_client_gives_up_on_a_busy_index_after_busy_timeout(
 async def test_the_search_command_says_how_long_it_waited_for_a_busy_index(
     served: tuple[str, Directory], http: aiohttp.ClientSession, make_td: Any
 ) -> None:
-    url, directory = served
-    directory.rdf.query_timeout = 0.5
-    pid = await _worker_pid(directory)
-    os.kill(pid, signal.SIGSTOP)
-    try:
-        await _put(http, url, make_td(id="urn:example:unindexed"))
+    async with _stuck_index(served, http, make_td) as url:
         search = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "wot_agents.cli", "search", "--directory", url,
             "--busy-timeout", "1.5", "--sparql", COUNT,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         )  # fmt: skip
         out, err = await search.communicate()
-    finally:
-        os.kill(pid, signal.SIGCONT)
     message = err.decode()
     assert search.returncode == 1 and not out, message
     assert message.startswith("wot-agents search: ") and "still indexing" in message, message
