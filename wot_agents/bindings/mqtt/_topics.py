@@ -244,9 +244,11 @@ class Wire:
         except OSError:
             self._eof = True  # paho finds the connection lost and reports it as it always does
         try:
-            while self._in or self._eof:
-                if self._paho.loop_read() or self._eof:
-                    break  # paho has handled the error or the lost connection
+            while self._in:  # every packet that arrived, the last ones before a close included
+                if self._paho.loop_read():
+                    return  # paho has handled the error (and dropped the connection)
+            if self._eof:
+                self._paho.loop_read()  # paho reads b"" and reports the lost connection as always
         except Exception as exc:  # a broken connection: aiomqtt's message iteration ends
             self._lost(exc)
 
