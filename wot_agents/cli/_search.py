@@ -129,8 +129,9 @@ async def run(args: argparse.Namespace) -> int:
         detail = exc.problem.get("detail") if exc.problem else None
         message = str(detail or exc)
         if exc.waited is not None:  # the directory's "busy" alone does not say that we waited
-            message += (
-                f" (the directory was still busy after {exc.waited:.1f} s of asking again;"
+            reason = detail or exc.problem.get("title") or f"HTTP {exc.status}"
+            message = (
+                f"{reason} (the directory was still busy after {exc.waited:.1f} s of asking again;"
                 f" --busy-timeout {args.busy_timeout:g} waits longer)"
             )
         print(f"wot-agents search: {message}", file=sys.stderr)
