@@ -10,10 +10,12 @@ agent file) and an SQLite conversation store. Per binding, this process measures
 - ``explicit``: ``POST .../chat/{conversation}/message`` naming the agent (``explicitAgent``);
 - ``vector``: the same, routed by the MiniLM vector router (micro-batched embeddings);
 
-with 1 and 64 concurrent clients (each client its own conversation). Last, it stores 10,000
-conversations through the runtime and reads the runtime's resident memory.
+with 1 and 64 concurrent clients (each client its own conversation), which this process runs
+on bare keep-alive HTTP/1.1 connections (``--client aiohttp``: aiohttp's client, ~3x the CPU a
+turn, taken from the same two cores). Last, it stores 10,000 conversations through the runtime
+and reads the runtime's resident memory.
 
-    .venv/bin/python bench/runtime.py [--turns N] [--agents 100,1000]
+    .venv/bin/python bench/runtime.py [--turns N] [--agents 100,1000] [--client lean|aiohttp]
 
 Targets (2-core machine): runtime overhead p50 <= 3 ms over the direct call with explicit
 routing; >= 500 turns/s vector-routed with 100 agents and 64 clients; <= 300 MB with 10,000
