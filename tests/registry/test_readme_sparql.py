@@ -131,5 +131,8 @@ async def test_search_command_runs_filter_jsonpath_and_sparql(
     assert code == 1 and "did you mean 'capability'?" in err and "Traceback" not in err
     code, _, err = await _cli("--directory", directory, "tenant")
     assert code == 2 and "expected FIELD=VALUE" in err
+    for wait in ("nan", "-1", "soon"):  # nan would wait forever
+        code, _, err = await _cli("--directory", directory, "--busy-timeout", wait, "--sparql", "ASK {}")
+        assert code == 2 and "--busy-timeout" in err and "Traceback" not in err, err
     code, _, err = await _cli("--directory", "http://127.0.0.1:9", "tenant=acme")
     assert code == 1 and "Traceback" not in err

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -45,13 +46,24 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--json", action="store_true", help="print the directory's JSON answer")
     parser.add_argument(
         "--busy-timeout",
-        type=float,
+        type=_seconds,
         default=30.0,
         metavar="SECONDS",
         help="how long to keep asking a busy directory (503 with Retry-After, e.g. its SPARQL index"
         " catching up after a restart) before giving up (default 30)",
     )
     parser.set_defaults(run=run)
+
+
+def _seconds(text: str) -> float:
+    """A number of seconds, at least 0 (``nan`` or ``inf`` would make the command wait forever)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"seconds must be a finite number >= 0, not {text!r}")
+    return value
 
 
 def _conditions(pairs: list[str]) -> dict[str, str | list[str]]:
